@@ -1,0 +1,5 @@
+"""`python -m tenure` runs the CLI."""
+
+from tenure.cli import main
+
+main()

@@ -1,0 +1,30 @@
+"""Root typer app and global options."""
+
+from __future__ import annotations
+
+import typer
+
+from tenure.version import current_version
+
+app = typer.Typer(
+    name="tenure",
+    help="Local background daemons that govern themselves: leases, heartbeats, self-retirement.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(current_version())
+        raise typer.Exit(0)
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
+    ),
+) -> None:
+    """tenure: make a tool's local daemons govern themselves."""

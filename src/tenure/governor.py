@@ -1,0 +1,349 @@
+"""The daemon side of the protocol: hold the lease, heartbeat, and retire on your own.
+
+A daemon creates a `Governor`, calls `acquire()`, `start()`, wraps each unit of work in
+`with governor.work():`, and waits on `wait_retired()`. spec: docs/protocol/lease.md#governor
+"""
+
+from __future__ import annotations
+
+import contextlib
+import enum
+import os
+import secrets
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from tenure import machine
+from tenure.errors import LeaseHeld, LeaseLost, LeaseUnreadable, LockTimeout, Retiring
+from tenure.machine import (
+    TAKES,
+    AcquireDecision,
+    Liveness,
+    Observation,
+    RenewDecision,
+    RenewVerdict,
+)
+from tenure.procinfo import liveness, own_identity
+from tenure.record import Holder, LeaseRecord, Unreadable
+from tenure.store import LeaseStore, append_tombstone
+
+DEFAULT_TTL_S = 15.0
+DEFAULT_HEARTBEAT_S = 5.0
+DEFAULT_IDLE_S = 900.0  # same as the legacy 3.2.4 daemons' idle retirement
+DRAIN_TIMEOUT_S = 10.0  # bound on waiting for in-flight work when retiring
+ACQUIRE_POLL_S = 0.05
+
+
+class RetireReason(enum.StrEnum):
+    """Why a daemon left (written to the tombstone log)."""
+
+    LEASE_LOST = "lease_lost"
+    LEASE_EXPIRED = "lease_expired"
+    SUPERSEDED = "superseded"
+    IDLE = "idle"
+    ROOT_GONE = "root_gone"
+    RECORD_GONE = "record_gone"
+    RECORD_UNREADABLE = "record_unreadable"
+    REQUESTED = "requested"  # authenticated /api/retire
+    SHUTDOWN = "shutdown"  # authenticated /api/shutdown or a signal
+
+
+_RENEW_TO_REASON = {
+    RenewVerdict.LOST: RetireReason.LEASE_LOST,
+    RenewVerdict.SELF_EXPIRED: RetireReason.LEASE_EXPIRED,
+    RenewVerdict.SUPERSEDED: RetireReason.SUPERSEDED,
+    RenewVerdict.GONE: RetireReason.RECORD_GONE,
+    RenewVerdict.UNREADABLE: RetireReason.RECORD_UNREADABLE,
+}
+
+
+def _env_float(name: str, default: float) -> float:
+    raw = os.environ.get(name)
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        return default
+    return value if value > 0 else default
+
+
+@dataclass(frozen=True, slots=True)
+class Timing:
+    """Lease timing; heartbeat defaults to TTL/3."""
+
+    ttl_s: float = DEFAULT_TTL_S
+    heartbeat_s: float = DEFAULT_HEARTBEAT_S
+    idle_s: float = DEFAULT_IDLE_S
+    drain_s: float = DRAIN_TIMEOUT_S
+
+    @classmethod
+    def from_env(cls, idle_default: float = DEFAULT_IDLE_S) -> Timing:
+        """Read `TENURE_LEASE_TTL`, `TENURE_HEARTBEAT`, `TENURE_IDLE_SECONDS`."""
+        ttl = _env_float("TENURE_LEASE_TTL", DEFAULT_TTL_S)
+        hb = _env_float("TENURE_HEARTBEAT", ttl / 3)
+        return cls(
+            ttl_s=ttl,
+            heartbeat_s=min(hb, ttl),
+            idle_s=_env_float("TENURE_IDLE_SECONDS", idle_default),
+        )
+
+
+class Watcher:
+    """Tracks how long one observer has seen the same record bytes (monotonic clock)."""
+
+    def __init__(self, mono: Callable[[], float]) -> None:
+        self._mono = mono
+        self._bytes: bytes | None = None
+        self._since = mono()
+
+    def unchanged_for(self, raw: bytes | None) -> float:
+        """Seconds the record has been byte-for-byte unchanged, as seen by this observer."""
+        now = self._mono()
+        if raw != self._bytes:
+            self._bytes, self._since = raw, now
+        return now - self._since
+
+
+def observe(
+    store: LeaseStore,
+    watcher: Watcher,
+    current: LeaseRecord | Unreadable | None,
+    heartbeat_s: float,
+    wall: Callable[[], float] = time.time,
+) -> Observation:
+    """Gather the facts `machine.decide_acquire` needs about the current record."""
+    live = Liveness.DEAD
+    if isinstance(current, LeaseRecord):
+        live = liveness(current.holder.pid, current.holder.create_time)
+    return Observation(
+        current=current,
+        liveness=live,
+        now_wall=wall(),
+        unchanged_for=watcher.unchanged_for(store.read_raw()),
+        heartbeat_s=heartbeat_s,
+        epoch_floor=store.epoch_floor(),
+    )
+
+
+class Governor:
+    """Holds one family's lease for this process and retires it when the protocol says so."""
+
+    def __init__(
+        self,
+        root: Path,
+        family: str,
+        version: str,
+        *,
+        port: int | None = None,
+        timing: Timing | None = None,
+        on_retire: Callable[[RetireReason], None] | None = None,
+        mono: Callable[[], float] = time.monotonic,
+        wall: Callable[[], float] = time.time,
+    ) -> None:
+        self.store = LeaseStore(root, family)
+        self.root = root
+        self.family = family
+        self.version = version
+        self.timing = timing or Timing.from_env()
+        pid, ctime = own_identity()
+        self.me = Holder(
+            pid=pid,
+            create_time=ctime,
+            nonce=secrets.token_hex(8),
+            version=version,
+            port=port,
+            started_at=wall(),
+        )
+        self._on_retire = on_retire
+        self._mono, self._wall = mono, wall
+        self._cond = threading.Condition()
+        self._in_flight = 0
+        self._last_activity = mono()
+        self._last_renew = mono()
+        self.epoch = 0
+        self._retiring: RetireReason | None = None
+        self._retired = threading.Event()
+        self._stop_beat = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    # --- acquiring -------------------------------------------------------------------------
+
+    def acquire(
+        self, wait_s: float = 0.0, on_wait: Callable[[AcquireDecision], None] | None = None
+    ) -> LeaseRecord:
+        """Take the lease, waiting up to `wait_s` for an expiring holder; raise if held."""
+        watcher = Watcher(self._mono)
+        deadline = self._mono() + wait_s
+        told = False
+        while True:
+            decision = self.store.transact(self._acquire_decider(watcher))
+            if decision.verdict in TAKES and decision.write is not None:
+                self.epoch = decision.write.epoch
+                self._last_renew = self._mono()
+                self._last_activity = self._mono()
+                return decision.write
+            if self._mono() >= deadline:
+                break
+            if on_wait is not None and not told:
+                on_wait(decision)
+                told = True
+            time.sleep(ACQUIRE_POLL_S)
+        current = self.store.read()
+        if isinstance(current, Unreadable):
+            raise LeaseUnreadable(self.store.record_path, current.reason)
+        held = decision.held_by or self.me
+        epoch = current.epoch if isinstance(current, LeaseRecord) else 0
+        raise LeaseHeld(self.family, held.pid, held.version, held.port, epoch)
+
+    def _acquire_decider(
+        self, watcher: Watcher
+    ) -> Callable[[LeaseRecord | Unreadable | None], tuple[AcquireDecision, LeaseRecord | None]]:
+        def decide(
+            current: LeaseRecord | Unreadable | None,
+        ) -> tuple[AcquireDecision, LeaseRecord | None]:
+            obs = observe(self.store, watcher, current, self.timing.heartbeat_s, self._wall)
+            decision = machine.decide_acquire(obs, self.me, self.family, self.timing.ttl_s)
+            return decision, decision.write
+
+        return decide
+
+    # --- running ---------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Start the heartbeat thread (call after `acquire`)."""
+        self._thread = threading.Thread(
+            target=self._beat_loop, name="tenure-heartbeat", daemon=True
+        )
+        self._thread.start()
+
+    def holding(self) -> bool:
+        """True while this process may act as holder: not retiring and within its own TTL."""
+        return self._retiring is None and self._mono() - self._last_renew <= self.timing.ttl_s
+
+    @property
+    def retiring(self) -> RetireReason | None:
+        """The retirement reason once retirement began."""
+        return self._retiring
+
+    @property
+    def in_flight(self) -> int:
+        """Units of work in progress."""
+        return self._in_flight
+
+    @contextlib.contextmanager
+    def work(self) -> Iterator[None]:
+        """Mark one unit of in-flight work; refuses when retiring or no longer holder."""
+        with self._cond:
+            if not self.holding():
+                raise Retiring(f"{self.family} daemon is not accepting work")
+            self._in_flight += 1
+            self._last_activity = self._mono()
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._in_flight -= 1
+                self._last_activity = self._mono()
+                self._cond.notify_all()
+
+    def _beat_loop(self) -> None:
+        while not self._stop_beat.wait(self.timing.heartbeat_s):
+            reason = self.beat()
+            if reason is not None:
+                self.retire(reason)
+                return
+
+    def beat(self) -> RetireReason | None:
+        """One heartbeat; returns a reason to retire, or None after a successful renew."""
+        with self._cond:
+            idle_for = self._mono() - self._last_activity
+            if self._in_flight == 0 and idle_for > self.timing.idle_s:
+                return RetireReason.IDLE
+        if not os.path.isdir(self.root):
+            return RetireReason.ROOT_GONE
+        since = self._mono() - self._last_renew
+
+        def decide(
+            current: LeaseRecord | Unreadable | None,
+        ) -> tuple[RenewDecision, LeaseRecord | None]:
+            d = machine.decide_renew(current, self.epoch, self.me.nonce, since, self._wall())
+            return d, d.write
+
+        try:
+            decision = self.store.transact(decide, timeout_s=self.timing.heartbeat_s / 2)
+        except LockTimeout:
+            # A missed beat is survivable; self-expiry catches a lock held too long.
+            return RetireReason.LEASE_EXPIRED if since > self.timing.ttl_s else None
+        except FileNotFoundError:
+            return RetireReason.ROOT_GONE
+        if decision.verdict is RenewVerdict.RENEWED:
+            self._last_renew = self._mono()
+            return None
+        return _RENEW_TO_REASON[decision.verdict]
+
+    # --- retiring --------------------------------------------------------------------------
+
+    def retire(self, reason: RetireReason, drain: bool = True) -> None:
+        """Begin retirement in the background (idempotent); `wait_retired` tells when done."""
+        with self._cond:
+            if self._retiring is not None:
+                return
+            self._retiring = reason
+        self._stop_beat.set()
+        threading.Thread(
+            target=self._finish, args=(reason, drain), name="tenure-retire", daemon=True
+        ).start()
+
+    def _finish(self, reason: RetireReason, drain: bool) -> None:
+        try:
+            if drain:
+                deadline = self._mono() + self.timing.drain_s
+                with self._cond:
+                    while self._in_flight and self._mono() < deadline:
+                        self._cond.wait(deadline - self._mono())
+            root_present = os.path.isdir(self.root)
+            if root_present:
+                self._release_and_record(reason)
+        finally:
+            if self._on_retire is not None:
+                self._on_retire(reason)
+            self._retired.set()
+
+    def _release_and_record(self, reason: RetireReason) -> None:
+        def decide(current: LeaseRecord | Unreadable | None) -> tuple[None, LeaseRecord | None]:
+            return None, machine.decide_release(
+                current, self.epoch, self.me.nonce, self._wall()
+            ).write
+
+        try:
+            self.store.transact(decide)
+        except (OSError, LockTimeout) as exc:
+            print(f"tenure: release failed: {exc}", file=sys.stderr)
+        entry = {
+            "family": self.family,
+            "pid": self.me.pid,
+            "version": self.version,
+            "epoch": self.epoch,
+            "reason": reason.value,
+            "at": self._wall(),
+        }
+        try:
+            append_tombstone(self.root, entry)
+        except (OSError, LockTimeout) as exc:
+            print(f"tenure: tombstone not written: {exc}", file=sys.stderr)
+
+    def wait_retired(self, timeout: float | None = None) -> RetireReason | None:
+        """Block until retirement finished; the reason, or None on timeout."""
+        if not self._retired.wait(timeout):
+            return None
+        return self._retiring
+
+    def ensure_holding(self) -> None:
+        """Raise `LeaseLost` unless this process may still act as holder."""
+        if not self.holding():
+            raise LeaseLost(f"{self.family} lease at epoch {self.epoch} is no longer ours")

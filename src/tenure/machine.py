@@ -1,0 +1,255 @@
+"""Pure lease decisions: acquire, renew, supersede, release.
+
+Every function here takes facts (the record as read, what the observer knows about the holder
+process, clock readings) and returns a verdict plus the record to write, if any. No I/O.
+spec: docs/protocol/lease.md#transitions
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, replace
+
+from packaging.version import InvalidVersion, Version
+
+from tenure.record import Holder, LeaseRecord, LeaseState, Supersession, Unreadable
+
+
+class Liveness(enum.StrEnum):
+    """What an observer can prove about a recorded holder process."""
+
+    ALIVE = "alive"  # pid exists with the recorded create_time (or we cannot tell: fail closed)
+    DEAD = "dead"  # no such pid, or a zombie
+    REUSED = "reused"  # the pid exists but with another create_time
+
+
+@dataclass(frozen=True, slots=True)
+class Observation:
+    """An observer's view of a record.
+
+    `unchanged_for` is how long (observer's monotonic clock) this exact record has been seen
+    without change; `unchanged_for` for an unreadable record counts the same bytes unchanged.
+    """
+
+    current: LeaseRecord | Unreadable | None
+    liveness: Liveness
+    now_wall: float
+    unchanged_for: float
+    heartbeat_s: float
+    epoch_floor: int = 0  # highest epoch ever granted in this root, kept beside the record
+
+
+class AcquireVerdict(enum.StrEnum):
+    """Outcome of an acquire attempt (spec: lease.md#acquire)."""
+
+    TAKE_FREE = "take_free"
+    TAKE_RELEASED = "take_released"
+    TAKE_DEAD_HOLDER = "take_dead_holder"
+    TAKE_EXPIRED = "take_expired"
+    TAKE_UNREADABLE = "take_unreadable"
+    WAIT_CONFIRM = "wait_confirm"  # TTL passed by wall time, not yet confirmed on monotonic
+    REFUSE_HELD = "refuse_held"
+    REFUSE_UNREADABLE = "refuse_unreadable"
+
+
+TAKES = frozenset(
+    {
+        AcquireVerdict.TAKE_FREE,
+        AcquireVerdict.TAKE_RELEASED,
+        AcquireVerdict.TAKE_DEAD_HOLDER,
+        AcquireVerdict.TAKE_EXPIRED,
+        AcquireVerdict.TAKE_UNREADABLE,
+    }
+)
+
+
+@dataclass(frozen=True, slots=True)
+class AcquireDecision:
+    """Verdict of `decide_acquire`; `write` is the record to store when the verdict takes."""
+
+    verdict: AcquireVerdict
+    write: LeaseRecord | None
+    held_by: Holder | None = None
+    wait_s: float = 0.0  # how much longer the observer must watch before it may take
+
+
+def is_expired(rec: LeaseRecord, now_wall: float, unchanged_for: float, heartbeat_s: float) -> bool:
+    """Whether a live holder's lease may be taken over (spec: lease.md#expiry).
+
+    Wall time past the TTL counts only when the observer has also seen the record unchanged for
+    one heartbeat on its own monotonic clock, so a wall-clock jump alone never expires a live
+    lease. A record unchanged for longer than the TTL on the monotonic clock is expired whatever
+    the wall clock says (a wall clock jumped backwards must not make a lease immortal).
+    """
+    wall_passed = now_wall - rec.renewed_at > rec.ttl_s
+    return (wall_passed and unchanged_for >= heartbeat_s) or unchanged_for > rec.ttl_s
+
+
+def _expiry_wait(rec: LeaseRecord, obs: Observation) -> float:
+    by_wall = max(rec.ttl_s - (obs.now_wall - rec.renewed_at), 0.0)
+    combined = max(by_wall, obs.heartbeat_s - obs.unchanged_for)
+    return max(min(combined, rec.ttl_s - obs.unchanged_for), 0.0)
+
+
+def decide_acquire(obs: Observation, me: Holder, family: str, ttl_s: float) -> AcquireDecision:
+    """Decide whether `me` may take the family's lease now."""
+    cur = obs.current
+    floor = obs.epoch_floor
+
+    def take(verdict: AcquireVerdict, prior_epoch: int) -> AcquireDecision:
+        rec = LeaseRecord(
+            family=family,
+            epoch=max(prior_epoch, floor) + 1,
+            holder=me,
+            ttl_s=ttl_s,
+            renewed_at=obs.now_wall,
+            seq=0,
+            state=LeaseState.HELD,
+        )
+        return AcquireDecision(verdict, rec)
+
+    if cur is None:
+        return take(AcquireVerdict.TAKE_FREE, 0)
+    if isinstance(cur, Unreadable):
+        # Any live holder sees the same bytes at its next heartbeat and retires, so after
+        # one TTL of unchanged garbage nobody can still believe it holds (lease.md#unreadable).
+        if obs.unchanged_for > ttl_s:
+            return take(AcquireVerdict.TAKE_UNREADABLE, 0)
+        return AcquireDecision(
+            AcquireVerdict.REFUSE_UNREADABLE, None, wait_s=ttl_s - obs.unchanged_for
+        )
+    if cur.state is LeaseState.RELEASED:
+        return take(AcquireVerdict.TAKE_RELEASED, cur.epoch)
+    if obs.liveness is not Liveness.ALIVE:
+        return take(AcquireVerdict.TAKE_DEAD_HOLDER, cur.epoch)
+    if cur.holder.nonce == me.nonce:
+        # Our own record: acquiring again is a no-op renewal, never a new epoch.
+        return AcquireDecision(AcquireVerdict.REFUSE_HELD, None, held_by=cur.holder)
+    if is_expired(cur, obs.now_wall, obs.unchanged_for, obs.heartbeat_s):
+        return take(AcquireVerdict.TAKE_EXPIRED, cur.epoch)
+    wall_passed = obs.now_wall - cur.renewed_at > cur.ttl_s
+    verdict = AcquireVerdict.WAIT_CONFIRM if wall_passed else AcquireVerdict.REFUSE_HELD
+    return AcquireDecision(verdict, None, held_by=cur.holder, wait_s=_expiry_wait(cur, obs))
+
+
+class RenewVerdict(enum.StrEnum):
+    """Outcome of a heartbeat (spec: lease.md#renew)."""
+
+    RENEWED = "renewed"
+    SUPERSEDED = "superseded"  # renewed is refused: a newer version asked us to go
+    SELF_EXPIRED = "self_expired"  # no successful renew for > TTL on our clock: fence ourselves
+    LOST = "lost"  # the record no longer names us at our epoch
+    GONE = "gone"  # the record does not exist
+    UNREADABLE = "unreadable"
+
+
+@dataclass(frozen=True, slots=True)
+class RenewDecision:
+    """Verdict of `decide_renew`; `write` is set only for RENEWED."""
+
+    verdict: RenewVerdict
+    write: LeaseRecord | None
+
+
+def decide_renew(
+    current: LeaseRecord | Unreadable | None,
+    epoch: int,
+    nonce: str,
+    since_last_renew: float,
+    now_wall: float,
+) -> RenewDecision:
+    """Decide a heartbeat: renew only while the record still names us at our epoch."""
+    if current is None:
+        return RenewDecision(RenewVerdict.GONE, None)
+    if isinstance(current, Unreadable):
+        return RenewDecision(RenewVerdict.UNREADABLE, None)
+    if (
+        current.epoch != epoch
+        or current.holder.nonce != nonce
+        or current.state is not LeaseState.HELD
+    ):
+        return RenewDecision(RenewVerdict.LOST, None)
+    # spec: lease.md#fencing — checked after ownership so a stale holder reports why it lost.
+    if since_last_renew > current.ttl_s:
+        return RenewDecision(RenewVerdict.SELF_EXPIRED, None)
+    if current.superseded_by is not None and is_newer(
+        current.superseded_by.version, current.holder.version
+    ):
+        return RenewDecision(RenewVerdict.SUPERSEDED, None)
+    renewed = replace(current, renewed_at=now_wall, seq=current.seq + 1)
+    return RenewDecision(RenewVerdict.RENEWED, renewed)
+
+
+def parse_version(text: str) -> Version | None:
+    """A PEP 440 version, or None when the text is not one."""
+    try:
+        return Version(text)
+    except InvalidVersion:
+        return None
+
+
+def is_newer(candidate: str, incumbent: str) -> bool:
+    """True only when both parse and candidate is strictly newer (spec: lease.md#supersession)."""
+    cand, inc = parse_version(candidate), parse_version(incumbent)
+    return cand is not None and inc is not None and cand > inc
+
+
+class SupersedeVerdict(enum.StrEnum):
+    """Outcome of a supersession request."""
+
+    REQUESTED = "requested"
+    NOT_NEWER = "not_newer"
+    UNPARSEABLE = "unparseable"
+    NOT_HELD = "not_held"
+
+
+@dataclass(frozen=True, slots=True)
+class SupersedeDecision:
+    """Verdict of `decide_supersede`; `write` carries `superseded_by` when REQUESTED."""
+
+    verdict: SupersedeVerdict
+    write: LeaseRecord | None
+
+
+def decide_supersede(
+    current: LeaseRecord | Unreadable | None, version: str, pid: int, now_wall: float
+) -> SupersedeDecision:
+    """Ask the holder to retire; only a strictly newer PEP 440 version may ask."""
+    if not isinstance(current, LeaseRecord) or current.state is not LeaseState.HELD:
+        return SupersedeDecision(SupersedeVerdict.NOT_HELD, None)
+    if parse_version(version) is None or parse_version(current.holder.version) is None:
+        return SupersedeDecision(SupersedeVerdict.UNPARSEABLE, None)
+    if not is_newer(version, current.holder.version):
+        return SupersedeDecision(SupersedeVerdict.NOT_NEWER, None)
+    request = Supersession(version=version, pid=pid, at=now_wall)
+    return SupersedeDecision(SupersedeVerdict.REQUESTED, replace(current, superseded_by=request))
+
+
+class ReleaseVerdict(enum.StrEnum):
+    """Outcome of a release (spec: lease.md#release)."""
+
+    RELEASED = "released"
+    NOT_MINE = "not_mine"  # compare-and-set failed: never clobber a newer holder
+
+
+@dataclass(frozen=True, slots=True)
+class ReleaseDecision:
+    """Verdict of `decide_release`."""
+
+    verdict: ReleaseVerdict
+    write: LeaseRecord | None
+
+
+def decide_release(
+    current: LeaseRecord | Unreadable | None, epoch: int, nonce: str, now_wall: float
+) -> ReleaseDecision:
+    """Release by compare-and-set on epoch and nonce."""
+    if (
+        isinstance(current, LeaseRecord)
+        and current.epoch == epoch
+        and current.holder.nonce == nonce
+        and current.state is LeaseState.HELD
+    ):
+        released = replace(current, state=LeaseState.RELEASED, renewed_at=now_wall)
+        return ReleaseDecision(ReleaseVerdict.RELEASED, released)
+    return ReleaseDecision(ReleaseVerdict.NOT_MINE, None)

@@ -1,0 +1,186 @@
+"""Lease record: the versioned on-disk document, with a pure encoder and a total parser.
+
+spec: docs/protocol/lease.md#record
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import math
+from dataclasses import dataclass
+from typing import Any
+
+PROTOCOL = "tenure/1"
+MAX_RECORD_BYTES = 64 * 1024
+
+
+class LeaseState(enum.StrEnum):
+    """Whether somebody holds the lease (spec: lease.md#states)."""
+
+    HELD = "held"
+    RELEASED = "released"
+
+
+@dataclass(frozen=True, slots=True)
+class Holder:
+    """Who holds (or last held) a lease: enough to prove the process is the same one."""
+
+    pid: int
+    create_time: float
+    nonce: str
+    version: str
+    port: int | None
+    started_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class Supersession:
+    """A strictly newer version asked the holder to retire (spec: lease.md#supersession)."""
+
+    version: str
+    pid: int
+    at: float
+
+
+@dataclass(frozen=True, slots=True)
+class LeaseRecord:
+    """One family's lease document."""
+
+    family: str
+    epoch: int
+    holder: Holder
+    ttl_s: float
+    renewed_at: float
+    seq: int
+    state: LeaseState
+    superseded_by: Supersession | None = None
+    protocol: str = PROTOCOL
+
+
+@dataclass(frozen=True, slots=True)
+class Unreadable:
+    """A record that exists but cannot be trusted; `reason` says why, for humans."""
+
+    reason: str
+
+
+def encode(record: LeaseRecord) -> bytes:
+    """Serialise a record to canonical JSON bytes."""
+    doc: dict[str, Any] = {
+        "protocol": record.protocol,
+        "family": record.family,
+        "epoch": record.epoch,
+        "holder": {
+            "pid": record.holder.pid,
+            "create_time": record.holder.create_time,
+            "nonce": record.holder.nonce,
+            "version": record.holder.version,
+            "port": record.holder.port,
+            "started_at": record.holder.started_at,
+        },
+        "ttl_s": record.ttl_s,
+        "renewed_at": record.renewed_at,
+        "seq": record.seq,
+        "state": record.state.value,
+        "superseded_by": None
+        if record.superseded_by is None
+        else {
+            "version": record.superseded_by.version,
+            "pid": record.superseded_by.pid,
+            "at": record.superseded_by.at,
+        },
+    }
+    return (json.dumps(doc, sort_keys=True, allow_nan=False) + "\n").encode()
+
+
+class _Bad(ValueError):
+    """Internal: the document has the wrong shape."""
+
+
+def _field(doc: dict[str, Any], key: str, kind: type | tuple[type, ...]) -> Any:
+    value = doc.get(key)
+    # bool is an int subclass; a JSON true is never a valid number here.
+    if isinstance(value, bool) and bool not in (kind if isinstance(kind, tuple) else (kind,)):
+        raise _Bad(f"{key}: expected {kind}, got bool")
+    if not isinstance(value, kind):
+        raise _Bad(f"{key}: expected {getattr(kind, '__name__', kind)}, got {type(value).__name__}")
+    return value
+
+
+def _number(doc: dict[str, Any], key: str) -> float:
+    value = _field(doc, key, (int, float))
+    if not math.isfinite(value):
+        raise _Bad(f"{key}: not a finite number")
+    return float(value)
+
+
+def _object(doc: dict[str, Any], key: str) -> dict[str, Any]:
+    value: dict[str, Any] = _field(doc, key, dict)
+    return value
+
+
+def _parse_holder(doc: dict[str, Any]) -> Holder:
+    port = doc.get("port")
+    if port is not None and (isinstance(port, bool) or not isinstance(port, int)):
+        raise _Bad("holder.port: expected int or null")
+    return Holder(
+        pid=_field(doc, "pid", int),
+        create_time=_number(doc, "create_time"),
+        nonce=_field(doc, "nonce", str),
+        version=_field(doc, "version", str),
+        port=port,
+        started_at=_number(doc, "started_at"),
+    )
+
+
+def _parse_supersession(doc: Any) -> Supersession | None:
+    if doc is None:
+        return None
+    if not isinstance(doc, dict):
+        raise _Bad("superseded_by: expected object or null")
+    return Supersession(
+        version=_field(doc, "version", str), pid=_field(doc, "pid", int), at=_number(doc, "at")
+    )
+
+
+def parse(data: bytes) -> LeaseRecord | Unreadable:
+    """Parse record bytes; never raises. Unknown keys are ignored (spec: lease.md#readers)."""
+    if not data:
+        return Unreadable("empty record")
+    if len(data) > MAX_RECORD_BYTES:
+        return Unreadable(f"record larger than {MAX_RECORD_BYTES} bytes")
+    try:
+        doc = json.loads(data.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        return Unreadable(f"not JSON: {type(exc).__name__}")
+    if not isinstance(doc, dict):
+        return Unreadable("not a JSON object")
+    try:
+        protocol = _field(doc, "protocol", str)
+        if not protocol.startswith("tenure/"):
+            raise _Bad(f"protocol {protocol[:40]!r} is not a tenure protocol")
+        if protocol != PROTOCOL:
+            raise _Bad(f"protocol {protocol[:40]!r} is not {PROTOCOL}")
+        state_text = _field(doc, "state", str)
+        try:
+            state = LeaseState(state_text)
+        except ValueError:
+            raise _Bad(f"state {state_text[:40]!r} unknown") from None
+        epoch = _field(doc, "epoch", int)
+        seq = _field(doc, "seq", int)
+        if epoch < 0 or seq < 0:
+            raise _Bad("epoch and seq must be >= 0")
+        return LeaseRecord(
+            protocol=protocol,
+            family=_field(doc, "family", str),
+            epoch=epoch,
+            holder=_parse_holder(_object(doc, "holder")),
+            ttl_s=_number(doc, "ttl_s"),
+            renewed_at=_number(doc, "renewed_at"),
+            seq=seq,
+            state=state,
+            superseded_by=_parse_supersession(doc.get("superseded_by")),
+        )
+    except _Bad as exc:
+        return Unreadable(f"wrong shape: {exc}")

@@ -1,0 +1,83 @@
+"""pytest plugin for tool authors: a private daemon root and a process-cleanup registry.
+
+Registered through the `pytest11` entry point; fixtures: `tenure_root`, `proc_registry`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import psutil
+import pytest
+
+STOP_GRACE_S = 3.0
+
+
+class ProcessRegistry:
+    """Processes a test started; `stop_all` ends each by its pid (terminate → wait → kill)."""
+
+    def __init__(self) -> None:
+        self._procs: list[psutil.Process] = []
+        self.popens: list[subprocess.Popen[bytes]] = []
+
+    def spawn(self, argv: Sequence[str], **kwargs: object) -> subprocess.Popen[bytes]:
+        """Start a process and register it for cleanup."""
+        proc: subprocess.Popen[bytes] = subprocess.Popen(list(argv), **kwargs)  # type: ignore[call-overload]
+        self.popens.append(proc)
+        self.track(proc.pid)
+        return proc
+
+    def track(self, pid: int) -> None:
+        """Register a pid this test caused to exist (e.g. a detached daemon)."""
+        with contextlib.suppress(psutil.NoSuchProcess):
+            self._procs.append(psutil.Process(pid))
+
+    def stop_all(self) -> None:
+        """Stop every registered process that is still the same process (pid + create_time)."""
+        alive = []
+        for proc in self._procs:
+            try:
+                if proc.is_running():
+                    # A SIGSTOPped process would not act on SIGTERM until continued.
+                    proc.send_signal(signal.SIGCONT)
+                    proc.terminate()
+                    alive.append(proc)
+            except psutil.NoSuchProcess:
+                continue
+        _gone, still = psutil.wait_procs(alive, timeout=STOP_GRACE_S)
+        for proc in still:
+            try:
+                if proc.is_running():
+                    proc.kill()
+            except psutil.NoSuchProcess:
+                continue
+        psutil.wait_procs(still, timeout=STOP_GRACE_S)
+        for popen in self.popens:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                popen.wait(timeout=STOP_GRACE_S)
+        self._procs.clear()
+
+
+@pytest.fixture
+def proc_registry() -> Iterator[ProcessRegistry]:
+    """A registry whose processes are stopped, by pid, when the test ends."""
+    registry = ProcessRegistry()
+    try:
+        yield registry
+    finally:
+        registry.stop_all()
+
+
+@pytest.fixture
+def tenure_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A private 0700 daemon root, exported as `TENURE_ROOT` for code under test."""
+    root = tmp_path / "root"
+    root.mkdir(mode=0o700)
+    os.chmod(root, 0o700)
+    monkeypatch.setenv("TENURE_ROOT", str(root))
+    return root

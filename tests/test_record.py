@@ -1,0 +1,143 @@
+"""Lease record codec: round trip, tolerance of unknown keys, and a parser that never raises."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from tenure.record import (
+    PROTOCOL,
+    Holder,
+    LeaseRecord,
+    LeaseState,
+    Supersession,
+    Unreadable,
+    encode,
+    parse,
+)
+
+finite = st.floats(allow_nan=False, allow_infinity=False, width=64)
+text = st.text(max_size=40)
+
+holders = st.builds(
+    Holder,
+    pid=st.integers(min_value=1, max_value=2**31),
+    create_time=finite,
+    nonce=text,
+    version=text,
+    port=st.none() | st.integers(min_value=0, max_value=65535),
+    started_at=finite,
+)
+records = st.builds(
+    LeaseRecord,
+    family=text,
+    epoch=st.integers(min_value=0, max_value=2**53),
+    holder=holders,
+    ttl_s=finite,
+    renewed_at=finite,
+    seq=st.integers(min_value=0, max_value=2**53),
+    state=st.sampled_from(LeaseState),
+    superseded_by=st.none()
+    | st.builds(Supersession, version=text, pid=st.integers(1, 2**31), at=finite),
+)
+
+
+@given(records)
+def test_parse_inverts_encode(record: LeaseRecord) -> None:
+    """parse(encode(r)) == r for every record."""
+    assert parse(encode(record)) == record
+
+
+@given(st.binary(max_size=2048))
+def test_parse_never_raises_on_arbitrary_bytes(data: bytes) -> None:
+    """Arbitrary bytes parse to a record or to Unreadable, never an exception."""
+    assert isinstance(parse(data), LeaseRecord | Unreadable)
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=10),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4)
+    ),
+    max_leaves=20,
+)
+
+
+@given(
+    st.dictionaries(
+        st.sampled_from(
+            [
+                "protocol",
+                "family",
+                "epoch",
+                "holder",
+                "ttl_s",
+                "renewed_at",
+                "seq",
+                "state",
+                "superseded_by",
+                "x",
+            ]
+        ),
+        json_values,
+    )
+)
+def test_parse_never_raises_on_wrong_typed_documents(doc: dict[str, object]) -> None:
+    """Documents with the right keys but any JSON values still parse without raising."""
+    assert isinstance(parse(json.dumps(doc).encode()), LeaseRecord | Unreadable)
+
+
+SAMPLE = LeaseRecord(
+    family="sync",
+    epoch=4,
+    holder=Holder(pid=10, create_time=1.5, nonce="n", version="1.0", port=9400, started_at=2.0),
+    ttl_s=15.0,
+    renewed_at=3.0,
+    seq=1,
+    state=LeaseState.HELD,
+)
+
+
+def test_unknown_keys_are_ignored() -> None:
+    """A reader keeps working when a newer writer adds keys (spec: lease.md#readers)."""
+    doc = json.loads(encode(SAMPLE))
+    doc["future_field"] = {"anything": [1, 2]}
+    doc["holder"]["hostname"] = "x"
+    assert parse(json.dumps(doc).encode()) == SAMPLE
+
+
+def test_record_carries_the_protocol_version() -> None:
+    """The encoded record names tenure/1."""
+    assert json.loads(encode(SAMPLE))["protocol"] == PROTOCOL == "tenure/1"
+
+
+def _mutated(**changes: object) -> bytes:
+    doc = json.loads(encode(SAMPLE))
+    doc.update(changes)
+    return json.dumps(doc).encode()
+
+
+@pytest.mark.parametrize(
+    ("data", "reason_part"),
+    [
+        pytest.param(b"", "empty", id="empty-file"),
+        pytest.param(encode(SAMPLE)[:40], "not JSON", id="truncated-record"),
+        pytest.param(b"\xff\xfe garbage", "not JSON", id="garbage-bytes"),
+        pytest.param(b"[1, 2]", "not a JSON object", id="json-array"),
+        pytest.param(_mutated(epoch="4"), "epoch", id="epoch-as-string"),
+        pytest.param(_mutated(epoch=True), "epoch", id="epoch-as-bool"),
+        pytest.param(_mutated(epoch=-1), "epoch", id="negative-epoch"),
+        pytest.param(_mutated(state="zombie"), "state", id="unknown-state"),
+        pytest.param(_mutated(protocol="tenure/2"), "tenure/2", id="future-protocol"),
+        pytest.param(_mutated(holder=None), "holder", id="holder-missing"),
+        pytest.param(b"x" * 70_000, "larger", id="oversized"),
+    ],
+)
+def test_malformed_records_are_unreadable_with_a_reason(data: bytes, reason_part: str) -> None:
+    """Each malformed input yields Unreadable whose reason names the problem."""
+    result = parse(data)
+    assert isinstance(result, Unreadable)
+    assert reason_part in result.reason
