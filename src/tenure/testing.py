@@ -37,6 +37,16 @@ class ProcessRegistry:
         with contextlib.suppress(psutil.NoSuchProcess):
             self._procs.append(psutil.Process(pid))
 
+    def track_root(self, root: Path) -> list[int]:
+        """Register every process whose argv carries `--tenure-root=<root>`; returns their pids."""
+        marker = f"--tenure-root={root}"
+        found = []
+        for proc in psutil.process_iter(["cmdline"]):
+            if marker in (proc.info.get("cmdline") or []):
+                self.track(proc.pid)
+                found.append(proc.pid)
+        return found
+
     def stop_all(self) -> None:
         """Stop every registered process that is still the same process (pid + create_time)."""
         alive = []

@@ -28,3 +28,14 @@ def _root(
     ),
 ) -> None:
     """tenure: make a tool's local daemons govern themselves."""
+
+
+def _register() -> None:
+    from tenure.cli.daemons import family_app  # noqa: PLC0415  (keeps `app` importable first)
+    from tenure.families import DASHBOARD, SYNC  # noqa: PLC0415
+
+    app.add_typer(family_app(SYNC), name="sync")
+    app.add_typer(family_app(DASHBOARD), name="dashboard")
+
+
+_register()

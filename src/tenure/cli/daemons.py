@@ -1,0 +1,80 @@
+"""`tenure sync|dashboard start|status|stop`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from tenure import client
+from tenure.cli.common import (
+    EXIT_ATTENTION,
+    JSON_OPTION,
+    ROOT_OPTION,
+    emit_json,
+    fail,
+    note,
+    resolve_root,
+)
+from tenure.errors import TenureError
+from tenure.families import Family
+from tenure.version import current_version
+
+
+def _human(info: client.DaemonInfo, family: str) -> str:
+    return (
+        f"{family} daemon {info.action}: pid {info.pid}, {info.url}, "
+        f"version {info.version}, epoch {info.epoch}"
+    )
+
+
+def family_app(family: Family) -> typer.Typer:
+    """The start/status/stop sub-app for one family."""
+    sub = typer.Typer(
+        help=f"The {family.name} daemon (ports {family.lo}..{family.hi - 1}).", no_args_is_help=True
+    )
+
+    @sub.command("start")
+    def start_cmd(as_json: bool = JSON_OPTION, root: Path | None = ROOT_OPTION) -> None:
+        """Ensure exactly one healthy daemon for this root and print it."""
+        try:
+            info = client.start(family, resolve_root(root), current_version(), notify=note)
+        except (TenureError, ValueError) as exc:
+            fail(exc if isinstance(exc, TenureError) else TenureError(str(exc)), as_json)
+        if as_json:
+            emit_json(info.to_json())
+        else:
+            typer.echo(_human(info, family.name))
+
+    @sub.command("status")
+    def status_cmd(as_json: bool = JSON_OPTION, root: Path | None = ROOT_OPTION) -> None:
+        """Show the running daemon, if any (read-only). Exit 1 when none runs."""
+        info = client.status(family, resolve_root(root))
+        if as_json:
+            emit_json(
+                {"running": info is not None, "daemon": None if info is None else info.to_json()}
+            )
+        elif info is None:
+            typer.echo(f"no {family.name} daemon running")
+        else:
+            typer.echo(_human(info, family.name))
+        if info is None:
+            raise typer.Exit(EXIT_ATTENTION)
+
+    @sub.command("stop")
+    def stop_cmd(as_json: bool = JSON_OPTION, root: Path | None = ROOT_OPTION) -> None:
+        """Stop the running daemon (authenticated shutdown) and wait until its pid is gone."""
+        try:
+            info = client.stop(family, resolve_root(root))
+        except TenureError as exc:
+            fail(exc, as_json)
+        if as_json:
+            emit_json(
+                {"stopped": info is not None, "daemon": None if info is None else info.to_json()}
+            )
+        elif info is None:
+            typer.echo(f"no {family.name} daemon running")
+        else:
+            typer.echo(_human(info, family.name))
+
+    return sub

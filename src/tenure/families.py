@@ -1,0 +1,58 @@
+"""Daemon families as data: name, official port range, idle constant (pure).
+
+spec: docs/protocol/control.md#families
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+DEFAULT_IDLE_S = 900.0
+
+
+@dataclass(frozen=True, slots=True)
+class Family:
+    """A daemon family. `lo`..`hi` is half-open: [lo, hi)."""
+
+    name: str
+    lo: int
+    hi: int
+    idle_s: float = DEFAULT_IDLE_S
+
+    def contains(self, port: int) -> bool:
+        """Whether `port` lies in the family's official range."""
+        return self.lo <= port < self.hi
+
+    def ports(self, env: Mapping[str, str] | None = None) -> range:
+        """Ports to use: the official range, or a test override that lies inside it.
+
+        `TENURE_<NAME>_PORTS=LO-HI` (inclusive) narrows the range so parallel tests do not
+        collide; an override that reaches outside the official range is an error.
+        """
+        raw = (env or {}).get(f"TENURE_{self.name.upper()}_PORTS")
+        if not raw:
+            return range(self.lo, self.hi)
+        lo_text, _, hi_text = raw.partition("-")
+        try:
+            lo, hi = int(lo_text), int(hi_text)
+        except ValueError:
+            raise ValueError(f"{self.name}: port override {raw!r} is not LO-HI") from None
+        if not (self.contains(lo) and self.contains(hi) and lo <= hi):
+            raise ValueError(
+                f"{self.name}: port override {raw!r} leaves the family range [{self.lo},{self.hi})"
+            )
+        return range(lo, hi + 1)
+
+
+SYNC = Family("sync", 9400, 9450)
+DASHBOARD = Family("dashboard", 9237, 9337)
+FAMILIES: dict[str, Family] = {f.name: f for f in (SYNC, DASHBOARD)}
+
+
+def family_named(name: str) -> Family:
+    """The built-in family called `name`."""
+    try:
+        return FAMILIES[name]
+    except KeyError:
+        raise ValueError(f"unknown daemon family {name!r}") from None

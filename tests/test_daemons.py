@@ -1,0 +1,235 @@
+"""Reference daemons as real detached processes on real loopback ports."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
+from tenure.httpc import health, request
+from tenure.record import LeaseRecord
+from tenure.store import LeaseStore, read_token, read_tombstones
+from tenure.testing import ProcessRegistry
+from tests.conftest import wait_for
+from tests.daemons_kit import Fleet, make_fleet, pid_gone
+
+
+@pytest.fixture
+def fleet(tmp_path: Path, proc_registry: ProcessRegistry) -> Fleet:
+    return make_fleet(tmp_path / "root", proc_registry)
+
+
+@pytest.mark.parametrize(("family", "lo", "hi"), [("sync", 9430, 9439), ("dashboard", 9320, 9329)])
+def test_start_status_stop_round_trip(fleet: Fleet, family: str, lo: int, hi: int) -> None:
+    """start → status → stop works for both families and stays inside the family's range."""
+    started = fleet.start(family)
+    assert started["action"] == "started"
+    assert lo <= started["port"] <= hi
+    assert started["url"] == f"http://127.0.0.1:{started['port']}"
+    status = json.loads(fleet.cli(family, "status", "--json").stdout)
+    assert status["running"] is True
+    assert status["daemon"]["pid"] == started["pid"]
+    stopped = json.loads(fleet.cli(family, "stop", "--json").stdout)
+    assert stopped["stopped"] is True
+    assert pid_gone(started["pid"])
+    after = fleet.cli(family, "status", "--json", check=False)
+    assert after.returncode == 1
+    assert json.loads(after.stdout)["running"] is False
+
+
+def test_status_is_read_only(fleet: Fleet) -> None:
+    """status with no daemon spawns nothing and writes nothing."""
+    before = sorted(p.name for p in fleet.root.rglob("*"))
+    assert fleet.cli("sync", "status", check=False).returncode == 1
+    assert fleet.daemon_pids() == []
+    assert sorted(p.name for p in fleet.root.rglob("*")) == before
+
+
+def test_health_payload_has_the_protocol_fields_and_no_token(fleet: Fleet) -> None:
+    """Health carries identity fields; the token is nowhere in health, argv, environ or log."""
+    started = fleet.start()
+    doc = health(started["port"])
+    assert doc is not None
+    assert doc["protocol"] == "tenure/1"
+    assert doc["daemon_family"] == "sync"
+    assert doc["pid"] == started["pid"]
+    assert doc["port"] == started["port"]
+    assert doc["root"] == str(fleet.root)
+    assert doc["epoch"] == 1
+    assert doc["role"] == "holder"
+    assert doc["in_flight"] == 0
+    assert {"status", "package_version", "started_at"} <= doc.keys()
+    token = read_token(fleet.root, "sync", started["pid"])
+    assert token
+    proc = psutil.Process(started["pid"])
+    assert f"--tenure-root={fleet.root}" in proc.cmdline()
+    assert "--tenure-family=sync" in proc.cmdline()
+    assert token not in json.dumps(doc)
+    assert token not in " ".join(proc.cmdline())
+    assert token not in json.dumps(proc.environ())
+    assert token not in (fleet.root / "logs" / "sync.log").read_text()
+    token_file = fleet.root / "tokens" / f"sync.{started['pid']}.token"
+    assert token_file.stat().st_mode & 0o777 == 0o600
+
+
+def test_startup_reaper_hook_runs_without_delaying_health(fleet: Fleet) -> None:
+    """Right after becoming holder the daemon runs its family's reaper in the background."""
+    started = fleet.start()
+    doc = wait_for(
+        lambda: (h := health(started["port"])) and h["startup_reaper"] == "done" and h,
+        what="reaper done",
+    )
+    assert doc
+
+
+def test_control_endpoints_need_the_token(fleet: Fleet) -> None:
+    """401 without a token, 403 with a wrong one, for every control endpoint."""
+    started = fleet.start()
+    for path in ("/api/retire", "/api/shutdown", "/api/work"):
+        missing = request(started["port"], "POST", path)
+        wrong = request(started["port"], "POST", path, token="not-the-token")
+        assert missing is not None
+        assert missing.status == 401
+        assert wrong is not None
+        assert wrong.status == 403
+    assert not pid_gone(started["pid"])
+
+
+def test_daemon_binds_loopback_only(fleet: Fleet) -> None:
+    """The control plane listens on 127.0.0.1 and nothing else."""
+    started = fleet.start()
+    listens = [
+        c
+        for c in psutil.Process(started["pid"]).net_connections(kind="tcp")
+        if c.status == psutil.CONN_LISTEN
+    ]
+    assert [(c.laddr.ip, c.laddr.port) for c in listens] == [("127.0.0.1", started["port"])]
+
+
+def test_32_concurrent_starts_leave_exactly_one_daemon(fleet: Fleet) -> None:
+    """32 simultaneous starts: one daemon process, and all 32 report the same url and pid."""
+    env = {**fleet.env, "TENURE_LEASE_TTL": "15", "TENURE_HEARTBEAT": "5"}
+    argv = [sys.executable, "-m", "tenure", "sync", "start", "--json"]
+    procs = [
+        subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for _ in range(32)
+    ]
+    outs = [p.communicate(timeout=120) for p in procs]
+    fleet.registry.track_root(fleet.root)
+    assert [p.returncode for p in procs] == [0] * 32, [o[1][-300:] for o in outs if o[1]]
+    docs = [json.loads(o[0]) for o in outs]
+    assert len({(d["url"], d["pid"]) for d in docs}) == 1
+    assert sorted(d["action"] for d in docs).count("started") == 1
+    assert fleet.daemon_pids() == [docs[0]["pid"]]
+
+
+def test_newer_version_supersedes_and_older_or_equal_reuses(fleet: Fleet) -> None:
+    """1.1 replaces 1.0 (epoch + 1, tombstone `superseded`); 1.0 and 1.1 then reuse 1.1."""
+    old = fleet.start(version="1.0")
+    new = fleet.start(version="1.1")
+    assert new["action"] == "superseded"
+    assert new["epoch"] == old["epoch"] + 1
+    assert new["pid"] != old["pid"]
+    assert wait_for(lambda: pid_gone(old["pid"]), what="old pid gone")
+    stones = read_tombstones(fleet.root)
+    assert [(s["pid"], s["reason"], s["version"]) for s in stones] == [
+        (old["pid"], "superseded", "1.0")
+    ]
+    for version in ("1.0", "1.1", "1.1rc1", "not-a-version"):
+        again = fleet.start(version=version)
+        assert (again["action"], again["pid"], again["version"]) == ("reused", new["pid"], "1.1")
+    assert fleet.daemon_pids() == [new["pid"]]
+
+
+def test_idle_retirement_waits_for_in_flight_work(fleet: Fleet) -> None:
+    """With a small idle constant the daemon retires, but only after its in-flight work ended."""
+    started = fleet.start(TENURE_IDLE_SECONDS="1")
+    token = read_token(fleet.root, "sync", started["pid"])
+    result: list[object] = []
+    worker = threading.Thread(
+        target=lambda: result.append(
+            request(
+                started["port"],
+                "POST",
+                "/api/work",
+                token=token,
+                payload={"seconds": 3},
+                timeout=10,
+            )
+        )
+    )
+    t0 = time.monotonic()
+    worker.start()
+    wait_for(lambda: (h := health(started["port"])) and h["in_flight"] == 1, what="work in flight")
+    time.sleep(2.0)  # well past the 1 s idle constant, while work is in flight
+    assert not pid_gone(started["pid"])
+    worker.join(10)
+    reply = result[0]
+    assert reply is not None
+    assert reply.status == 200
+    wait_for(lambda: pid_gone(started["pid"]), timeout=10, what="idle retirement")
+    assert time.monotonic() - t0 >= 3.0
+    assert read_tombstones(fleet.root)[-1]["reason"] == "idle"
+
+
+def test_removing_the_root_retires_the_daemon(fleet: Fleet) -> None:
+    """Deleting the root makes the daemon leave on its own."""
+    started = fleet.start()
+    shutil.rmtree(fleet.root)
+    wait_for(lambda: pid_gone(started["pid"]), timeout=10, what="daemon retires after root removal")
+
+
+def test_sigkilled_holder_is_taken_over_at_once(fleet: Fleet) -> None:
+    """SIGKILL the holder: the next start takes over immediately with epoch + 1."""
+    first = fleet.start()
+    psutil.Process(first["pid"]).kill()
+    wait_for(lambda: pid_gone(first["pid"]), what="killed")
+    t0 = time.monotonic()
+    second = fleet.start()
+    assert second["action"] == "started"
+    assert second["epoch"] == first["epoch"] + 1
+    assert time.monotonic() - t0 < 2.5  # no TTL wait (TTL is 3 s here)
+
+
+def test_wedged_holder_is_replaced_and_retires_on_resume(fleet: Fleet) -> None:
+    """SIGSTOP the holder: start waits for expiry, takes over; after SIGCONT the old one leaves."""
+    first = fleet.start()
+    proc = psutil.Process(first["pid"])
+    proc.send_signal(signal.SIGSTOP)
+    try:
+        result = fleet.cli("sync", "start", "--json")
+        second = json.loads(result.stdout)
+        assert "not answering" in result.stderr
+        assert second["epoch"] == first["epoch"] + 1
+        assert second["pid"] != first["pid"]
+        record = LeaseStore(fleet.root, "sync").read()
+        assert isinstance(record, LeaseRecord)
+        assert record.holder.pid == second["pid"]
+    finally:
+        proc.send_signal(signal.SIGCONT)
+    wait_for(lambda: pid_gone(first["pid"]), timeout=10, what="resumed holder retires")
+    stone = [s for s in read_tombstones(fleet.root) if s["pid"] == first["pid"]]
+    assert [s["reason"] for s in stone] in (["lease_expired"], ["lease_lost"])
+    record = LeaseStore(fleet.root, "sync").read()
+    assert isinstance(record, LeaseRecord)
+    assert record.holder.pid == second["pid"]
+    assert health(second["port"])["role"] == "holder"  # type: ignore[index]
+
+
+def test_families_never_affect_each_other(fleet: Fleet) -> None:
+    """Starting, superseding and stopping sync leaves the dashboard daemon untouched."""
+    dash = fleet.start("dashboard", version="1.0")
+    fleet.start("sync", version="1.0")
+    fleet.start("sync", version="2.0")
+    fleet.cli("sync", "stop")
+    assert fleet.daemon_pids("dashboard") == [dash["pid"]]
+    again = fleet.start("dashboard", version="1.0")
+    assert (again["action"], again["pid"]) == ("reused", dash["pid"])
