@@ -254,10 +254,18 @@ def _run_hook(hook: StartupHook, daemon: Daemon) -> None:
 
 
 def default_startup_hook(family: Family) -> StartupHook:
-    """The family's startup reaper (wired to the legacy reaper where one exists)."""
+    """The startup reaper: clean `safe_auto` daemons of this family only; spawn nothing."""
 
     def hook(daemon: Daemon) -> None:
-        _log(f"startup reaper for {family.name}: nothing to do")
+        from tenure.engine import legacy_root, survey  # noqa: PLC0415  (off the start-up path)
+        from tenure.reaper import reap  # noqa: PLC0415
+
+        found = survey(family, daemon.root, legacy_root())
+        result = reap(found.records, family, daemon.root, allow_operator=False)
+        _log(
+            f"startup reaper for {family.name}: {len(found.records)} listeners, "
+            f"swept {len(result.swept)}, skipped {len(result.skipped)}, failed {len(result.failed)}"
+        )
 
     return hook
 

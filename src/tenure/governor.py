@@ -169,6 +169,7 @@ class Governor:
         self._retiring: RetireReason | None = None
         self._retired = threading.Event()
         self._stop_beat = threading.Event()
+        self._no_drain = threading.Event()
         self._thread: threading.Thread | None = None
 
     # --- acquiring -------------------------------------------------------------------------
@@ -291,6 +292,10 @@ class Governor:
     def retire(self, reason: RetireReason, drain: bool = True) -> None:
         """Begin retirement in the background (idempotent); `wait_retired` tells when done."""
         with self._cond:
+            if not drain:
+                # "Stop now" also cuts short a retirement that is already draining.
+                self._no_drain.set()
+                self._cond.notify_all()
             if self._retiring is not None:
                 return
             self._retiring = reason
@@ -304,7 +309,9 @@ class Governor:
             if drain:
                 deadline = self._mono() + self.timing.drain_s
                 with self._cond:
-                    while self._in_flight and self._mono() < deadline:
+                    while (
+                        self._in_flight and self._mono() < deadline and not self._no_drain.is_set()
+                    ):
                         self._cond.wait(deadline - self._mono())
             root_present = os.path.isdir(self.root)
             if root_present:

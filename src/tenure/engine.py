@@ -1,0 +1,102 @@
+"""One engine behind every cleanup entry point: gather scope, scan, classify (adapter glue).
+
+Entry points: the startup reaper (a new holder, safe_auto of its own family), the doctor
+(read-only), the reset (safe_auto, plus operator_required when forced) and the dashboard
+family's own cleanup. Each works on exactly one family's range.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from tenure.classify import DaemonIdentityRecord, LeaseView, Scope, classify
+from tenure.families import Family
+from tenure.governor import DRAIN_TIMEOUT_S, Timing
+from tenure.legacy import speckitty
+from tenure.probe import PidLookup, listening_pids, scan
+from tenure.record import LeaseRecord, LeaseState
+from tenure.store import LeaseStore, read_nofollow
+
+GRACE_ENV = "TENURE_RETIRE_GRACE"
+
+
+def legacy_root(override: Path | None = None) -> Path:
+    """The legacy spec-kitty root: the override, `$SPEC_KITTY_HOME`, or `~/.spec-kitty`."""
+    if override is not None:
+        return Path(override).expanduser().resolve()
+    return Path(speckitty.legacy_root(os.environ, str(Path.home()))).expanduser().resolve()
+
+
+def read_legacy_state(root: Path) -> speckitty.StateFile | None:
+    """The legacy state file (the recorded singleton), if present and readable."""
+    try:
+        data = read_nofollow(root / speckitty.STATE_FILE, 4096)
+    except OSError:
+        return None
+    return None if data is None else speckitty.parse_state_file(data.decode("utf-8", "replace"))
+
+
+def retire_grace(timing: Timing) -> float:
+    """How long a non-holder may linger before it counts as stale."""
+    raw = os.environ.get(GRACE_ENV)
+    if raw:
+        try:
+            return max(float(raw), 0.0)
+        except ValueError:
+            pass
+    return timing.ttl_s + 2 * timing.heartbeat_s + DRAIN_TIMEOUT_S
+
+
+def lease_view(root: Path, family: str, now: float) -> LeaseView | None:
+    """The family's lease as seen right now (wall clock: a report, never a takeover)."""
+    rec = LeaseStore(root, family).read()
+    if not isinstance(rec, LeaseRecord):
+        return None
+    return LeaseView(
+        holder_pid=rec.holder.pid,
+        holder_create_time=rec.holder.create_time,
+        holder_started_at=rec.holder.started_at,
+        epoch=rec.epoch,
+        held=rec.state is LeaseState.HELD,
+        expired=rec.state is LeaseState.HELD and now - rec.renewed_at > rec.ttl_s,
+    )
+
+
+def gather_scope(family: Family, root: Path, legacy: Path) -> Scope:
+    """Facts about who asks: this uid, the resolved roots, the lease, the legacy singleton."""
+    now = time.time()
+    state = read_legacy_state(legacy) if family.name == "sync" else None
+    return Scope(
+        family=family,
+        uid=os.getuid(),
+        root=str(Path(root).expanduser().resolve()),
+        legacy_root=str(legacy),
+        now_wall=now,
+        retire_grace_s=retire_grace(Timing.from_env(family.idle_s)),
+        lease=lease_view(root, family.name, now),
+        legacy_singleton_pid=None if state is None else state.pid,
+        legacy_singleton_port=None if state is None else state.port,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Survey:
+    """Every in-range listener of one family, classified."""
+
+    family: Family
+    scope: Scope
+    records: list[DaemonIdentityRecord]
+    elapsed_s: float
+
+
+def survey(
+    family: Family, root: Path, legacy: Path, pid_lookup: PidLookup = listening_pids
+) -> Survey:
+    """Scan the family's ports and classify every listener. Read-only."""
+    scope = gather_scope(family, root, legacy)
+    result = scan(family.ports(os.environ), pid_lookup)
+    records = [classify(facts, scope) for facts in result.listeners]
+    return Survey(family, scope, sorted(records, key=lambda r: r.port), result.elapsed_s)

@@ -1,0 +1,1 @@
+"""Facts about daemons that predate the lease scheme."""

@@ -1,0 +1,142 @@
+"""Port scanner (adapter): concurrent connect gate, then a bounded health probe on listeners.
+
+One socket-table lookup per scan maps port → pid; a wedged listener costs one health timeout
+because every probe runs at once. spec: docs/protocol/classification.md#scanning
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import selectors
+import socket
+import time
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+import psutil
+
+from tenure.classify import ListenerFacts
+from tenure.httpc import LOOPBACK
+from tenure.procinfo import read_process
+
+CONNECT_TIMEOUT_S = 0.05
+HEALTH_TIMEOUT_S = 0.5
+BODY_CAP = 64 * 1024
+
+PidLookup = Callable[[], dict[int, int]]
+
+
+def listening_pids() -> dict[int, int]:
+    """port → pid for every listening TCP socket on this host (one socket-table read)."""
+    out: dict[int, int] = {}
+    try:
+        conns = psutil.net_connections(kind="tcp")
+    except psutil.AccessDenied:
+        return out
+    for conn in conns:
+        if conn.status == psutil.CONN_LISTEN and conn.pid is not None and conn.laddr:
+            out.setdefault(conn.laddr.port, conn.pid)
+    return out
+
+
+def open_ports(ports: Iterable[int], timeout: float = CONNECT_TIMEOUT_S) -> list[int]:
+    """Ports on 127.0.0.1 that accept a TCP connection, all tried at once (non-blocking)."""
+    sel = selectors.DefaultSelector()
+    pending: dict[int, tuple[socket.socket, int]] = {}
+    found: list[int] = []
+    try:
+        for port in ports:
+            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            sock.setblocking(False)
+            code = sock.connect_ex((LOOPBACK, port))
+            if code == 0:
+                found.append(port)
+                sock.close()
+            elif code in (errno.EINPROGRESS, errno.EWOULDBLOCK):
+                pending[sock.fileno()] = (sock, port)
+                sel.register(sock, selectors.EVENT_WRITE)
+            else:
+                sock.close()
+        deadline = time.monotonic() + timeout
+        while pending and (left := deadline - time.monotonic()) > 0:
+            for key, _ in sel.select(left):
+                sock, port = pending.pop(key.fd)
+                if sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR) == 0:
+                    found.append(port)
+                sel.unregister(sock)
+                sock.close()
+    finally:
+        for sock, _port in pending.values():
+            sock.close()
+        sel.close()
+    return sorted(found)
+
+
+def probe_health(port: int, timeout: float = HEALTH_TIMEOUT_S) -> dict[str, Any] | None:
+    """GET /api/health within `timeout` overall and BODY_CAP bytes; the JSON object or None."""
+    deadline = time.monotonic() + timeout
+    chunks: list[bytes] = []
+    size = 0
+    try:
+        with socket.create_connection((LOOPBACK, port), timeout=timeout) as sock:
+            sock.sendall(
+                b"GET /api/health HTTP/1.0\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+            )
+            while size <= BODY_CAP + 8192:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return None
+                sock.settimeout(left)
+                chunk = sock.recv(16384)
+                if not chunk:
+                    break
+                chunks.append(chunk)
+                size += len(chunk)
+    except OSError:
+        return None
+    head, _, body = b"".join(chunks).partition(b"\r\n\r\n")
+    status_line = head.split(b"\r\n", 1)[0].split()
+    if len(status_line) < 2 or status_line[1] != b"200":
+        return None
+    try:
+        doc = json.loads(body[:BODY_CAP])
+    except (ValueError, RecursionError):
+        return None
+    return doc if isinstance(doc, dict) else None
+
+
+@dataclass(frozen=True, slots=True)
+class ScanResult:
+    """Facts for every listener found, plus how long the scan took."""
+
+    listeners: list[ListenerFacts]
+    elapsed_s: float
+
+
+def scan(ports: range, pid_lookup: PidLookup = listening_pids) -> ScanResult:
+    """Gather facts for every listener on `ports` (loopback only)."""
+    t0 = time.monotonic()
+    live = open_ports(ports)
+    if not live:
+        return ScanResult([], time.monotonic() - t0)
+    pids = pid_lookup()
+    with ThreadPoolExecutor(max_workers=min(len(live), 64)) as pool:
+        answers = list(pool.map(probe_health, live))
+    listeners = []
+    for port, doc in zip(live, answers, strict=True):
+        pid = pids.get(port)
+        proc = read_process(pid) if pid is not None else None
+        listeners.append(
+            ListenerFacts(
+                port=port,
+                pid=pid,
+                uid=None if proc is None else proc.uid,
+                create_time=None if proc is None or proc.create_time < 0 else proc.create_time,
+                cmdline=() if proc is None else proc.cmdline,
+                health=doc,
+            )
+        )
+    return ScanResult(listeners, time.monotonic() - t0)

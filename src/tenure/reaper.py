@@ -1,0 +1,237 @@
+"""Kill escalation with the identity re-checked before every signal (adapter).
+
+Per candidate: assert the port is in the family's range and the class is allowed; then for a
+lease-aware daemon an authenticated /api/shutdown, for a legacy one SIGTERM; wait 1 s; SIGKILL;
+wait 1 s; confirm the port closed. Identity (pid + create_time + uid + root marker) is read
+again immediately before every signal or shutdown call.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import os
+import signal
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+from tenure.classify import CleanupClass, DaemonIdentityRecord, Governance
+from tenure.families import Family
+from tenure.httpc import request
+from tenure.probe import open_ports
+from tenure.procinfo import argv_option, read_process, same_create_time
+from tenure.store import read_token
+
+STEP_WAIT_S = 1.0
+JOURNAL_ENV = "TENURE_SIGNAL_JOURNAL"  # test hook: append every signal sent, as JSON lines
+
+
+class CleanupPath(enum.StrEnum):
+    """How a swept daemon ended."""
+
+    HTTP_SHUTDOWN = "http_shutdown"
+    TERMINATE = "terminate"
+    KILL = "kill"
+
+
+class FailureReason(enum.StrEnum):
+    """Why a candidate could not be cleaned."""
+
+    ACCESS_DENIED = "access_denied"
+    IDENTITY_CHANGED = "identity_changed"
+    STILL_ALIVE_AFTER_KILL = "still_alive_after_kill"
+    PORT_STILL_LISTENING = "port_still_listening"
+    NO_PID = "no_pid"
+    OTHER_USER = "other_user"
+    OUT_OF_RANGE = "out_of_range"
+
+
+@dataclass(frozen=True, slots=True)
+class Swept:
+    """A daemon this cleanup ended."""
+
+    pid: int
+    port: int
+    package_version: str | None
+    cleanup_path: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Skipped:
+    """A candidate left alone, and why."""
+
+    pid: int | None
+    port: int
+    cleanup_class: str
+    skip_reason: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Failed:
+    """A candidate the cleanup tried and could not end."""
+
+    pid: int | None
+    port: int
+    failure_reason: str
+
+
+@dataclass
+class ReapResult:
+    """Exactly what happened: nothing is counted that did not happen."""
+
+    swept: list[Swept] = field(default_factory=list)
+    skipped: list[Skipped] = field(default_factory=list)
+    failed: list[Failed] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        """JSON-ready dict."""
+        return {k: [asdict(x) for x in getattr(self, k)] for k in ("swept", "skipped", "failed")}
+
+    def extend(self, other: ReapResult) -> None:
+        """Merge another family's result."""
+        self.swept += other.swept
+        self.skipped += other.skipped
+        self.failed += other.failed
+
+
+Confirm = Callable[[DaemonIdentityRecord], bool]
+
+
+def _journal(rec: DaemonIdentityRecord, action: str, family: Family) -> None:
+    path = os.environ.get(JOURNAL_ENV)
+    if not path:
+        return
+    line = json.dumps({"pid": rec.pid, "port": rec.port, "action": action, "family": family.name})
+    with open(path, "a", encoding="utf-8") as fh:
+        fh.write(line + "\n")
+
+
+class _Gone(Exception):
+    """The candidate exited on its own before we acted."""
+
+
+def verify(rec: DaemonIdentityRecord) -> FailureReason | None:
+    """Re-read the live process and compare with the classified identity; raise _Gone if gone."""
+    assert rec.pid is not None
+    facts = read_process(rec.pid)
+    if facts is None:
+        raise _Gone
+    if facts.create_time < 0:
+        return FailureReason.ACCESS_DENIED
+    if rec.create_time is None or not same_create_time(facts.create_time, rec.create_time):
+        return FailureReason.IDENTITY_CHANGED
+    if facts.uid != os.getuid():
+        return FailureReason.OTHER_USER
+    if rec.root_marker_name is not None:
+        if argv_option(facts.cmdline, rec.root_marker_name) != rec.scope_id:
+            return FailureReason.IDENTITY_CHANGED
+    elif rec.scope_id is not None:
+        return FailureReason.IDENTITY_CHANGED
+    return None
+
+
+def _wait_gone(pid: int, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if read_process(pid) is None:  # zombies count as gone
+            return True
+        time.sleep(0.01)
+    return read_process(pid) is None
+
+
+def _signal(rec: DaemonIdentityRecord, sig: signal.Signals, family: Family) -> FailureReason | None:
+    failure = verify(rec)
+    if failure is not None:
+        return failure
+    assert rec.pid is not None
+    _journal(rec, sig.name, family)
+    try:
+        psutil.Process(rec.pid).send_signal(sig)
+    except psutil.NoSuchProcess:
+        raise _Gone from None
+    except psutil.AccessDenied:
+        return FailureReason.ACCESS_DENIED
+    return None
+
+
+def _end(rec: DaemonIdentityRecord, family: Family, root: Path) -> CleanupPath | FailureReason:
+    """Escalate until the process is gone; the path it took or why it failed."""
+    assert rec.pid is not None
+    if rec.governance is Governance.LEASE:
+        token = read_token(root, family.name, rec.pid)
+        if token is not None:
+            failure = verify(rec)
+            if failure is not None:
+                return failure
+            _journal(rec, "http_shutdown", family)
+            request(rec.port, "POST", "/api/shutdown", token=token, timeout=STEP_WAIT_S)
+            if _wait_gone(rec.pid, STEP_WAIT_S):
+                return CleanupPath.HTTP_SHUTDOWN
+    failure = _signal(rec, signal.SIGTERM, family)
+    if failure is not None:
+        return failure
+    if _wait_gone(rec.pid, STEP_WAIT_S):
+        return CleanupPath.TERMINATE
+    failure = _signal(rec, signal.SIGKILL, family)
+    if failure is not None:
+        return failure
+    if _wait_gone(rec.pid, STEP_WAIT_S):
+        return CleanupPath.KILL
+    return FailureReason.STILL_ALIVE_AFTER_KILL
+
+
+def reap(
+    records: list[DaemonIdentityRecord],
+    family: Family,
+    root: Path,
+    *,
+    allow_operator: bool | Confirm = False,
+) -> ReapResult:
+    """Clean `safe_auto` candidates (and `operator_required` when allowed); report exactly."""
+    result = ReapResult()
+    for rec in records:
+        allowed = rec.cleanup_class is CleanupClass.SAFE_AUTO
+        if rec.cleanup_class is CleanupClass.OPERATOR_REQUIRED:
+            allowed = allow_operator(rec) if callable(allow_operator) else allow_operator
+        if not allowed:
+            result.skipped.append(Skipped(rec.pid, rec.port, rec.cleanup_class.value, _reason(rec)))
+            continue
+        # Safety: never act outside the family's official range, whatever the classifier said.
+        if not family.contains(rec.port):
+            result.failed.append(Failed(rec.pid, rec.port, FailureReason.OUT_OF_RANGE.value))
+            continue
+        if rec.pid is None:
+            result.failed.append(Failed(None, rec.port, FailureReason.NO_PID.value))
+            continue
+        try:
+            outcome = _end(rec, family, root)
+        except _Gone:
+            result.skipped.append(
+                Skipped(rec.pid, rec.port, rec.cleanup_class.value, "gone_before_action")
+            )
+            continue
+        if isinstance(outcome, FailureReason):
+            result.failed.append(Failed(rec.pid, rec.port, outcome.value))
+            continue
+        if open_ports([rec.port]):
+            result.failed.append(
+                Failed(rec.pid, rec.port, FailureReason.PORT_STILL_LISTENING.value)
+            )
+            continue
+        why = (
+            rec.cleanup_class.value
+            if rec.skip_reason is None
+            else f"forced:{rec.skip_reason.value}"
+        )
+        result.swept.append(Swept(rec.pid, rec.port, rec.package_version, outcome.value, why))
+    return result
+
+
+def _reason(rec: DaemonIdentityRecord) -> str | None:
+    return None if rec.skip_reason is None else rec.skip_reason.value
