@@ -19,11 +19,11 @@ from tenure.families import DASHBOARD, SYNC
 from tenure.probe import listening_pids, open_ports
 from tenure.reaper import reap
 from tenure.record import Holder, LeaseRecord, LeaseState
+from tenure.standins import spawn_legacy, spawn_other, write_state_file
 from tenure.store import LeaseStore, read_token
 from tenure.testing import ProcessRegistry
 from tests.conftest import wait_for
 from tests.daemons_kit import make_fleet, pid_gone
-from tests.legacy_standin import spawn_legacy, spawn_other, write_state_file
 
 NEVER, OPERATOR, SAFE = (
     CleanupClass.NEVER_TOUCH,

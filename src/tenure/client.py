@@ -15,9 +15,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from tenure.daemon import EXIT_HELD
 from tenure.errors import DaemonStartError
-from tenure.families import Family
+from tenure.families import EXIT_HELD, Family
 from tenure.governor import Timing
 from tenure.httpc import LOOPBACK, health, request
 from tenure.machine import Liveness, decide_supersede, is_newer
@@ -192,6 +191,10 @@ def start(family: Family, root: Path, version: str, notify: Notify = _quiet) -> 
     root = ensure_root(root)
     store = LeaseStore(root, family.name)
     timing = Timing.from_env(family.idle_s)
+    # Fast path without the lock: reusing a healthy holder changes nothing.
+    rec, doc = healthy_holder(store)
+    if rec is not None and doc is not None and not is_newer(version, rec.holder.version):
+        return _info(doc, "reused")
     with locked(root / "leases" / f"{family.name}.start.lock", timeout_s=2 * timing.ttl_s + 60):
         for _attempt in range(3):
             rec, doc = healthy_holder(store)

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from tenure.errors import LeaseHeld, LeaseUnreadable, Retiring, RootError
-from tenure.families import Family, family_named
+from tenure.families import EXIT_HELD, EXIT_NO_PORT, EXIT_ROOT, Family, family_named
 from tenure.governor import Governor, RetireReason, Timing
 from tenure.httpc import LOOPBACK
 from tenure.record import PROTOCOL
@@ -32,9 +32,6 @@ from tenure.version import current_version
 
 MAX_WORK_S = 30.0  # bound on the demo workload's in-flight slot
 MAX_BODY = 4096
-EXIT_HELD = 3
-EXIT_NO_PORT = 4
-EXIT_ROOT = 5
 
 StartupHook = Callable[["Daemon"], None]
 

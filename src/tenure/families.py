@@ -9,6 +9,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 DEFAULT_IDLE_S = 900.0
+# Daemon process exit codes other than 0 (retired normally); shared by the daemon and its client.
+EXIT_HELD = 3
+EXIT_NO_PORT = 4
+EXIT_ROOT = 5
 
 
 @dataclass(frozen=True, slots=True)

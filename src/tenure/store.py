@@ -24,6 +24,7 @@ from tenure.record import MAX_RECORD_BYTES, LeaseRecord, Unreadable, encode, par
 ROOT_ENV = "TENURE_ROOT"
 FAULT_ENV = "TENURE_FAULT_CRASH_BEFORE_RENAME"  # test-only fault injection, off unless set
 LOCK_TIMEOUT_S = 2.0
+LOCK_POLL_S = 0.005  # waiters retry this often; the default 50 ms would serialise starts slowly
 TOMBSTONE_LIMIT = 200
 FILE_MODE = 0o600
 DIR_MODE = 0o700
@@ -142,7 +143,12 @@ def lock_holder_pid(lock_path: Path) -> int | None:
 def locked(lock_path: Path, timeout_s: float = LOCK_TIMEOUT_S) -> Iterator[None]:
     """Hold an OS file lock on `lock_path`; a timeout names the holder's pid when known."""
     lock = filelock.FileLock(
-        lock_path, timeout=timeout_s, mode=FILE_MODE, preserve_lock_file=True, thread_local=False
+        lock_path,
+        timeout=timeout_s,
+        mode=FILE_MODE,
+        preserve_lock_file=True,
+        thread_local=False,
+        poll_interval=LOCK_POLL_S,
     )
     try:
         lock.acquire()

@@ -3,18 +3,15 @@
 from __future__ import annotations
 
 import os
-from importlib.metadata import PackageNotFoundError
-from importlib.metadata import version as _dist_version
 
+# The single source of the package version (pyproject reads it from here).
+__version__ = "0.1.0"
 VERSION_ENV = "TENURE_VERSION"
 
 
 def package_version() -> str:
-    """The installed distribution's version."""
-    try:
-        return _dist_version("tenure")
-    except PackageNotFoundError:
-        return "0.0.0"
+    """The package's own version."""
+    return __version__
 
 
 def current_version() -> str:

@@ -10,7 +10,6 @@ from typing import Any, NoReturn
 import typer
 
 from tenure.errors import TenureError
-from tenure.store import default_root
 
 EXIT_OK = 0
 EXIT_ATTENTION = 1
@@ -25,6 +24,8 @@ JSON_OPTION = typer.Option(False, "--json", help="Print exactly one JSON documen
 
 def resolve_root(root: Path | None) -> Path:
     """The root to use: the option, else $TENURE_ROOT, else the platform default."""
+    from tenure.store import default_root  # noqa: PLC0415  (filelock is slow to import)
+
     return root if root is not None else default_root()
 
 

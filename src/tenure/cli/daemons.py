@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
-from tenure import client
 from tenure.cli.common import (
     EXIT_ATTENTION,
     JSON_OPTION,
@@ -20,8 +20,11 @@ from tenure.errors import TenureError
 from tenure.families import Family
 from tenure.version import current_version
 
+if TYPE_CHECKING:
+    from tenure.client import DaemonInfo
 
-def _human(info: client.DaemonInfo, family: str) -> str:
+
+def _human(info: DaemonInfo, family: str) -> str:
     return (
         f"{family} daemon {info.action}: pid {info.pid}, {info.url}, "
         f"version {info.version}, epoch {info.epoch}"
@@ -37,6 +40,8 @@ def family_app(family: Family) -> typer.Typer:
     @sub.command("start")
     def start_cmd(as_json: bool = JSON_OPTION, root: Path | None = ROOT_OPTION) -> None:
         """Ensure exactly one healthy daemon for this root and print it."""
+        from tenure import client  # noqa: PLC0415  (keeps `tenure --help` fast)
+
         try:
             info = client.start(family, resolve_root(root), current_version(), notify=note)
         except (TenureError, ValueError) as exc:
@@ -49,6 +54,8 @@ def family_app(family: Family) -> typer.Typer:
     @sub.command("status")
     def status_cmd(as_json: bool = JSON_OPTION, root: Path | None = ROOT_OPTION) -> None:
         """Show the running daemon, if any (read-only). Exit 1 when none runs."""
+        from tenure import client  # noqa: PLC0415
+
         info = client.status(family, resolve_root(root))
         if as_json:
             emit_json(
@@ -64,6 +71,8 @@ def family_app(family: Family) -> typer.Typer:
     @sub.command("stop")
     def stop_cmd(as_json: bool = JSON_OPTION, root: Path | None = ROOT_OPTION) -> None:
         """Stop the running daemon (authenticated shutdown) and wait until its pid is gone."""
+        from tenure import client  # noqa: PLC0415
+
         try:
             info = client.stop(family, resolve_root(root))
         except TenureError as exc:

@@ -1,7 +1,8 @@
-"""Faithful stand-ins for pre-lease spec-kitty 3.2.x daemons, and other listeners, for tests.
+"""Stand-ins for pre-lease spec-kitty 3.2.x daemons and other listeners (tests, demo, benchmarks).
 
 The legacy stand-in has the real process shape (`python -c "<script calling
-run_sync_daemon(<port>, '<token>')>" --spec-kitty-daemon-root=<root> --spec-kitty-daemon-exec=<py>`),
+run_sync_daemon(<port>, '<token>')>" --spec-kitty-daemon-root=<root>
+--spec-kitty-daemon-exec=<py>`),
 answers GET /api/health with the per-version fields from the guide (including the leaked raw
 token), honours POST /api/shutdown with its token, and shuts down cleanly on SIGTERM.
 Modes (env STANDIN_MODE): normal, wedged (accepts TCP, never answers), ignore_term,
@@ -14,11 +15,31 @@ import os
 import secrets
 import subprocess
 import sys
+import tempfile
+import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Protocol
 
 from tenure.probe import open_ports
-from tenure.testing import ProcessRegistry
-from tests.conftest import wait_for
+
+
+class Spawner(Protocol):
+    """Anything that starts a process and remembers it for cleanup (see tenure.testing)."""
+
+    def spawn(self, argv: list[str], **kwargs: object) -> subprocess.Popen[bytes]:
+        """Start `argv`."""
+        ...
+
+
+def _wait(predicate: Callable[[], object], what: str, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.01)
+    raise TimeoutError(f"timed out waiting for {what}")
+
 
 SCRIPT = r"""
 import json, os, signal, socket, sys, threading, time
@@ -27,14 +48,16 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 def run_sync_daemon(port, token):
     version = os.environ.get("SPEC_KITTY_CLI_VERSION", "3.2.4")
     mode = os.environ.get("STANDIN_MODE", "normal")
-    root = next((a.split("=", 1)[1] for a in sys.argv if a.startswith("--spec-kitty-daemon-root=")), None)
+    marker = "--spec-kitty-daemon-root="
+    root = next((a[len(marker):] for a in sys.argv if a.startswith(marker)), None)
     listen_port = int(mode.split("=", 1)[1]) if mode.startswith("listen_elsewhere=") else port
     if mode == "wedged":
         s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         s.bind(("127.0.0.1", listen_port)); s.listen(64)
         while True:
             time.sleep(3600)
-    owner_file = os.path.join(root or os.path.expanduser("~/.spec-kitty"), "sync", "daemon", "owner.json")
+    home = root or os.path.expanduser("~/.spec-kitty")
+    owner_file = os.path.join(home, "sync", "daemon", "owner.json")
     if version == "3.2.4" or not os.path.exists(owner_file):
         os.makedirs(os.path.dirname(owner_file), exist_ok=True)
         with open(owner_file, "w") as fh:
@@ -46,11 +69,13 @@ def run_sync_daemon(port, token):
         def _send(self, code, doc):
             body = json.dumps(doc).encode()
             self.send_response(code); self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body))); self.end_headers(); self.wfile.write(body)
+            self.send_header("Content-Length", str(len(body))); self.end_headers()
+            self.wfile.write(body)
         def do_GET(self):
             if self.path != "/api/health":
                 return self._send(404, {"error": "not found"})
-            doc = {"status": "ok", "protocol_version": 1, "package_version": version, "token": token,
+            doc = {"status": "ok", "protocol_version": 1, "package_version": version,
+                   "token": token,
                    "sync": {"running": True, "last_sync": None, "consecutive_failures": 0},
                    "websocket_status": "disconnected"}
             try:
@@ -65,7 +90,8 @@ def run_sync_daemon(port, token):
         def do_POST(self):
             if self.path != "/api/shutdown":
                 return self._send(404, {"error": "not found"})
-            body = json.loads(self.rfile.read(int(self.headers.get("Content-Length") or 0)) or b"{}")
+            length = int(self.headers.get("Content-Length") or 0)
+            body = json.loads(self.rfile.read(length) or b"{}")
             if body.get("token") != token:
                 return self._send(403, {"error": "forbidden"})
             self._send(200, {"status": "stopping"})
@@ -83,10 +109,11 @@ run_sync_daemon(__PORT__, '__TOKEN__')
 
 
 def spawn_legacy(
-    reg: ProcessRegistry,
+    reg: Spawner,
     port: int,
     legacy_root: Path,
     version: str = "3.2.4",
+    *,
     mode: str = "normal",
     marker: bool = True,
 ) -> tuple[subprocess.Popen[bytes], str]:
@@ -102,10 +129,9 @@ def spawn_legacy(
         argv, env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
     listen = int(mode.split("=", 1)[1]) if mode.startswith("listen_elsewhere=") else port
-    wait_for(
-        lambda: open_ports([listen]) or proc.poll() is not None, what=f"legacy stand-in on {listen}"
-    )
-    assert proc.poll() is None, f"legacy stand-in on {listen} exited with {proc.returncode}"
+    _wait(lambda: open_ports([listen]) or proc.poll() is not None, f"legacy stand-in on {listen}")
+    if proc.poll() is not None:
+        raise RuntimeError(f"legacy stand-in on {listen} exited with {proc.returncode}")
     return proc, token
 
 
@@ -146,14 +172,15 @@ OTHER_SCRIPTS = {
 }
 
 
-def spawn_other(reg: ProcessRegistry, kind: str, port: int) -> subprocess.Popen[bytes]:
+def spawn_other(reg: Spawner, kind: str, port: int) -> subprocess.Popen[bytes]:
     """Start a non-legacy listener of `kind` on `port` and wait until it accepts."""
     proc = reg.spawn(
         [sys.executable, "-c", OTHER_SCRIPTS[kind], str(port)],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
-        cwd="/tmp",
+        cwd=tempfile.gettempdir(),
     )
-    wait_for(lambda: open_ports([port]) or proc.poll() is not None, what=f"{kind} on {port}")
-    assert proc.poll() is None
+    _wait(lambda: open_ports([port]) or proc.poll() is not None, f"{kind} on {port}")
+    if proc.poll() is not None:
+        raise RuntimeError(f"{kind} on {port} exited with {proc.returncode}")
     return proc
