@@ -193,9 +193,16 @@ def reap(
     *,
     allow_operator: bool | Confirm = False,
 ) -> ReapResult:
-    """Clean `safe_auto` candidates (and `operator_required` when allowed); report exactly."""
+    """Clean `safe_auto` candidates (and `operator_required` when allowed); report exactly.
+
+    `skipped` holds the operator_required candidates left alone (and any that exited before
+    we acted); never_touch listeners never appear in the result.
+    """
     result = ReapResult()
     for rec in records:
+        # never_touch listeners are not candidates; they are reported by the survey, not here.
+        if rec.cleanup_class is CleanupClass.NEVER_TOUCH:
+            continue
         allowed = rec.cleanup_class is CleanupClass.SAFE_AUTO
         if rec.cleanup_class is CleanupClass.OPERATOR_REQUIRED:
             allowed = allow_operator(rec) if callable(allow_operator) else allow_operator

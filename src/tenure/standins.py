@@ -6,6 +6,7 @@ run_sync_daemon(<port>, '<token>')>" --spec-kitty-daemon-root=<root>
 answers GET /api/health with the per-version fields from the guide (including the leaked raw
 token), honours POST /api/shutdown with its token, and shuts down cleanly on SIGTERM.
 Modes (env STANDIN_MODE): normal, wedged (accepts TCP, never answers), ignore_term,
+exec_on_term (on SIGTERM it execs another program under the same pid),
 listen_elsewhere=<port> (argv names one port, it listens on another).
 """
 
@@ -100,6 +101,11 @@ def run_sync_daemon(port, token):
     server = ThreadingHTTPServer(("127.0.0.1", listen_port), H)
     if mode == "ignore_term":
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    elif mode == "exec_on_term":
+        # Becomes another program under the same pid: its identity changes mid-escalation.
+        loop = "import time\nwhile True: time.sleep(3600)"
+        become = lambda *a: os.execv(sys.executable, [sys.executable, "-c", loop])
+        signal.signal(signal.SIGTERM, become)
     else:
         signal.signal(signal.SIGTERM, lambda *a: threading.Thread(target=server.shutdown).start())
     server.serve_forever(poll_interval=0.05)
@@ -155,7 +161,9 @@ OTHER_SCRIPTS = {
     ),
     # A raw TCP listener that never speaks.
     "raw_tcp": (
-        "import socket,sys,time\ns=socket.socket()\ns.bind(('127.0.0.1', int(sys.argv[1])))\n"
+        "import socket,sys,time\ns=socket.socket()\n"
+        "s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n"
+        "s.bind(('127.0.0.1', int(sys.argv[1])))\n"
         "s.listen(8)\nwhile True: time.sleep(3600)\n"
     ),
     # A legacy spec-kitty dashboard: health with project_path and status.

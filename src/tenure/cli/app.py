@@ -32,9 +32,11 @@ def _root(
 
 def _register() -> None:
     from tenure.cli.daemons import family_app  # noqa: PLC0415  (keeps `app` importable first)
+    from tenure.cli.doctor import auth_app  # noqa: PLC0415
     from tenure.families import DASHBOARD, SYNC  # noqa: PLC0415
 
     app.add_typer(family_app(SYNC), name="sync")
+    app.add_typer(auth_app, name="auth")
     app.add_typer(family_app(DASHBOARD), name="dashboard")
 
 

@@ -1,0 +1,366 @@
+"""`tenure auth doctor`: gather the lease view and every in-range listener, build findings.
+
+Gathering is strictly read-only: no spawn, no file write (not even a lock file), no signal,
+no POST. Findings are built by a pure function over what was gathered.
+spec: docs/protocol/doctor-json.md
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from tenure.classify import CleanupClass, DaemonIdentityRecord, Governance
+from tenure.engine import Survey, read_legacy_state, survey
+from tenure.errors import RootError
+from tenure.families import DASHBOARD, SYNC, Family
+from tenure.httpc import health
+from tenure.machine import Liveness
+from tenure.procinfo import liveness
+from tenure.reaper import ReapResult
+from tenure.record import LeaseState, Unreadable
+from tenure.store import LeaseStore, check_root, lock_holder_pid, read_tombstones
+
+SCHEMA_VERSION = 3
+REDACTED = "<redacted>"
+RECENT_RETIREMENTS = 10
+LOCK_STUCK_CONFIRM_S = 0.25  # a lock held across two looks this far apart is reported
+FAMILIES = (SYNC, DASHBOARD)
+
+
+@dataclass(frozen=True, slots=True)
+class LeaseReport:
+    """One family's lease as the doctor sees it."""
+
+    family: str
+    state: str  # held / expired / released / absent / unreadable
+    holder_pid: int | None = None
+    port: int | None = None
+    version: str | None = None
+    epoch: int | None = None
+    renewed_ago_s: float | None = None
+    expires_in_s: float | None = None
+    superseded_by: dict[str, Any] | None = None
+    holder_answers: bool | None = None
+    unreadable_reason: str | None = None
+    lock_holder_pid: int | None = None
+    record_path: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    """Something the operator should know, with the command that fixes it."""
+
+    id: str
+    severity: str  # info / warning / critical
+    summary: str
+    remediation: str
+
+
+@dataclass
+class DoctorReport:
+    """Everything the doctor shows."""
+
+    root: Path
+    legacy_root: Path
+    root_problem: str | None
+    leases: list[LeaseReport]
+    surveys: list[Survey]
+    retirements: list[dict[str, Any]]
+    generated_at: float = field(default_factory=time.time)
+    findings: list[Finding] = field(default_factory=list)
+    reset_result: ReapResult | None = None
+    legacy_singleton: dict[str, Any] | None = None
+
+    def candidates(self) -> list[tuple[str, DaemonIdentityRecord]]:
+        """Every in-range listener with its scanning family, sorted by port."""
+        pairs = [(s.family.name, r) for s in self.surveys for r in s.records]
+        return sorted(pairs, key=lambda p: p[1].port)
+
+    def needs_attention(self) -> bool:
+        """Exit-code rule: critical findings remain, or something failed."""
+        failed = self.reset_result is not None and bool(self.reset_result.failed)
+        return failed or any(f.severity == "critical" for f in self.findings)
+
+
+def _lease_report(root: Path, family: Family, now: float) -> LeaseReport:
+    store = LeaseStore(root, family.name)
+    lock_pid = lock_holder_pid(store.lock_path)
+    if lock_pid is not None:
+        time.sleep(LOCK_STUCK_CONFIRM_S)
+        if lock_holder_pid(store.lock_path) != lock_pid:
+            lock_pid = None
+    rec = store.read()
+    path = str(store.record_path)
+    if rec is None:
+        return LeaseReport(family.name, "absent", lock_holder_pid=lock_pid, record_path=path)
+    if isinstance(rec, Unreadable):
+        return LeaseReport(
+            family.name,
+            "unreadable",
+            unreadable_reason=rec.reason,
+            lock_holder_pid=lock_pid,
+            record_path=path,
+        )
+    answers = None
+    if rec.state is LeaseState.HELD:
+        doc = health(rec.holder.port) if rec.holder.port is not None else None
+        answers = bool(doc) and doc.get("pid") == rec.holder.pid  # type: ignore[union-attr]
+    expired = now - rec.renewed_at > rec.ttl_s
+    if rec.state is LeaseState.HELD:
+        dead = liveness(rec.holder.pid, rec.holder.create_time) is not Liveness.ALIVE
+        state = "expired" if expired or dead else "held"
+    else:
+        state = "released"
+    sup = rec.superseded_by
+    return LeaseReport(
+        family=family.name,
+        state=state,
+        holder_pid=rec.holder.pid,
+        port=rec.holder.port,
+        version=rec.holder.version,
+        epoch=rec.epoch,
+        renewed_ago_s=round(now - rec.renewed_at, 3),
+        expires_in_s=round(rec.renewed_at + rec.ttl_s - now, 3)
+        if rec.state is LeaseState.HELD
+        else None,
+        superseded_by=None
+        if sup is None
+        else {"version": sup.version, "pid": sup.pid, "at": sup.at},
+        holder_answers=answers,
+        lock_holder_pid=lock_pid,
+        record_path=path,
+    )
+
+
+def gather(root: Path, legacy_root: Path) -> DoctorReport:
+    """Collect the doctor's facts. Read-only."""
+    now = time.time()
+    problem = None
+    try:
+        check_root(root)
+    except RootError as exc:
+        problem = None if exc.problem == "does not exist" else str(exc)
+    leases = [_lease_report(root, fam, now) for fam in FAMILIES]
+    surveys = [survey(fam, root, legacy_root) for fam in FAMILIES]
+    state = read_legacy_state(legacy_root)
+    singleton = None
+    if state is not None:
+        singleton = {
+            "pid": state.pid,
+            "port": state.port,
+            "token": REDACTED if state.token else None,
+        }
+    report = DoctorReport(
+        root=root,
+        legacy_root=legacy_root,
+        root_problem=problem,
+        leases=leases,
+        surveys=surveys,
+        retirements=read_tombstones(root)[-RECENT_RETIREMENTS:],
+        generated_at=now,
+        legacy_singleton=singleton,
+    )
+    report.findings = build_findings(report)
+    return report
+
+
+def remediation_for(record: DaemonIdentityRecord) -> str | None:
+    """A one-line fix for a listener that is not never_touch."""
+    if record.cleanup_class is CleanupClass.SAFE_AUTO:
+        return "tenure auth doctor --reset"
+    if record.cleanup_class is CleanupClass.OPERATOR_REQUIRED:
+        return "tenure auth doctor --reset --force"
+    return None
+
+
+def build_findings(report: DoctorReport) -> list[Finding]:
+    """Pure: findings from gathered facts."""
+    out: list[Finding] = []
+    cands = [r for _, r in report.candidates()]
+    if report.root_problem:
+        out.append(
+            Finding("root_permissions", "critical", report.root_problem, f"chmod 700 {report.root}")
+        )
+    for lease in report.leases:
+        if lease.state == "unreadable":
+            out.append(
+                Finding(
+                    f"lease_unreadable:{lease.family}",
+                    "critical",
+                    f"{lease.family} lease record is unreadable: {lease.unreadable_reason}",
+                    f"rm {lease.record_path} && tenure {lease.family} start",
+                )
+            )
+        if lease.lock_holder_pid is not None:
+            out.append(
+                Finding(
+                    f"lease_lock_stuck:{lease.family}",
+                    "critical",
+                    f"{lease.family} lease lock is held by pid {lease.lock_holder_pid}",
+                    f"ps -o pid,args -p {lease.lock_holder_pid}  (stop it if it is hung)",
+                )
+            )
+        if lease.state in ("held", "expired") and lease.holder_answers is False:
+            out.append(
+                Finding(
+                    f"holder_not_answering:{lease.family}",
+                    "critical",
+                    f"{lease.family} lease holder pid {lease.holder_pid} does not answer health",
+                    f"tenure {lease.family} start  (takes over once the lease expires)",
+                )
+            )
+    legacy = [
+        r
+        for r in cands
+        if r.governance is Governance.LEGACY and r.cleanup_class is not CleanupClass.NEVER_TOUCH
+    ]
+    if legacy:
+        safe = sum(r.cleanup_class is CleanupClass.SAFE_AUTO for r in legacy)
+        op = len(legacy) - safe
+        fix = "tenure auth doctor --reset" + (
+            "  then  tenure auth doctor --reset --force" if op else ""
+        )
+        out.append(
+            Finding(
+                "legacy_holdouts",
+                "warning",
+                f"{len(legacy)} legacy spec-kitty daemons predate leases: "
+                f"{safe} safe_auto, {op} operator_required",
+                fix,
+            )
+        )
+    leaking = [r for r in cands if r.token_leaked]
+    if leaking:
+        ports = ", ".join(str(r.port) for r in leaking)
+        out.append(
+            Finding(
+                "legacy_token_leak",
+                "critical",
+                f"{len(leaking)} legacy daemons return their raw control token on /api/health "
+                f"(ports {ports})",
+                "tenure auth doctor --reset  (stopping a stale daemon ends its leak)",
+            )
+        )
+    stale_lease = [
+        r
+        for r in cands
+        if r.governance is Governance.LEASE and r.cleanup_class is not CleanupClass.NEVER_TOUCH
+    ]
+    if stale_lease:
+        out.append(
+            Finding(
+                "stale_lease_daemons",
+                "warning",
+                f"{len(stale_lease)} lease-aware daemons are not the holder and did not leave",
+                "tenure auth doctor --reset",
+            )
+        )
+    return out
+
+
+def _iso(ts: float) -> str:
+    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="seconds")
+
+
+def active_daemon(report: DoctorReport) -> dict[str, Any]:
+    """The sync family's active daemon, for the plan's `daemon` block."""
+    sync = next(lease for lease in report.leases if lease.family == "sync")
+    if sync.state == "held" and sync.holder_answers:
+        return {
+            "active": True,
+            "pid": sync.holder_pid,
+            "port": sync.port,
+            "package_version": sync.version,
+            "protocol_version": "tenure/1",
+        }
+    single = next(
+        (
+            r
+            for fam, r in report.candidates()
+            if fam == "sync"
+            and r.skip_reason is not None
+            and r.skip_reason.value == "is_recorded_singleton"
+        ),
+        None,
+    )
+    if single is not None:
+        return {
+            "active": True,
+            "pid": single.pid,
+            "port": single.port,
+            "package_version": single.package_version,
+            "protocol_version": 1,
+        }
+    return {
+        "active": False,
+        "pid": None,
+        "port": None,
+        "package_version": None,
+        "protocol_version": None,
+    }
+
+
+def _candidate_json(family: str, rec: DaemonIdentityRecord) -> dict[str, Any]:
+    doc = rec.to_json()
+    doc["scan_family"] = family
+    doc["health_token"] = REDACTED if rec.token_leaked else None
+    doc["remediation"] = remediation_for(rec)
+    return doc
+
+
+def to_json(report: DoctorReport) -> dict[str, Any]:
+    """The schema_version 3 document (docs/protocol/doctor-json.md)."""
+    cands = [_candidate_json(fam, r) for fam, r in report.candidates()]
+    doc: dict[str, Any] = {
+        "schema_version": SCHEMA_VERSION,
+        "generated_at": _iso(report.generated_at),
+        "root": str(report.root),
+        "legacy_root": str(report.legacy_root),
+        "daemon": active_daemon(report),
+        "orphans": [c for c in cands if c["cleanup_class"] != CleanupClass.NEVER_TOUCH.value],
+        "findings": [
+            {"id": f.id, "severity": f.severity, "summary": f.summary, "remediation": f.remediation}
+            for f in report.findings
+        ],
+        "leases": [
+            {k: v for k, v in lease.__class__.__dict__.items() if False} | _lease_json(lease)
+            for lease in report.leases
+        ],
+        "candidates": cands,
+        "retirements": [
+            {
+                "family": t.get("family"),
+                "pid": t.get("pid"),
+                "version": t.get("version"),
+                "epoch": t.get("epoch"),
+                "reason": t.get("reason"),
+                "at": _iso(float(t["at"])) if isinstance(t.get("at"), int | float) else None,
+            }
+            for t in report.retirements
+        ],
+        "scan_elapsed_s": {s.family.name: round(s.elapsed_s, 4) for s in report.surveys},
+    }
+    if report.reset_result is not None:
+        doc["reset_result"] = report.reset_result.to_json()
+    return doc
+
+
+def _lease_json(lease: LeaseReport) -> dict[str, Any]:
+    return {
+        "family": lease.family,
+        "state": lease.state,
+        "holder_pid": lease.holder_pid,
+        "port": lease.port,
+        "version": lease.version,
+        "epoch": lease.epoch,
+        "renewed_ago_s": lease.renewed_ago_s,
+        "expires_in_s": lease.expires_in_s,
+        "superseded_by": lease.superseded_by,
+        "holder_answers": lease.holder_answers,
+        "unreadable_reason": lease.unreadable_reason,
+        "lock_holder_pid": lease.lock_holder_pid,
+    }

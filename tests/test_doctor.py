@@ -1,0 +1,301 @@
+"""`tenure auth doctor` against a live mixed fleet: read-only proof, JSON schema, reset, prompts."""
+
+from __future__ import annotations
+
+import json
+import os
+import pty
+import select
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import psutil
+import pytest
+
+from tenure.probe import open_ports
+from tenure.standins import spawn_legacy, spawn_other, write_state_file
+from tenure.store import read_token
+from tenure.testing import ProcessRegistry
+from tests.conftest import HERE
+from tests.daemons_kit import Fleet, make_fleet, pid_gone
+
+SCHEMA = json.loads((HERE.parent / "docs" / "protocol" / "doctor-json.schema.json").read_text())
+SYNC_RANGE = range(9410, 9430)
+DASH_RANGE = range(9300, 9310)
+
+
+@pytest.fixture
+def fleet(tmp_path: Path, proc_registry: ProcessRegistry) -> Fleet:
+    legacy = tmp_path / "home" / ".spec-kitty"
+    legacy.mkdir(parents=True)
+    return make_fleet(
+        tmp_path / "root",
+        proc_registry,
+        TENURE_SYNC_PORTS="9410-9429",
+        TENURE_DASHBOARD_PORTS="9300-9309",
+        SPEC_KITTY_HOME=str(legacy.resolve()),
+        TENURE_SIGNAL_JOURNAL=str(tmp_path / "signals.jsonl"),
+    )
+
+
+def legacy_root(fleet: Fleet) -> Path:
+    return Path(fleet.env["SPEC_KITTY_HOME"])
+
+
+def journal(fleet: Fleet) -> list[dict[str, Any]]:
+    path = Path(fleet.env["TENURE_SIGNAL_JOURNAL"])
+    return [json.loads(x) for x in path.read_text().splitlines()] if path.exists() else []
+
+
+def mixed_fleet(fleet: Fleet) -> dict[str, Any]:
+    """Lease holders for both families, legacy singleton + stale + wedged + pre-marker, third parties."""
+    reg, legacy = fleet.registry, legacy_root(fleet)
+    holder = fleet.start("sync")  # first free port: 9410
+    dash = fleet.start("dashboard")  # 9300
+    singleton, tok = spawn_legacy(reg, 9420, legacy, "3.2.4")
+    write_state_file(legacy, 9420, tok, singleton.pid)
+    procs = {
+        "singleton": singleton,
+        "stale_322": spawn_legacy(reg, 9421, legacy, "3.2.2")[0],
+        "stale_323": spawn_legacy(reg, 9422, legacy, "3.2.3")[0],
+        "wedged": spawn_legacy(reg, 9423, legacy, "3.2.4", mode="wedged")[0],
+        "pre_marker": spawn_legacy(reg, 9424, legacy, "3.2.2", marker=False)[0],
+        "third_party": spawn_other(reg, "third_party_http", 9425),
+        "raw_tcp": spawn_other(reg, "raw_tcp", 9426),
+        "legacy_dashboard": spawn_other(reg, "legacy_dashboard", 9305),
+    }
+    return {"holder": holder, "dash": dash, "procs": procs}
+
+
+def snapshot(*roots: Path) -> list[tuple[str, int, int, int]]:
+    out = []
+    for root in roots:
+        for path in sorted(root.rglob("*")):
+            st = path.lstat()
+            out.append((str(path), st.st_mtime_ns, st.st_size, st.st_mode))
+        st = root.lstat()
+        out.append((str(root), st.st_mtime_ns, st.st_size, st.st_mode))
+    return out
+
+
+def identities(pids: list[int]) -> dict[int, float]:
+    return {pid: psutil.Process(pid).create_time() for pid in pids}
+
+
+def doctor(fleet: Fleet, *args: str, **kw: Any) -> subprocess.CompletedProcess[str]:
+    return fleet.cli("auth", "doctor", *args, check=False, **kw)
+
+
+def doctor_json(fleet: Fleet, *args: str) -> tuple[dict[str, Any], int]:
+    proc = doctor(fleet, "--json", *args)
+    assert proc.returncode in (0, 1), proc.stderr
+    doc: dict[str, Any] = json.loads(proc.stdout)
+    jsonschema.validate(doc, SCHEMA)
+    return doc, proc.returncode
+
+
+def test_doctor_is_read_only(fleet: Fleet) -> None:
+    """Doctor spawns, writes, signals and posts nothing: same files, same processes after."""
+    # No heartbeat may fall inside the window: the holders' own renewals are writes too.
+    fleet.env.update(TENURE_LEASE_TTL="300", TENURE_HEARTBEAT="100")
+    state = mixed_fleet(fleet)
+    pids = [state["holder"]["pid"], state["dash"]["pid"], *(p.pid for p in state["procs"].values())]
+    before_files = snapshot(fleet.root, legacy_root(fleet))
+    before_procs = identities(pids)
+    time.sleep(0.05)  # mtimes would move visibly if anything were written
+    human = doctor(fleet)
+    doc, _ = doctor_json(fleet)
+    assert human.returncode == 1  # legacy daemons leak tokens: critical
+    assert snapshot(fleet.root, legacy_root(fleet)) == before_files
+    assert identities(pids) == before_procs
+    assert journal(fleet) == []
+    assert fleet.daemon_pids("sync") == [state["holder"]["pid"]]
+    assert {c["port"] for c in doc["candidates"]} == set(open_ports(SYNC_RANGE)) | set(
+        open_ports(DASH_RANGE)
+    )
+
+
+def test_doctor_creates_nothing_for_a_missing_root(
+    tmp_path: Path, proc_registry: ProcessRegistry
+) -> None:
+    """Pointing doctor at a root that does not exist leaves it absent."""
+    fleet = make_fleet(
+        tmp_path / "root",
+        proc_registry,
+        TENURE_SYNC_PORTS="9410-9429",
+        TENURE_DASHBOARD_PORTS="9300-9309",
+    )
+    missing = tmp_path / "nope"
+    proc = fleet.cli(
+        "auth",
+        "doctor",
+        "--json",
+        "--root",
+        str(missing),
+        "--legacy-root",
+        str(tmp_path / "no-legacy"),
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert not missing.exists()
+    assert not (tmp_path / "no-legacy").exists()
+
+
+def test_json_validates_on_an_empty_machine_and_with_leases_only(fleet: Fleet) -> None:
+    """The document validates with nothing running, and with only lease-aware daemons."""
+    empty, code = doctor_json(fleet)
+    assert code == 0
+    assert empty["candidates"] == []
+    assert empty["daemon"]["active"] is False
+    assert [lease["state"] for lease in empty["leases"]] == ["absent", "absent"]
+    started = fleet.start("sync")
+    leased, code = doctor_json(fleet)
+    assert code == 0
+    assert leased["daemon"] == {
+        "active": True,
+        "pid": started["pid"],
+        "port": started["port"],
+        "package_version": "0.1.0",
+        "protocol_version": "tenure/1",
+    }
+    assert leased["leases"][0]["state"] == "held"
+    assert leased["leases"][0]["holder_answers"] is True
+    assert leased["findings"] == []
+
+
+def test_reset_sweeps_exactly_safe_auto_and_force_sweeps_operator_required(fleet: Fleet) -> None:
+    """--reset: swept == safe_auto, skipped == operator_required; --force then sweeps those too."""
+    state = mixed_fleet(fleet)
+    procs = state["procs"]
+    before, _ = doctor_json(fleet)
+    safe = sorted(c["port"] for c in before["candidates"] if c["cleanup_class"] == "safe_auto")
+    operator = sorted(
+        c["port"] for c in before["candidates"] if c["cleanup_class"] == "operator_required"
+    )
+    assert (safe, operator) == ([9421, 9422], [9423, 9424])
+    assert {o["port"] for o in before["orphans"]} == {9421, 9422, 9423, 9424}
+
+    after, code = doctor_json(fleet, "--reset")
+    result = after["reset_result"]
+    assert sorted(s["port"] for s in result["swept"]) == safe
+    assert {s["cleanup_path"] for s in result["swept"]} == {"terminate"}
+    assert sorted((s["port"], s["cleanup_class"]) for s in result["skipped"]) == [
+        (9423, "operator_required"),
+        (9424, "operator_required"),
+    ]
+    assert result["failed"] == []
+    assert code == 1
+    assert procs["stale_322"].wait(5) is not None
+    assert procs["stale_323"].wait(5) is not None
+    never = ["singleton", "third_party", "raw_tcp", "legacy_dashboard", "wedged", "pre_marker"]
+    assert all(procs[k].poll() is None for k in never)
+    assert not pid_gone(state["holder"]["pid"])
+    assert not pid_gone(state["dash"]["pid"])
+    assert {c["port"] for c in after["candidates"]} == set(open_ports(SYNC_RANGE)) | set(
+        open_ports(DASH_RANGE)
+    )
+
+    stderr = doctor(fleet, "--reset").stderr
+    assert "tenure auth doctor --reset --force" in stderr
+    forced, _ = doctor_json(fleet, "--reset", "--force")
+    assert sorted(s["port"] for s in forced["reset_result"]["swept"]) == [9423, 9424]
+    assert procs["wedged"].wait(5) is not None
+    assert procs["pre_marker"].wait(5) is not None
+    assert all(
+        procs[k].poll() is None for k in ["singleton", "third_party", "raw_tcp", "legacy_dashboard"]
+    )
+    signalled = {e["pid"] for e in journal(fleet)}
+    assert signalled == {procs[k].pid for k in ("stale_322", "stale_323", "wedged", "pre_marker")}
+
+
+def test_reset_escalates_to_kill_and_reports_what_failed(fleet: Fleet) -> None:
+    """A SIGTERM-ignoring daemon ends by SIGKILL; one that changes identity mid-escalation fails."""
+    reg, legacy = fleet.registry, legacy_root(fleet)
+    stubborn, _ = spawn_legacy(reg, 9427, legacy, "3.2.2", mode="ignore_term")
+    shifty, _ = spawn_legacy(reg, 9428, legacy, "3.2.3", mode="exec_on_term")
+    doc, code = doctor_json(fleet, "--reset")
+    result = doc["reset_result"]
+    assert [(s["pid"], s["cleanup_path"]) for s in result["swept"]] == [(stubborn.pid, "kill")]
+    assert [(f["pid"], f["failure_reason"]) for f in result["failed"]] == [
+        (shifty.pid, "identity_changed")
+    ]
+    assert code == 1
+    assert stubborn.wait(5) == -9
+    assert shifty.poll() is None  # it changed identity: no SIGKILL was sent to it
+    actions = [(e["pid"], e["action"]) for e in journal(fleet)]
+    assert actions == [
+        (stubborn.pid, "SIGTERM"),
+        (stubborn.pid, "SIGKILL"),
+        (shifty.pid, "SIGTERM"),
+    ]
+
+
+def test_interactive_reset_asks_per_candidate_on_a_tty(fleet: Fleet) -> None:
+    """On a pseudo-terminal, each operator_required candidate gets a y/N question."""
+    reg, legacy = fleet.registry, legacy_root(fleet)
+    first, _ = spawn_legacy(reg, 9411, legacy, "3.2.2", marker=False)
+    second, _ = spawn_legacy(reg, 9412, legacy, "3.2.4", mode="wedged")
+    master, slave = pty.openpty()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tenure", "auth", "doctor", "--reset", "--json"],
+        stdin=slave,
+        stdout=subprocess.PIPE,
+        stderr=slave,
+        env=fleet.env,
+        text=False,
+    )
+    os.close(slave)
+    seen = b""
+    try:
+        for answer in (b"y\n", b"n\n"):
+            deadline = time.monotonic() + 20
+            while seen.count(b"[y/N]") < (1 if answer == b"y\n" else 2):
+                assert time.monotonic() < deadline, seen.decode(errors="replace")
+                ready, _, _ = select.select([master], [], [], 1)
+                if ready:
+                    seen += os.read(master, 4096)
+            os.write(master, answer)
+        out, _ = proc.communicate(timeout=30)
+    finally:
+        os.close(master)
+    doc = json.loads(out)
+    assert b"port 9411" in seen
+    assert b"port 9412" in seen
+    assert [s["pid"] for s in doc["reset_result"]["swept"]] == [first.pid]
+    assert [s["pid"] for s in doc["reset_result"]["skipped"]] == [second.pid]
+    assert first.wait(5) is not None
+    assert second.poll() is None
+
+
+def test_no_token_appears_in_any_output(fleet: Fleet) -> None:
+    """No daemon's token (lease-aware or leaked legacy) appears in human or JSON output."""
+    reg, legacy = fleet.registry, legacy_root(fleet)
+    holder = fleet.start("sync")
+    tokens = [read_token(fleet.root, "sync", holder["pid"])]
+    for port, version in [(9420, "3.2.4"), (9421, "3.2.2")]:
+        proc, tok = spawn_legacy(reg, port, legacy, version)
+        tokens.append(tok)
+        if port == 9420:
+            write_state_file(legacy, port, tok, proc.pid)
+    outputs = [
+        doctor(fleet),
+        doctor(fleet, "--json"),
+        doctor(fleet, "--reset"),
+        doctor(fleet, "--reset", "--force", "--json"),
+    ]
+    text = "".join(o.stdout + o.stderr for o in outputs)
+    assert "<redacted>" in text
+    for token in tokens:
+        assert token
+        assert token not in text
+
+
+def test_force_without_reset_is_a_usage_error(fleet: Fleet) -> None:
+    """--force alone exits 2 and does nothing."""
+    proc = doctor(fleet, "--force")
+    assert proc.returncode == 2
+    assert "--reset" in proc.stderr
