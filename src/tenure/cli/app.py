@@ -32,11 +32,13 @@ def _root(
 
 def _register() -> None:
     from tenure.cli.daemons import family_app  # noqa: PLC0415  (keeps `app` importable first)
+    from tenure.cli.demo import demo_cmd  # noqa: PLC0415
     from tenure.cli.doctor import auth_app  # noqa: PLC0415
     from tenure.families import DASHBOARD, SYNC  # noqa: PLC0415
 
     app.add_typer(family_app(SYNC), name="sync")
     app.add_typer(auth_app, name="auth")
+    app.command("demo")(demo_cmd)
     app.add_typer(family_app(DASHBOARD), name="dashboard")
 
 

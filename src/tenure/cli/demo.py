@@ -1,0 +1,55 @@
+"""`tenure demo`: render the demo's story with Rich, or print its JSON summary."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+import typer
+
+from tenure.cli.common import JSON_OPTION, note
+
+
+def demo_cmd(as_json: bool = JSON_OPTION) -> None:
+    """Show tenure end to end in a temporary root: leases, supersession, takeover, cleanup."""
+    from rich.console import Console  # noqa: PLC0415  (Rich only when rendering)
+    from rich.table import Table  # noqa: PLC0415
+
+    from tenure import demo  # noqa: PLC0415
+    from tenure.cli.doctor import render  # noqa: PLC0415
+
+    probe = Console(file=sys.stdout)
+    console = Console(file=sys.stdout, width=None if probe.is_terminal else 160)
+
+    def show(kind: str, title: str, payload: Any) -> None:
+        if as_json:
+            if kind == "rule":
+                note(title)
+            return
+        if kind == "rule":
+            console.rule(f"[bold]{title}")
+        elif kind == "note":
+            console.print(f"[bold]{title}:[/] {payload}")
+        elif kind == "daemon":
+            console.print(
+                f"[bold]{title}:[/] pid {payload['pid']} on {payload['url']}, "
+                f"version {payload['version']}, epoch {payload['epoch']} ({payload['action']})"
+            )
+        elif kind == "tombstones":
+            table = Table(title=title, title_justify="left")
+            for col in ("family", "pid", "version", "epoch", "reason"):
+                table.add_column(col)
+            for t in payload:
+                table.add_row(
+                    *(str(t.get(c)) for c in ("family", "pid", "version", "epoch", "reason"))
+                )
+            console.print(table)
+        elif kind == "doctor":
+            console.print(f"[bold]{title}[/]")
+            render(payload)
+
+    summary = demo.run(show)
+    if as_json:
+        sys.stdout.write(json.dumps({"schema_version": 1, **summary}, sort_keys=True) + "\n")
+    raise typer.Exit(0)

@@ -1,0 +1,71 @@
+"""`tenure demo` runs the whole story and leaves nothing behind."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from tenure.probe import open_ports
+
+
+def test_demo_tells_the_story_and_cleans_up(tmp_path: Path) -> None:
+    """Supersession, SIGKILL takeover and reset happen; afterwards no listener and no root remain."""
+    env = {
+        **os.environ,
+        "TENURE_SYNC_PORTS": "9430-9439",
+        "TENURE_DASHBOARD_PORTS": "9320-9329",
+        "HOME": str(tmp_path),
+    }
+    env.pop("TENURE_ROOT", None)
+    proc = subprocess.run(
+        [sys.executable, "-m", "tenure", "demo", "--json"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    doc = json.loads(proc.stdout)
+    steps = {s["step"]: s for s in doc["steps"]}
+    assert list(steps) == ["start_1_0", "legacy_started", "supersede", "sigkill_takeover", "reset"]
+    assert steps["supersede"]["action"] == "superseded"
+    assert [t["reason"] for t in steps["supersede"]["tombstones"]] == ["superseded"]
+    assert len(steps["supersede"]["startup_swept"]) == 2
+    assert steps["sigkill_takeover"]["epoch"] == steps["supersede"]["epoch"] + 1
+    assert [s["pid"] for s in steps["reset"]["swept"]] == [steps["reset"]["late_pid"]]
+    assert [s["skip_reason"] for s in steps["reset"]["skipped"]] == ["pre_marker"]
+    assert open_ports(range(9430, 9440)) == []
+    assert not Path(doc["root"]).exists()
+
+
+def test_human_demo_output_has_the_five_acts(tmp_path: Path) -> None:
+    """The human rendering shows each act's heading and no colour codes when not a terminal."""
+    env = {
+        **os.environ,
+        "TENURE_SYNC_PORTS": "9430-9439",
+        "TENURE_DASHBOARD_PORTS": "9320-9329",
+        "HOME": str(tmp_path),
+    }
+    proc = subprocess.run(
+        [sys.executable, "-m", "tenure", "demo"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    for heading in (
+        "1. A lease-aware",
+        "2. Legacy",
+        "3. Version 1.1",
+        "4. The holder is killed",
+        "5. Another stale",
+    ):
+        assert heading in proc.stdout
+    assert "\x1b[" not in proc.stdout
+    assert open_ports(range(9430, 9440)) == []
