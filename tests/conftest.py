@@ -22,3 +22,24 @@ def wait_for(
             return value
         time.sleep(0.02)
     raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+def pytest_terminal_summary(terminalreporter: object) -> None:
+    """Print the boundary matrix (tests/test_boundary_matrix.py) when it ran."""
+    from tests import test_boundary_matrix as matrix
+
+    if not matrix.MATRIX:
+        return
+    write = terminalreporter.write_line  # type: ignore[attr-defined]
+    entries = [e for e in matrix.ENTRY_POINTS if any(r["entry"] == e for r in matrix.MATRIX)]
+    write("")
+    write("boundary matrix: signals sent per listener (- = none); every cell checked")
+    write(f"{'listener':<46} {'port':>5}  " + "  ".join(f"{e:<18}" for e in entries))
+    for kind, port, _rule in matrix.LAYOUT:
+        cells = []
+        for e in entries:
+            row = next((r for r in matrix.MATRIX if r["entry"] == e and r["port"] == port), None)
+            cells.append(
+                f"{'?' if row is None else row['signals'] + ('' if row['ok'] else ' FAIL'):<18}"
+            )
+        write(f"{kind:<46} {port:>5}  " + "  ".join(cells))

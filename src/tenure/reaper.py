@@ -107,7 +107,15 @@ def _journal(rec: DaemonIdentityRecord, action: str, family: Family) -> None:
     path = os.environ.get(JOURNAL_ENV)
     if not path:
         return
-    line = json.dumps({"pid": rec.pid, "port": rec.port, "action": action, "family": family.name})
+    line = json.dumps(
+        {
+            "pid": rec.pid,
+            "port": rec.port,
+            "action": action,
+            "family": family.name,
+            "create_time": rec.create_time,  # the identity verified just before this action
+        }
+    )
     with open(path, "a", encoding="utf-8") as fh:
         fh.write(line + "\n")
 

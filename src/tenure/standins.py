@@ -122,17 +122,25 @@ def spawn_legacy(
     *,
     mode: str = "normal",
     marker: bool = True,
+    python: str = sys.executable,
+    user: int | None = None,
 ) -> tuple[subprocess.Popen[bytes], str]:
     """Start a legacy sync daemon stand-in and wait until its port accepts connections."""
     token = secrets.token_urlsafe(24)
     script = SCRIPT.replace("__PORT__", str(port)).replace("__TOKEN__", token)
-    argv = [sys.executable, "-c", script]
+    argv = [python, "-c", script]
     if marker:
         argv.append(f"--spec-kitty-daemon-root={legacy_root.resolve()}")
-    argv.append(f"--spec-kitty-daemon-exec={sys.executable}")
+    argv.append(f"--spec-kitty-daemon-exec={python}")
     env = {**os.environ, "SPEC_KITTY_CLI_VERSION": version, "STANDIN_MODE": mode}
+    extra: dict[str, object] = {} if user is None else {"user": user, "group": user, "cwd": "/"}
     proc = reg.spawn(
-        argv, env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        argv,
+        env=env,
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        **extra,
     )
     listen = int(mode.split("=", 1)[1]) if mode.startswith("listen_elsewhere=") else port
     _wait(lambda: open_ports([listen]) or proc.poll() is not None, f"legacy stand-in on {listen}")
