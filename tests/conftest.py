@@ -28,9 +28,10 @@ def pytest_terminal_summary(terminalreporter: object) -> None:
     """Print the boundary matrix (tests/test_boundary_matrix.py) when it ran."""
     from tests import test_boundary_matrix as matrix
 
-    if not matrix.MATRIX:
-        return
     write = terminalreporter.write_line  # type: ignore[attr-defined]
+    if not matrix.MATRIX:
+        _chaos_summary(write)
+        return
     entries = [e for e in matrix.ENTRY_POINTS if any(r["entry"] == e for r in matrix.MATRIX)]
     write("")
     write("boundary matrix: signals sent per listener (- = none); every cell checked")
@@ -43,3 +44,16 @@ def pytest_terminal_summary(terminalreporter: object) -> None:
                 f"{'?' if row is None else row['signals'] + ('' if row['ok'] else ' FAIL'):<18}"
             )
         write(f"{kind:<46} {port:>5}  " + "  ".join(cells))
+    _chaos_summary(write)
+
+
+def _chaos_summary(write: object) -> None:
+    from tests import test_chaos
+
+    r = test_chaos.REPORT
+    if r["schedules"] or r["process_schedules"]:
+        write(  # type: ignore[operator]
+            f"chaos: {r['schedules']} in-process schedules ({r['steps']} steps, {r['takeovers']} "
+            f"acquisitions), {r['process_schedules']} process schedules, "
+            f"{r['violations']} invariant violations"
+        )

@@ -9,7 +9,7 @@ import json
 import sys
 from pathlib import Path
 
-from tenure.errors import LeaseHeld, LeaseUnreadable
+from tenure.errors import LeaseHeld, LeaseUnreadable, RootError
 from tenure.governor import Governor
 
 
@@ -18,7 +18,7 @@ def main() -> int:
     gov = Governor(root, family, version)
     try:
         rec = gov.acquire(wait_s=float(sys.argv[4]) if len(sys.argv) > 4 else 0.0)
-    except (LeaseHeld, LeaseUnreadable) as exc:
+    except (LeaseHeld, LeaseUnreadable, RootError) as exc:
         print(json.dumps({"event": "refused", "error": str(exc)}), flush=True)
         return 3
     print(json.dumps({"event": "holding", "epoch": rec.epoch}), flush=True)

@@ -219,6 +219,10 @@ def run(
         _log(str(exc))
         server.server_close()
         return EXIT_HELD
+    except RootError as exc:
+        _log(str(exc))
+        server.server_close()
+        return EXIT_ROOT
     write_token(root, family.name, gov.me.pid, daemon.token)
     gov.start()
     for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tenure import machine
-from tenure.errors import LeaseHeld, LeaseLost, LeaseUnreadable, LockTimeout, Retiring
+from tenure.errors import LeaseHeld, LeaseLost, LeaseUnreadable, LockTimeout, Retiring, RootError
 from tenure.machine import (
     TAKES,
     AcquireDecision,
@@ -171,6 +171,8 @@ class Governor:
         self._stop_beat = threading.Event()
         self._no_drain = threading.Event()
         self._thread: threading.Thread | None = None
+        # One observer memory per process: expiry is confirmed across acquire calls.
+        self._watcher = Watcher(mono)
 
     # --- acquiring -------------------------------------------------------------------------
 
@@ -178,7 +180,7 @@ class Governor:
         self, wait_s: float = 0.0, on_wait: Callable[[AcquireDecision], None] | None = None
     ) -> LeaseRecord:
         """Take the lease, waiting up to `wait_s` for an expiring holder; raise if held."""
-        watcher = Watcher(self._mono)
+        watcher = self._watcher
         deadline = self._mono() + wait_s
         told = False
         while True:
@@ -280,7 +282,7 @@ class Governor:
         except LockTimeout:
             # A missed beat is survivable; self-expiry catches a lock held too long.
             return RetireReason.LEASE_EXPIRED if since > self.timing.ttl_s else None
-        except FileNotFoundError:
+        except (FileNotFoundError, RootError):
             return RetireReason.ROOT_GONE
         if decision.verdict is RenewVerdict.RENEWED:
             self._last_renew = self._mono()
@@ -329,7 +331,7 @@ class Governor:
 
         try:
             self.store.transact(decide)
-        except (OSError, LockTimeout) as exc:
+        except (OSError, LockTimeout, RootError) as exc:
             print(f"tenure: release failed: {exc}", file=sys.stderr)
         entry = {
             "family": self.family,

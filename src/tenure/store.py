@@ -225,7 +225,10 @@ class LeaseStore:
         timeout_s: float = LOCK_TIMEOUT_S,
     ) -> T:
         """Read-modify-write under the lock: `decide` sees the record, returns (result, write)."""
-        self.record_path.parent.mkdir(mode=DIR_MODE, exist_ok=True)
+        try:
+            self.record_path.parent.mkdir(mode=DIR_MODE, exist_ok=True)
+        except FileNotFoundError:
+            raise RootError(self.root, "disappeared") from None
         with locked(self.lock_path, timeout_s):
             result, write = decide(self.read())
             if write is not None:
