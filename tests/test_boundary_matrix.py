@@ -26,9 +26,8 @@ from tenure.httpc import health
 from tenure.probe import open_ports
 from tenure.reaper import reap
 from tenure.standins import spawn_legacy, spawn_other, write_state_file
-from tenure.testing import ProcessRegistry
+from tenure.testing import Fleet, ProcessRegistry, make_fleet
 from tests.conftest import wait_for
-from tests.daemons_kit import Fleet, make_fleet
 
 SYSTEM_PY = "/usr/bin/python3"
 ENTRY_POINTS = ["startup_reaper", "doctor", "reset", "reset_force", "dashboard_cleanup"]

@@ -9,7 +9,6 @@ import subprocess
 import sys
 import threading
 import time
-from pathlib import Path
 
 import psutil
 import pytest
@@ -17,14 +16,14 @@ import pytest
 from tenure.httpc import health, request
 from tenure.record import LeaseRecord
 from tenure.store import LeaseStore, read_token, read_tombstones
-from tenure.testing import ProcessRegistry
+from tenure.testing import Fleet, pid_gone
 from tests.conftest import wait_for
-from tests.daemons_kit import Fleet, make_fleet, pid_gone
 
 
 @pytest.fixture
-def fleet(tmp_path: Path, proc_registry: ProcessRegistry) -> Fleet:
-    return make_fleet(tmp_path / "root", proc_registry)
+def fleet(tenure_fleet: Fleet) -> Fleet:
+    """The plugin's fleet fixture (tenure.testing), as tool authors would use it."""
+    return tenure_fleet
 
 
 @pytest.mark.parametrize(("family", "lo", "hi"), [("sync", 9430, 9439), ("dashboard", 9320, 9329)])

@@ -19,9 +19,8 @@ import pytest
 from tenure.probe import open_ports
 from tenure.standins import spawn_legacy, spawn_other, write_state_file
 from tenure.store import read_token
-from tenure.testing import ProcessRegistry
+from tenure.testing import Fleet, ProcessRegistry, make_fleet, pid_gone
 from tests.conftest import HERE
-from tests.daemons_kit import Fleet, make_fleet, pid_gone
 
 SCHEMA = json.loads((HERE.parent / "docs" / "protocol" / "doctor-json.schema.json").read_text())
 SYNC_RANGE = range(9410, 9430)

@@ -21,9 +21,8 @@ from tenure.reaper import reap
 from tenure.record import Holder, LeaseRecord, LeaseState
 from tenure.standins import spawn_legacy, spawn_other, write_state_file
 from tenure.store import LeaseStore, read_token
-from tenure.testing import ProcessRegistry
+from tenure.testing import ProcessRegistry, make_fleet, pid_gone
 from tests.conftest import wait_for
-from tests.daemons_kit import make_fleet, pid_gone
 
 NEVER, OPERATOR, SAFE = (
     CleanupClass.NEVER_TOUCH,

@@ -1,19 +1,37 @@
-"""pytest plugin for tool authors: a private daemon root and a process-cleanup registry.
+"""pytest plugin for tool authors: private roots, a process-cleanup registry, a fleet kit.
 
-Registered through the `pytest11` entry point; fixtures: `tenure_root`, `proc_registry`.
+Registered through the `pytest11` entry point. Fixtures: `proc_registry` (stops what a test
+started, by pid), `tenure_root` (a private 0700 root in `TENURE_ROOT`), `tenure_fleet` (a root
+plus env pointing tenure at test sub-ranges; starts lease-aware daemons through the CLI and
+legacy spec-kitty stand-ins).
 """
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
+import sys
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
+import psutil
 import pytest
 
 from tenure.procreg import ProcessRegistry
+from tenure.standins import spawn_legacy
 
-__all__ = ["ProcessRegistry", "proc_registry", "tenure_root"]
+__all__ = [
+    "Fleet",
+    "ProcessRegistry",
+    "make_fleet",
+    "pid_gone",
+    "proc_registry",
+    "tenure_fleet",
+    "tenure_root",
+]
 
 
 @pytest.fixture
@@ -34,3 +52,98 @@ def tenure_root(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     os.chmod(root, 0o700)
     monkeypatch.setenv("TENURE_ROOT", str(root))
     return root
+
+
+SYNC_PORTS = "9430-9439"
+DASHBOARD_PORTS = "9320-9329"
+
+
+@dataclass
+class Fleet:
+    """A private root plus the env that points tenure at it and at test sub-ranges."""
+
+    root: Path
+    registry: ProcessRegistry
+    env: dict[str, str] = field(default_factory=dict)
+
+    def cli(
+        self, *args: str, version: str | None = None, check: bool = True, **env: str
+    ) -> subprocess.CompletedProcess[str]:
+        """Run `tenure ARGS` with this fleet's env (plus `env`); assert success if `check`."""
+        return self._run(list(args), version, check, env)
+
+    def _run(
+        self, args: list[str], version: str | None, check: bool, env: dict[str, str]
+    ) -> subprocess.CompletedProcess[str]:
+        full_env = {**self.env, **env}
+        if version is not None:
+            full_env["TENURE_VERSION"] = version
+        proc = subprocess.run(
+            [sys.executable, "-m", "tenure", *args],
+            env=full_env,
+            capture_output=True,
+            text=True,
+            timeout=90,
+            check=False,
+        )
+        self.registry.track_root(self.root)
+        if check:
+            assert proc.returncode == 0, (
+                f"tenure {' '.join(args)} -> {proc.returncode}\n{proc.stdout}\n{proc.stderr}"
+            )
+        return proc
+
+    def start(self, family: str = "sync", version: str | None = None, **env: str) -> dict[str, Any]:
+        """`tenure FAMILY start --json`; returns the parsed document."""
+        doc: dict[str, Any] = json.loads(
+            self._run([family, "start", "--json"], version, True, env).stdout
+        )
+        return doc
+
+    def legacy(self, port: int, version: str = "3.2.4", **kwargs: Any) -> subprocess.Popen[bytes]:
+        """Start a legacy spec-kitty stand-in in this fleet's legacy root."""
+        root = Path(self.env.get("SPEC_KITTY_HOME") or self.root.parent / "legacy")
+        root.mkdir(parents=True, exist_ok=True)
+        return spawn_legacy(self.registry, port, root, version, **kwargs)[0]
+
+    def daemon_pids(self, family: str = "sync") -> list[int]:
+        """Live processes carrying this root's and family's argv markers."""
+        markers = {f"--tenure-root={self.root}", f"--tenure-family={family}"}
+        pids = []
+        for proc in psutil.process_iter(["cmdline", "status"]):
+            if proc.info["status"] == psutil.STATUS_ZOMBIE:
+                continue
+            if markers <= set(proc.info.get("cmdline") or []):
+                pids.append(proc.pid)
+        return pids
+
+
+def make_fleet(root: Path, registry: ProcessRegistry, **env: str) -> Fleet:
+    root.mkdir(mode=0o700, parents=True, exist_ok=True)
+    os.chmod(root, 0o700)
+    base = {
+        **os.environ,
+        "TENURE_ROOT": str(root),
+        "TENURE_SYNC_PORTS": SYNC_PORTS,
+        "TENURE_DASHBOARD_PORTS": DASHBOARD_PORTS,
+        "TENURE_LEASE_TTL": "3",
+        "TENURE_HEARTBEAT": "0.5",
+        **env,
+    }
+    base.pop("TENURE_VERSION", None)
+    return Fleet(root.resolve(), registry, base)
+
+
+def pid_gone(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
+
+
+@pytest.fixture
+def tenure_fleet(tmp_path: Path, proc_registry: ProcessRegistry) -> Fleet:
+    """A fleet in a private root, with its own legacy root, on the test sub-ranges."""
+    legacy = tmp_path / "home" / ".spec-kitty"
+    legacy.mkdir(parents=True)
+    return make_fleet(tmp_path / "root", proc_registry, SPEC_KITTY_HOME=str(legacy.resolve()))
