@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from typing import Any
 
@@ -20,7 +21,9 @@ def demo_cmd(as_json: bool = JSON_OPTION) -> None:
     from tenure.cli.doctor import render  # noqa: PLC0415
 
     probe = Console(file=sys.stdout)
-    console = Console(file=sys.stdout, width=None if probe.is_terminal else 160)
+    # Off a terminal Rich assumes 80 columns unless COLUMNS says otherwise; tables need more.
+    wide = probe.is_terminal or "COLUMNS" in os.environ
+    console = Console(file=sys.stdout, width=None if wide else 160)
 
     def show(kind: str, title: str, payload: Any) -> None:
         if as_json:

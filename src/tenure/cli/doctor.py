@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -121,7 +122,9 @@ def render(report: DoctorReport) -> None:
     from tenure.doctor import remediation_for  # noqa: PLC0415
 
     probe = Console(file=sys.stdout)
-    console = Console(file=sys.stdout, width=None if probe.is_terminal else 160)
+    # Off a terminal Rich assumes 80 columns unless COLUMNS says otherwise; tables need more.
+    wide = probe.is_terminal or "COLUMNS" in os.environ
+    console = Console(file=sys.stdout, width=None if wide else 160)
     console.print(f"tenure auth doctor — root {report.root} — legacy root {report.legacy_root}")
 
     leases = Table(title="Leases", title_justify="left")
