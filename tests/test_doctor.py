@@ -298,3 +298,47 @@ def test_force_without_reset_is_a_usage_error(fleet: Fleet) -> None:
     proc = doctor(fleet, "--force")
     assert proc.returncode == 2
     assert "--reset" in proc.stderr
+
+
+def _finding_ids(fleet: Fleet) -> dict[str, dict[str, Any]]:
+    doc, _ = doctor_json(fleet)
+    return {f["id"]: f for f in doc["findings"]}
+
+
+def test_findings_for_an_unreadable_record_and_a_stuck_lock(fleet: Fleet) -> None:
+    """Garbage in the record and a lock held by another process are both reported, with the pid."""
+    leases = fleet.root / "leases"
+    leases.mkdir(mode=0o700, exist_ok=True)
+    (leases / "sync.json").write_bytes(b"\x00 not a lease")
+    code = (
+        "import sys,time; from pathlib import Path; from tenure.store import locked\n"
+        f"with locked(Path({str(leases / 'dashboard.lock')!r})):\n print('held', flush=True); time.sleep(60)\n"
+    )
+    holder = fleet.registry.spawn([sys.executable, "-c", code], stdout=subprocess.PIPE)
+    assert holder.stdout is not None
+    assert holder.stdout.readline().strip() == b"held"
+    found = _finding_ids(fleet)
+    assert found["lease_unreadable:sync"]["severity"] == "critical"
+    assert "not JSON" in found["lease_unreadable:sync"]["summary"]
+    assert f"pid {holder.pid}" in found["lease_lock_stuck:dashboard"]["summary"]
+
+
+def test_finding_for_wrong_root_permissions(fleet: Fleet) -> None:
+    """A group-writable root is a critical finding with a chmod fix."""
+    os.chmod(fleet.root, 0o770)
+    found = _finding_ids(fleet)
+    assert found["root_permissions"]["remediation"] == f"chmod 700 {fleet.root}"
+
+
+def test_finding_for_a_holder_that_does_not_answer(fleet: Fleet) -> None:
+    """A stopped (wedged) lease holder is reported as not answering health."""
+    started = fleet.start("sync")
+    proc = psutil.Process(started["pid"])
+    proc.suspend()
+    try:
+        doc, code = doctor_json(fleet)
+    finally:
+        proc.resume()
+    assert code == 1
+    assert doc["leases"][0]["holder_answers"] is False
+    assert "holder_not_answering:sync" in {f["id"] for f in doc["findings"]}

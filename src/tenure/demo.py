@@ -25,6 +25,7 @@ from tenure.doctor import DoctorReport, gather
 from tenure.families import SYNC
 from tenure.httpc import health
 from tenure.probe import open_ports
+from tenure.procinfo import read_process
 from tenure.procreg import ProcessRegistry
 from tenure.reaper import ReapResult, reap
 from tenure.standins import spawn_legacy, write_state_file
@@ -63,8 +64,6 @@ def _wait(predicate: Callable[[], object], timeout: float = 10.0) -> bool:
 
 
 def _gone(pid: int) -> bool:
-    from tenure.procinfo import read_process  # noqa: PLC0415
-
     return read_process(pid) is None
 
 
@@ -191,6 +190,10 @@ def _act_sigkill(ctx: _Ctx) -> None:
         "rule", "4. The holder is killed with SIGKILL; the next start takes over at once", None
     )
     victim = ctx.pids["1.1"]
+    facts = read_process(victim)
+    # Re-check it is still our daemon (argv marker of this root) right before the signal.
+    if facts is None or f"--tenure-root={ctx.root.resolve()}" not in facts.cmdline:
+        raise RuntimeError(f"pid {victim} is no longer the demo's sync daemon")
     os.kill(victim, signal.SIGKILL)
     _wait(lambda: _gone(victim))
     t0 = time.monotonic()
