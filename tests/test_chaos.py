@@ -27,12 +27,13 @@ import pytest
 from tenure.engine import survey
 from tenure.errors import LeaseHeld, LeaseUnreadable, LockTimeout
 from tenure.families import SYNC
-from tenure.governor import Governor, RetireReason, Timing
+from tenure.governor import Governor, RetireReason
 from tenure.reaper import reap
 from tenure.record import LeaseRecord, Unreadable
 from tenure.standins import spawn_legacy
 from tenure.store import LeaseStore, ensure_root
 from tenure.testing import ProcessRegistry
+from tenure.timing import Timing
 from tests.conftest import HERE
 
 SCHEDULES = int(os.environ.get("TENURE_CHAOS_SCHEDULES", "200"))

@@ -23,7 +23,7 @@ _EXPORTS = {
     "TenureError": "tenure.errors",
     "Governor": "tenure.governor",
     "RetireReason": "tenure.governor",
-    "Timing": "tenure.governor",
+    "Timing": "tenure.timing",
     "PROTOCOL": "tenure.record",
     "LeaseRecord": "tenure.record",
     "LeaseState": "tenure.record",
@@ -45,9 +45,10 @@ if TYPE_CHECKING:
         RootError,
         TenureError,
     )
-    from tenure.governor import Governor, RetireReason, Timing
+    from tenure.governor import Governor, RetireReason
     from tenure.record import PROTOCOL, LeaseRecord, LeaseState, Unreadable
     from tenure.store import LeaseStore, default_root, ensure_root
+    from tenure.timing import Timing
     from tenure.version import current_version
 
 

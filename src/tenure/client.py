@@ -17,12 +17,12 @@ from typing import Any
 
 from tenure.errors import DaemonStartError
 from tenure.families import EXIT_HELD, Family
-from tenure.governor import Timing
 from tenure.httpc import LOOPBACK, health, request
 from tenure.machine import Liveness, decide_supersede, is_newer
 from tenure.procinfo import liveness
 from tenure.record import LeaseRecord, LeaseState
 from tenure.store import DIR_MODE, FILE_MODE, LeaseStore, ensure_root, locked, read_token
+from tenure.timing import Timing
 
 SPAWN_TIMEOUT_S = 10.0  # spawn → healthy bound, on top of any wait for an expiring holder
 RETIRE_WAIT_S = 15.0  # bound on waiting for a superseded holder to leave

@@ -24,10 +24,11 @@ from typing import Any
 
 from tenure.errors import LeaseHeld, LeaseUnreadable, Retiring, RootError
 from tenure.families import EXIT_HELD, EXIT_NO_PORT, EXIT_ROOT, Family, family_named
-from tenure.governor import Governor, RetireReason, Timing
+from tenure.governor import Governor, RetireReason
 from tenure.httpc import LOOPBACK
 from tenure.record import PROTOCOL
 from tenure.store import ensure_root, token_path, write_token
+from tenure.timing import Timing
 from tenure.version import current_version
 
 MAX_WORK_S = 30.0  # bound on the demo workload's in-flight slot

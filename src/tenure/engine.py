@@ -14,11 +14,11 @@ from pathlib import Path
 
 from tenure.classify import DaemonIdentityRecord, LeaseView, Scope, classify
 from tenure.families import Family
-from tenure.governor import DRAIN_TIMEOUT_S, Timing
 from tenure.legacy import speckitty
 from tenure.probe import PidLookup, listening_pids, scan
 from tenure.record import LeaseRecord, LeaseState
 from tenure.store import LeaseStore, read_nofollow
+from tenure.timing import DRAIN_TIMEOUT_S, Timing
 
 GRACE_ENV = "TENURE_RETIRE_GRACE"
 

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-import http.client
 import json
+import socket
+import time
 from dataclasses import dataclass
 from typing import Any
 
 LOOPBACK = "127.0.0.1"
 BODY_CAP = 64 * 1024
+HEALTH_TIMEOUT_S = 0.5
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,6 +31,8 @@ def request(
     timeout: float = 0.5,
 ) -> Reply | None:
     """One request to 127.0.0.1:`port`; None on connection failure or timeout."""
+    import http.client  # noqa: PLC0415  (only control calls need it; health does not)
+
     conn = http.client.HTTPConnection(LOOPBACK, port, timeout=timeout)
     headers = {"Connection": "close"}
     data = None
@@ -53,9 +57,38 @@ def request(
     return Reply(status, body if isinstance(body, dict) else None)
 
 
-def health(port: int, timeout: float = 0.5) -> dict[str, Any] | None:
-    """GET /api/health as a dict, or None when nothing answers with JSON 200."""
-    reply = request(port, "GET", "/api/health", timeout=timeout)
-    if reply is None or reply.status != 200:
+def health(port: int, timeout: float = HEALTH_TIMEOUT_S) -> dict[str, Any] | None:
+    """GET /api/health within `timeout` overall and BODY_CAP bytes; the JSON object or None.
+
+    A raw HTTP/1.0 exchange on a plain socket: bounded in total time (a slow-drip server
+    cannot stretch it) and cheap to import on the CLI's hot path.
+    """
+    deadline = time.monotonic() + timeout
+    chunks: list[bytes] = []
+    size = 0
+    try:
+        with socket.create_connection((LOOPBACK, port), timeout=timeout) as sock:
+            sock.sendall(
+                b"GET /api/health HTTP/1.0\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+            )
+            while size <= BODY_CAP + 8192:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return None
+                sock.settimeout(left)
+                chunk = sock.recv(16384)
+                if not chunk:
+                    break
+                chunks.append(chunk)
+                size += len(chunk)
+    except OSError:
         return None
-    return reply.body
+    head, _, body = b"".join(chunks).partition(b"\r\n\r\n")
+    status_line = head.split(b"\r\n", 1)[0].split()
+    if len(status_line) < 2 or status_line[1] != b"200":
+        return None
+    try:
+        doc = json.loads(body[:BODY_CAP])
+    except (ValueError, RecursionError):
+        return None
+    return doc if isinstance(doc, dict) else None

@@ -7,24 +7,20 @@ because every probe runs at once. spec: docs/protocol/classification.md#scanning
 from __future__ import annotations
 
 import errno
-import json
 import selectors
 import socket
 import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
 
 import psutil
 
 from tenure.classify import ListenerFacts
-from tenure.httpc import LOOPBACK
+from tenure.httpc import LOOPBACK, health
 from tenure.procinfo import read_process
 
 CONNECT_TIMEOUT_S = 0.05
-HEALTH_TIMEOUT_S = 0.5
-BODY_CAP = 64 * 1024
 
 PidLookup = Callable[[], dict[int, int]]
 
@@ -75,39 +71,6 @@ def open_ports(ports: Iterable[int], timeout: float = CONNECT_TIMEOUT_S) -> list
     return sorted(found)
 
 
-def probe_health(port: int, timeout: float = HEALTH_TIMEOUT_S) -> dict[str, Any] | None:
-    """GET /api/health within `timeout` overall and BODY_CAP bytes; the JSON object or None."""
-    deadline = time.monotonic() + timeout
-    chunks: list[bytes] = []
-    size = 0
-    try:
-        with socket.create_connection((LOOPBACK, port), timeout=timeout) as sock:
-            sock.sendall(
-                b"GET /api/health HTTP/1.0\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
-            )
-            while size <= BODY_CAP + 8192:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    return None
-                sock.settimeout(left)
-                chunk = sock.recv(16384)
-                if not chunk:
-                    break
-                chunks.append(chunk)
-                size += len(chunk)
-    except OSError:
-        return None
-    head, _, body = b"".join(chunks).partition(b"\r\n\r\n")
-    status_line = head.split(b"\r\n", 1)[0].split()
-    if len(status_line) < 2 or status_line[1] != b"200":
-        return None
-    try:
-        doc = json.loads(body[:BODY_CAP])
-    except (ValueError, RecursionError):
-        return None
-    return doc if isinstance(doc, dict) else None
-
-
 @dataclass(frozen=True, slots=True)
 class ScanResult:
     """Facts for every listener found, plus how long the scan took."""
@@ -124,7 +87,7 @@ def scan(ports: range, pid_lookup: PidLookup = listening_pids) -> ScanResult:
         return ScanResult([], time.monotonic() - t0)
     pids = pid_lookup()
     with ThreadPoolExecutor(max_workers=min(len(live), 64)) as pool:
-        answers = list(pool.map(probe_health, live))
+        answers = list(pool.map(health, live))
     listeners = []
     for port, doc in zip(live, answers, strict=True):
         pid = pids.get(port)

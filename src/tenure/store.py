@@ -16,8 +16,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-import filelock
-
 from tenure.errors import LockTimeout, RootError
 from tenure.record import MAX_RECORD_BYTES, LeaseRecord, Unreadable, encode, parse
 
@@ -142,6 +140,9 @@ def lock_holder_pid(lock_path: Path) -> int | None:
 @contextlib.contextmanager
 def locked(lock_path: Path, timeout_s: float = LOCK_TIMEOUT_S) -> Iterator[None]:
     """Hold an OS file lock on `lock_path`; a timeout names the holder's pid when known."""
+    # filelock costs ~40 ms to import; reading a record (the CLI's reuse path) needs no lock.
+    import filelock  # noqa: PLC0415
+
     lock = filelock.FileLock(
         lock_path,
         timeout=timeout_s,
