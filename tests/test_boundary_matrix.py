@@ -25,7 +25,7 @@ from tenure.families import DASHBOARD
 from tenure.httpc import health
 from tenure.probe import open_ports
 from tenure.reaper import reap
-from tenure.standins import spawn_legacy, spawn_other, write_state_file
+from tenure.standins import spawn_legacy, spawn_other, spawn_singleton
 from tenure.testing import Fleet, ProcessRegistry, make_fleet
 from tests.conftest import wait_for
 
@@ -97,8 +97,7 @@ def build_fleet(fleet: Fleet, entry: str, nobody_legacy: Path | None, tmp: Path)
         (9238, "3.2.2"),
     ]:
         pids[port] = spawn_legacy(reg, port, legacy, version)[0].pid
-    single, tok = spawn_legacy(reg, 9402, legacy, "3.2.4")
-    write_state_file(legacy, 9402, tok, single.pid)
+    single = spawn_singleton(reg, 9402, legacy)
     pids[9402] = single.pid
     pids[9403] = spawn_legacy(reg, 9403, legacy, "3.2.2", marker=False)[0].pid
     pids[9404] = spawn_legacy(reg, 9404, other_root, "3.2.3")[0].pid

@@ -11,8 +11,8 @@ from pathlib import Path
 from tenure.probe import open_ports
 
 
-def test_demo_tells_the_story_and_cleans_up(tmp_path: Path) -> None:
-    """Supersession, SIGKILL takeover and reset happen; afterwards no listener and no root remain."""
+def run_demo(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """Run `tenure demo ARGS` on the test sub-ranges with a private HOME."""
     env = {
         **os.environ,
         "TENURE_SYNC_PORTS": "9430-9439",
@@ -20,14 +20,19 @@ def test_demo_tells_the_story_and_cleans_up(tmp_path: Path) -> None:
         "HOME": str(tmp_path),
     }
     env.pop("TENURE_ROOT", None)
-    proc = subprocess.run(
-        [sys.executable, "-m", "tenure", "demo", "--json"],
+    return subprocess.run(
+        [sys.executable, "-m", "tenure", "demo", *args],
         env=env,
         capture_output=True,
         text=True,
         timeout=120,
         check=False,
     )
+
+
+def test_demo_tells_the_story_and_cleans_up(tmp_path: Path) -> None:
+    """Supersession, SIGKILL takeover and reset happen; afterwards no listener and no root remain."""
+    proc = run_demo(tmp_path, "--json")
     assert proc.returncode == 0, proc.stderr
     doc = json.loads(proc.stdout)
     steps = {s["step"]: s for s in doc["steps"]}
@@ -44,20 +49,7 @@ def test_demo_tells_the_story_and_cleans_up(tmp_path: Path) -> None:
 
 def test_human_demo_output_has_the_five_acts(tmp_path: Path) -> None:
     """The human rendering shows each act's heading and no colour codes when not a terminal."""
-    env = {
-        **os.environ,
-        "TENURE_SYNC_PORTS": "9430-9439",
-        "TENURE_DASHBOARD_PORTS": "9320-9329",
-        "HOME": str(tmp_path),
-    }
-    proc = subprocess.run(
-        [sys.executable, "-m", "tenure", "demo"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    proc = run_demo(tmp_path)
     assert proc.returncode == 0, proc.stderr
     for heading in (
         "1. A lease-aware",

@@ -17,7 +17,7 @@ import psutil
 import pytest
 
 from tenure.probe import open_ports
-from tenure.standins import spawn_legacy, spawn_other, write_state_file
+from tenure.standins import spawn_legacy, spawn_other, spawn_singleton, write_state_file
 from tenure.store import read_token
 from tenure.testing import Fleet, ProcessRegistry, make_fleet, pid_gone
 from tests.conftest import HERE
@@ -55,8 +55,7 @@ def mixed_fleet(fleet: Fleet) -> dict[str, Any]:
     reg, legacy = fleet.registry, legacy_root(fleet)
     holder = fleet.start("sync")  # first free port: 9410
     dash = fleet.start("dashboard")  # 9300
-    singleton, tok = spawn_legacy(reg, 9420, legacy, "3.2.4")
-    write_state_file(legacy, 9420, tok, singleton.pid)
+    singleton = spawn_singleton(reg, 9420, legacy)
     procs = {
         "singleton": singleton,
         "stale_322": spawn_legacy(reg, 9421, legacy, "3.2.2")[0],

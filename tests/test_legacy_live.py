@@ -19,7 +19,7 @@ from tenure.families import DASHBOARD, SYNC
 from tenure.probe import listening_pids, open_ports
 from tenure.reaper import reap
 from tenure.record import Holder, LeaseRecord, LeaseState
-from tenure.standins import spawn_legacy, spawn_other, write_state_file
+from tenure.standins import spawn_legacy, spawn_other, spawn_singleton
 from tenure.store import LeaseStore, read_token
 from tenure.testing import ProcessRegistry, make_fleet, pid_gone
 from tests.conftest import wait_for
@@ -62,8 +62,7 @@ def test_version_matrix_stale_daemons_are_swept_and_the_singleton_survives(
 ) -> None:
     """3.2.2 / 3.2.3 / 3.2.4 stale daemons of the same root: safe_auto, swept, pids dead, ports free."""
     legacy = env["legacy"]
-    singleton, tok = spawn_legacy(proc_registry, 9410, legacy, "3.2.4")
-    write_state_file(legacy, 9410, tok, singleton.pid)
+    singleton = spawn_singleton(proc_registry, 9410, legacy)
     stale = {
         port: spawn_legacy(proc_registry, port, legacy, version)[0]
         for port, version in [(9411, "3.2.2"), (9412, "3.2.3"), (9413, "3.2.4")]
@@ -319,8 +318,7 @@ def test_startup_reaper_of_a_new_holder_sweeps_stale_legacy_daemons(
 ) -> None:
     """A new sync holder cleans safe_auto legacy holdouts of its own family and nothing else."""
     legacy = env["legacy"]
-    singleton, tok = spawn_legacy(proc_registry, 9425, legacy, "3.2.4")
-    write_state_file(legacy, 9425, tok, singleton.pid)
+    singleton = spawn_singleton(proc_registry, 9425, legacy)
     stale, _ = spawn_legacy(proc_registry, 9426, legacy, "3.2.2")
     wedged, _ = spawn_legacy(proc_registry, 9427, legacy, "3.2.3", mode="wedged")
     fleet = make_fleet(

@@ -28,7 +28,7 @@ from tenure.probe import open_ports
 from tenure.procinfo import read_process
 from tenure.procreg import ProcessRegistry
 from tenure.reaper import ReapResult, reap
-from tenure.standins import spawn_legacy, write_state_file
+from tenure.standins import spawn_legacy, spawn_singleton
 from tenure.store import read_tombstones
 
 Show = Callable[[str, str, Any], None]  # (kind, title, payload)
@@ -136,8 +136,7 @@ def _act_start(ctx: _Ctx) -> None:
 def _act_legacy(ctx: _Ctx) -> None:
     ctx.show("rule", "2. Legacy spec-kitty 3.2.x daemons that predate leases", None)
     p = ctx.ports
-    single, tok = spawn_legacy(ctx.reg, p[0], ctx.legacy, "3.2.4")
-    write_state_file(ctx.legacy, p[0], tok, single.pid)
+    ctx.pids["singleton"] = spawn_singleton(ctx.reg, p[0], ctx.legacy).pid
     ctx.pids["stale_a"] = spawn_legacy(ctx.reg, p[1], ctx.legacy, "3.2.2")[0].pid
     ctx.pids["stale_b"] = spawn_legacy(ctx.reg, p[2], ctx.legacy, "3.2.3")[0].pid
     ctx.pids["premarker"] = spawn_legacy(ctx.reg, p[3], ctx.legacy, "3.2.2", marker=False)[0].pid

@@ -149,6 +149,15 @@ def spawn_legacy(
     return proc, token
 
 
+def spawn_singleton(
+    reg: Spawner, port: int, legacy_root: Path, version: str = "3.2.4"
+) -> subprocess.Popen[bytes]:
+    """A legacy daemon named by the legacy root's state file: the recorded singleton."""
+    proc, token = spawn_legacy(reg, port, legacy_root, version)
+    write_state_file(legacy_root, port, token, proc.pid)
+    return proc
+
+
 def write_state_file(legacy_root: Path, port: int, token: str | None, pid: int | None) -> None:
     """The legacy root's `sync-daemon` state file naming the recorded singleton."""
     legacy_root.mkdir(parents=True, exist_ok=True)

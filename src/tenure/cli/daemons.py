@@ -57,14 +57,7 @@ def family_app(family: Family) -> typer.Typer:
         from tenure import client  # noqa: PLC0415
 
         info = client.status(family, resolve_root(root))
-        if as_json:
-            emit_json(
-                {"running": info is not None, "daemon": None if info is None else info.to_json()}
-            )
-        elif info is None:
-            typer.echo(f"no {family.name} daemon running")
-        else:
-            typer.echo(_human(info, family.name))
+        _report(info, "running", family.name, as_json)
         if info is None:
             raise typer.Exit(EXIT_ATTENTION)
 
@@ -77,13 +70,16 @@ def family_app(family: Family) -> typer.Typer:
             info = client.stop(family, resolve_root(root))
         except TenureError as exc:
             fail(exc, as_json)
-        if as_json:
-            emit_json(
-                {"stopped": info is not None, "daemon": None if info is None else info.to_json()}
-            )
-        elif info is None:
-            typer.echo(f"no {family.name} daemon running")
-        else:
-            typer.echo(_human(info, family.name))
+        _report(info, "stopped", family.name, as_json)
 
     return sub
+
+
+def _report(info: DaemonInfo | None, key: str, family: str, as_json: bool) -> None:
+    """Print a status/stop result: `{key: bool, daemon: …}` as JSON, or one human line."""
+    if as_json:
+        emit_json({key: info is not None, "daemon": None if info is None else info.to_json()})
+    elif info is None:
+        typer.echo(f"no {family} daemon running")
+    else:
+        typer.echo(_human(info, family))
