@@ -15,6 +15,7 @@ import pytest
 
 from tenure.httpc import health, request
 from tenure.record import LeaseRecord
+from tenure.standins import spawn_other
 from tenure.store import LeaseStore, read_token, read_tombstones
 from tenure.testing import Fleet, pid_gone
 from tests.conftest import wait_for
@@ -232,3 +233,14 @@ def test_families_never_affect_each_other(fleet: Fleet) -> None:
     assert fleet.daemon_pids("dashboard") == [dash["pid"]]
     again = fleet.start("dashboard", version="1.0")
     assert (again["action"], again["pid"]) == ("reused", dash["pid"])
+
+
+def test_start_failure_reports_the_log_tail(fleet: Fleet) -> None:
+    """When no port of the range is free the start fails with exit 1 and the daemon's own words."""
+    blocker = spawn_other(fleet.registry, "raw_tcp", 9431)
+    proc = fleet.cli("sync", "start", check=False, TENURE_SYNC_PORTS="9431-9431")
+    assert proc.returncode == 1
+    assert "exited with code 4" in proc.stderr
+    assert "no free port" in proc.stderr  # the log tail, quoted from the daemon
+    assert blocker.poll() is None
+    assert fleet.daemon_pids() == []

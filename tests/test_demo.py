@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import signal
 import subprocess
 import sys
 from pathlib import Path
 
 from tenure.probe import open_ports
+from tests.conftest import wait_for
 
 
 def run_demo(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -61,3 +64,37 @@ def test_human_demo_output_has_the_five_acts(tmp_path: Path) -> None:
         assert heading in proc.stdout
     assert "\x1b[" not in proc.stdout
     assert open_ports(range(9430, 9440)) == []
+
+
+def test_ctrl_c_stops_everything_the_demo_started(tmp_path: Path) -> None:
+    """SIGINT in the middle: exit 130, no listener left, the temporary root removed."""
+    env = {
+        **os.environ,
+        "TENURE_SYNC_PORTS": "9430-9439",
+        "TENURE_DASHBOARD_PORTS": "9320-9329",
+        "HOME": str(tmp_path),
+    }
+    env.pop("TENURE_ROOT", None)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tenure", "demo"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        wait_for(
+            lambda: len(open_ports(range(9430, 9440))) >= 3, timeout=30, what="demo daemons up"
+        )
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 130, err
+    assert "interrupted" in err
+    assert open_ports(range(9430, 9440)) == []
+    removed = re.search(r"removed (\S+)", out)
+    assert removed is not None
+    assert not Path(removed.group(1)).exists()

@@ -23,3 +23,17 @@ def test_every_retirement_reason_is_documented() -> None:
     text = (DOCS / "lease.md").read_text()
     missing = [r.value for r in RetireReason if f"`{r.value}`" not in text]
     assert missing == []
+
+
+def test_daemon_process_imports_neither_typer_nor_rich() -> None:
+    """The daemon entry point, its startup reaper and the governor stay free of CLI libraries."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, tenure.daemon, tenure.engine, tenure.reaper\n"
+        "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('typer', 'rich', 'click'))\n"
+        "print(','.join(bad))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == ""

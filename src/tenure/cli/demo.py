@@ -52,7 +52,11 @@ def demo_cmd(as_json: bool = JSON_OPTION) -> None:
             console.print(f"[bold]{title}[/]")
             render(payload)
 
-    summary = demo.run(show)
+    try:
+        summary = demo.run(show)  # its own `finally` stops every process it started
+    except KeyboardInterrupt:
+        note("interrupted: every process the demo started was stopped")
+        raise typer.Exit(130) from None
     if as_json:
         sys.stdout.write(json.dumps({"schema_version": 1, **summary}, sort_keys=True) + "\n")
     raise typer.Exit(0)
