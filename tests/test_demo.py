@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import signal
 import subprocess
 import sys
 from pathlib import Path
 
 from tenure.probe import open_ports
+from tenure.testing import ProcessRegistry
 from tests.conftest import wait_for
 
 
@@ -66,35 +66,44 @@ def test_human_demo_output_has_the_five_acts(tmp_path: Path) -> None:
     assert open_ports(range(9430, 9440)) == []
 
 
-def test_ctrl_c_stops_everything_the_demo_started(tmp_path: Path) -> None:
+def test_ctrl_c_stops_everything_the_demo_started(
+    tmp_path: Path, proc_registry: ProcessRegistry
+) -> None:
     """SIGINT in the middle: exit 130, no listener left, the temporary root removed."""
     env = {
         **os.environ,
         "TENURE_SYNC_PORTS": "9430-9439",
         "TENURE_DASHBOARD_PORTS": "9320-9329",
         "HOME": str(tmp_path),
+        "TMPDIR": str(tmp_path),  # the demo's temporary root lands here, where cleanup can find it
     }
     env.pop("TENURE_ROOT", None)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "tenure", "demo"],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    # --pace holds the demo between acts, so the interrupt lands mid-story deterministically.
+    # A test run started in the background may ignore SIGINT, and children inherit that; a
+    # handler (not SIG_IGN) in this process becomes the default disposition in the child.
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
-        wait_for(
-            lambda: len(open_ports(range(9430, 9440))) >= 3, timeout=30, what="demo daemons up"
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "tenure", "demo", "--pace", "60"],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
         )
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    try:
+        # The pause after act 1 is 60 s: its daemon is up and the interrupt lands in the pause.
+        wait_for(lambda: open_ports(range(9430, 9440)), timeout=30, what="the demo daemon up")
         proc.send_signal(signal.SIGINT)
-        out, err = proc.communicate(timeout=30)
+        _out, err = proc.communicate(timeout=30)
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+        for root in tmp_path.glob("tenure-demo-*/root"):
+            proc_registry.track_root(root.resolve())
     assert proc.returncode == 130, err
     assert "interrupted" in err
     assert open_ports(range(9430, 9440)) == []
-    removed = re.search(r"removed (\S+)", out)
-    assert removed is not None
-    assert not Path(removed.group(1)).exists()
+    assert list(tmp_path.glob("tenure-demo-*")) == []

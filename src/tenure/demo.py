@@ -67,8 +67,8 @@ def _gone(pid: int) -> bool:
     return read_process(pid) is None
 
 
-def run(show: Show) -> dict[str, Any]:
-    """Run the demo; returns a machine-readable summary."""
+def run(show: Show, pace: float = 0.0) -> dict[str, Any]:
+    """Run the demo, pausing `pace` seconds after each act; returns a machine-readable summary."""
     work = Path(tempfile.mkdtemp(prefix="tenure-demo-"))
     os.chmod(work, 0o700)
     root, legacy = work / "root", work / "legacy-home" / ".spec-kitty"
@@ -82,7 +82,7 @@ def run(show: Show) -> dict[str, Any]:
 
     try:
         with _env(TENURE_ROOT=str(root), SPEC_KITTY_HOME=str(legacy)):
-            _story(show, step, reg, root, legacy)
+            _story(_Ctx(show, step, reg, root, legacy), pace)
     finally:
         reg.track_root(root.resolve())
         reg.stop_all()
@@ -109,13 +109,12 @@ def _start(ctx: _Ctx, version: str) -> client.DaemonInfo:
     return info
 
 
-def _story(
-    show: Show, step: Callable[..., None], reg: ProcessRegistry, root: Path, legacy: Path
-) -> None:
-    ctx = _Ctx(show, step, reg, root, legacy)
+def _story(ctx: _Ctx, pace: float) -> None:
     busy = open_ports(SYNC.ports(os.environ))
     if busy:
-        show("note", "busy ports", f"ports already in use in the sync range (left alone): {busy}")
+        ctx.show(
+            "note", "busy ports", f"ports already in use in the sync range (left alone): {busy}"
+        )
     ports = SYNC.ports(os.environ)
     # The daemons take the first free ports of the range; the stand-ins live further up.
     ctx.ports = free_ports(ports[len(ports) // 2 :], 5)
@@ -123,6 +122,7 @@ def _story(
         raise RuntimeError(f"need 5 free ports in the upper half of {ports}, found {ctx.ports}")
     for act in (_act_start, _act_legacy, _act_supersede, _act_sigkill, _act_reset):
         act(ctx)
+        time.sleep(pace)
 
 
 def _act_start(ctx: _Ctx) -> None:

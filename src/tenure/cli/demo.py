@@ -12,7 +12,10 @@ import typer
 from tenure.cli.common import JSON_OPTION, note
 
 
-def demo_cmd(as_json: bool = JSON_OPTION) -> None:
+def demo_cmd(
+    as_json: bool = JSON_OPTION,
+    pace: float = typer.Option(0.0, "--pace", min=0.0, help="Seconds to pause after each act."),
+) -> None:
     """Show tenure end to end in a temporary root: leases, supersession, takeover, cleanup."""
     from rich.console import Console  # noqa: PLC0415  (Rich only when rendering)
     from rich.table import Table  # noqa: PLC0415
@@ -53,7 +56,7 @@ def demo_cmd(as_json: bool = JSON_OPTION) -> None:
             render(payload)
 
     try:
-        summary = demo.run(show)  # its own `finally` stops every process it started
+        summary = demo.run(show, pace)  # its own `finally` stops every process it started
     except KeyboardInterrupt:
         note("interrupted: every process the demo started was stopped")
         raise typer.Exit(130) from None
