@@ -140,3 +140,27 @@ def test_transact_keeps_an_epoch_floor(tmp_path: Path) -> None:
     store.record_path.write_bytes(b"garbage")
     assert store.epoch_floor() == 5
     assert wait_for(lambda: isinstance(store.read(), Unreadable))
+
+
+def test_a_holder_past_its_own_ttl_fences_itself(tmp_path: Path) -> None:
+    """With no renewal for longer than the TTL on its own clock, the holder stops acting at once."""
+    from tenure.errors import LeaseLost
+    from tenure.governor import Governor, RetireReason
+    from tenure.timing import Timing
+
+    now = [100.0]
+    gov = Governor(
+        ensure_root(tmp_path / "r"),
+        "sync",
+        "1.0",
+        timing=Timing(ttl_s=15.0, heartbeat_s=5.0),
+        mono=lambda: now[0],
+        wall=lambda: 1_800_000_000.0 + now[0],
+    )
+    gov.acquire()
+    gov.ensure_holding()
+    now[0] += 15.5  # e.g. SIGSTOP: no heartbeat ran
+    assert not gov.holding()
+    with pytest.raises(LeaseLost, match="epoch 1"):
+        gov.ensure_holding()
+    assert gov.beat() is RetireReason.LEASE_EXPIRED
