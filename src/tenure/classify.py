@@ -11,6 +11,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from tenure.argv import argv_option
 from tenure.families import Family
 from tenure.legacy import speckitty
 from tenure.record import PROTOCOL
@@ -158,14 +159,6 @@ def _int(doc: Mapping[str, Any] | None, key: str) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
-def _option(cmdline: tuple[str, ...], name: str) -> str | None:
-    prefix = f"--{name}="
-    for arg in cmdline:
-        if arg.startswith(prefix):
-            return arg[len(prefix) :][: _MAX_TEXT * 10]
-    return None
-
-
 def classify(facts: ListenerFacts, scope: Scope) -> DaemonIdentityRecord:
     """Classify one listener; never raises on hostile facts."""
     health = facts.health if isinstance(facts.health, Mapping) else None
@@ -220,7 +213,7 @@ def classify(facts: ListenerFacts, scope: Scope) -> DaemonIdentityRecord:
             IdentitySource.NONE,
             [f"listener owned by uid {facts.uid}, not {scope.uid}"],
         )
-    tenure_family = _option(facts.cmdline, "tenure-family")
+    tenure_family = argv_option(facts.cmdline, "tenure-family")
     if _text(health, "protocol") == PROTOCOL or tenure_family is not None:
         return _classify_lease_aware(facts, scope, health, tenure_family, verdict)
     return _classify_legacy(facts, scope, health, verdict)
@@ -234,7 +227,7 @@ def _classify_lease_aware(
     verdict: _Verdict,
 ) -> DaemonIdentityRecord:
     family = argv_family or _text(health, "daemon_family")
-    root = _option(facts.cmdline, "tenure-root") or _text(health, "root")
+    root = argv_option(facts.cmdline, "tenure-root") or _text(health, "root")
     source = (
         IdentitySource.HEALTH_SELF_REPORT if health is not None else IdentitySource.CMDLINE_MARKER
     )

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from tenure.classify import CleanupClass, DaemonIdentityRecord, Governance
-from tenure.engine import Survey, read_legacy_state, survey
+from tenure.engine import Survey, survey
 from tenure.errors import RootError
 from tenure.families import DASHBOARD, SYNC, Family
 from tenure.httpc import health
@@ -73,7 +73,6 @@ class DoctorReport:
     generated_at: float = field(default_factory=time.time)
     findings: list[Finding] = field(default_factory=list)
     reset_result: ReapResult | None = None
-    legacy_singleton: dict[str, Any] | None = None
 
     def candidates(self) -> list[tuple[str, DaemonIdentityRecord]]:
         """Every in-range listener with its scanning family, sorted by port."""
@@ -146,14 +145,6 @@ def gather(root: Path, legacy_root: Path) -> DoctorReport:
         problem = None if exc.problem == "does not exist" else str(exc)
     leases = [_lease_report(root, fam, now) for fam in FAMILIES]
     surveys = [survey(fam, root, legacy_root) for fam in FAMILIES]
-    state = read_legacy_state(legacy_root)
-    singleton = None
-    if state is not None:
-        singleton = {
-            "pid": state.pid,
-            "port": state.port,
-            "token": REDACTED if state.token else None,
-        }
     report = DoctorReport(
         root=root,
         legacy_root=legacy_root,
@@ -162,7 +153,6 @@ def gather(root: Path, legacy_root: Path) -> DoctorReport:
         surveys=surveys,
         retirements=read_tombstones(root)[-RECENT_RETIREMENTS:],
         generated_at=now,
-        legacy_singleton=singleton,
     )
     report.findings = build_findings(report)
     return report

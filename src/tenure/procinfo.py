@@ -68,12 +68,3 @@ def own_identity() -> tuple[int, float]:
     """This process's pid and create_time."""
     pid = os.getpid()
     return pid, psutil.Process(pid).create_time()
-
-
-def argv_option(cmdline: tuple[str, ...], name: str) -> str | None:
-    """The value of `--name=value` in argv, if present."""
-    prefix = f"--{name}="
-    for arg in cmdline:
-        if arg.startswith(prefix):
-            return arg[len(prefix) :]
-    return None

@@ -20,11 +20,12 @@ from typing import Any
 
 import psutil
 
+from tenure.argv import argv_option
 from tenure.classify import CleanupClass, DaemonIdentityRecord, Governance
 from tenure.families import Family
 from tenure.httpc import request
 from tenure.probe import open_ports
-from tenure.procinfo import argv_option, read_process, same_create_time
+from tenure.procinfo import read_process, same_create_time
 from tenure.store import read_token
 
 STEP_WAIT_S = 1.0

@@ -12,6 +12,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import PurePath
 
+from tenure.argv import argv_option
+
 ROOT_MARKER = "spec-kitty-daemon-root"
 EXEC_MARKER = "spec-kitty-daemon-exec"
 HOME_ENV = "SPEC_KITTY_HOME"
@@ -70,11 +72,7 @@ def spawn_shape(cmdline: tuple[str, ...]) -> SpawnShape | None:
     match = _RUN_CALL.search(cmdline[idx + 1])
     if match is None:
         return None
-    root = None
-    prefix = f"--{ROOT_MARKER}="
-    for arg in cmdline[idx + 2 :]:
-        if arg.startswith(prefix):
-            root = arg[len(prefix) :]
+    root = argv_option(cmdline[idx + 2 :], ROOT_MARKER)
     return SpawnShape(port=int(match.group(1)), token=match.group(2), root_marker=root)
 
 
