@@ -37,3 +37,30 @@ def test_daemon_process_imports_neither_typer_nor_rich() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == ""
+
+
+def test_version_flag_and_the_env_override() -> None:
+    """`tenure --version` prints the package version; TENURE_VERSION overrides it."""
+    import os
+    import subprocess
+    import sys
+
+    from tenure.version import __version__
+
+    env = {k: v for k, v in os.environ.items() if k != "TENURE_VERSION"}
+    plain = subprocess.run(
+        [sys.executable, "-m", "tenure", "--version"],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    spoofed = subprocess.run(
+        [sys.executable, "-m", "tenure", "--version"],
+        env={**env, "TENURE_VERSION": "9.9.9"},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert plain.stdout.strip() == __version__
+    assert spoofed.stdout.strip() == "9.9.9"
