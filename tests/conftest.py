@@ -1,20 +1,166 @@
-"""Shared helpers for tenure's own tests."""
+"""Shared helpers for tenure's own tests: port blocks, the signal guard, waits, profiles.
+
+Port blocks: every module that binds loopback ports takes its own block from `PORT_BLOCKS`
+(disjoint, so modules can run in parallel), holds an exclusive OS lock on it (so two suites on
+one machine never meet), and skips when a listener it did not start sits in its block. Tests
+marked `realports` bind the families' real ranges: they hold the suite-wide port lock
+exclusively, so no other port-binding test of any suite on this machine runs meanwhile.
+"""
 
 from __future__ import annotations
 
+import fcntl
+import os
+import random
 import sys
+import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
+
+import psutil
+import pytest
+from hypothesis import HealthCheck, settings
 
 HERE = Path(__file__).parent
 PY = sys.executable
 
+# CI: the same examples every run, no deadline, no health check that a loaded machine can trip.
+settings.register_profile(
+    "ci",
+    derandomize=True,
+    deadline=None,
+    print_blob=True,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+settings.register_profile("dev", deadline=None)
+settings.load_profile(
+    os.environ.get("HYPOTHESIS_PROFILE") or ("ci" if os.environ.get("CI") else "dev")
+)
+
+
+@dataclass(frozen=True)
+class PortBlock:
+    """A module's own sub-ranges (inclusive) of the sync and dashboard families."""
+
+    sync: tuple[int, int]
+    dashboard: tuple[int, int]
+
+    @property
+    def sync_env(self) -> str:
+        return f"{self.sync[0]}-{self.sync[1]}"
+
+    @property
+    def dashboard_env(self) -> str:
+        return f"{self.dashboard[0]}-{self.dashboard[1]}"
+
+    def ports(self) -> list[int]:
+        return [
+            *range(self.sync[0], self.sync[1] + 1),
+            *range(self.dashboard[0], self.dashboard[1] + 1),
+        ]
+
+
+# The one table of port blocks. Sync is [9400,9450), dashboard [9237,9337); blocks are disjoint.
+PORT_BLOCKS: dict[str, PortBlock] = {
+    "test_demo": PortBlock(sync=(9400, 9409), dashboard=(9325, 9329)),
+    "test_doctor": PortBlock(sync=(9410, 9429), dashboard=(9300, 9309)),
+    "test_legacy_live": PortBlock(sync=(9430, 9439), dashboard=(9310, 9319)),
+    "test_daemons": PortBlock(sync=(9440, 9444), dashboard=(9320, 9324)),
+    "test_chaos": PortBlock(sync=(9445, 9449), dashboard=(9330, 9334)),
+}
+# Both real ranges, for the tests marked realports.
+REAL_PORTS = [*range(9236, 9338), *range(9399, 9451)]
+LOCK_DIR = Path(tempfile.gettempdir())
+
+
+def block(module: str) -> PortBlock:
+    """The port block of a test module (`__name__` works: the last dotted part is used)."""
+    return PORT_BLOCKS[module.rsplit(".", 1)[-1]]
+
+
+def _flock(name: str, mode: int) -> int:
+    fd = os.open(LOCK_DIR / name, os.O_RDWR | os.O_CREAT, 0o666)
+    fcntl.flock(fd, mode)
+    return fd
+
+
+def _foreign_listeners(ports: list[int]) -> dict[int, int | None]:
+    """port → pid (None when another user's) of every TCP listener on `ports`."""
+    wanted = set(ports)
+    return {
+        c.laddr.port: c.pid
+        for c in psutil.net_connections(kind="tcp")
+        if c.status == psutil.CONN_LISTEN and c.laddr and c.laddr.port in wanted
+    }
+
+
+@pytest.fixture(autouse=True)
+def _hermetic_ports(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Lock this test's ports; skip when someone else listens there (never touch them)."""
+    realports = request.node.get_closest_marker("realports") is not None
+    module = request.module.__name__.rsplit(".", 1)[-1]
+    if not realports and module not in PORT_BLOCKS:
+        yield
+        return
+    fds = [_flock("tenure-tests-ports.lock", fcntl.LOCK_EX if realports else fcntl.LOCK_SH)]
+    try:
+        if realports:
+            ports = REAL_PORTS
+        else:
+            mine = PORT_BLOCKS[module]
+            # Two modules may share a block only if it is locked; the lock serialises them.
+            fds.append(_flock(f"tenure-tests-block-{mine.sync[0]}.lock", fcntl.LOCK_EX))
+            ports = mine.ports()
+        foreign = _foreign_listeners(ports)
+        if foreign:
+            pytest.skip(
+                "listeners this suite did not start sit in the test's ports "
+                f"(port: pid) {foreign}; they are left alone"
+            )
+        yield
+    finally:
+        for fd in reversed(fds):
+            os.close(fd)
+
+
+@pytest.fixture(autouse=True)
+def _signal_guard(tenure_signal_guard: Path) -> Path:
+    """Every test runs under the signal guard: tenure ends only processes the test started."""
+    return tenure_signal_guard
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--shuffle",
+        type=int,
+        default=None,
+        metavar="SEED",
+        help="run the tests in an order shuffled with SEED (shows they are independent)",
+    )
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    seed = config.getoption("--shuffle")
+    if seed is not None:
+        random.Random(seed).shuffle(items)
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    seed = config.getoption("--shuffle")
+    profile = settings._current_profile
+    order = "file order" if seed is None else f"shuffled with seed {seed}"
+    return f"tenure: test order {order}; hypothesis profile {profile}"
+
 
 def wait_for(
-    predicate: Callable[[], object], timeout: float = 10.0, what: str = "condition"
+    predicate: Callable[[], object], timeout: float = 30.0, what: str = "condition"
 ) -> object:
-    """Poll until `predicate()` is truthy; fail with `what` after `timeout` seconds."""
+    """Poll until `predicate()` is truthy; fail with `what` after `timeout` seconds.
+
+    The timeout is a bound only a real bug reaches, not an expectation of speed.
+    """
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         value = predicate()

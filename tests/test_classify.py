@@ -304,9 +304,9 @@ def test_singleton_matched_by_port_when_state_file_has_no_pid() -> None:
 
 
 hostile = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=300),
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=40),
     lambda c: st.lists(c, max_size=3) | st.dictionaries(st.text(max_size=20), c, max_size=3),
-    max_leaves=15,
+    max_leaves=8,
 )
 health_docs = st.dictionaries(
     st.sampled_from(

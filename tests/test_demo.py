@@ -11,15 +11,18 @@ from pathlib import Path
 
 from tenure.probe import open_ports
 from tenure.testing import ProcessRegistry
-from tests.conftest import wait_for
+from tests.conftest import block, wait_for
+
+BLOCK = block(__name__)
+SYNC_PORTS = range(BLOCK.sync[0], BLOCK.sync[1] + 1)
 
 
 def run_demo(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
     """Run `tenure demo ARGS` on the test sub-ranges with a private HOME."""
     env = {
         **os.environ,
-        "TENURE_SYNC_PORTS": "9430-9439",
-        "TENURE_DASHBOARD_PORTS": "9320-9329",
+        "TENURE_SYNC_PORTS": BLOCK.sync_env,
+        "TENURE_DASHBOARD_PORTS": BLOCK.dashboard_env,
         "HOME": str(tmp_path),
     }
     env.pop("TENURE_ROOT", None)
@@ -46,7 +49,7 @@ def test_demo_tells_the_story_and_cleans_up(tmp_path: Path) -> None:
     assert steps["sigkill_takeover"]["epoch"] == steps["supersede"]["epoch"] + 1
     assert [s["pid"] for s in steps["reset"]["swept"]] == [steps["reset"]["late_pid"]]
     assert [s["skip_reason"] for s in steps["reset"]["skipped"]] == ["pre_marker"]
-    assert open_ports(range(9430, 9440)) == []
+    assert open_ports(SYNC_PORTS) == []
     assert not Path(doc["root"]).exists()
 
 
@@ -63,7 +66,7 @@ def test_human_demo_output_has_the_five_acts(tmp_path: Path) -> None:
     ):
         assert heading in proc.stdout
     assert "\x1b[" not in proc.stdout
-    assert open_ports(range(9430, 9440)) == []
+    assert open_ports(SYNC_PORTS) == []
 
 
 def test_ctrl_c_stops_everything_the_demo_started(
@@ -72,8 +75,8 @@ def test_ctrl_c_stops_everything_the_demo_started(
     """SIGINT in the middle: exit 130, no listener left, the temporary root removed."""
     env = {
         **os.environ,
-        "TENURE_SYNC_PORTS": "9430-9439",
-        "TENURE_DASHBOARD_PORTS": "9320-9329",
+        "TENURE_SYNC_PORTS": BLOCK.sync_env,
+        "TENURE_DASHBOARD_PORTS": BLOCK.dashboard_env,
         "HOME": str(tmp_path),
         "TMPDIR": str(tmp_path),  # the demo's temporary root lands here, where cleanup can find it
     }
@@ -94,7 +97,7 @@ def test_ctrl_c_stops_everything_the_demo_started(
         signal.signal(signal.SIGINT, previous)
     try:
         # The pause after act 1 is 60 s: its daemon is up and the interrupt lands in the pause.
-        wait_for(lambda: open_ports(range(9430, 9440)), timeout=30, what="the demo daemon up")
+        wait_for(lambda: open_ports(SYNC_PORTS), timeout=30, what="the demo daemon up")
         proc.send_signal(signal.SIGINT)
         _out, err = proc.communicate(timeout=30)
     finally:
@@ -105,5 +108,5 @@ def test_ctrl_c_stops_everything_the_demo_started(
             proc_registry.track_root(root.resolve())
     assert proc.returncode == 130, err
     assert "interrupted" in err
-    assert open_ports(range(9430, 9440)) == []
+    assert open_ports(SYNC_PORTS) == []
     assert list(tmp_path.glob("tenure-demo-*")) == []

@@ -20,11 +20,12 @@ from tenure.probe import open_ports
 from tenure.standins import spawn_legacy, spawn_other, spawn_singleton, write_state_file
 from tenure.store import read_token
 from tenure.testing import Fleet, ProcessRegistry, make_fleet, pid_gone
-from tests.conftest import HERE
+from tests.conftest import HERE, block
 
 SCHEMA = json.loads((HERE.parent / "docs" / "protocol" / "doctor-json.schema.json").read_text())
-SYNC_RANGE = range(9410, 9430)
-DASH_RANGE = range(9300, 9310)
+BLOCK = block(__name__)  # ports below are literals inside this block
+SYNC_RANGE = range(BLOCK.sync[0], BLOCK.sync[1] + 1)
+DASH_RANGE = range(BLOCK.dashboard[0], BLOCK.dashboard[1] + 1)
 
 
 @pytest.fixture
@@ -34,8 +35,8 @@ def fleet(tmp_path: Path, proc_registry: ProcessRegistry) -> Fleet:
     return make_fleet(
         tmp_path / "root",
         proc_registry,
-        TENURE_SYNC_PORTS="9410-9429",
-        TENURE_DASHBOARD_PORTS="9300-9309",
+        TENURE_SYNC_PORTS=BLOCK.sync_env,
+        TENURE_DASHBOARD_PORTS=BLOCK.dashboard_env,
         SPEC_KITTY_HOME=str(legacy.resolve()),
         TENURE_SIGNAL_JOURNAL=str(tmp_path / "signals.jsonl"),
     )
@@ -69,14 +70,13 @@ def mixed_fleet(fleet: Fleet) -> dict[str, Any]:
     return {"holder": holder, "dash": dash, "procs": procs}
 
 
-def snapshot(*roots: Path) -> list[tuple[str, int, int, int]]:
+def snapshot(*roots: Path) -> list[tuple[str, int, int, int, int]]:
+    """Every file's inode, mtime, size and mode: an atomic rewrite changes the inode."""
     out = []
     for root in roots:
-        for path in sorted(root.rglob("*")):
+        for path in [*sorted(root.rglob("*")), root]:
             st = path.lstat()
-            out.append((str(path), st.st_mtime_ns, st.st_size, st.st_mode))
-        st = root.lstat()
-        out.append((str(root), st.st_mtime_ns, st.st_size, st.st_mode))
+            out.append((str(path), st.st_ino, st.st_mtime_ns, st.st_size, st.st_mode))
     return out
 
 
@@ -104,7 +104,6 @@ def test_doctor_is_read_only(fleet: Fleet) -> None:
     pids = [state["holder"]["pid"], state["dash"]["pid"], *(p.pid for p in state["procs"].values())]
     before_files = snapshot(fleet.root, legacy_root(fleet))
     before_procs = identities(pids)
-    time.sleep(0.05)  # mtimes would move visibly if anything were written
     human = doctor(fleet)
     doc, _ = doctor_json(fleet)
     assert human.returncode == 1  # legacy daemons leak tokens: critical
@@ -124,8 +123,8 @@ def test_doctor_creates_nothing_for_a_missing_root(
     fleet = make_fleet(
         tmp_path / "root",
         proc_registry,
-        TENURE_SYNC_PORTS="9410-9429",
-        TENURE_DASHBOARD_PORTS="9300-9309",
+        TENURE_SYNC_PORTS=BLOCK.sync_env,
+        TENURE_DASHBOARD_PORTS=BLOCK.dashboard_env,
     )
     missing = tmp_path / "nope"
     proc = fleet.cli(

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
@@ -16,13 +18,16 @@ import pytest
 from tenure.classify import CleanupClass, SkipReason
 from tenure.engine import legacy_root, survey
 from tenure.families import DASHBOARD, SYNC
+from tenure.guard import GUARD_ENV
 from tenure.probe import listening_pids, open_ports
 from tenure.reaper import reap
 from tenure.record import Holder, LeaseRecord, LeaseState
 from tenure.standins import spawn_legacy, spawn_other, spawn_singleton
 from tenure.store import LeaseStore, read_token
 from tenure.testing import ProcessRegistry, make_fleet, pid_gone
-from tests.conftest import wait_for
+from tests.conftest import block, wait_for
+
+BLOCK = block(__name__)  # ports below are literals inside this block
 
 NEVER, OPERATOR, SAFE = (
     CleanupClass.NEVER_TOUCH,
@@ -41,8 +46,8 @@ def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Path]:
     journal = tmp_path / "signals.jsonl"
     monkeypatch.setenv("TENURE_ROOT", str(root))
     monkeypatch.setenv("SPEC_KITTY_HOME", str(legacy))
-    monkeypatch.setenv("TENURE_SYNC_PORTS", "9410-9429")
-    monkeypatch.setenv("TENURE_DASHBOARD_PORTS", "9300-9309")
+    monkeypatch.setenv("TENURE_SYNC_PORTS", BLOCK.sync_env)
+    monkeypatch.setenv("TENURE_DASHBOARD_PORTS", BLOCK.dashboard_env)
     monkeypatch.setenv("TENURE_SIGNAL_JOURNAL", str(journal))
     return {"root": root.resolve(), "legacy": legacy.resolve(), "journal": journal, "tmp": tmp_path}
 
@@ -62,35 +67,35 @@ def test_version_matrix_stale_daemons_are_swept_and_the_singleton_survives(
 ) -> None:
     """3.2.2 / 3.2.3 / 3.2.4 stale daemons of the same root: safe_auto, swept, pids dead, ports free."""
     legacy = env["legacy"]
-    singleton = spawn_singleton(proc_registry, 9410, legacy)
+    singleton = spawn_singleton(proc_registry, 9430, legacy)
     stale = {
         port: spawn_legacy(proc_registry, port, legacy, version)[0]
-        for port, version in [(9411, "3.2.2"), (9412, "3.2.3"), (9413, "3.2.4")]
+        for port, version in [(9431, "3.2.2"), (9432, "3.2.3"), (9433, "3.2.4")]
     }
     found = survey(SYNC, env["root"], legacy_root())
     assert by_port(found.records) == {
-        9410: (NEVER, SkipReason.IS_RECORDED_SINGLETON),
-        9411: (SAFE, None),
-        9412: (SAFE, None),
-        9413: (SAFE, None),
+        9430: (NEVER, SkipReason.IS_RECORDED_SINGLETON),
+        9431: (SAFE, None),
+        9432: (SAFE, None),
+        9433: (SAFE, None),
     }
     assert {r.port: r.package_version for r in found.records} == {
-        9410: "3.2.4",
-        9411: "3.2.2",
-        9412: "3.2.3",
-        9413: "3.2.4",
+        9430: "3.2.4",
+        9431: "3.2.2",
+        9432: "3.2.3",
+        9433: "3.2.4",
     }
     result = reap(found.records, SYNC, env["root"])
     assert sorted((s.port, s.cleanup_path) for s in result.swept) == [
-        (9411, "terminate"),
-        (9412, "terminate"),
-        (9413, "terminate"),
+        (9431, "terminate"),
+        (9432, "terminate"),
+        (9433, "terminate"),
     ]
     assert result.failed == []
     assert result.skipped == []  # the singleton is never_touch: not a candidate at all
     for proc in stale.values():
         assert proc.wait(5) is not None
-    assert open_ports(range(9411, 9414)) == []
+    assert open_ports(range(9431, 9434)) == []
     assert singleton.poll() is None
     assert {s["pid"] for s in signals(env["journal"])} == {p.pid for p in stale.values()}
 
@@ -103,28 +108,26 @@ def test_operator_required_cases_are_untouched_without_force(
     other_home = env["tmp"] / "other-home" / ".spec-kitty"
     other_home.mkdir(parents=True)
     procs = {
-        9414: spawn_legacy(proc_registry, 9414, legacy, "3.2.2", marker=False)[0],
-        9415: spawn_legacy(proc_registry, 9415, other_home, "3.2.3")[0],
-        9416: spawn_legacy(proc_registry, 9416, legacy, "3.2.4", mode="wedged")[0],
-        9418: spawn_legacy(proc_registry, 9417, legacy, "3.2.4", mode="listen_elsewhere=9418")[0],
-        9419: spawn_legacy(proc_registry, 9419, legacy, "3.2.2")[0],
+        9434: spawn_legacy(proc_registry, 9434, legacy, "3.2.2", marker=False)[0],
+        9435: spawn_legacy(proc_registry, 9435, other_home, "3.2.3")[0],
+        9436: spawn_legacy(proc_registry, 9436, legacy, "3.2.4", mode="wedged")[0],
+        9438: spawn_legacy(proc_registry, 9437, legacy, "3.2.4", mode="listen_elsewhere=9438")[0],
+        9439: spawn_legacy(proc_registry, 9439, legacy, "3.2.2")[0],
     }
 
-    def lookup_without_9419() -> dict[int, int]:
+    def lookup_without_9439() -> dict[int, int]:
         # Fact gathering with one listener unattributed, as when the socket table hides its pid.
         pids = listening_pids()
-        pids.pop(9419, None)
+        pids.pop(9439, None)
         return pids
 
-    t0 = time.monotonic()
-    found = survey(SYNC, env["root"], legacy_root(), pid_lookup=lookup_without_9419)
-    assert time.monotonic() - t0 < 5
+    found = survey(SYNC, env["root"], legacy_root(), pid_lookup=lookup_without_9439)
     assert by_port(found.records) == {
-        9414: (OPERATOR, SkipReason.PRE_MARKER),
-        9415: (OPERATOR, SkipReason.CROSS_ROOT),
-        9416: (OPERATOR, SkipReason.UNRESPONSIVE),
-        9418: (OPERATOR, SkipReason.PID_PORT_MISMATCH),
-        9419: (OPERATOR, SkipReason.MISSING_PID),
+        9434: (OPERATOR, SkipReason.PRE_MARKER),
+        9435: (OPERATOR, SkipReason.CROSS_ROOT),
+        9436: (OPERATOR, SkipReason.UNRESPONSIVE),
+        9438: (OPERATOR, SkipReason.PID_PORT_MISMATCH),
+        9439: (OPERATOR, SkipReason.MISSING_PID),
     }
     result = reap(found.records, SYNC, env["root"])
     assert result.swept == []
@@ -134,11 +137,11 @@ def test_operator_required_cases_are_untouched_without_force(
     assert signals(env["journal"]) == []
 
     forced = reap(found.records, SYNC, env["root"], allow_operator=True)
-    assert sorted(s.port for s in forced.swept) == [9414, 9415, 9416, 9418]
-    assert [(f.port, f.failure_reason) for f in forced.failed] == [(9419, "no_pid")]
-    for port in (9414, 9415, 9416, 9418):
+    assert sorted(s.port for s in forced.swept) == [9434, 9435, 9436, 9438]
+    assert [(f.port, f.failure_reason) for f in forced.failed] == [(9439, "no_pid")]
+    for port in (9434, 9435, 9436, 9438):
         assert procs[port].wait(5) is not None
-    assert procs[9419].poll() is None
+    assert procs[9439].poll() is None
 
 
 def test_never_touch_listeners_survive_every_entry_point(
@@ -146,26 +149,26 @@ def test_never_touch_listeners_survive_every_entry_point(
 ) -> None:
     """Third-party HTTP, raw TCP, a legacy dashboard and a lease-aware dashboard are never touched."""
     others = [
-        spawn_other(proc_registry, "third_party_http", 9420),
-        spawn_other(proc_registry, "raw_tcp", 9421),
-        spawn_other(proc_registry, "legacy_dashboard", 9300),
+        spawn_other(proc_registry, "third_party_http", 9430),
+        spawn_other(proc_registry, "raw_tcp", 9431),
+        spawn_other(proc_registry, "legacy_dashboard", 9310),
     ]
     fleet = make_fleet(
         env["root"],
         proc_registry,
-        TENURE_DASHBOARD_PORTS="9301-9309",
-        TENURE_SYNC_PORTS="9410-9429",
+        TENURE_DASHBOARD_PORTS="9311-9319",
+        TENURE_SYNC_PORTS="9430-9439",
         SPEC_KITTY_HOME=str(env["legacy"]),
     )
     dash = fleet.start("dashboard")
     sync_found = survey(SYNC, env["root"], legacy_root())
     assert by_port(sync_found.records) == {
-        9420: (NEVER, SkipReason.THIRD_PARTY),
-        9421: (NEVER, SkipReason.THIRD_PARTY),
+        9430: (NEVER, SkipReason.THIRD_PARTY),
+        9431: (NEVER, SkipReason.THIRD_PARTY),
     }
     dash_found = survey(DASHBOARD, env["root"], legacy_root())
     assert by_port(dash_found.records) == {
-        9300: (NEVER, SkipReason.DASHBOARD_FAMILY),
+        9310: (NEVER, SkipReason.DASHBOARD_FAMILY),
         dash["port"]: (NEVER, SkipReason.LEASE_HOLDER),
     }
     for family, found in ((SYNC, sync_found), (DASHBOARD, dash_found)):
@@ -221,7 +224,7 @@ def test_boundary_ports_are_never_probed_and_survive(
 
 def test_reused_pid_is_not_signalled(env: dict[str, Path], proc_registry: ProcessRegistry) -> None:
     """A candidate whose create_time no longer matches fails as identity_changed, with no signal."""
-    proc, _ = spawn_legacy(proc_registry, 9422, env["legacy"], "3.2.2")
+    proc, _ = spawn_legacy(proc_registry, 9432, env["legacy"], "3.2.2")
     found = survey(SYNC, env["root"], legacy_root())
     (record,) = found.records
     assert record.cleanup_class is SAFE
@@ -237,7 +240,7 @@ def test_term_ignoring_daemon_is_escalated_to_kill(
     env: dict[str, Path], proc_registry: ProcessRegistry
 ) -> None:
     """A stale daemon that ignores SIGTERM is killed and reported with cleanup_path kill."""
-    proc, _ = spawn_legacy(proc_registry, 9423, env["legacy"], "3.2.2", mode="ignore_term")
+    proc, _ = spawn_legacy(proc_registry, 9433, env["legacy"], "3.2.2", mode="ignore_term")
     found = survey(SYNC, env["root"], legacy_root())
     result = reap(found.records, SYNC, env["root"])
     assert [(s.pid, s.cleanup_path) for s in result.swept] == [(proc.pid, "kill")]
@@ -252,10 +255,10 @@ def test_lease_holder_is_never_touched_and_a_lingering_non_holder_is_swept(
     fleet = make_fleet(
         env["root"],
         proc_registry,
-        TENURE_SYNC_PORTS="9424-9429",
+        TENURE_SYNC_PORTS="9434-9439",
         SPEC_KITTY_HOME=str(env["legacy"]),
     )
-    monkeypatch.setenv("TENURE_SYNC_PORTS", "9424-9429")
+    monkeypatch.setenv("TENURE_SYNC_PORTS", "9434-9439")
     old = fleet.start(version="1.0")
     assert by_port(survey(SYNC, env["root"], legacy_root()).records) == {
         old["port"]: (NEVER, SkipReason.LEASE_HOLDER)
@@ -305,9 +308,17 @@ def test_lease_holder_is_never_touched_and_a_lingering_non_holder_is_swept(
     assert by_port(survey(SYNC, env["root"], legacy_root()).records) == {
         old["port"]: (NEVER, SkipReason.RETIRING)
     }
-    monkeypatch.setenv("TENURE_RETIRE_GRACE", "1")
-    found = survey(SYNC, env["root"], legacy_root())
-    assert by_port(found.records) == {old["port"]: (SAFE, None)}
+    # Grace 0: lingering is measured from the old daemon's start, so any time at all that
+    # passes makes it stale. Wait for that event rather than assume the machine's speed.
+    monkeypatch.setenv("TENURE_RETIRE_GRACE", "0")
+    found = wait_for(
+        lambda: (
+            (f := survey(SYNC, env["root"], legacy_root()))
+            and by_port(f.records) == {old["port"]: (SAFE, None)}
+            and f
+        ),
+        what="the lingering non-holder to count as stale",
+    )
     result = reap(found.records, SYNC, env["root"])
     assert [(s.pid, s.cleanup_path) for s in result.swept] == [(old["pid"], "http_shutdown")]
     assert pid_gone(old["pid"])
@@ -318,13 +329,13 @@ def test_startup_reaper_of_a_new_holder_sweeps_stale_legacy_daemons(
 ) -> None:
     """A new sync holder cleans safe_auto legacy holdouts of its own family and nothing else."""
     legacy = env["legacy"]
-    singleton = spawn_singleton(proc_registry, 9425, legacy)
-    stale, _ = spawn_legacy(proc_registry, 9426, legacy, "3.2.2")
-    wedged, _ = spawn_legacy(proc_registry, 9427, legacy, "3.2.3", mode="wedged")
+    singleton = spawn_singleton(proc_registry, 9435, legacy)
+    stale, _ = spawn_legacy(proc_registry, 9436, legacy, "3.2.2")
+    wedged, _ = spawn_legacy(proc_registry, 9437, legacy, "3.2.3", mode="wedged")
     fleet = make_fleet(
         env["root"],
         proc_registry,
-        TENURE_SYNC_PORTS="9424-9429",
+        TENURE_SYNC_PORTS="9434-9439",
         SPEC_KITTY_HOME=str(legacy),
         TENURE_SIGNAL_JOURNAL=str(env["journal"]),
     )
@@ -334,3 +345,52 @@ def test_startup_reaper_of_a_new_holder_sweeps_stale_legacy_daemons(
     assert wedged.poll() is None
     assert [(s["pid"], s["action"]) for s in signals(env["journal"])] == [(stale.pid, "SIGTERM")]
     assert not pid_gone(started["pid"])
+
+
+def test_signal_guard_spares_a_process_the_test_did_not_start(
+    env: dict[str, Path], proc_registry: ProcessRegistry
+) -> None:
+    """Under the test kit's guard a forced reap never signals a process outside the registry."""
+    outsider = ProcessRegistry()  # stands for a developer's own daemon: not this test's registry
+    guard_file = Path(os.environ[GUARD_ENV])
+    before = guard_file.read_text()
+    with monkeypatch_env(GUARD_ENV, None):  # started the way anything outside the suite starts
+        stranger, _ = spawn_legacy(outsider, 9430, env["legacy"], "3.2.2", marker=False)
+    try:
+        assert guard_file.read_text() == before  # never recorded as the test's own
+        mine, _ = spawn_legacy(proc_registry, 9431, env["legacy"], "3.2.2", marker=False)
+        found = survey(SYNC, env["root"], legacy_root())
+        assert by_port(found.records) == {
+            9430: (OPERATOR, SkipReason.PRE_MARKER),
+            9431: (OPERATOR, SkipReason.PRE_MARKER),
+        }
+        result = reap(found.records, SYNC, env["root"], allow_operator=True)
+        assert [(f.pid, f.failure_reason) for f in result.failed] == [(stranger.pid, "test_guard")]
+        assert [s.pid for s in result.swept] == [mine.pid]
+        assert stranger.poll() is None
+        assert [e["pid"] for e in signals(env["journal"])] == [mine.pid]
+    finally:
+        with monkeypatch_env(GUARD_ENV, None):
+            outsider.stop_all()
+    assert stranger.poll() is not None
+
+
+def test_every_test_runs_under_the_signal_guard() -> None:
+    """The suite's autouse fixture turns the guard on, so no test can opt out by forgetting."""
+    assert os.environ.get(GUARD_ENV)
+    assert Path(os.environ[GUARD_ENV]).is_file()
+
+
+@contextlib.contextmanager
+def monkeypatch_env(name: str, value: str | None) -> Iterator[None]:
+    """Set or unset one variable for a block, restoring it afterwards."""
+    old = os.environ.get(name)
+    if value is None:
+        os.environ.pop(name, None)
+    else:
+        os.environ[name] = value
+    try:
+        yield
+    finally:
+        if old is not None:
+            os.environ[name] = old

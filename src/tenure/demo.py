@@ -20,7 +20,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from tenure import client
+from tenure import client, guard
 from tenure.doctor import DoctorReport, gather
 from tenure.families import SYNC
 from tenure.httpc import health
@@ -193,6 +193,8 @@ def _act_sigkill(ctx: _Ctx) -> None:
     # Re-check it is still our daemon (argv marker of this root) right before the signal.
     if facts is None or f"--tenure-root={ctx.root.resolve()}" not in facts.cmdline:
         raise RuntimeError(f"pid {victim} is no longer the demo's sync daemon")
+    if not guard.allows(victim, facts.create_time):
+        raise RuntimeError(f"pid {victim} was not started under this test (signal guard)")
     os.kill(victim, signal.SIGKILL)
     _wait(lambda: _gone(victim))
     t0 = time.monotonic()

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import psutil
 
+from tenure import guard
+
 STOP_GRACE_S = 3.0
 
 
@@ -30,7 +32,9 @@ class ProcessRegistry:
     def track(self, pid: int) -> None:
         """Register a pid this test caused to exist (e.g. a detached daemon)."""
         with contextlib.suppress(psutil.NoSuchProcess):
-            self._procs.append(psutil.Process(pid))
+            proc = psutil.Process(pid)
+            self._procs.append(proc)
+            guard.allow(pid, proc.create_time())
 
     def track_root(self, root: Path) -> list[int]:
         """Register every process whose argv carries `--tenure-root=<root>`; returns their pids."""

@@ -20,6 +20,7 @@ from typing import Any
 
 import psutil
 
+from tenure import guard
 from tenure.argv import argv_option
 from tenure.classify import CleanupClass, DaemonIdentityRecord, Governance
 from tenure.families import Family
@@ -50,6 +51,7 @@ class FailureReason(enum.StrEnum):
     NO_PID = "no_pid"
     OTHER_USER = "other_user"
     OUT_OF_RANGE = "out_of_range"
+    TEST_GUARD = "test_guard"  # under a test, the target is not a process the test started
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,6 +139,8 @@ def verify(rec: DaemonIdentityRecord) -> FailureReason | None:
         return FailureReason.IDENTITY_CHANGED
     if facts.uid != os.getuid():
         return FailureReason.OTHER_USER
+    if not guard.allows(rec.pid, facts.create_time):
+        return FailureReason.TEST_GUARD
     if rec.root_marker_name is not None:
         if argv_option(facts.cmdline, rec.root_marker_name) != rec.scope_id:
             return FailureReason.IDENTITY_CHANGED

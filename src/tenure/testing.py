@@ -1,9 +1,10 @@
 """pytest plugin for tool authors: private roots, a process-cleanup registry, a fleet kit.
 
 Registered through the `pytest11` entry point. Fixtures: `proc_registry` (stops what a test
-started, by pid), `tenure_root` (a private 0700 root in `TENURE_ROOT`), `tenure_fleet` (a root
-plus env pointing tenure at test sub-ranges; starts lease-aware daemons through the CLI and
-legacy spec-kitty stand-ins).
+started, by pid), `tenure_signal_guard` (tenure's cleanup code may end only processes the test
+started or tracked; anything else fails as `test_guard`), `tenure_root` (a private 0700 root
+in `TENURE_ROOT`), `tenure_fleet` (a root plus env pointing tenure at test sub-ranges; starts
+lease-aware daemons through the CLI and legacy spec-kitty stand-ins).
 """
 
 from __future__ import annotations
@@ -20,10 +21,12 @@ from typing import Any
 import psutil
 import pytest
 
+from tenure.guard import GUARD_ENV
 from tenure.procreg import ProcessRegistry
 from tenure.standins import spawn_legacy
 
 __all__ = [
+    "GUARD_ENV",
     "Fleet",
     "ProcessRegistry",
     "make_fleet",
@@ -31,6 +34,7 @@ __all__ = [
     "proc_registry",
     "tenure_fleet",
     "tenure_root",
+    "tenure_signal_guard",
 ]
 
 
@@ -42,6 +46,17 @@ def proc_registry() -> Iterator[ProcessRegistry]:
         yield registry
     finally:
         registry.stop_all()
+
+
+@pytest.fixture
+def tenure_signal_guard(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> Path:
+    """Turn the signal guard on for this test; returns the file of allowed `pid create_time`."""
+    path = tmp_path_factory.mktemp("guard") / "allowed-pids"
+    path.touch(mode=0o600)
+    monkeypatch.setenv(GUARD_ENV, str(path))
+    return path
 
 
 @pytest.fixture
