@@ -68,7 +68,8 @@ PORT_BLOCKS: dict[str, PortBlock] = {
     "test_doctor": PortBlock(sync=(9410, 9429), dashboard=(9300, 9309)),
     "test_legacy_live": PortBlock(sync=(9430, 9439), dashboard=(9310, 9319)),
     "test_daemons": PortBlock(sync=(9440, 9444), dashboard=(9320, 9324)),
-    "test_chaos": PortBlock(sync=(9445, 9449), dashboard=(9330, 9334)),
+    "test_faults": PortBlock(sync=(9445, 9447), dashboard=(9330, 9332)),
+    "test_chaos": PortBlock(sync=(9448, 9449), dashboard=(9333, 9334)),
 }
 # Both real ranges, for the tests marked realports.
 REAL_PORTS = [*range(9236, 9338), *range(9399, 9451)]

@@ -47,6 +47,7 @@ LAYOUT = [
     ("raw TCP", 9407, "never"),
     ("lease-aware retiring (waiting, not holder)", 9408, "never"),
     ("legacy stale of another uid", 9409, "never"),
+    ("lease-aware holder of another tenure root", 9410, "never"),
     ("legacy stale 3.2.4 (last sync port)", 9449, "clean"),
     ("legacy stale 3.2.2 (outside, above sync)", 9450, "never"),
     ("legacy stale 3.2.2 (outside, below dashboard)", 9236, "never"),
@@ -85,6 +86,17 @@ def build_fleet(fleet: Fleet, entry: str, nobody_legacy: Path | None, tmp: Path)
     pids[9336] = dash["pid"]
     if entry != "startup_reaper":
         pids[9401] = fleet.start("sync", TENURE_SYNC_PORTS="9401-9401")["pid"]
+    # Another root of the same user: its holder governs itself; this root's cleanup never acts.
+    neighbour_legacy = tmp / "neighbour-home" / ".spec-kitty"
+    neighbour_legacy.mkdir(parents=True)
+    neighbour = make_fleet(
+        tmp / "other-tenure-root",
+        reg,
+        TENURE_SYNC_PORTS="9410-9410",
+        SPEC_KITTY_HOME=str(neighbour_legacy),
+        TENURE_SIGNAL_JOURNAL=fleet.env["TENURE_SIGNAL_JOURNAL"],
+    )
+    pids[9410] = neighbour.start("sync")["pid"]
     other_root = tmp / "other-home" / ".spec-kitty"
     other_root.mkdir(parents=True, exist_ok=True)
     for port, version in [

@@ -137,7 +137,7 @@ ROWS: list[tuple[str, ListenerFacts, Scope, CleanupClass, SkipReason | None]] = 
         "lease-aware-other-root",
         tenure_daemon(root="/other/root"),
         SCOPE,
-        OPERATOR,
+        NEVER,
         SkipReason.CROSS_ROOT,
     ),
     (
@@ -146,6 +146,13 @@ ROWS: list[tuple[str, ListenerFacts, Scope, CleanupClass, SkipReason | None]] = 
         SCOPE,
         OPERATOR,
         SkipReason.PID_PORT_MISMATCH,
+    ),
+    (
+        "lease-aware-holder-of-a-removed-root-instance",
+        tenure_daemon(root_id="0ld1d"),
+        replace(SCOPE, root_id="n3w1d"),
+        NEVER,
+        SkipReason.RETIRING,
     ),
     ("lease-aware-current-holder", tenure_daemon(), SCOPE, NEVER, SkipReason.LEASE_HOLDER),
     (

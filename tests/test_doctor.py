@@ -231,14 +231,14 @@ def test_reset_escalates_to_kill_and_reports_what_failed(fleet: Fleet) -> None:
     ]
 
 
-def test_interactive_reset_asks_per_candidate_on_a_tty(fleet: Fleet) -> None:
-    """On a pseudo-terminal, each operator_required candidate gets a y/N question."""
-    reg, legacy = fleet.registry, legacy_root(fleet)
-    first, _ = spawn_legacy(reg, 9411, legacy, "3.2.2", marker=False)
-    second, _ = spawn_legacy(reg, 9412, legacy, "3.2.4", mode="wedged")
+def run_on_pty(fleet: Fleet, args: list[str], answers: list[bytes]) -> tuple[bytes, bytes, int]:
+    """Run `tenure ARGS` with stdin and stderr on a pseudo-terminal; answer each [y/N] in turn.
+
+    Returns (stdout, what the terminal showed, exit code).
+    """
     master, slave = pty.openpty()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "tenure", "auth", "doctor", "--reset", "--json"],
+        [sys.executable, "-m", "tenure", *args],
         stdin=slave,
         stdout=subprocess.PIPE,
         stderr=slave,
@@ -248,24 +248,57 @@ def test_interactive_reset_asks_per_candidate_on_a_tty(fleet: Fleet) -> None:
     os.close(slave)
     seen = b""
     try:
-        for answer in (b"y\n", b"n\n"):
-            deadline = time.monotonic() + 20
-            while seen.count(b"[y/N]") < (1 if answer == b"y\n" else 2):
+        for n, answer in enumerate(answers, start=1):
+            deadline = time.monotonic() + 60
+            while seen.count(b"[y/N]") < n:
                 assert time.monotonic() < deadline, seen.decode(errors="replace")
                 ready, _, _ = select.select([master], [], [], 1)
                 if ready:
                     seen += os.read(master, 4096)
             os.write(master, answer)
-        out, _ = proc.communicate(timeout=30)
+        out, _ = proc.communicate(timeout=60)
+        while select.select([master], [], [], 0.1)[0]:
+            try:
+                chunk = os.read(master, 4096)
+            except OSError:  # EIO: the terminal's other side closed
+                break
+            if not chunk:
+                break
+            seen += chunk
     finally:
         os.close(master)
-    doc = json.loads(out)
+    return out, seen, proc.returncode
+
+
+def test_interactive_reset_asks_per_candidate_on_a_tty(fleet: Fleet) -> None:
+    """On a terminal, each operator_required candidate gets a y/N question."""
+    reg, legacy = fleet.registry, legacy_root(fleet)
+    first, _ = spawn_legacy(reg, 9411, legacy, "3.2.2", marker=False)
+    second, _ = spawn_legacy(reg, 9412, legacy, "3.2.4", mode="wedged")
+    _out, seen, _code = run_on_pty(fleet, ["auth", "doctor", "--reset"], [b"y\n", b"n\n"])
     assert b"port 9411" in seen
     assert b"port 9412" in seen
-    assert [s["pid"] for s in doc["reset_result"]["swept"]] == [first.pid]
-    assert [s["pid"] for s in doc["reset_result"]["skipped"]] == [second.pid]
     assert first.wait(5) is not None
     assert second.poll() is None
+    assert [e["pid"] for e in journal(fleet)] == [first.pid]
+
+
+def test_reset_json_never_prompts_even_on_a_tty(fleet: Fleet) -> None:
+    """--json is non-interactive: operator_required candidates are skipped and listed."""
+    reg, legacy = fleet.registry, legacy_root(fleet)
+    first, _ = spawn_legacy(reg, 9411, legacy, "3.2.2", marker=False)
+    out, seen, code = run_on_pty(fleet, ["auth", "doctor", "--reset", "--json"], [])
+    assert b"[y/N]" not in seen
+    doc = json.loads(out)  # exactly one document
+    jsonschema.validate(doc, SCHEMA)
+    assert [s["pid"] for s in doc["reset_result"]["skipped"]] == [first.pid]
+    assert b"--reset --force" in seen
+    # Its leaked token is a critical finding that --reset --force removes: exit 1 until then.
+    assert code == 1
+    assert [f["remediation"] for f in doc["findings"] if f["id"] == "legacy_token_leak"] == [
+        "tenure auth doctor --reset --force"
+    ]
+    assert first.poll() is None
 
 
 def test_no_token_appears_in_any_output(fleet: Fleet) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import pytest
 from hypothesis import given
@@ -24,11 +25,11 @@ text = st.text(max_size=40)
 
 holders = st.builds(
     Holder,
-    pid=st.integers(min_value=1, max_value=2**31),
-    create_time=finite,
+    pid=st.integers(min_value=1, max_value=2**31 - 1),
+    create_time=st.floats(min_value=0, allow_nan=False, allow_infinity=False),
     nonce=text,
     version=text,
-    port=st.none() | st.integers(min_value=0, max_value=65535),
+    port=st.none() | st.integers(min_value=1, max_value=65535),
     started_at=finite,
 )
 records = st.builds(
@@ -36,12 +37,13 @@ records = st.builds(
     family=text,
     epoch=st.integers(min_value=0, max_value=2**53),
     holder=holders,
-    ttl_s=finite,
+    ttl_s=st.floats(min_value=0.001, allow_nan=False, allow_infinity=False),
     renewed_at=finite,
     seq=st.integers(min_value=0, max_value=2**53),
     state=st.sampled_from(LeaseState),
     superseded_by=st.none()
-    | st.builds(Supersession, version=text, pid=st.integers(1, 2**31), at=finite),
+    | st.builds(Supersession, version=text, pid=st.integers(1, 2**31 - 1), at=finite),
+    root_id=st.none() | st.text("0123456789abcdef", min_size=1, max_size=16),
 )
 
 
@@ -139,5 +141,57 @@ def _mutated(**changes: object) -> bytes:
 def test_malformed_records_are_unreadable_with_a_reason(data: bytes, reason_part: str) -> None:
     """Each malformed input yields Unreadable whose reason names the problem."""
     result = parse(data)
+    assert isinstance(result, Unreadable)
+    assert reason_part in result.reason
+
+
+GOOD = LeaseRecord(
+    family="sync",
+    epoch=1,
+    holder=Holder(pid=10, create_time=1.0, nonce="n", version="1.0", port=9400, started_at=1.0),
+    ttl_s=15.0,
+    renewed_at=1.0,
+    seq=0,
+    state=LeaseState.HELD,
+)
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        pytest.param(replace(GOOD, holder=replace(GOOD.holder, pid=-1)), id="negative-pid"),
+        pytest.param(replace(GOOD, holder=replace(GOOD.holder, pid=0)), id="pid-zero"),
+        pytest.param(
+            replace(GOOD, holder=replace(GOOD.holder, version="9" * 70_000)), id="huge-version"
+        ),
+        pytest.param(
+            replace(GOOD, holder=replace(GOOD.holder, port=70_000)), id="port-out-of-range"
+        ),
+        pytest.param(replace(GOOD, ttl_s=0.0), id="zero-ttl"),
+        pytest.param(replace(GOOD, family="f" * 300), id="long-family"),
+    ],
+)
+def test_encode_refuses_what_readers_would_call_unreadable(bad: LeaseRecord) -> None:
+    """The writer validates with the reader's codec: an invalid record is never written."""
+    with pytest.raises(ValueError, match="refusing to write"):
+        encode(bad)
+
+
+@pytest.mark.parametrize(
+    ("holder_patch", "reason_part"),
+    [
+        pytest.param({"pid": -1}, "pid", id="negative-pid"),
+        pytest.param({"pid": 2**40}, "pid", id="pid-too-large"),
+        pytest.param({"create_time": -5.0}, "create_time", id="negative-create-time"),
+        pytest.param({"version": "v" * 300}, "version", id="long-version"),
+    ],
+)
+def test_out_of_range_holder_fields_are_unreadable(
+    holder_patch: dict[str, object], reason_part: str
+) -> None:
+    """Values a process table cannot hold read as unreadable, never as a crash later."""
+    doc = json.loads(encode(GOOD))
+    doc["holder"].update(holder_patch)
+    result = parse(json.dumps(doc).encode())
     assert isinstance(result, Unreadable)
     assert reason_part in result.reason

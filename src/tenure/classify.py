@@ -13,6 +13,7 @@ from typing import Any
 
 from tenure.argv import argv_option
 from tenure.families import Family
+from tenure.identity import same_create_time
 from tenure.legacy import speckitty
 from tenure.record import PROTOCOL
 
@@ -97,6 +98,7 @@ class Scope:
     lease: LeaseView | None = None
     legacy_singleton_pid: int | None = None
     legacy_singleton_port: int | None = None
+    root_id: str | None = None  # this root's current instance id (root.md#instance)
 
 
 @dataclass(frozen=True, slots=True)
@@ -234,7 +236,7 @@ def _classify_lease_aware(
     lease = scope.lease
     is_holder = lease is not None and lease.held and facts.pid == lease.holder_pid
     if is_holder and facts.create_time is not None and lease is not None:
-        is_holder = abs(facts.create_time - lease.holder_create_time) <= 0.05
+        is_holder = same_create_time(facts.create_time, lease.holder_create_time)
     if is_holder:
         source = IdentitySource.LEASE_RECORD
     extra = {
@@ -255,12 +257,13 @@ def _classify_lease_aware(
             **extra,
         )
     if root != scope.root:
+        # A lease-aware daemon governs itself; only its own root's commands may stop it.
         return verdict(
-            operator,
+            never,
             SkipReason.CROSS_ROOT,
             lease_gov,
             source,
-            [f"root {root} is not {scope.root}"],
+            [f"lease-aware daemon of root {root}, not {scope.root}: it governs itself"],
             **extra,
         )
     health_pid = _int(health, "pid")
@@ -273,6 +276,19 @@ def _classify_lease_aware(
             [
                 f"health says pid {health_pid} port {_int(health, 'port')}; "
                 f"listener is pid {facts.pid}"
+            ],
+            **extra,
+        )
+    health_root_id = _text(health, "root_id")
+    if health_root_id is not None and scope.root_id is not None and health_root_id != scope.root_id:
+        return verdict(
+            never,
+            SkipReason.RETIRING,
+            lease_gov,
+            source,
+            [
+                f"holds a lease of a removed instance of this root (root_id {health_root_id}, "
+                f"now {scope.root_id}); it fences itself at its next heartbeat"
             ],
             **extra,
         )
@@ -330,19 +346,33 @@ def _classify_lease_aware(
     )
 
 
+REDACTED = "<redacted>"
+
+
+def _leaked_token(health: Mapping[str, Any] | None) -> str | None:
+    """The raw token a health answer gives away; a redacted or empty one is no leak."""
+    token = _text(health, "token")
+    return None if not token or token == REDACTED else token
+
+
 def _classify_legacy(
     facts: ListenerFacts, scope: Scope, health: Mapping[str, Any] | None, verdict: _Verdict
 ) -> DaemonIdentityRecord:
     never, operator = CleanupClass.NEVER_TOUCH, CleanupClass.OPERATOR_REQUIRED
     legacy = Governance.LEGACY
+    leaked = _leaked_token(health) is not None
     if health is not None and speckitty.looks_like_legacy_dashboard_health(health):
+        evidence = ["legacy spec-kitty dashboard (project_path in health)"]
+        if leaked:
+            evidence.append("leaks its control token on /api/health")
         return verdict(
             never,
             SkipReason.DASHBOARD_FAMILY,
             legacy,
             IdentitySource.HEALTH_SELF_REPORT,
-            ["legacy spec-kitty dashboard (project_path in health)"],
+            evidence,
             daemon_family="dashboard",
+            token_leaked=leaked,
         )
     shape = speckitty.spawn_shape(facts.cmdline)
     health_legacy = health is not None and speckitty.looks_like_legacy_sync_health(health)
@@ -357,7 +387,6 @@ def _classify_legacy(
     source = (
         IdentitySource.CMDLINE_MARKER if shape is not None else IdentitySource.HEALTH_SELF_REPORT
     )
-    leaked = health is not None and bool(_text(health, "token"))
     extra: dict[str, Any] = {
         "daemon_family": "sync",
         "protocol": None if health is None else f"legacy/{_int(health, 'protocol_version')}",
@@ -417,7 +446,7 @@ def _classify_legacy(
             [*evidence, "accepts connections but gives no health answer"],
             **extra,
         )
-    health_token = _text(health, "token")
+    health_token = _leaked_token(health)
     if shape.port != facts.port or (health_token is not None and health_token != shape.token):
         return verdict(
             operator,

@@ -7,6 +7,7 @@ concurrent starts end with one daemon. spec: docs/protocol/control.md#start
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -15,13 +16,22 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from tenure.errors import DaemonStartError
+from tenure.errors import DaemonStartError, RootError
 from tenure.families import EXIT_HELD, Family
 from tenure.httpc import LOOPBACK, health, request
 from tenure.machine import Liveness, decide_supersede, is_newer
-from tenure.procinfo import liveness
-from tenure.record import LeaseRecord, LeaseState
-from tenure.store import DIR_MODE, FILE_MODE, LeaseStore, ensure_root, locked, read_token
+from tenure.procinfo import Mismatch, check_identity, liveness
+from tenure.record import LeaseRecord, LeaseState, Unreadable
+from tenure.store import (
+    LeaseStore,
+    check_root,
+    ensure_root,
+    ensure_subdir,
+    locked,
+    log_path,
+    open_regular,
+    read_token,
+)
 from tenure.timing import Timing
 
 SPAWN_TIMEOUT_S = 10.0  # spawn → healthy bound, on top of any wait for an expiring holder
@@ -52,18 +62,28 @@ class DaemonInfo:
         return asdict(self)
 
 
-def log_path(root: Path, family: str) -> Path:
-    """Where a detached daemon's stdout/stderr go."""
-    return root / "logs" / f"{family}.log"
-
-
-def log_tail(root: Path, family: str, lines: int = 20) -> str:
-    """The last lines of a family's log, for error messages."""
+def log_size(root: Path, family: str) -> int:
+    """The log's current size: where the next attempt's lines begin."""
     try:
-        text = log_path(root, family).read_text(errors="replace")
+        return os.lstat(log_path(root, family)).st_size
+    except OSError:
+        return 0
+
+
+def log_tail(root: Path, family: str, lines: int = 20, since: int = 0) -> str:
+    """The last lines the log gained after byte offset `since`, for error messages."""
+    try:
+        fd = open_regular(log_path(root, family))
     except OSError:
         return "(no log)"
-    return "\n".join(text.splitlines()[-lines:])
+    try:
+        size = os.fstat(fd).st_size
+        start = since if since <= size else 0  # rotated meanwhile: the new file is all ours
+        os.lseek(fd, max(start, size - 64 * 1024), os.SEEK_SET)
+        text = os.read(fd, 64 * 1024).decode("utf-8", "replace")
+    finally:
+        os.close(fd)
+    return "\n".join(text.splitlines()[-lines:]) or "(nothing logged)"
 
 
 def _info(doc: dict[str, Any], action: str) -> DaemonInfo:
@@ -100,11 +120,12 @@ def healthy_holder(store: LeaseStore) -> tuple[LeaseRecord | None, dict[str, Any
 
 def spawn(family: Family, root: Path, acquire_wait: float) -> subprocess.Popen[bytes]:
     """Start a detached daemon: new session, stdio to its log file, markers in argv."""
+    ensure_subdir(root, "logs")
     log = log_path(root, family.name)
-    log.parent.mkdir(mode=DIR_MODE, exist_ok=True)
-    fd = os.open(
-        log, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW | os.O_CLOEXEC, FILE_MODE
-    )
+    try:
+        fd = open_regular(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND)
+    except OSError as exc:
+        raise RootError(log, f"cannot be opened as the daemon log ({exc.strerror})") from None
     try:
         argv = [
             sys.executable,
@@ -127,7 +148,7 @@ def spawn(family: Family, root: Path, acquire_wait: float) -> subprocess.Popen[b
 
 
 def _wait_ready(
-    proc: subprocess.Popen[bytes], store: LeaseStore, timeout: float
+    proc: subprocess.Popen[bytes], store: LeaseStore, timeout: float, log_from: int
 ) -> dict[str, Any] | None:
     """Health of the spawned daemon once it holds; None if it exited because the lease is held."""
     deadline = time.monotonic() + timeout
@@ -138,7 +159,7 @@ def _wait_ready(
                 return None
             raise DaemonStartError(
                 f"{store.family} daemon exited with code {code} before becoming healthy; "
-                f"log tail:\n{log_tail(store.root, store.family)}"
+                f"its log says:\n{log_tail(store.root, store.family, since=log_from)}"
             )
         rec = store.read()
         if (
@@ -152,7 +173,7 @@ def _wait_ready(
         time.sleep(POLL_S)
     raise DaemonStartError(
         f"{store.family} daemon pid {proc.pid} not healthy within {timeout:.1f}s; "
-        f"log tail:\n{log_tail(store.root, store.family)}"
+        f"its log says:\n{log_tail(store.root, store.family, since=log_from)}"
     )
 
 
@@ -188,13 +209,16 @@ def _supersede(store: LeaseStore, rec: LeaseRecord, version: str, notify: Notify
 
 def start(family: Family, root: Path, version: str, notify: Notify = _quiet) -> DaemonInfo:
     """Ensure exactly one healthy daemon of `family` for `root` and return it."""
+    # Refuse bad configuration here, in one line, rather than in a daemon's log.
+    timing = Timing.from_env(family.idle_s)
+    family.ports(os.environ)
     root = ensure_root(root)
     store = LeaseStore(root, family.name)
-    timing = Timing.from_env(family.idle_s)
     # Fast path without the lock: reusing a healthy holder changes nothing.
     rec, doc = healthy_holder(store)
     if rec is not None and doc is not None and not is_newer(version, rec.holder.version):
         return _info(doc, "reused")
+    expiry_wait = timing.ttl_s + 2 * timing.heartbeat_s
     with locked(root / "leases" / f"{family.name}.start.lock", timeout_s=2 * timing.ttl_s + 60):
         for _attempt in range(3):
             rec, doc = healthy_holder(store)
@@ -204,39 +228,132 @@ def start(family: Family, root: Path, version: str, notify: Notify = _quiet) -> 
                     return _info(doc, "reused")
                 _supersede(store, rec, version, notify)
                 # If it has not left yet, the new daemon waits for the lease to expire.
-                action, wait = "superseded", timing.ttl_s + 2 * timing.heartbeat_s
+                action, wait = "superseded", expiry_wait
             elif rec is not None:
-                wait = timing.ttl_s + 2 * timing.heartbeat_s
+                wait = expiry_wait
                 notify(
                     f"{family.name} holder pid {rec.holder.pid} is alive but not answering; "
                     f"waiting up to {wait:.0f}s for its lease (epoch {rec.epoch}) to expire"
                 )
+            elif isinstance(current := store.read(), Unreadable):
+                # spec: lease.md#unreadable — taken only after it stayed unchanged for one TTL,
+                # as seen by the daemon we spawn now (its watcher starts with it).
+                wait = expiry_wait
+                notify(
+                    f"{family.name} lease record is unreadable ({current.reason}); waiting up "
+                    f"to {wait:.0f}s for it to stay unchanged one TTL, then taking it over"
+                )
+            log_from = log_size(root, family.name)
             proc = spawn(family, root, wait)
-            ready = _wait_ready(proc, store, SPAWN_TIMEOUT_S + wait)
+            ready = _wait_ready(proc, store, SPAWN_TIMEOUT_S + wait, log_from)
             if ready is not None:
                 return _info(ready, action)
-        raise DaemonStartError(f"{family.name}: could not start or reuse a daemon after 3 attempts")
+        raise DaemonStartError(
+            f"{family.name}: could not start or reuse a daemon after 3 attempts; "
+            f"see tenure auth doctor and {log_path(root, family.name)}"
+        )
 
 
-def status(family: Family, root: Path) -> DaemonInfo | None:
-    """The healthy holder, if any. Read-only: no spawn, no write, no signal."""
-    _rec, doc = healthy_holder(LeaseStore(root, family.name))
-    return None if doc is None else _info(doc, "running")
+@dataclass(frozen=True, slots=True)
+class Status:
+    """What `status` knows: `state` is running, not_answering or absent."""
+
+    state: str
+    info: DaemonInfo | None = None
+    pid: int | None = None
+    port: int | None = None
+    epoch: int | None = None
+    expires_in_s: float | None = None
+    log: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        """JSON-ready dict."""
+        return {
+            "state": self.state,
+            "running": self.state == "running",
+            "daemon": None if self.info is None else self.info.to_json(),
+            "pid": self.pid,
+            "port": self.port,
+            "epoch": self.epoch,
+            "expires_in_s": self.expires_in_s,
+            "log": self.log,
+        }
 
 
-def stop(family: Family, root: Path) -> DaemonInfo | None:
-    """Authenticated shutdown of the holder, then wait until its pid is gone."""
+def status(family: Family, root: Path) -> Status:
+    """The family's daemon as seen now. Read-only: no spawn, no write, no signal.
+
+    A holder that is alive but does not answer (stopped, wedged) is `not_answering`, with
+    the time until its lease expires; it still holds the lease and its port.
+    """
+    root = check_root(root) if os.path.lexists(root) else root
     store = LeaseStore(root, family.name)
     rec, doc = healthy_holder(store)
-    if rec is None or doc is None or rec.holder.port is None:
+    log = str(log_path(root, family.name))
+    if rec is None:
+        return Status("absent", log=log)
+    if doc is not None:
+        info = _info(doc, "running")
+        return Status("running", info, info.pid, info.port, info.epoch, log=log)
+    expires = round(rec.renewed_at + rec.ttl_s - time.time(), 1)
+    return Status("not_answering", None, rec.holder.pid, rec.holder.port, rec.epoch, expires, log)
+
+
+def stop(family: Family, root: Path, notify: Notify = _quiet) -> DaemonInfo | None:
+    """Stop the holder: authenticated shutdown, or for a holder that does not answer, SIGTERM
+    then SIGKILL, each after re-checking its identity (pid, start time, this root's marker).
+    """
+    root = check_root(root) if os.path.lexists(root) else root
+    store = LeaseStore(root, family.name)
+    rec, doc = healthy_holder(store)
+    if rec is None:
         return None
-    token = read_token(root, family.name, rec.holder.pid)
-    if token is None:
-        raise DaemonStartError(f"no token for {family.name} pid {rec.holder.pid}; cannot stop it")
-    request(rec.holder.port, "POST", "/api/shutdown", token=token)
-    deadline = time.monotonic() + STOP_WAIT_S
+    if doc is not None and rec.holder.port is not None:
+        token = read_token(root, family.name, rec.holder.pid)
+        if token is None:
+            raise DaemonStartError(
+                f"no token for {family.name} pid {rec.holder.pid}; cannot stop it"
+            )
+        request(rec.holder.port, "POST", "/api/shutdown", token=token)
+        if _wait_gone(rec, STOP_WAIT_S):
+            return _info(doc, "stopped")
+        notify(f"{family.name} pid {rec.holder.pid} did not leave after shutdown; escalating")
+    else:
+        notify(f"{family.name} holder pid {rec.holder.pid} is alive but not answering; escalating")
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        _signal_holder(rec, root, sig)
+        notify(f"sent {sig.name} to {family.name} pid {rec.holder.pid}")
+        if _wait_gone(rec, STOP_WAIT_S):
+            return DaemonInfo(
+                url=f"http://{LOOPBACK}:{rec.holder.port}",
+                port=rec.holder.port or 0,
+                pid=rec.holder.pid,
+                version=rec.holder.version,
+                epoch=rec.epoch,
+                action="killed" if sig is signal.SIGKILL else "terminated",
+            )
+    raise DaemonStartError(f"{family.name} pid {rec.holder.pid} still alive after SIGKILL")
+
+
+def _signal_holder(rec: LeaseRecord, root: Path, sig: signal.Signals) -> None:
+    """Signal the recorded holder only if it is provably still that process of this root."""
+    mismatch = check_identity(
+        rec.holder.pid, rec.holder.create_time, ("tenure-root", str(root.resolve()))
+    )
+    if mismatch is Mismatch.GONE:
+        return
+    if mismatch is not None:
+        raise DaemonStartError(
+            f"not signalling pid {rec.holder.pid}: {mismatch.value} "
+            "(it is not provably this root's daemon)"
+        )
+    os.kill(rec.holder.pid, sig)
+
+
+def _wait_gone(rec: LeaseRecord, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
     while liveness(rec.holder.pid, rec.holder.create_time) is Liveness.ALIVE:
         if time.monotonic() > deadline:
-            raise DaemonStartError(f"{family.name} pid {rec.holder.pid} still alive after shutdown")
+            return False
         time.sleep(POLL_S)
-    return _info(doc, "stopped")
+    return True

@@ -22,50 +22,136 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-from tenure.errors import LeaseHeld, LeaseUnreadable, Retiring, RootError
-from tenure.families import EXIT_HELD, EXIT_NO_PORT, EXIT_ROOT, Family, family_named
+from tenure.errors import ConfigError, LeaseHeld, LeaseUnreadable, Retiring, RootError
+from tenure.families import (
+    EXIT_CONFIG,
+    EXIT_HELD,
+    EXIT_NO_PORT,
+    EXIT_ROOT,
+    Family,
+    family_named,
+)
 from tenure.governor import Governor, RetireReason
 from tenure.httpc import LOOPBACK
 from tenure.record import PROTOCOL
-from tenure.store import ensure_root, token_path, write_token
+from tenure.store import ensure_root, log_path, open_regular, token_path, write_token
 from tenure.timing import Timing
-from tenure.version import current_version
+from tenure.version import checked_version
 
 MAX_WORK_S = 30.0  # bound on the demo workload's in-flight slot
 MAX_BODY = 4096
+# spec: control.md#limits — a client can hold at most this many handler threads and
+# descriptors, so no local user can starve the heartbeat of descriptors.
+MAX_CONNECTIONS = 32
+CLIENT_TIMEOUT_S = 5.0  # per socket read or write of one connection
+LOG_MAX_BYTES = 1024 * 1024  # the log rotates to <family>.log.1 past this (one old file kept)
 
 StartupHook = Callable[["Daemon"], None]
 
 
+class DaemonLog:
+    """The daemon's log: fd 1 and 2, rotated to `<log>.1` once it passes LOG_MAX_BYTES.
+
+    Rotation re-points fd 1 and 2 at a fresh file, so stray writes follow. A daemon started
+    with stderr elsewhere (a terminal, a pipe) is never rotated.
+    """
+
+    def __init__(self, path: Path | None, max_bytes: int = LOG_MAX_BYTES) -> None:
+        self.path = path
+        self.max_bytes = max_bytes
+        self._lock = threading.Lock()
+
+    def _ours(self) -> bool:
+        if self.path is None:
+            return False
+        try:
+            fd_st, path_st = os.fstat(2), os.lstat(self.path)
+        except OSError:
+            return False
+        return (fd_st.st_dev, fd_st.st_ino) == (path_st.st_dev, path_st.st_ino)
+
+    def _rotate_if_full(self) -> None:
+        try:
+            if os.fstat(2).st_size < self.max_bytes or not self._ours():
+                return
+            assert self.path is not None
+            os.replace(self.path, self.path.with_name(self.path.name + ".1"))
+            fd = open_regular(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT)
+        except OSError:
+            return  # a full disk must not stop the daemon from governing
+        os.dup2(fd, 1)
+        os.dup2(fd, 2)
+        os.close(fd)
+
+    def write(self, msg: str) -> None:
+        """One timestamped line; control characters from outside are escaped."""
+        line = f"{time.strftime('%Y-%m-%dT%H:%M:%S')} tenure[{os.getpid()}] {msg}"
+        safe = line.encode("unicode_escape").decode("ascii") if not line.isprintable() else line
+        with self._lock:
+            self._rotate_if_full()
+            with contextlib.suppress(OSError):
+                print(safe, file=sys.stderr, flush=True)
+
+
+LOG = DaemonLog(None)
+
+
 def _log(msg: str) -> None:
-    # stdout/stderr of a detached daemon go to its log file in the root.
-    print(
-        f"{time.strftime('%Y-%m-%dT%H:%M:%S')} tenure[{os.getpid()}] {msg}",
-        file=sys.stderr,
-        flush=True,
-    )
+    LOG.write(msg)
 
 
-def bind_first_free(
-    ports: range, handler: type[BaseHTTPRequestHandler]
-) -> ThreadingHTTPServer | None:
+class BoundedServer(ThreadingHTTPServer):
+    """A threading server that serves at most MAX_CONNECTIONS clients at once.
+
+    A connection past the limit is accepted and closed at once, so neither handler threads
+    nor descriptors grow with what another local user opens.
+    """
+
+    daemon_threads = True
+    request_queue_size = 64
+
+    def __init__(self, addr: tuple[str, int], handler: type[BaseHTTPRequestHandler]) -> None:
+        self.slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
+        self.refused = 0
+        super().__init__(addr, handler)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        if not self.slots.acquire(blocking=False):
+            self.refused += 1
+            self.shutdown_request(request)
+            return
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            self.slots.release()
+            raise
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self.slots.release()
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # One line per client error, never a traceback: clients are not ours to debug.
+        exc = sys.exc_info()[1]
+        _log(f"client {client_address[0]}:{client_address[1]}: {type(exc).__name__}: {exc}")
+
+
+def bind_first_free(ports: range, handler: type[BaseHTTPRequestHandler]) -> BoundedServer | None:
     """Bind 127.0.0.1 on the first free port of `ports`."""
     for port in ports:
         try:
-            server = ThreadingHTTPServer((LOOPBACK, port), handler)
+            return BoundedServer((LOOPBACK, port), handler)
         except OSError:
             continue
-        server.daemon_threads = True
-        return server
     return None
 
 
 class Daemon:
     """One governed daemon: its server, governor, token and startup-reaper status."""
 
-    def __init__(
-        self, family: Family, root: Path, version: str, server: ThreadingHTTPServer
-    ) -> None:
+    def __init__(self, family: Family, root: Path, version: str, server: BoundedServer) -> None:
         self.family = family
         self.root = root
         self.version = version
@@ -103,6 +189,8 @@ class Daemon:
             "started_at": gov.me.started_at,
             "in_flight": gov.in_flight,
             "startup_reaper": self.reaper_status,
+            "root_id": gov.root_id,
+            "last_fault": gov.last_fault,
         }
 
     def authorized(self, header: str | None) -> int:
@@ -119,6 +207,7 @@ def make_handler(get_daemon: Callable[[], Daemon]) -> type[BaseHTTPRequestHandle
     class Handler(BaseHTTPRequestHandler):
         server_version = "tenure"
         protocol_version = "HTTP/1.1"
+        timeout = CLIENT_TIMEOUT_S  # a silent client is dropped, not waited for
 
         def log_message(self, format: str, *args: Any) -> None:
             """Silence per-request logging: it would grow the log and cost a write per probe."""
@@ -133,8 +222,19 @@ def make_handler(get_daemon: Callable[[], Daemon]) -> type[BaseHTTPRequestHandle
             self.wfile.write(body)
             self.close_connection = True
 
-        def _body(self) -> dict[str, Any]:
-            length = min(int(self.headers.get("Content-Length") or 0), MAX_BODY)
+        def _length(self) -> int | None:
+            """The declared body length, or None after answering 400/413 (before any auth)."""
+            raw = self.headers.get("Content-Length") or "0"
+            length = int(raw) if raw.isdigit() else -1
+            if length < 0:
+                self._send(400, {"error": "bad Content-Length"})
+                return None
+            if length > MAX_BODY:
+                self._send(413, {"error": f"body larger than {MAX_BODY} bytes"})
+                return None
+            return length
+
+        def _body(self, length: int) -> dict[str, Any]:
             try:
                 doc = json.loads(self.rfile.read(length) or b"{}")
             except ValueError:
@@ -152,11 +252,14 @@ def make_handler(get_daemon: Callable[[], Daemon]) -> type[BaseHTTPRequestHandle
             if self.path not in ("/api/retire", "/api/shutdown", "/api/work"):
                 self._send(404, {"error": "not found"})
                 return
+            length = self._length()
+            if length is None:
+                return
             status = daemon.authorized(self.headers.get("Authorization"))
             if status != 200:
                 self._send(status, {"error": "unauthorized" if status == 401 else "forbidden"})
                 return
-            body = self._body()
+            body = self._body(length)
             gov = daemon.governor
             if self.path == "/api/retire":
                 reason = (
@@ -199,13 +302,19 @@ def run(
     """Serve as the family's holder until retirement; returns the process exit code."""
     try:
         root = ensure_root(root)
+        ports = family.ports(os.environ)
+        Timing.from_env(family.idle_s)  # refuse bad timing before binding anything
     except RootError as exc:
         _log(str(exc))
         return EXIT_ROOT
+    except ConfigError as exc:
+        _log(str(exc))
+        return EXIT_CONFIG
+    LOG.path = log_path(root, family.name)
     holder: list[Daemon] = []
-    server = bind_first_free(family.ports(os.environ), make_handler(lambda: holder[0]))
+    server = bind_first_free(ports, make_handler(lambda: holder[0]))
     if server is None:
-        _log(f"no free port in {family.ports(os.environ)}")
+        _log(f"no free port in {ports.start}-{ports.stop - 1}")
         return EXIT_NO_PORT
     daemon = Daemon(family, root, version, server)
     holder.append(daemon)
@@ -216,15 +325,18 @@ def run(
 
     try:
         record = gov.acquire(wait_s=acquire_wait, on_wait=waiting)
+        write_token(root, family.name, gov.me.pid, daemon.token)
     except (LeaseHeld, LeaseUnreadable) as exc:
         _log(str(exc))
         server.server_close()
         return EXIT_HELD
-    except RootError as exc:
-        _log(str(exc))
+    except (RootError, OSError) as exc:
+        _log(f"cannot take the lease: {exc}")
         server.server_close()
+        if gov.epoch:
+            gov.retire(RetireReason.FAULT, drain=False)
+            gov.wait_retired(gov.timing.drain_s + 5)
         return EXIT_ROOT
-    write_token(root, family.name, gov.me.pid, daemon.token)
     gov.start()
     for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(signum, lambda *_: gov.retire(RetireReason.SHUTDOWN, drain=False))
@@ -280,10 +392,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--acquire-wait", type=float, default=0.0)
     args = parser.parse_args(argv)
     family = family_named(args.tenure_family)
+    try:
+        version = checked_version()
+    except ConfigError as exc:
+        _log(str(exc))
+        return EXIT_CONFIG
     return run(
         family,
         Path(args.tenure_root),
-        current_version(),
+        version,
         args.acquire_wait,
         default_startup_hook(family),
     )

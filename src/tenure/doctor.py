@@ -7,16 +7,18 @@ spec: docs/protocol/doctor-json.md
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from tenure.classify import CleanupClass, DaemonIdentityRecord, Governance
+from tenure.classify import CleanupClass, DaemonIdentityRecord
 from tenure.engine import Survey, survey
 from tenure.errors import RootError
 from tenure.families import DASHBOARD, SYNC, Family
+from tenure.findings import Finding, LeaseFacts, RootProblem, build_findings, remediation_for
 from tenure.httpc import health
 from tenure.machine import Liveness
 from tenure.procinfo import liveness
@@ -45,19 +47,10 @@ class LeaseReport:
     expires_in_s: float | None = None
     superseded_by: dict[str, Any] | None = None
     holder_answers: bool | None = None
+    holder_alive: bool | None = None
     unreadable_reason: str | None = None
     lock_holder_pid: int | None = None
     record_path: str = ""
-
-
-@dataclass(frozen=True, slots=True)
-class Finding:
-    """Something the operator should know, with the command that fixes it."""
-
-    id: str
-    severity: str  # info / warning / critical
-    summary: str
-    remediation: str
 
 
 @dataclass
@@ -66,7 +59,7 @@ class DoctorReport:
 
     root: Path
     legacy_root: Path
-    root_problem: str | None
+    root_problem: RootProblem | None
     leases: list[LeaseReport]
     surveys: list[Survey]
     retirements: list[dict[str, Any]]
@@ -109,9 +102,10 @@ def _lease_report(root: Path, family: Family, now: float) -> LeaseReport:
         doc = health(rec.holder.port) if rec.holder.port is not None else None
         answers = bool(doc) and doc.get("pid") == rec.holder.pid  # type: ignore[union-attr]
     expired = now - rec.renewed_at > rec.ttl_s
+    alive = None
     if rec.state is LeaseState.HELD:
-        dead = liveness(rec.holder.pid, rec.holder.create_time) is not Liveness.ALIVE
-        state = "expired" if expired or dead else "held"
+        alive = liveness(rec.holder.pid, rec.holder.create_time) is Liveness.ALIVE
+        state = "expired" if expired or not alive else "held"
     else:
         state = "released"
     sup = rec.superseded_by
@@ -130,6 +124,7 @@ def _lease_report(root: Path, family: Family, now: float) -> LeaseReport:
         if sup is None
         else {"version": sup.version, "pid": sup.pid, "at": sup.at},
         holder_answers=answers,
+        holder_alive=alive,
         lock_holder_pid=lock_pid,
         record_path=path,
     )
@@ -140,9 +135,10 @@ def gather(root: Path, legacy_root: Path) -> DoctorReport:
     now = time.time()
     problem = None
     try:
-        check_root(root)
+        if os.path.lexists(root):
+            check_root(root)
     except RootError as exc:
-        problem = None if exc.problem == "does not exist" else str(exc)
+        problem = RootProblem(str(exc.path), exc.kind, str(exc))
     leases = [_lease_report(root, fam, now) for fam in FAMILIES]
     surveys = [survey(fam, root, legacy_root) for fam in FAMILIES]
     report = DoctorReport(
@@ -154,102 +150,25 @@ def gather(root: Path, legacy_root: Path) -> DoctorReport:
         retirements=read_tombstones(root)[-RECENT_RETIREMENTS:],
         generated_at=now,
     )
-    report.findings = build_findings(report)
+    report.findings = build_report_findings(report)
     return report
 
 
-def remediation_for(record: DaemonIdentityRecord) -> str | None:
-    """A one-line fix for a listener that is not never_touch."""
-    if record.cleanup_class is CleanupClass.SAFE_AUTO:
-        return "tenure auth doctor --reset"
-    if record.cleanup_class is CleanupClass.OPERATOR_REQUIRED:
-        return "tenure auth doctor --reset --force"
-    return None
-
-
-def build_findings(report: DoctorReport) -> list[Finding]:
-    """Pure: findings from gathered facts."""
-    out: list[Finding] = []
-    cands = [r for _, r in report.candidates()]
-    if report.root_problem:
-        out.append(
-            Finding("root_permissions", "critical", report.root_problem, f"chmod 700 {report.root}")
+def build_report_findings(report: DoctorReport) -> list[Finding]:
+    """The findings for a gathered report (pure; see tenure.findings)."""
+    leases = [
+        LeaseFacts(
+            family=lease.family,
+            state=lease.state,
+            record_path=lease.record_path,
+            unreadable_reason=lease.unreadable_reason,
+            lock_holder_pid=lease.lock_holder_pid,
+            holder_pid=lease.holder_pid,
+            holder_answers=lease.holder_answers if lease.holder_alive else None,
         )
-    for lease in report.leases:
-        if lease.state == "unreadable":
-            out.append(
-                Finding(
-                    f"lease_unreadable:{lease.family}",
-                    "critical",
-                    f"{lease.family} lease record is unreadable: {lease.unreadable_reason}",
-                    f"rm {lease.record_path} && tenure {lease.family} start",
-                )
-            )
-        if lease.lock_holder_pid is not None:
-            out.append(
-                Finding(
-                    f"lease_lock_stuck:{lease.family}",
-                    "critical",
-                    f"{lease.family} lease lock is held by pid {lease.lock_holder_pid}",
-                    f"ps -o pid,args -p {lease.lock_holder_pid}  (stop it if it is hung)",
-                )
-            )
-        if lease.state in ("held", "expired") and lease.holder_answers is False:
-            out.append(
-                Finding(
-                    f"holder_not_answering:{lease.family}",
-                    "critical",
-                    f"{lease.family} lease holder pid {lease.holder_pid} does not answer health",
-                    f"tenure {lease.family} start  (takes over once the lease expires)",
-                )
-            )
-    legacy = [
-        r
-        for r in cands
-        if r.governance is Governance.LEGACY and r.cleanup_class is not CleanupClass.NEVER_TOUCH
+        for lease in report.leases
     ]
-    if legacy:
-        safe = sum(r.cleanup_class is CleanupClass.SAFE_AUTO for r in legacy)
-        op = len(legacy) - safe
-        fix = "tenure auth doctor --reset" + (
-            "  then  tenure auth doctor --reset --force" if op else ""
-        )
-        out.append(
-            Finding(
-                "legacy_holdouts",
-                "warning",
-                f"{len(legacy)} legacy spec-kitty daemons predate leases: "
-                f"{safe} safe_auto, {op} operator_required",
-                fix,
-            )
-        )
-    leaking = [r for r in cands if r.token_leaked]
-    if leaking:
-        ports = ", ".join(str(r.port) for r in leaking)
-        out.append(
-            Finding(
-                "legacy_token_leak",
-                "critical",
-                f"{len(leaking)} legacy daemons return their raw control token on /api/health "
-                f"(ports {ports})",
-                "tenure auth doctor --reset  (stopping a stale daemon ends its leak)",
-            )
-        )
-    stale_lease = [
-        r
-        for r in cands
-        if r.governance is Governance.LEASE and r.cleanup_class is not CleanupClass.NEVER_TOUCH
-    ]
-    if stale_lease:
-        out.append(
-            Finding(
-                "stale_lease_daemons",
-                "warning",
-                f"{len(stale_lease)} lease-aware daemons are not the holder and did not leave",
-                "tenure auth doctor --reset",
-            )
-        )
-    return out
+    return build_findings(report.root_problem, leases, [r for _, r in report.candidates()])
 
 
 def _iso(ts: float) -> str:

@@ -17,7 +17,7 @@ from tenure.families import Family
 from tenure.legacy import speckitty
 from tenure.probe import PidLookup, listening_pids, scan
 from tenure.record import LeaseRecord, LeaseState
-from tenure.store import LeaseStore, read_nofollow
+from tenure.store import LeaseStore, read_nofollow, read_root_id
 from tenure.timing import DRAIN_TIMEOUT_S, Timing
 
 GRACE_ENV = "TENURE_RETIRE_GRACE"
@@ -79,7 +79,15 @@ def gather_scope(family: Family, root: Path, legacy: Path) -> Scope:
         lease=lease_view(root, family.name, now),
         legacy_singleton_pid=None if state is None else state.pid,
         legacy_singleton_port=None if state is None else state.port,
+        root_id=_root_id(root),
     )
+
+
+def _root_id(root: Path) -> str | None:
+    try:
+        return read_root_id(root)
+    except OSError:
+        return None
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,13 +9,23 @@ class TenureError(Exception):
     """Base of tenure's own errors."""
 
 
+class ConfigError(TenureError, ValueError):
+    """A configuration value (an environment variable, an option) is malformed or out of range.
+
+    The message names the variable and the accepted range.
+    """
+
+
 class RootError(TenureError, PermissionError):
     """The daemon root is unsafe or unusable; the message names the path and the problem."""
 
-    def __init__(self, path: Path, problem: str) -> None:
+    def __init__(self, path: Path, problem: str, kind: str = "other") -> None:
         super().__init__(f"daemon root {path}: {problem}")
         self.path = path
         self.problem = problem
+        # missing / symlink / not_directory / foreign_owner / writable / uncreatable /
+        # unwritable / other: what a remediation needs to know.
+        self.kind = kind
 
 
 class LockTimeout(TenureError, TimeoutError):

@@ -8,11 +8,14 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-DEFAULT_IDLE_S = 900.0
+from tenure.errors import ConfigError
+from tenure.timing import DEFAULT_IDLE_S
+
 # Daemon process exit codes other than 0 (retired normally); shared by the daemon and its client.
 EXIT_HELD = 3
 EXIT_NO_PORT = 4
 EXIT_ROOT = 5
+EXIT_CONFIG = 6
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,17 +37,20 @@ class Family:
         `TENURE_<NAME>_PORTS=LO-HI` (inclusive) narrows the range so parallel tests do not
         collide; an override that reaches outside the official range is an error.
         """
-        raw = (env or {}).get(f"TENURE_{self.name.upper()}_PORTS")
+        name = f"TENURE_{self.name.upper()}_PORTS"
+        raw = (env or {}).get(name)
         if not raw:
             return range(self.lo, self.hi)
         lo_text, _, hi_text = raw.partition("-")
         try:
             lo, hi = int(lo_text), int(hi_text)
         except ValueError:
-            raise ValueError(f"{self.name}: port override {raw!r} is not LO-HI") from None
+            raise ConfigError(
+                f"{name}={raw[:40]!r} is not LO-HI inside {self.lo}-{self.hi - 1}"
+            ) from None
         if not (self.contains(lo) and self.contains(hi) and lo <= hi):
-            raise ValueError(
-                f"{self.name}: port override {raw!r} leaves the family range [{self.lo},{self.hi})"
+            raise ConfigError(
+                f"{name}={raw[:40]!r} leaves the family range {self.lo}-{self.hi - 1}"
             )
         return range(lo, hi + 1)
 

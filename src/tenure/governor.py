@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import enum
-import os
 import secrets
 import sys
 import threading
@@ -28,7 +27,13 @@ from tenure.machine import (
 )
 from tenure.procinfo import liveness, own_identity
 from tenure.record import Holder, LeaseRecord, Unreadable
-from tenure.store import LeaseStore, append_tombstone
+from tenure.store import (
+    LeaseStore,
+    RootIdentity,
+    append_tombstone,
+    ensure_root_id,
+    root_identity,
+)
 from tenure.timing import (
     Timing,
 )
@@ -48,6 +53,7 @@ class RetireReason(enum.StrEnum):
     RECORD_UNREADABLE = "record_unreadable"
     REQUESTED = "requested"  # authenticated /api/retire
     SHUTDOWN = "shutdown"  # authenticated /api/shutdown or a signal
+    FAULT = "fault"  # an unexpected error in the heartbeat: leave rather than run ungoverned
 
 
 _RENEW_TO_REASON = {
@@ -139,6 +145,10 @@ class Governor:
         self._thread: threading.Thread | None = None
         # One observer memory per process: expiry is confirmed across acquire calls.
         self._watcher = Watcher(mono)
+        # The root instance the lease was granted in; another instance means we are fenced.
+        self._root_ident: RootIdentity | None = None
+        self._fenced = False
+        self.last_fault: str | None = None  # the latest transient heartbeat error, for health
 
     # --- acquiring -------------------------------------------------------------------------
 
@@ -150,8 +160,14 @@ class Governor:
         deadline = self._mono() + wait_s
         told = False
         while True:
-            decision = self.store.transact(self._acquire_decider(watcher))
+            ident = root_identity(self.root)
+            if ident is not None and ident.root_id is None:
+                ensure_root_id(self.root)  # a root made by hand gets its instance id now
+                ident = root_identity(self.root)
+            root_id = None if ident is None else ident.root_id
+            decision = self.store.transact(self._acquire_decider(watcher, root_id))
             if decision.verdict in TAKES and decision.write is not None:
+                self._root_ident = ident
                 self.epoch = decision.write.epoch
                 self._last_renew = self._mono()
                 self._last_activity = self._mono()
@@ -170,13 +186,15 @@ class Governor:
         raise LeaseHeld(self.family, held.pid, held.version, held.port, epoch)
 
     def _acquire_decider(
-        self, watcher: Watcher
+        self, watcher: Watcher, root_id: str | None
     ) -> Callable[[LeaseRecord | Unreadable | None], tuple[AcquireDecision, LeaseRecord | None]]:
         def decide(
             current: LeaseRecord | Unreadable | None,
         ) -> tuple[AcquireDecision, LeaseRecord | None]:
             obs = observe(self.store, watcher, current, self.timing.heartbeat_s, self._wall)
-            decision = machine.decide_acquire(obs, self.me, self.family, self.timing.ttl_s)
+            decision = machine.decide_acquire(
+                obs, self.me, self.family, self.timing.ttl_s, root_id=root_id
+            )
             return decision, decision.write
 
         return decide
@@ -193,6 +211,11 @@ class Governor:
     def holding(self) -> bool:
         """True while this process may act as holder: not retiring and within its own TTL."""
         return self._retiring is None and self._mono() - self._last_renew <= self.timing.ttl_s
+
+    @property
+    def root_id(self) -> str | None:
+        """The instance id of the root this lease was granted in."""
+        return None if self._root_ident is None else self._root_ident.root_id
 
     @property
     def retiring(self) -> RetireReason | None:
@@ -222,19 +245,33 @@ class Governor:
 
     def _beat_loop(self) -> None:
         while not self._stop_beat.wait(self.timing.heartbeat_s):
-            reason = self.beat()
+            try:
+                reason = self.beat()
+            except Exception as exc:
+                # spec: lease.md#faults — never a dead heartbeat thread in a live daemon.
+                self.last_fault = f"{type(exc).__name__}: {exc}"
+                print(f"tenure: heartbeat failed: {self.last_fault}", file=sys.stderr)
+                reason = RetireReason.FAULT
             if reason is not None:
                 self.retire(reason)
                 return
 
+    def _root_changed(self) -> bool:
+        """True when the root we were granted the lease in is gone or was replaced."""
+        now = root_identity(self.root)
+        return now is None or now != self._root_ident
+
     def beat(self) -> RetireReason | None:
-        """One heartbeat; returns a reason to retire, or None after a successful renew."""
+        """One heartbeat; returns a reason to retire, or None while still holding.
+
+        A transient I/O failure (EMFILE, ENOSPC, EIO, EACCES, a lock timeout) is retried at
+        the next beat until this holder's own lease deadline passes on its monotonic clock;
+        then it retires as expired (spec: lease.md#faults).
+        """
         with self._cond:
             idle_for = self._mono() - self._last_activity
-            if self._in_flight == 0 and idle_for > self.timing.idle_s:
+            if self.timing.idle_enabled and self._in_flight == 0 and idle_for > self.timing.idle_s:
                 return RetireReason.IDLE
-        if not os.path.isdir(self.root):
-            return RetireReason.ROOT_GONE
         since = self._mono() - self._last_renew
 
         def decide(
@@ -244,12 +281,19 @@ class Governor:
             return d, d.write
 
         try:
+            if self._root_changed():
+                # A new root instance starts a new epoch sequence: write nothing into it.
+                self._fenced = True
+                return RetireReason.ROOT_GONE
             decision = self.store.transact(decide, timeout_s=self.timing.heartbeat_s / 2)
-        except LockTimeout:
-            # A missed beat is survivable; self-expiry catches a lock held too long.
-            return RetireReason.LEASE_EXPIRED if since > self.timing.ttl_s else None
-        except (FileNotFoundError, RootError):
+        except RootError:
+            self._fenced = self._fenced or self._root_changed()
             return RetireReason.ROOT_GONE
+        except (OSError, LockTimeout) as exc:
+            self.last_fault = f"{type(exc).__name__}: {exc}"
+            print(f"tenure: heartbeat not renewed, will retry: {self.last_fault}", file=sys.stderr)
+            return RetireReason.LEASE_EXPIRED if since > self.timing.ttl_s else None
+        self.last_fault = None
         if decision.verdict is RenewVerdict.RENEWED:
             self._last_renew = self._mono()
             return None
@@ -281,13 +325,18 @@ class Governor:
                         self._in_flight and self._mono() < deadline and not self._no_drain.is_set()
                     ):
                         self._cond.wait(deadline - self._mono())
-            root_present = os.path.isdir(self.root)
-            if root_present:
+            if not self._fenced and not self._root_changed_quietly():
                 self._release_and_record(reason)
         finally:
             if self._on_retire is not None:
                 self._on_retire(reason)
             self._retired.set()
+
+    def _root_changed_quietly(self) -> bool:
+        try:
+            return self._root_changed()
+        except OSError:
+            return True  # cannot tell: writing nothing is the safe side
 
     def _release_and_record(self, reason: RetireReason) -> None:
         def decide(current: LeaseRecord | Unreadable | None) -> tuple[None, LeaseRecord | None]:

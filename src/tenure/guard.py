@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 
-from tenure.procinfo import same_create_time
+from tenure.identity import same_create_time
 
 GUARD_ENV = "TENURE_TEST_SIGNAL_GUARD"
 

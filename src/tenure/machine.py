@@ -91,8 +91,10 @@ def _expiry_wait(rec: LeaseRecord, obs: Observation) -> float:
     return max(min(combined, rec.ttl_s - obs.unchanged_for), 0.0)
 
 
-def decide_acquire(obs: Observation, me: Holder, family: str, ttl_s: float) -> AcquireDecision:
-    """Decide whether `me` may take the family's lease now."""
+def decide_acquire(
+    obs: Observation, me: Holder, family: str, ttl_s: float, *, root_id: str | None = None
+) -> AcquireDecision:
+    """Decide whether `me` may take the family's lease now (in root instance `root_id`)."""
     cur = obs.current
     floor = obs.epoch_floor
 
@@ -105,6 +107,7 @@ def decide_acquire(obs: Observation, me: Holder, family: str, ttl_s: float) -> A
             renewed_at=obs.now_wall,
             seq=0,
             state=LeaseState.HELD,
+            root_id=root_id,
         )
         return AcquireDecision(verdict, rec)
 

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+import enum
 import os
 from dataclasses import dataclass
 
 import psutil
 
+from tenure import guard
+from tenure.argv import argv_option
+from tenure.identity import same_create_time
 from tenure.machine import Liveness
-
-# Two create_time readings of one process agree to well under this; psutil rounds to 10 ms.
-CREATE_TIME_TOLERANCE_S = 0.05
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,11 +50,6 @@ def read_process(pid: int) -> ProcessFacts | None:
     return ProcessFacts(pid=pid, create_time=create_time, uid=uid, cmdline=cmdline, zombie=False)
 
 
-def same_create_time(a: float, b: float) -> bool:
-    """Whether two create_time readings name the same process start."""
-    return abs(a - b) <= CREATE_TIME_TOLERANCE_S
-
-
 def liveness(pid: int, create_time: float) -> Liveness:
     """Whether the recorded process still runs; fails closed (unknown identity counts as alive)."""
     facts = read_process(pid)
@@ -68,3 +64,37 @@ def own_identity() -> tuple[int, float]:
     """This process's pid and create_time."""
     pid = os.getpid()
     return pid, psutil.Process(pid).create_time()
+
+
+class Mismatch(enum.StrEnum):
+    """Why a process is not (provably) the one a verdict was made about."""
+
+    GONE = "gone"
+    ACCESS_DENIED = "access_denied"
+    IDENTITY_CHANGED = "identity_changed"
+    OTHER_USER = "other_user"
+    TEST_GUARD = "test_guard"  # under a test, not a process the test started
+
+
+def check_identity(
+    pid: int, create_time: float | None, marker: tuple[str, str | None] | None
+) -> Mismatch | None:
+    """Re-read `pid` and compare: start time, our uid, and argv marker `--name=value`.
+
+    `marker` is (name, expected value); an expected None means the argv must carry no such
+    marker. None when every check passes: only then may a signal follow, at once.
+    """
+    facts = read_process(pid)
+    if facts is None:
+        return Mismatch.GONE
+    if facts.create_time < 0:
+        return Mismatch.ACCESS_DENIED
+    if create_time is None or not same_create_time(facts.create_time, create_time):
+        return Mismatch.IDENTITY_CHANGED
+    if facts.uid != os.getuid():
+        return Mismatch.OTHER_USER
+    if not guard.allows(pid, facts.create_time):
+        return Mismatch.TEST_GUARD
+    if marker is not None and argv_option(facts.cmdline, marker[0]) != marker[1]:
+        return Mismatch.IDENTITY_CHANGED
+    return None

@@ -20,13 +20,11 @@ from typing import Any
 
 import psutil
 
-from tenure import guard
-from tenure.argv import argv_option
 from tenure.classify import CleanupClass, DaemonIdentityRecord, Governance
 from tenure.families import Family
 from tenure.httpc import request
 from tenure.probe import open_ports
-from tenure.procinfo import read_process, same_create_time
+from tenure.procinfo import Mismatch, check_identity, read_process
 from tenure.store import read_token
 
 STEP_WAIT_S = 1.0
@@ -130,23 +128,16 @@ class _Gone(Exception):
 def verify(rec: DaemonIdentityRecord) -> FailureReason | None:
     """Re-read the live process and compare with the classified identity; raise _Gone if gone."""
     assert rec.pid is not None
-    facts = read_process(rec.pid)
-    if facts is None:
-        raise _Gone
-    if facts.create_time < 0:
-        return FailureReason.ACCESS_DENIED
-    if rec.create_time is None or not same_create_time(facts.create_time, rec.create_time):
-        return FailureReason.IDENTITY_CHANGED
-    if facts.uid != os.getuid():
-        return FailureReason.OTHER_USER
-    if not guard.allows(rec.pid, facts.create_time):
-        return FailureReason.TEST_GUARD
     if rec.root_marker_name is not None:
-        if argv_option(facts.cmdline, rec.root_marker_name) != rec.scope_id:
-            return FailureReason.IDENTITY_CHANGED
+        marker: tuple[str, str | None] | None = (rec.root_marker_name, rec.scope_id)
     elif rec.scope_id is not None:
-        return FailureReason.IDENTITY_CHANGED
-    return None
+        return FailureReason.IDENTITY_CHANGED  # a scope without a marker cannot be re-proved
+    else:
+        marker = None
+    mismatch = check_identity(rec.pid, rec.create_time, marker)
+    if mismatch is Mismatch.GONE:
+        raise _Gone
+    return None if mismatch is None else FailureReason(mismatch.value)
 
 
 def _wait_gone(pid: int, timeout: float) -> bool:

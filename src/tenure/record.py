@@ -13,6 +13,9 @@ from typing import Any
 
 PROTOCOL = "tenure/1"
 MAX_RECORD_BYTES = 64 * 1024
+MAX_TEXT = 256  # longest version, family or nonce a record may carry (lease.md#record)
+MAX_PID = 2**31 - 1
+MAX_EPOCH = 2**53  # JSON numbers stay exact below this
 
 
 class LeaseState(enum.StrEnum):
@@ -55,6 +58,7 @@ class LeaseRecord:
     seq: int
     state: LeaseState
     superseded_by: Supersession | None = None
+    root_id: str | None = None  # the root instance it was granted in (lease.md#fencing)
     protocol: str = PROTOCOL
 
 
@@ -66,7 +70,19 @@ class Unreadable:
 
 
 def encode(record: LeaseRecord) -> bytes:
-    """Serialise a record to canonical JSON bytes."""
+    """Serialise a record to canonical JSON bytes.
+
+    The bytes are checked by the same parser every reader uses: a record that readers would
+    call unreadable (a 70,000-character version, pid -1) raises ValueError and is never written.
+    """
+    data = _encode(record)
+    back = parse(data)
+    if isinstance(back, Unreadable):
+        raise ValueError(f"refusing to write an invalid lease record: {back.reason}")
+    return data
+
+
+def _encode(record: LeaseRecord) -> bytes:
     doc: dict[str, Any] = {
         "protocol": record.protocol,
         "family": record.family,
@@ -91,6 +107,8 @@ def encode(record: LeaseRecord) -> bytes:
             "at": record.superseded_by.at,
         },
     }
+    if record.root_id is not None:
+        doc["root_id"] = record.root_id
     return (json.dumps(doc, sort_keys=True, allow_nan=False) + "\n").encode()
 
 
@@ -115,6 +133,20 @@ def _number(doc: dict[str, Any], key: str) -> float:
     return float(value)
 
 
+def _text(doc: dict[str, Any], key: str) -> str:
+    value: str = _field(doc, key, str)
+    if len(value) > MAX_TEXT:
+        raise _Bad(f"{key}: longer than {MAX_TEXT} characters")
+    return value
+
+
+def _int(doc: dict[str, Any], key: str, lo: int, hi: int) -> int:
+    value: int = _field(doc, key, int)
+    if not lo <= value <= hi:
+        raise _Bad(f"{key}: {value} is outside [{lo}, {hi}]")
+    return value
+
+
 def _object(doc: dict[str, Any], key: str) -> dict[str, Any]:
     value: dict[str, Any] = _field(doc, key, dict)
     return value
@@ -124,11 +156,16 @@ def _parse_holder(doc: dict[str, Any]) -> Holder:
     port = doc.get("port")
     if port is not None and (isinstance(port, bool) or not isinstance(port, int)):
         raise _Bad("holder.port: expected int or null")
+    if port is not None and not 1 <= port <= 65535:
+        raise _Bad(f"holder.port: {port} is not a TCP port")
+    create_time = _number(doc, "create_time")
+    if create_time < 0:
+        raise _Bad("holder.create_time: negative")
     return Holder(
-        pid=_field(doc, "pid", int),
-        create_time=_number(doc, "create_time"),
-        nonce=_field(doc, "nonce", str),
-        version=_field(doc, "version", str),
+        pid=_int(doc, "pid", 1, MAX_PID),
+        create_time=create_time,
+        nonce=_text(doc, "nonce"),
+        version=_text(doc, "version"),
         port=port,
         started_at=_number(doc, "started_at"),
     )
@@ -140,7 +177,7 @@ def _parse_supersession(doc: Any) -> Supersession | None:
     if not isinstance(doc, dict):
         raise _Bad("superseded_by: expected object or null")
     return Supersession(
-        version=_field(doc, "version", str), pid=_field(doc, "pid", int), at=_number(doc, "at")
+        version=_text(doc, "version"), pid=_int(doc, "pid", 1, MAX_PID), at=_number(doc, "at")
     )
 
 
@@ -167,20 +204,25 @@ def parse(data: bytes) -> LeaseRecord | Unreadable:
             state = LeaseState(state_text)
         except ValueError:
             raise _Bad(f"state {state_text[:40]!r} unknown") from None
-        epoch = _field(doc, "epoch", int)
-        seq = _field(doc, "seq", int)
-        if epoch < 0 or seq < 0:
-            raise _Bad("epoch and seq must be >= 0")
+        epoch = _int(doc, "epoch", 0, MAX_EPOCH)
+        seq = _int(doc, "seq", 0, MAX_EPOCH)
+        ttl_s = _number(doc, "ttl_s")
+        if ttl_s <= 0:
+            raise _Bad("ttl_s: must be positive")
+        root_id = doc.get("root_id")
+        if root_id is not None and not (isinstance(root_id, str) and 0 < len(root_id) <= 64):
+            raise _Bad("root_id: expected a short string or absent")
         return LeaseRecord(
             protocol=protocol,
-            family=_field(doc, "family", str),
+            family=_text(doc, "family"),
             epoch=epoch,
             holder=_parse_holder(_object(doc, "holder")),
-            ttl_s=_number(doc, "ttl_s"),
+            ttl_s=ttl_s,
             renewed_at=_number(doc, "renewed_at"),
             seq=seq,
             state=state,
             superseded_by=_parse_supersession(doc.get("superseded_by")),
+            root_id=root_id,
         )
     except _Bad as exc:
         return Unreadable(f"wrong shape: {exc}")

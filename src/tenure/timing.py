@@ -1,43 +1,90 @@
-"""Lease timing and its environment overrides (light: imported by the CLI's hot path)."""
+"""Lease timing, validated: every `TENURE_*` timing variable is read and checked here.
+
+Light on purpose: imported by the CLI's hot path. spec: docs/protocol/lease.md#timing
+"""
 
 from __future__ import annotations
 
+import math
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
+
+from tenure.errors import ConfigError
 
 DEFAULT_TTL_S = 15.0
 DEFAULT_HEARTBEAT_S = 5.0
 DEFAULT_IDLE_S = 900.0  # same as the legacy 3.2.4 daemons' idle retirement
 DRAIN_TIMEOUT_S = 10.0  # bound on waiting for in-flight work when retiring
 
+TTL_MIN_S, TTL_MAX_S = 1.0, 86_400.0
+HEARTBEAT_MIN_S = 0.05
+IDLE_MAX_S = 366 * 86_400.0  # idle 0 means "never retire for idleness"
 
-def _env_float(name: str, default: float) -> float:
-    raw = os.environ.get(name)
-    if not raw:
-        return default
+TTL_ENV = "TENURE_LEASE_TTL"
+HEARTBEAT_ENV = "TENURE_HEARTBEAT"
+IDLE_ENV = "TENURE_IDLE_SECONDS"
+
+
+def _check(name: str, value: float, lo: float, hi: float, what: str) -> float:
+    if not (math.isfinite(value) and lo <= value <= hi):
+        raise ConfigError(f"{name}={value!r} is out of range: {what}")
+    return value
+
+
+def _env_seconds(env: Mapping[str, str], name: str) -> float | None:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return None
     try:
-        value = float(raw)
+        return float(raw)
     except ValueError:
-        return default
-    return value if value > 0 else default
+        raise ConfigError(f"{name}={raw[:40]!r} is not a number of seconds") from None
 
 
 @dataclass(frozen=True, slots=True)
 class Timing:
-    """Lease timing; heartbeat defaults to TTL/3."""
+    """Lease timing. TTL in [1 s, 1 day]; heartbeat in [50 ms, TTL/2]; idle 0 = never."""
 
     ttl_s: float = DEFAULT_TTL_S
     heartbeat_s: float = DEFAULT_HEARTBEAT_S
     idle_s: float = DEFAULT_IDLE_S
     drain_s: float = DRAIN_TIMEOUT_S
 
+    def __post_init__(self) -> None:
+        _check(TTL_ENV, self.ttl_s, TTL_MIN_S, TTL_MAX_S, "the lease TTL is 1 to 86400 seconds")
+        _check(
+            HEARTBEAT_ENV,
+            self.heartbeat_s,
+            HEARTBEAT_MIN_S,
+            self.ttl_s / 2,
+            f"the heartbeat is 0.05 s to half the TTL ({self.ttl_s / 2:g} s)",
+        )
+        _check(IDLE_ENV, self.idle_s, 0.0, IDLE_MAX_S, "idle is 0 (never) to 31622400 seconds")
+        _check("drain", self.drain_s, 0.0, TTL_MAX_S, "drain is 0 to 86400 seconds")
+
+    @property
+    def idle_enabled(self) -> bool:
+        """Whether the daemon retires after `idle_s` without work (0 turns it off)."""
+        return self.idle_s > 0
+
     @classmethod
-    def from_env(cls, idle_default: float = DEFAULT_IDLE_S) -> Timing:
-        """Read `TENURE_LEASE_TTL`, `TENURE_HEARTBEAT`, `TENURE_IDLE_SECONDS`."""
-        ttl = _env_float("TENURE_LEASE_TTL", DEFAULT_TTL_S)
-        hb = _env_float("TENURE_HEARTBEAT", ttl / 3)
+    def from_env(
+        cls, idle_default: float = DEFAULT_IDLE_S, env: Mapping[str, str] | None = None
+    ) -> Timing:
+        """Read `TENURE_LEASE_TTL`, `TENURE_HEARTBEAT` (default TTL/3), `TENURE_IDLE_SECONDS`.
+
+        A malformed or out-of-range value raises `ConfigError` naming the variable; it is
+        never silently replaced by a default.
+        """
+        env = os.environ if env is None else env
+        ttl = _env_seconds(env, TTL_ENV)
+        ttl = DEFAULT_TTL_S if ttl is None else ttl
+        _check(TTL_ENV, ttl, TTL_MIN_S, TTL_MAX_S, "the lease TTL is 1 to 86400 seconds")
+        hb = _env_seconds(env, HEARTBEAT_ENV)
+        idle = _env_seconds(env, IDLE_ENV)
         return cls(
             ttl_s=ttl,
-            heartbeat_s=min(hb, ttl),
-            idle_s=_env_float("TENURE_IDLE_SECONDS", idle_default),
+            heartbeat_s=ttl / 3 if hb is None else hb,
+            idle_s=idle_default if idle is None else idle,
         )

@@ -2,13 +2,55 @@
 
 from __future__ import annotations
 
+import os
 import sys
+from typing import Any, TextIO
 
 from tenure.cli.app import app
 
 
+class PipeSafeStdout:
+    """stdout that goes quiet when its reader left (`tenure auth doctor | head -1`).
+
+    The command then finishes and exits with the code it would have had, instead of the
+    traceback or the exit 1 a broken pipe would otherwise cause.
+    """
+
+    def __init__(self, stream: TextIO) -> None:
+        self._stream = stream
+        self.broken = False
+
+    def write(self, text: str) -> int:
+        if self.broken:
+            return len(text)
+        try:
+            return self._stream.write(text)
+        except BrokenPipeError:
+            self._silence()
+            return len(text)
+
+    def flush(self) -> None:
+        if self.broken:
+            return
+        try:
+            self._stream.flush()
+        except BrokenPipeError:
+            self._silence()
+
+    def _silence(self) -> None:
+        self.broken = True
+        # Later flushes (ours, the interpreter's at exit) go to /dev/null, not a dead pipe.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, self._stream.fileno())
+        os.close(devnull)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
+
+
 def main() -> None:
     """Console-script entry point."""
+    sys.stdout = PipeSafeStdout(sys.stdout)  # type: ignore[assignment,unused-ignore]
     try:
         app()
     except KeyboardInterrupt:

@@ -14,6 +14,7 @@ from tenure.errors import TenureError
 EXIT_OK = 0
 EXIT_ATTENTION = 1
 EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
 SCHEMA_VERSION = 1
 
 ROOT_OPTION = typer.Option(
@@ -29,9 +30,26 @@ def resolve_root(root: Path | None) -> Path:
     return root if root is not None else default_root()
 
 
+def clean(text: object) -> str:
+    """Text from outside made safe for a terminal: control characters shown as escapes.
+
+    Health answers, argv, records, tombstones and file names can carry ESC sequences or BEL;
+    none of them reaches a terminal raw. (Rich markup is never interpreted either: human
+    output renders outside strings as `rich.text.Text`, not as markup.)
+    """
+    s = str(text)
+    if s.isprintable():
+        return s
+    return "".join(ch if ch.isprintable() else _escape(ord(ch)) for ch in s)
+
+
+def _escape(code: int) -> str:
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
 def note(message: str) -> None:
-    """A diagnostic line on stderr (stdout carries only the result)."""
-    typer.echo(message, err=True)
+    """A diagnostic line on stderr (stdout carries only the result), control-safe."""
+    typer.echo(clean(message), err=True)
 
 
 def emit_json(doc: dict[str, Any]) -> None:
@@ -39,9 +57,15 @@ def emit_json(doc: dict[str, Any]) -> None:
     sys.stdout.write(json.dumps({"schema_version": SCHEMA_VERSION, **doc}, sort_keys=True) + "\n")
 
 
-def fail(exc: TenureError, as_json: bool) -> NoReturn:
-    """Report a tenure error and exit 1."""
+def fail(exc: BaseException, as_json: bool) -> NoReturn:
+    """Report an error in one line and exit: 2 for bad configuration, 1 otherwise."""
+    from tenure.errors import ConfigError  # noqa: PLC0415
+
+    message = str(exc)
+    if isinstance(exc, OSError) and not isinstance(exc, TenureError):
+        where = f" ({exc.filename})" if exc.filename else ""
+        message = f"{exc.strerror or exc}{where}"
     if as_json:
-        emit_json({"error": type(exc).__name__, "message": str(exc)})
-    note(f"error: {exc}")
-    raise typer.Exit(EXIT_ATTENTION)
+        emit_json({"error": type(exc).__name__, "message": message})
+    note(f"error: {message}")
+    raise typer.Exit(EXIT_USAGE if isinstance(exc, ConfigError) else EXIT_ATTENTION)

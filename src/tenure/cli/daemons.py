@@ -18,7 +18,7 @@ from tenure.cli.common import (
 )
 from tenure.errors import TenureError
 from tenure.families import Family
-from tenure.version import current_version
+from tenure.version import checked_version
 
 if TYPE_CHECKING:
     from tenure.client import DaemonInfo
@@ -43,9 +43,9 @@ def family_app(family: Family) -> typer.Typer:
         from tenure import client  # noqa: PLC0415  (keeps `tenure --help` fast)
 
         try:
-            info = client.start(family, resolve_root(root), current_version(), notify=note)
-        except (TenureError, ValueError) as exc:
-            fail(exc if isinstance(exc, TenureError) else TenureError(str(exc)), as_json)
+            info = client.start(family, resolve_root(root), checked_version(), notify=note)
+        except (TenureError, OSError) as exc:
+            fail(exc, as_json)
         if as_json:
             emit_json(info.to_json())
         else:
@@ -53,33 +53,43 @@ def family_app(family: Family) -> typer.Typer:
 
     @sub.command("status")
     def status_cmd(as_json: bool = JSON_OPTION, root: Path | None = ROOT_OPTION) -> None:
-        """Show the running daemon, if any (read-only). Exit 1 when none runs."""
+        """Show the daemon's state (read-only). Exit 1 unless it runs and answers."""
         from tenure import client  # noqa: PLC0415
 
-        info = client.status(family, resolve_root(root))
-        _report(info, "running", family.name, as_json)
-        if info is None:
+        try:
+            st = client.status(family, resolve_root(root))
+        except (TenureError, OSError) as exc:
+            fail(exc, as_json)
+        if as_json:
+            emit_json(st.to_json())
+        elif st.info is not None:
+            typer.echo(_human(st.info, family.name))
+        elif st.state == "not_answering":
+            typer.echo(
+                f"{family.name} daemon pid {st.pid} holds the lease (epoch {st.epoch}, port "
+                f"{st.port}) but does not answer; its lease expires in {st.expires_in_s}s"
+            )
+        else:
+            typer.echo(f"no {family.name} daemon running")
+        if st.state != "running":
             raise typer.Exit(EXIT_ATTENTION)
 
     @sub.command("stop")
     def stop_cmd(as_json: bool = JSON_OPTION, root: Path | None = ROOT_OPTION) -> None:
-        """Stop the running daemon (authenticated shutdown) and wait until its pid is gone."""
+        """Stop the daemon (authenticated shutdown; a wedged one by verified SIGTERM/SIGKILL)."""
         from tenure import client  # noqa: PLC0415
 
         try:
-            info = client.stop(family, resolve_root(root))
-        except TenureError as exc:
+            info = client.stop(family, resolve_root(root), notify=note)
+        except (TenureError, OSError) as exc:
             fail(exc, as_json)
-        _report(info, "stopped", family.name, as_json)
+        if as_json:
+            emit_json(
+                {"stopped": info is not None, "daemon": None if info is None else info.to_json()}
+            )
+        elif info is None:
+            typer.echo(f"no {family.name} daemon running")
+        else:
+            typer.echo(_human(info, family.name))
 
     return sub
-
-
-def _report(info: DaemonInfo | None, key: str, family: str, as_json: bool) -> None:
-    """Print a status/stop result: `{key: bool, daemon: …}` as JSON, or one human line."""
-    if as_json:
-        emit_json({key: info is not None, "daemon": None if info is None else info.to_json()})
-    elif info is None:
-        typer.echo(f"no {family} daemon running")
-    else:
-        typer.echo(_human(info, family))

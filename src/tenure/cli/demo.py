@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import sys
 from typing import Any
 
@@ -23,10 +22,7 @@ def demo_cmd(
     from tenure import demo  # noqa: PLC0415
     from tenure.cli.doctor import render  # noqa: PLC0415
 
-    probe = Console(file=sys.stdout)
-    # Off a terminal Rich assumes 80 columns unless COLUMNS says otherwise; tables need more.
-    wide = probe.is_terminal or "COLUMNS" in os.environ
-    console = Console(file=sys.stdout, width=None if wide else 160)
+    console = Console(file=sys.stdout)
 
     def show(kind: str, title: str, payload: Any) -> None:
         if as_json:
@@ -53,7 +49,7 @@ def demo_cmd(
             console.print(table)
         elif kind == "doctor":
             console.print(f"[bold]{title}[/]")
-            render(payload)
+            render(payload, console)
 
     try:
         summary = demo.run(show, pace)  # its own `finally` stops every process it started

@@ -3,27 +3,31 @@
 from __future__ import annotations
 
 import json
-import os
 import sys
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import typer
 
 from tenure.cli.common import (
     EXIT_ATTENTION,
+    EXIT_INTERRUPTED,
     EXIT_OK,
     EXIT_USAGE,
     JSON_OPTION,
     ROOT_OPTION,
+    clean,
     note,
     resolve_root,
 )
 
 if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.text import Text
+
     from tenure.classify import DaemonIdentityRecord
-    from tenure.doctor import DoctorReport
+    from tenure.doctor import DoctorReport, LeaseReport
     from tenure.reaper import ReapResult
 
 auth_app = typer.Typer(
@@ -58,8 +62,11 @@ def doctor_cmd(
     the_root = resolve_root(root).expanduser()
     legacy = engine.legacy_root(legacy_root)
     report = doctor.gather(the_root, legacy)
+    interrupted = False
     if reset:
-        result, pending = _reset(report, the_root, force)
+        # --json is for machines: it never prompts (doctor-json.md#reset).
+        result, pending = _reset(report, the_root, force, interactive=not as_json)
+        interrupted = result is None
         report = doctor.gather(the_root, legacy)
         report.reset_result = result
         if pending:
@@ -69,30 +76,38 @@ def doctor_cmd(
                 "To clean them: tenure auth doctor --reset --force"
             )
     if as_json:
-        sys.stdout.write(json.dumps(doctor.to_json(report), sort_keys=True) + "\n")
+        doc = doctor.to_json(report)
+        if interrupted:
+            doc["interrupted"] = True
+        sys.stdout.write(json.dumps(doc, sort_keys=True) + "\n")
     else:
         render(report)
+    if interrupted:
+        note("interrupted: the reset stopped before every candidate was handled")
+        raise typer.Exit(EXIT_INTERRUPTED)
     raise typer.Exit(EXIT_ATTENTION if report.needs_attention() else EXIT_OK)
 
 
 def _reset(
-    report: DoctorReport, root: Path, force: bool
-) -> tuple[ReapResult, list[DaemonIdentityRecord]]:
-    """Run the reaper on every family; return the result and operator_required left alone."""
+    report: DoctorReport, root: Path, force: bool, *, interactive: bool
+) -> tuple[ReapResult | None, list[DaemonIdentityRecord]]:
+    """Run the reaper on every family; the result (None if interrupted) and what was skipped."""
     from tenure.classify import CleanupClass  # noqa: PLC0415
     from tenure.reaper import ReapResult, reap  # noqa: PLC0415
 
-    interactive = not force and sys.stdin.isatty()
+    ask_on_tty = interactive and not force and sys.stdin.isatty()
     pending: list[DaemonIdentityRecord] = []
 
     def ask(rec: DaemonIdentityRecord) -> bool:
         if force:
             return True
-        if interactive:
+        if ask_on_tty:
             evidence = "; ".join(rec.evidence)
             return typer.confirm(
-                f"Clean {rec.daemon_family or 'unknown'} daemon on port {rec.port} "
-                f"(pid {rec.pid}, {rec.skip_reason}: {evidence})?",
+                clean(
+                    f"Clean {rec.daemon_family or 'unknown'} daemon on port {rec.port} "
+                    f"(pid {rec.pid}, {rec.skip_reason}: {evidence})?"
+                ),
                 default=False,
                 err=True,
             )
@@ -100,11 +115,16 @@ def _reset(
         return False
 
     result = ReapResult()
-    for found in report.surveys:
-        operator = [r for r in found.records if r.cleanup_class is CleanupClass.OPERATOR_REQUIRED]
-        if operator or any(r.cleanup_class is CleanupClass.SAFE_AUTO for r in found.records):
-            note(f"resetting {found.family.name}: {len(found.records)} listeners")
-        result.extend(reap(found.records, found.family, root, allow_operator=ask))
+    try:
+        for found in report.surveys:
+            operator = [
+                r for r in found.records if r.cleanup_class is CleanupClass.OPERATOR_REQUIRED
+            ]
+            if operator or any(r.cleanup_class is CleanupClass.SAFE_AUTO for r in found.records):
+                note(f"resetting {found.family.name}: {len(found.records)} listeners")
+            result.extend(reap(found.records, found.family, root, allow_operator=ask))
+    except (KeyboardInterrupt, typer.Abort, EOFError):
+        return None, pending
     return result, pending
 
 
@@ -114,123 +134,241 @@ def _ago(seconds: float | None) -> str:
     return f"{seconds:.1f}s" if abs(seconds) < 120 else f"{seconds / 60:.0f}m"
 
 
-def render(report: DoctorReport) -> None:
-    """Rich tables on stdout; Rich drops colour itself for NO_COLOR and non-terminals."""
+WIDE = 110  # at or above this many columns the doctor uses tables; below, one block per item
+
+
+def render(report: DoctorReport, console: Console | None = None) -> None:
+    """Human output on stdout, fitting the console's width (80 and 60 columns included).
+
+    Everything that came from outside is rendered as plain `Text` (never as Rich markup) and
+    stripped of control characters. Rich drops colour itself for NO_COLOR and non-terminals.
+    """
     from rich.console import Console  # noqa: PLC0415
-    from rich.table import Table  # noqa: PLC0415
 
-    from tenure.doctor import remediation_for  # noqa: PLC0415
-
-    probe = Console(file=sys.stdout)
-    # Off a terminal Rich assumes 80 columns unless COLUMNS says otherwise; tables need more.
-    wide = probe.is_terminal or "COLUMNS" in os.environ
-    console = Console(file=sys.stdout, width=None if wide else 160)
-    console.print(f"tenure auth doctor — root {report.root} — legacy root {report.legacy_root}")
-
-    leases = Table(title="Leases", title_justify="left")
-    for col in (
-        "family",
-        "state",
-        "holder pid",
-        "port",
-        "version",
-        "epoch",
-        "renewed",
-        "expires in",
-        "superseded by",
-        "answers",
-    ):
-        leases.add_column(col)
-    for lease in report.leases:
-        sup = lease.superseded_by
-        leases.add_row(
-            lease.family,
-            lease.state
-            if lease.state != "unreadable"
-            else f"unreadable ({lease.unreadable_reason})",
-            str(lease.holder_pid or "-"),
-            str(lease.port or "-"),
-            lease.version or "-",
-            str(lease.epoch if lease.epoch is not None else "-"),
-            f"{_ago(lease.renewed_ago_s)} ago" if lease.renewed_ago_s is not None else "-",
-            _ago(lease.expires_in_s),
-            f"{sup['version']} (pid {sup['pid']})" if sup else "-",
-            {True: "yes", False: "NO", None: "-"}[lease.holder_answers],
-        )
-    console.print(leases)
-
-    daemons = Table(title="Daemons in the families' port ranges", title_justify="left")
-    for col in ("port", "family", "pid", "version", "governance", "class", "reason", "remediation"):
-        daemons.add_column(col)
-    for _family, rec in report.candidates():
-        daemons.add_row(
-            str(rec.port),
-            rec.daemon_family or "?",
-            str(rec.pid or "-"),
-            rec.package_version or "-",
-            rec.governance.value,
-            rec.cleanup_class.value,
-            rec.skip_reason.value if rec.skip_reason else "-",
-            remediation_for(rec) or "-",
-        )
-    if not report.candidates():
-        console.print("Daemons: no listener in either family's port range")
-    else:
-        console.print(daemons)
-
+    console = console or Console(file=sys.stdout)
+    layout = _Tables(console) if console.width >= WIDE else _Blocks(console)
+    layout.header(report)
+    layout.leases(report)
+    layout.daemons(report)
     if report.retirements:
-        stones = Table(title="Recent retirements", title_justify="left")
-        for col in ("when", "family", "pid", "version", "epoch", "reason"):
-            stones.add_column(col)
-        for t in reversed(report.retirements):
-            at = t.get("at")
-            when = (
-                time.strftime("%H:%M:%S", time.localtime(at))
-                if isinstance(at, int | float)
-                else "?"
-            )
-            stones.add_row(
-                when,
-                str(t.get("family")),
-                str(t.get("pid")),
-                str(t.get("version")),
-                str(t.get("epoch")),
-                str(t.get("reason")),
-            )
-        console.print(stones)
-
+        layout.retirements(report)
     if report.reset_result is not None:
-        res = Table(title="Reset", title_justify="left")
-        for col in ("outcome", "pid", "port", "detail"):
-            res.add_column(col)
-        for s in report.reset_result.swept:
-            res.add_row(
-                "swept",
-                str(s.pid),
-                str(s.port),
-                f"{s.cleanup_path} ({s.reason}, {s.package_version})",
-            )
-        for k in report.reset_result.skipped:
-            res.add_row(
-                "skipped",
-                str(k.pid or "-"),
-                str(k.port),
-                f"{k.cleanup_class}: {k.skip_reason or '-'}",
-            )
-        for fail in report.reset_result.failed:
-            res.add_row("failed", str(fail.pid or "-"), str(fail.port), fail.failure_reason)
-        console.print(res)
-        r = report.reset_result
-        console.print(
-            f"reset: swept {len(r.swept)}, skipped {len(r.skipped)}, failed {len(r.failed)}"
+        layout.reset(report)
+    layout.findings(report)
+
+
+def _t(value: object) -> Text:
+    """Outside text as a Rich Text: no markup, no control characters."""
+    from rich.text import Text  # noqa: PLC0415
+
+    return Text(clean("-" if value is None else value))
+
+
+def _lease_cells(lease: LeaseReport) -> list[str]:
+    sup = lease.superseded_by
+    state = lease.state
+    if state == "unreadable":
+        state = f"unreadable ({lease.unreadable_reason})"
+    return [
+        lease.family,
+        state,
+        str(lease.holder_pid or "-"),
+        str(lease.port or "-"),
+        lease.version or "-",
+        str(lease.epoch if lease.epoch is not None else "-"),
+        f"{_ago(lease.renewed_ago_s)} ago" if lease.renewed_ago_s is not None else "-",
+        _ago(lease.expires_in_s),
+        f"{sup['version']} (pid {sup['pid']})" if sup else "-",
+        {True: "yes", False: "NO", None: "-"}[lease.holder_answers],
+    ]
+
+
+def _when(at: object) -> str:
+    return (
+        time.strftime("%H:%M:%S", time.localtime(float(at))) if isinstance(at, int | float) else "?"
+    )
+
+
+class _Tables:
+    """Wide terminals: one table per section."""
+
+    def __init__(self, console: Console) -> None:
+        self.c = console
+
+    def _table(self, title: str, cols: tuple[str, ...]) -> Any:
+        from rich.table import Table  # noqa: PLC0415
+
+        table = Table(title=title, title_justify="left")
+        for col in cols:
+            table.add_column(col)
+        return table
+
+    def header(self, report: DoctorReport) -> None:
+        self.c.print(
+            _t(f"tenure auth doctor — root {report.root} — legacy root {report.legacy_root}")
         )
 
-    if report.findings:
-        findings = Table(title="Findings", title_justify="left")
-        for col in ("severity", "id", "summary", "fix"):
-            findings.add_column(col)
+    def leases(self, report: DoctorReport) -> None:
+        table = self._table(
+            "Leases",
+            (
+                "family",
+                "state",
+                "holder pid",
+                "port",
+                "version",
+                "epoch",
+                "renewed",
+                "expires in",
+                "superseded by",
+                "answers",
+            ),
+        )
+        for lease in report.leases:
+            table.add_row(*(_t(x) for x in _lease_cells(lease)))
+        self.c.print(table)
+
+    def daemons(self, report: DoctorReport) -> None:
+        if not report.candidates():
+            self.c.print("Daemons: no listener in either family's port range")
+            return
+        table = self._table(
+            "Daemons in the families' port ranges",
+            ("port", "family", "pid", "version", "governance", "class", "reason", "remediation"),
+        )
+        for _family, rec in report.candidates():
+            table.add_row(*(_t(x) for x in _daemon_cells(rec)))
+        self.c.print(table)
+
+    def retirements(self, report: DoctorReport) -> None:
+        table = self._table(
+            "Recent retirements", ("when", "family", "pid", "version", "epoch", "reason")
+        )
+        for t in reversed(report.retirements):
+            table.add_row(
+                _t(_when(t.get("at"))),
+                *(_t(t.get(k)) for k in ("family", "pid", "version", "epoch", "reason")),
+            )
+        self.c.print(table)
+
+    def reset(self, report: DoctorReport) -> None:
+        table = self._table("Reset", ("outcome", "pid", "port", "detail"))
+        for row in _reset_rows(report):
+            table.add_row(*(_t(x) for x in row))
+        self.c.print(table)
+        self.c.print(_t(_reset_summary(report)))
+
+    def findings(self, report: DoctorReport) -> None:
+        if not report.findings:
+            self.c.print("Findings: none — nothing needs attention")
+            return
+        table = self._table("Findings", ("severity", "id", "summary", "fix"))
         for f in report.findings:
-            findings.add_row(f.severity, f.id, f.summary, f.remediation)
-        console.print(findings)
-    else:
-        console.print("Findings: none — nothing needs attention")
+            table.add_row(_t(f.severity), _t(f.id), _t(f.summary), _t(f.remediation))
+        self.c.print(table)
+
+
+class _Blocks:
+    """Narrow terminals (80 columns and less): short lines, key fields first, wrapped at spaces."""
+
+    def __init__(self, console: Console) -> None:
+        self.c = console
+
+    def _line(self, text: str, indent: int = 0) -> None:
+        self.c.print(_t(" " * indent + text), overflow="fold")
+
+    def header(self, report: DoctorReport) -> None:
+        self._line("tenure auth doctor")
+        self._line(f"root         {report.root}", 2)
+        self._line(f"legacy root  {report.legacy_root}", 2)
+
+    def leases(self, report: DoctorReport) -> None:
+        self.c.print()
+        self._line("Leases")
+        for lease in report.leases:
+            fam, state, pid, port, version, epoch, renewed, expires, sup, answers = _lease_cells(
+                lease
+            )
+            self._line(f"{fam:<10} {state}  pid {pid}  port {port}  epoch {epoch}", 2)
+            self._line(
+                f"version {version}; renewed {renewed}; expires in {expires}; "
+                f"answers {answers}; superseded by {sup}",
+                13,
+            )
+
+    def daemons(self, report: DoctorReport) -> None:
+        self.c.print()
+        if not report.candidates():
+            self._line("Daemons: no listener in either family's port range")
+            return
+        self._line("Daemons in the families' port ranges")
+        for _family, rec in report.candidates():
+            port, family, pid, version, governance, cls, reason, fix = _daemon_cells(rec)
+            self._line(f"{port}  {family:<9} {cls:<17} {reason}", 2)
+            self._line(f"pid {pid}, {governance}, version {version}", 9)
+            if fix != "-":
+                self._line(f"fix: {fix}", 9)
+
+    def retirements(self, report: DoctorReport) -> None:
+        self.c.print()
+        self._line("Recent retirements")
+        for t in reversed(report.retirements):
+            self._line(
+                f"{_when(t.get('at'))}  {t.get('family')} pid {t.get('pid')} "
+                f"{t.get('version')} epoch {t.get('epoch')}: {t.get('reason')}",
+                2,
+            )
+
+    def reset(self, report: DoctorReport) -> None:
+        self.c.print()
+        self._line("Reset")
+        for outcome, pid, port, detail in _reset_rows(report):
+            self._line(f"{outcome:<8} port {port} pid {pid}: {detail}", 2)
+        self._line(_reset_summary(report), 2)
+
+    def findings(self, report: DoctorReport) -> None:
+        self.c.print()
+        if not report.findings:
+            self._line("Findings: none — nothing needs attention")
+            return
+        self._line("Findings")
+        for f in report.findings:
+            self._line(f"{f.severity}: {f.id}", 2)
+            self._line(f.summary, 4)
+            self._line(f"fix: {f.remediation}", 4)
+
+
+def _daemon_cells(rec: DaemonIdentityRecord) -> list[str]:
+    from tenure.findings import remediation_for  # noqa: PLC0415
+
+    return [
+        str(rec.port),
+        rec.daemon_family or "?",
+        str(rec.pid or "-"),
+        rec.package_version or "-",
+        rec.governance.value,
+        rec.cleanup_class.value,
+        rec.skip_reason.value if rec.skip_reason else "-",
+        remediation_for(rec) or "-",
+    ]
+
+
+def _reset_rows(report: DoctorReport) -> list[tuple[str, str, str, str]]:
+    res = report.reset_result
+    assert res is not None
+    rows = [
+        ("swept", str(s.pid), str(s.port), f"{s.cleanup_path} ({s.reason}, {s.package_version})")
+        for s in res.swept
+    ]
+    rows += [
+        ("skipped", str(k.pid or "-"), str(k.port), f"{k.cleanup_class}: {k.skip_reason or '-'}")
+        for k in res.skipped
+    ]
+    rows += [("failed", str(f.pid or "-"), str(f.port), f.failure_reason) for f in res.failed]
+    return rows
+
+
+def _reset_summary(report: DoctorReport) -> str:
+    r = report.reset_result
+    assert r is not None
+    return f"reset: swept {len(r.swept)}, skipped {len(r.skipped)}, failed {len(r.failed)}"
