@@ -399,3 +399,35 @@ def test_boundary_ports_of_both_families() -> None:
             classify(tenure_daemon(port=port, family="dashboard"), dash).skip_reason
             is not SkipReason.OUT_OF_RANGE
         ) is inside
+
+
+def dashboard(token: str | None) -> ListenerFacts:
+    doc: dict[str, Any] = {"status": "running", "project_path": "/home/u/proj"}
+    if token is not None:
+        doc["token"] = token
+    return ListenerFacts(
+        port=9240, pid=950, uid=UID, create_time=1.0, cmdline=("python3",), health=doc
+    )
+
+
+@pytest.mark.parametrize(
+    ("token", "leaked"),
+    [
+        pytest.param("raw-dashboard-token", True, id="raw-token-leaks"),
+        pytest.param("<redacted>", False, id="redacted-is-no-leak"),
+        pytest.param(None, False, id="no-token"),
+        pytest.param("", False, id="empty-token"),
+    ],
+)
+def test_legacy_dashboard_token_leaks_are_reported(token: str | None, leaked: bool) -> None:
+    """A legacy dashboard that returns its raw token is reported like a sync daemon."""
+    record = classify(dashboard(token), replace(SCOPE, family=DASHBOARD))
+    assert (record.cleanup_class, record.skip_reason) == (NEVER, SkipReason.DASHBOARD_FAMILY)
+    assert record.token_leaked is leaked
+
+
+def test_a_redacted_token_is_neither_a_leak_nor_a_mismatch() -> None:
+    """Health that says "<redacted>" is not tied against the argv token, and leaks nothing."""
+    record = classify(legacy(health=legacy_health(token="<redacted>")), SCOPE)
+    assert (record.cleanup_class, record.skip_reason) == (SAFE, None)
+    assert record.token_leaked is False

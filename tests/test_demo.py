@@ -9,6 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tenure.probe import open_ports
 from tenure.testing import ProcessRegistry
 from tests.conftest import block, wait_for
@@ -51,6 +53,8 @@ def test_demo_tells_the_story_and_cleans_up(tmp_path: Path) -> None:
     assert [s["skip_reason"] for s in steps["reset"]["skipped"]] == ["pre_marker"]
     assert open_ports(SYNC_PORTS) == []
     assert not Path(doc["root"]).exists()
+    # Nothing outside the demo's temporary directory: HOME (tmp_path here) stays empty.
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
 
 
 def test_human_demo_output_has_the_five_acts(tmp_path: Path) -> None:
@@ -69,10 +73,25 @@ def test_human_demo_output_has_the_five_acts(tmp_path: Path) -> None:
     assert open_ports(SYNC_PORTS) == []
 
 
-def test_ctrl_c_stops_everything_the_demo_started(
-    tmp_path: Path, proc_registry: ProcessRegistry
+@pytest.mark.parametrize(
+    ("sig", "code", "listeners", "pace"),
+    [
+        # SIGINT lands in the pause after act 1 (the daemon only).
+        pytest.param(signal.SIGINT, 130, 1, "60", id="SIGINT"),
+        # SIGTERM / SIGHUP land after act 2: the daemon plus four legacy stand-ins.
+        pytest.param(signal.SIGTERM, 143, 5, "15", id="SIGTERM"),
+        pytest.param(signal.SIGHUP, 129, 5, "15", id="SIGHUP"),
+    ],
+)
+def test_a_stop_signal_stops_everything_the_demo_started(
+    tmp_path: Path,
+    proc_registry: ProcessRegistry,
+    sig: signal.Signals,
+    code: int,
+    listeners: int,
+    pace: str,
 ) -> None:
-    """SIGINT in the middle: exit 130, no listener left, the temporary root removed."""
+    """A signal in the middle: no listener left, the temporary root removed, 128 + signal."""
     env = {
         **os.environ,
         "TENURE_SYNC_PORTS": BLOCK.sync_env,
@@ -87,7 +106,7 @@ def test_ctrl_c_stops_everything_the_demo_started(
     previous = signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "tenure", "demo", "--pace", "60"],
+            [sys.executable, "-m", "tenure", "demo", "--pace", pace],
             env=env,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
@@ -96,9 +115,13 @@ def test_ctrl_c_stops_everything_the_demo_started(
     finally:
         signal.signal(signal.SIGINT, previous)
     try:
-        # The pause after act 1 is 60 s: its daemon is up and the interrupt lands in the pause.
-        wait_for(lambda: open_ports(SYNC_PORTS), timeout=30, what="the demo daemon up")
-        proc.send_signal(signal.SIGINT)
+        # The pauses are long, so the signal lands in the pause after the act we wait for.
+        wait_for(
+            lambda: len(open_ports(SYNC_PORTS)) >= listeners,
+            timeout=60,
+            what=f"{listeners} demo listeners up",
+        )
+        proc.send_signal(sig)
         _out, err = proc.communicate(timeout=30)
     finally:
         if proc.poll() is None:
@@ -106,7 +129,8 @@ def test_ctrl_c_stops_everything_the_demo_started(
             proc.wait()
         for root in tmp_path.glob("tenure-demo-*/root"):
             proc_registry.track_root(root.resolve())
-    assert proc.returncode == 130, err
-    assert "interrupted" in err
+    assert proc.returncode == code, err
+    assert "every process the demo started was stopped" in err
     assert open_ports(SYNC_PORTS) == []
     assert list(tmp_path.glob("tenure-demo-*")) == []
+    assert not (tmp_path / ".spec-kitty").exists()

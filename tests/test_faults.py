@@ -21,6 +21,7 @@ import pytest
 
 from tenure.errors import ConfigError
 from tenure.record import LeaseRecord, Unreadable
+from tenure.standins import spawn_other
 from tenure.store import LeaseStore, log_path, read_tombstones, token_path, tombstone_path
 from tenure.testing import Fleet, ProcessRegistry, make_fleet, pid_gone
 from tenure.timing import Timing
@@ -454,3 +455,67 @@ def test_a_stopped_holder_is_reported_honestly_and_stop_escalates(fleet: Fleet) 
     finally:
         if not pid_gone(started["pid"]):
             proc.send_signal(signal.SIGCONT)
+
+
+# --- one-line errors for unusable roots (issue 12, item 9) ----------------------------------
+
+
+def _ro_mount(tmp_path: Path) -> Path:
+    if not AS_ROOT:
+        pytest.skip("mounting a read-only tmpfs needs root")
+    mnt = tmp_path / "ro"
+    mnt.mkdir(mode=0o700)
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=64k,mode=700,ro", "tmpfs", str(mnt)], check=False
+    )
+    if done.returncode != 0:
+        pytest.skip("cannot mount a tmpfs here")
+    return mnt
+
+
+@pytest.mark.parametrize(
+    "case", ["under-proc", "read-only", "too-long", "start-lock-symlink", "log-symlink"]
+)
+def test_unusable_roots_fail_in_one_line_with_the_path_and_the_fix(
+    fleet: Fleet, tmp_path: Path, case: str
+) -> None:
+    """No traceback: one `error:` line naming the path and how to fix it; nothing written."""
+    victim = tmp_path / "victim"
+    root = fleet.root
+    mounted: Path | None = None
+    if case == "under-proc":
+        root = Path("/proc/nope/root")
+    elif case == "read-only":
+        root = mounted = _ro_mount(tmp_path)
+    elif case == "too-long":
+        root = tmp_path / ("x" * 300) / "root"
+    elif case == "start-lock-symlink":
+        (fleet.root / "leases").mkdir(mode=0o700)
+        (fleet.root / "leases" / "sync.start.lock").symlink_to(victim)
+    else:
+        (fleet.root / "logs").mkdir(mode=0o700)
+        (fleet.root / "logs" / "sync.log").symlink_to(victim)
+    try:
+        proc = fleet.cli("sync", "start", "--root", str(root), check=False)
+    finally:
+        if mounted is not None:
+            subprocess.run(["umount", "-l", str(mounted)], check=False)
+    assert proc.returncode == 1
+    line = one_line_error(proc)
+    assert "fix:" in line
+    assert str(root)[:60] in line
+    assert not victim.exists()
+    assert fleet.daemon_pids() == []
+
+
+def test_a_failed_start_quotes_only_this_attempts_log_lines(fleet: Fleet) -> None:
+    """Older runs' lines in the log are not presented as this failure's cause."""
+    logs = fleet.root / "logs"
+    logs.mkdir(mode=0o700)
+    (logs / "sync.log").write_text("Traceback (most recent call last):\nOldError: from last week\n")
+    port = BLOCK.sync[0]
+    spawn_other(fleet.registry, "raw_tcp", port)
+    proc = fleet.cli("sync", "start", check=False, TENURE_SYNC_PORTS=f"{port}-{port}")
+    assert proc.returncode == 1
+    assert "no free port" in proc.stderr  # this attempt's own words
+    assert "OldError" not in proc.stderr

@@ -339,12 +339,22 @@ def test_startup_reaper_of_a_new_holder_sweeps_stale_legacy_daemons(
         SPEC_KITTY_HOME=str(legacy),
         TENURE_SIGNAL_JOURNAL=str(env["journal"]),
     )
-    started = fleet.start()
+    proc = fleet.cli("sync", "start")
     assert stale.wait(10) is not None
     assert singleton.poll() is None
     assert wedged.poll() is None
     assert [(s["pid"], s["action"]) for s in signals(env["journal"])] == [(stale.pid, "SIGTERM")]
-    assert not pid_gone(started["pid"])
+    # start says what its startup reaper did (or that it still runs and where to look).
+    reported = proc.stderr
+    if "still running" not in reported:
+        assert f"stopped stale 3.2.2 daemon pid {stale.pid} on port 9436" in reported
+        assert "left 1 for an operator (port 9437)" in reported
+    status = json.loads(fleet.cli("sync", "status", "--json").stdout)
+    reaper = status["daemon"]["startup_reaper"]
+    assert reaper["state"] == "done"
+    assert [s["pid"] for s in reaper["swept"]] == [stale.pid]
+    assert [k["port"] for k in reaper["skipped"]] == [9437]
+    assert not pid_gone(status["pid"])
 
 
 def test_signal_guard_spares_a_process_the_test_did_not_start(

@@ -6,6 +6,7 @@ concurrent starts end with one daemon. spec: docs/protocol/control.md#start
 
 from __future__ import annotations
 
+import errno
 import os
 import signal
 import subprocess
@@ -37,6 +38,7 @@ from tenure.timing import Timing
 SPAWN_TIMEOUT_S = 10.0  # spawn → healthy bound, on top of any wait for an expiring holder
 RETIRE_WAIT_S = 15.0  # bound on waiting for a superseded holder to leave
 STOP_WAIT_S = 10.0
+REAPER_REPORT_WAIT_S = 5.0  # how long start waits to report its startup reaper's result
 POLL_S = 0.01
 
 Notify = Callable[[str], None]
@@ -56,6 +58,9 @@ class DaemonInfo:
     version: str
     epoch: int
     action: str
+    # The holder's startup reaper: {"state": pending/done/failed/none, "swept": [...],
+    # "skipped": [...], "failed": [...]} (swept and the rest once done).
+    startup_reaper: dict[str, Any] | None = None
 
     def to_json(self) -> dict[str, Any]:
         """JSON-ready dict."""
@@ -88,6 +93,10 @@ def log_tail(root: Path, family: str, lines: int = 20, since: int = 0) -> str:
 
 def _info(doc: dict[str, Any], action: str) -> DaemonInfo:
     port = int(doc["port"])
+    result = doc.get("startup_reaper_result")
+    reaper: dict[str, Any] = {"state": str(doc.get("startup_reaper", "none"))}
+    if isinstance(result, dict):
+        reaper.update({k: result.get(k, []) for k in ("swept", "skipped", "failed")})
     return DaemonInfo(
         url=f"http://{LOOPBACK}:{port}",
         port=port,
@@ -95,7 +104,21 @@ def _info(doc: dict[str, Any], action: str) -> DaemonInfo:
         version=str(doc["package_version"]),
         epoch=int(doc["epoch"]),
         action=action,
+        startup_reaper=reaper,
     )
+
+
+def _after_reaper(doc: dict[str, Any], action: str) -> DaemonInfo:
+    """The fresh holder's info once its startup reaper finished (or a short bound passed).
+
+    A start reports what the reaper swept; if it is still running the caller says where to
+    look (`status` shows the last result).
+    """
+    deadline = time.monotonic() + REAPER_REPORT_WAIT_S
+    while doc.get("startup_reaper") == "pending" and time.monotonic() < deadline:
+        time.sleep(0.05)
+        doc = health(int(doc["port"])) or doc
+    return _info(doc, action)
 
 
 def healthy_holder(store: LeaseStore) -> tuple[LeaseRecord | None, dict[str, Any] | None]:
@@ -125,7 +148,8 @@ def spawn(family: Family, root: Path, acquire_wait: float) -> subprocess.Popen[b
     try:
         fd = open_regular(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND)
     except OSError as exc:
-        raise RootError(log, f"cannot be opened as the daemon log ({exc.strerror})") from None
+        kind = "symlink" if exc.errno == errno.ELOOP else "not_directory"
+        raise RootError(log, f"cannot be opened as the daemon log ({exc.strerror})", kind) from None
     try:
         argv = [
             sys.executable,
@@ -247,7 +271,7 @@ def start(family: Family, root: Path, version: str, notify: Notify = _quiet) -> 
             proc = spawn(family, root, wait)
             ready = _wait_ready(proc, store, SPAWN_TIMEOUT_S + wait, log_from)
             if ready is not None:
-                return _info(ready, action)
+                return _after_reaper(ready, action)
         raise DaemonStartError(
             f"{family.name}: could not start or reuse a daemon after 3 attempts; "
             f"see tenure auth doctor and {log_path(root, family.name)}"

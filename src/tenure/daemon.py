@@ -159,6 +159,7 @@ class Daemon:
         self.port: int = server.server_address[1]
         self.token = secrets.token_urlsafe(32)
         self.reaper_status = "pending"
+        self.reaper_result: dict[str, Any] | None = None  # what the startup reaper did
         self.governor = Governor(
             root,
             family.name,
@@ -189,6 +190,7 @@ class Daemon:
             "started_at": gov.me.started_at,
             "in_flight": gov.in_flight,
             "startup_reaper": self.reaper_status,
+            "startup_reaper_result": self.reaper_result,
             "root_id": gov.root_id,
             "last_fault": gov.last_fault,
         }
@@ -376,6 +378,7 @@ def default_startup_hook(family: Family) -> StartupHook:
 
         found = survey(family, daemon.root, legacy_root())
         result = reap(found.records, family, daemon.root, allow_operator=False)
+        daemon.reaper_result = result.to_json()
         _log(
             f"startup reaper for {family.name}: {len(found.records)} listeners, "
             f"swept {len(result.swept)}, skipped {len(result.skipped)}, failed {len(result.failed)}"

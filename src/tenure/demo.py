@@ -81,7 +81,11 @@ def run(show: Show, pace: float = 0.0) -> dict[str, Any]:
         summary["steps"].append({"step": name, **data})
 
     try:
-        with _env(TENURE_ROOT=str(root), SPEC_KITTY_HOME=str(legacy)):
+        # HOME too: a legacy stand-in without a root marker falls back to ~/.spec-kitty, and the
+        # demo never writes outside its temporary directory.
+        home = work / "home"
+        home.mkdir(mode=0o700)
+        with _env(TENURE_ROOT=str(root), SPEC_KITTY_HOME=str(legacy), HOME=str(home)):
             _story(_Ctx(show, step, reg, root, legacy), pace)
     finally:
         reg.track_root(root.resolve())

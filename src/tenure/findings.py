@@ -94,7 +94,7 @@ def root_remediation(problem: RootProblem) -> tuple[str, str]:
     if problem.kind == "symlink":
         return "critical", f"rm {path}  (removes the link, not its target; tenure makes a real one)"
     if problem.kind == "not_directory":
-        return "critical", f"mv {path} {path}.bak  (tenure creates the directory on next start)"
+        return "critical", f"mv {path} {path}.bak  (tenure creates it anew on the next start)"
     if problem.kind == "foreign_owner":
         return (
             "warning",

@@ -274,12 +274,25 @@ def lock_holder_pid(lock_path: Path) -> int | None:
     return None
 
 
+def _check_lock_file(lock_path: Path) -> None:
+    """A lock file must be a plain file of ours: never lock (and truncate) through a link."""
+    try:
+        st = os.lstat(lock_path)
+    except FileNotFoundError:
+        return
+    if stat.S_ISLNK(st.st_mode):
+        raise RootError(lock_path, "lock file is a symlink; refusing to follow it", "symlink")
+    if not stat.S_ISREG(st.st_mode):
+        raise RootError(lock_path, "lock file is not a regular file", "not_directory")
+
+
 @contextlib.contextmanager
 def locked(lock_path: Path, timeout_s: float = LOCK_TIMEOUT_S) -> Iterator[None]:
     """Hold an OS file lock on `lock_path`; a timeout names the holder's pid when known."""
     # filelock costs ~40 ms to import; reading a record (the CLI's reuse path) needs no lock.
     import filelock  # noqa: PLC0415
 
+    _check_lock_file(lock_path)
     lock = filelock.FileLock(
         lock_path,
         timeout=timeout_s,

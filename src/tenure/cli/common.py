@@ -9,7 +9,7 @@ from typing import Any, NoReturn
 
 import typer
 
-from tenure.errors import TenureError
+from tenure.errors import RootError, TenureError
 
 EXIT_OK = 0
 EXIT_ATTENTION = 1
@@ -57,12 +57,23 @@ def emit_json(doc: dict[str, Any]) -> None:
     sys.stdout.write(json.dumps({"schema_version": SCHEMA_VERSION, **doc}, sort_keys=True) + "\n")
 
 
+def root_fix(exc: RootError) -> str:
+    """The one-line fix for a refused root, file or subdirectory (same advice as the doctor)."""
+    from tenure.findings import RootProblem, root_remediation  # noqa: PLC0415
+
+    if exc.kind in ("uncreatable", "unwritable", "missing"):
+        return "use a writable directory of yours: --root DIR or TENURE_ROOT=DIR"
+    return root_remediation(RootProblem(str(exc.path), exc.kind, str(exc)))[1]
+
+
 def fail(exc: BaseException, as_json: bool) -> NoReturn:
     """Report an error in one line and exit: 2 for bad configuration, 1 otherwise."""
     from tenure.errors import ConfigError  # noqa: PLC0415
 
     message = str(exc)
-    if isinstance(exc, OSError) and not isinstance(exc, TenureError):
+    if isinstance(exc, RootError):
+        message = f"{message}; fix: {root_fix(exc)}"
+    elif isinstance(exc, OSError) and not isinstance(exc, TenureError):
         where = f" ({exc.filename})" if exc.filename else ""
         message = f"{exc.strerror or exc}{where}"
     if as_json:

@@ -11,6 +11,7 @@ from tenure.cli.common import (
     EXIT_ATTENTION,
     JSON_OPTION,
     ROOT_OPTION,
+    clean,
     emit_json,
     fail,
     note,
@@ -25,10 +26,44 @@ if TYPE_CHECKING:
 
 
 def _human(info: DaemonInfo, family: str) -> str:
-    return (
+    return clean(
         f"{family} daemon {info.action}: pid {info.pid}, {info.url}, "
         f"version {info.version}, epoch {info.epoch}"
     )
+
+
+def _reaper_lines(info: DaemonInfo, family: str) -> list[str]:
+    """What the holder's startup reaper did, for a human reader (stderr)."""
+    reaper = info.startup_reaper or {}
+    state = reaper.get("state")
+    if state == "pending":
+        return [
+            f"startup reaper: still running; `tenure {family} status` shows its result "
+            "(and the daemon log)"
+        ]
+    if state == "failed":
+        return ["startup reaper: failed; see the daemon log"]
+    if state != "done":
+        return []
+    lines = []
+    for s in reaper.get("swept", []):
+        lines.append(
+            f"startup reaper: stopped stale {s.get('package_version') or 'legacy'} daemon "
+            f"pid {s.get('pid')} on port {s.get('port')} ({s.get('cleanup_path')})"
+        )
+    skipped, failed = reaper.get("skipped", []), reaper.get("failed", [])
+    if skipped:
+        ports = ", ".join(str(k.get("port")) for k in skipped)
+        lines.append(
+            f"startup reaper: left {len(skipped)} for an operator (port {ports}): "
+            "tenure auth doctor"
+        )
+    for f in failed:
+        lines.append(
+            f"startup reaper: could not stop pid {f.get('pid')} on port {f.get('port')}: "
+            f"{f.get('failure_reason')}"
+        )
+    return lines or ["startup reaper: nothing to clean"]
 
 
 def family_app(family: Family) -> typer.Typer:
@@ -50,6 +85,9 @@ def family_app(family: Family) -> typer.Typer:
             emit_json(info.to_json())
         else:
             typer.echo(_human(info, family.name))
+            if info.action != "reused":
+                for line in _reaper_lines(info, family.name):
+                    note(line)
 
     @sub.command("status")
     def status_cmd(as_json: bool = JSON_OPTION, root: Path | None = ROOT_OPTION) -> None:
@@ -64,6 +102,9 @@ def family_app(family: Family) -> typer.Typer:
             emit_json(st.to_json())
         elif st.info is not None:
             typer.echo(_human(st.info, family.name))
+            typer.echo(f"log: {clean(st.log)}")
+            for line in _reaper_lines(st.info, family.name):
+                typer.echo(clean(line))
         elif st.state == "not_answering":
             typer.echo(
                 f"{family.name} daemon pid {st.pid} holds the lease (epoch {st.epoch}, port "

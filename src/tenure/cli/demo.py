@@ -3,12 +3,29 @@
 from __future__ import annotations
 
 import json
+import signal
 import sys
 from typing import Any
 
 import typer
 
 from tenure.cli.common import JSON_OPTION, note
+
+
+class StopSignal(BaseException):
+    """SIGTERM or SIGHUP arrived: unwind like Ctrl-C so the demo's cleanup runs."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+        self.name = signal.Signals(signum).name
+
+
+def _stop_signal(signum: int, _frame: object) -> None:
+    # A second signal must not cut the cleanup short.
+    for other in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
+        signal.signal(other, signal.SIG_IGN)
+    raise StopSignal(signum)
 
 
 def demo_cmd(
@@ -51,11 +68,16 @@ def demo_cmd(
             console.print(f"[bold]{title}[/]")
             render(payload, console)
 
+    for signum in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, _stop_signal)
     try:
         summary = demo.run(show, pace)  # its own `finally` stops every process it started
     except KeyboardInterrupt:
         note("interrupted: every process the demo started was stopped")
         raise typer.Exit(130) from None
+    except StopSignal as stop:
+        note(f"{stop.name}: every process the demo started was stopped")
+        raise typer.Exit(128 + stop.signum) from None
     if as_json:
         sys.stdout.write(json.dumps({"schema_version": 1, **summary}, sort_keys=True) + "\n")
     raise typer.Exit(0)
