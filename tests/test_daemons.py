@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import signal
 import subprocess
 import sys
 import threading
+from pathlib import Path
 
 import psutil
 import pytest
@@ -263,3 +265,135 @@ def test_start_failure_reports_the_log_tail(fleet: Fleet) -> None:
     assert "no free port" in proc.stderr  # the log tail, quoted from the daemon
     assert blocker.poll() is None
     assert fleet.daemon_pids() == []
+
+
+# --- everyday commands (issue 13) -----------------------------------------------------------
+
+
+def test_ls_lists_every_family_with_its_lease_and_other_listeners(fleet: Fleet) -> None:
+    """Built-in families and any other family with a record; listeners counted by class."""
+    started = fleet.start()
+    blocker = spawn_other(fleet.registry, "raw_tcp", BLOCK.sync[0] + 3)
+    custom = fleet.root / "leases" / "indexer.json"
+    custom.write_bytes(
+        (fleet.root / "leases" / "sync.json").read_bytes().replace(b'"sync"', b'"indexer"')
+    )
+    doc = json.loads(fleet.cli("ls", "--json").stdout)
+    families = {f["family"]: f for f in doc["families"]}
+    assert list(families) == ["sync", "dashboard", "indexer"]
+    sync = families["sync"]
+    assert (sync["state"], sync["holder_pid"], sync["port"]) == (
+        "held",
+        started["pid"],
+        started["port"],
+    )
+    assert sync["other_listeners"] == {"never_touch": 1}
+    assert sync["doctor_says"] == "ok"
+    assert families["dashboard"]["state"] == "absent"
+    assert families["indexer"]["other_listeners"] is None  # no port range known
+    human = fleet.cli("ls").stdout.splitlines()
+    assert human[1].split()[:4] == ["sync", "held", "pid", str(started["pid"])]
+    assert blocker.poll() is None
+
+
+def test_restart_is_graceful_and_raises_the_epoch(fleet: Fleet) -> None:
+    """restart = stop (released, tombstone) then start: a new pid at epoch + 1."""
+    first = fleet.start()
+    again = json.loads(fleet.cli("sync", "restart", "--json").stdout)
+    assert again["action"] == "restarted"
+    assert again["epoch"] == first["epoch"] + 1
+    assert again["pid"] != first["pid"]
+    assert pid_gone(first["pid"])
+    assert [s["reason"] for s in read_tombstones(fleet.root) if s["pid"] == first["pid"]] == [
+        "shutdown"
+    ]
+
+
+def test_logs_shows_the_last_lines_across_rotation_and_follows(fleet: Fleet) -> None:
+    """`tenure logs sync -n N` reads the rotated file too; -f prints lines as they come."""
+    logs = fleet.root / "logs"
+    logs.mkdir(mode=0o700)
+    (logs / "sync.log.1").write_text("old 1\nold 2\n")
+    (logs / "sync.log").write_text("new 1\n")
+    assert fleet.cli("logs", "sync", "-n", "2").stdout.splitlines() == ["old 2", "new 1"]
+    follower = subprocess.Popen(
+        [sys.executable, "-m", "tenure", "logs", "sync", "-n", "0", "-f"],
+        env=fleet.env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    fleet.registry.popens.append(follower)  # type: ignore[arg-type]
+    fleet.registry.track(follower.pid)
+    assert follower.stdout is not None
+    assert follower.stderr is not None
+    assert follower.stderr.readline().startswith("following ")  # it has taken its position
+    with open(logs / "sync.log", "a") as fh:
+        fh.write("appended\n")
+    assert follower.stdout.readline() == "appended\n"
+    follower.send_signal(signal.SIGINT)
+    assert follower.wait(30) == 130
+
+
+def test_watch_frames_show_renewals_supersession_and_retirement(fleet: Fleet) -> None:
+    """Frames of `doctor --watch`, rendered to a recorded console, report what happened."""
+    from rich.console import Console
+
+    from tenure.cli.watch import Watch
+    from tenure.doctor import gather
+
+    legacy = Path(fleet.env["SPEC_KITTY_HOME"])
+    old = fleet.start(version="1.0")
+    console = Console(record=True, width=100, file=open(os.devnull, "w"))  # noqa: SIM115
+    watch = Watch(console)
+    with_env = {"TENURE_SYNC_PORTS": BLOCK.sync_env, "TENURE_DASHBOARD_PORTS": BLOCK.dashboard_env}
+    os.environ.update(with_env)
+    try:
+        console.print(watch.frame(gather(fleet.root, legacy)))
+        first = LeaseStore(fleet.root, "sync").read()
+        assert isinstance(first, LeaseRecord)
+        wait_for(
+            lambda: (
+                (r := LeaseStore(fleet.root, "sync").read()) is not None
+                and isinstance(r, LeaseRecord)
+                and r.seq > first.seq
+            ),
+            what="a renewal",
+        )
+        console.print(watch.frame(gather(fleet.root, legacy)))
+        new = fleet.start(version="2.0")
+        console.print(watch.frame(gather(fleet.root, legacy)))
+    finally:
+        for key in with_env:
+            os.environ.pop(key, None)
+    text = console.export_text()
+    assert f"sync: renewed by pid {old['pid']}" in text
+    assert f"sync: new holder pid {new['pid']} (epoch {new['epoch']}, version 2.0)" in text
+    assert f"sync: pid {old['pid']} (1.0) retired: superseded" in text
+
+
+def test_cli_conventions(fleet: Fleet) -> None:
+    """-h, -V, bare `tenure` prints help with exit 0, examples in help, doctor alias, --quiet."""
+    bare = fleet.cli()
+    assert "Usage" in bare.stdout
+    assert fleet.cli("-V").stdout.strip() == f"tenure {fleet.cli('--version').stdout.split()[1]}"
+    assert fleet.cli("-V").stdout.startswith("tenure ")
+    assert "Examples" in fleet.cli("sync", "start", "-h").stdout
+    help_lines = bare.stdout.splitlines()
+    start = next(i for i, line in enumerate(help_lines) if "Commands" in line)
+    end = next(i for i in range(start, len(help_lines)) if help_lines[i].startswith("╰"))
+    commands = [
+        line[2:].split()[0]
+        for line in help_lines[start + 1 : end]
+        if line.startswith("│ ") and line[2:3] != " "
+    ]
+    assert commands[:7] == ["sync", "dashboard", "ls", "logs", "doctor", "auth", "demo"]
+    assert "tenure auth doctor" in fleet.cli("doctor", "-h").stdout
+    assert "--install-completion" in bare.stdout
+    loud = fleet.cli("sync", "start")
+    assert "log:" in loud.stderr
+    quiet = fleet.cli("sync", "restart", "-q")
+    assert quiet.stderr == ""
+    status = json.loads(fleet.cli("sync", "status", "--json").stdout)
+    assert status["state"] == "running"
+    assert "action" not in status

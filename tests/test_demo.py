@@ -134,3 +134,63 @@ def test_a_stop_signal_stops_everything_the_demo_started(
     assert open_ports(SYNC_PORTS) == []
     assert list(tmp_path.glob("tenure-demo-*")) == []
     assert not (tmp_path / ".spec-kitty").exists()
+
+
+def test_the_built_wheel_installs_and_runs_in_a_clean_venv(tmp_path: Path) -> None:
+    """Wheel and sdist carry LICENSE and py.typed; installed alone, -V, ls and demo work and
+    `import tenure` loads neither typer nor rich."""
+    import tarfile
+    import zipfile
+
+    repo = Path(__file__).resolve().parent.parent
+    dist = tmp_path / "dist"
+    subprocess.run(
+        [sys.executable, "-m", "build", "--sdist", "--wheel", "--outdir", str(dist), str(repo)],
+        check=True,
+        capture_output=True,
+        timeout=600,
+    )
+    (wheel,) = dist.glob("*.whl")
+    (sdist,) = dist.glob("*.tar.gz")
+    names = zipfile.ZipFile(wheel).namelist()
+    assert "tenure/py.typed" in names
+    assert any(n.endswith("licenses/LICENSE") for n in names)
+    with tarfile.open(sdist) as tar:
+        members = tar.getnames()
+    assert any(m.endswith("/LICENSE") for m in members)
+    assert any(m.endswith("/src/tenure/py.typed") for m in members)
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=300)
+    subprocess.run(
+        [str(venv / "bin" / "python"), "-m", "pip", "install", "-q", str(wheel)],
+        check=True,
+        capture_output=True,
+        timeout=600,
+    )
+    env = {
+        **os.environ,
+        "TENURE_ROOT": str(tmp_path / "root"),
+        "TENURE_SYNC_PORTS": BLOCK.sync_env,
+        "TENURE_DASHBOARD_PORTS": BLOCK.dashboard_env,
+        "HOME": str(tmp_path / "home"),
+    }
+    tenure = str(venv / "bin" / "tenure")
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            args, env=env, capture_output=True, text=True, timeout=300, check=False
+        )
+
+    assert run(tenure, "-V").stdout.startswith("tenure ")
+    listed = run(tenure, "ls", "--json")
+    assert listed.returncode == 0, listed.stderr
+    assert [f["family"] for f in json.loads(listed.stdout)["families"]] == ["sync", "dashboard"]
+    lean = run(
+        str(venv / "bin" / "python"),
+        "-c",
+        "import sys, tenure; tenure.Governor; print(sorted(m for m in ('typer', 'rich') if m in sys.modules))",
+    )
+    assert lean.stdout.strip() == "[]", lean.stderr
+    demo = run(tenure, "demo", "--json")
+    assert demo.returncode == 0, demo.stderr
+    assert open_ports(SYNC_PORTS) == []

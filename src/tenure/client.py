@@ -13,7 +13,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -141,7 +141,9 @@ def healthy_holder(store: LeaseStore) -> tuple[LeaseRecord | None, dict[str, Any
     return rec, None
 
 
-def spawn(family: Family, root: Path, acquire_wait: float) -> subprocess.Popen[bytes]:
+def spawn(
+    family: Family, root: Path, acquire_wait: float, env: dict[str, str] | None = None
+) -> subprocess.Popen[bytes]:
     """Start a detached daemon: new session, stdio to its log file, markers in argv."""
     ensure_subdir(root, "logs")
     log = log_path(root, family.name)
@@ -166,6 +168,7 @@ def spawn(family: Family, root: Path, acquire_wait: float) -> subprocess.Popen[b
             stderr=fd,
             start_new_session=True,
             close_fds=True,
+            env=None if env is None else {**os.environ, **env},
         )
     finally:
         os.close(fd)
@@ -231,8 +234,19 @@ def _supersede(store: LeaseStore, rec: LeaseRecord, version: str, notify: Notify
         time.sleep(POLL_S)
 
 
-def start(family: Family, root: Path, version: str, notify: Notify = _quiet) -> DaemonInfo:
-    """Ensure exactly one healthy daemon of `family` for `root` and return it."""
+def start(
+    family: Family,
+    root: Path,
+    version: str,
+    notify: Notify = _quiet,
+    legacy_root: Path | None = None,
+) -> DaemonInfo:
+    """Ensure exactly one healthy daemon of `family` for `root` and return it.
+
+    `legacy_root` is the spec-kitty root its startup reaper looks at (default: the daemon's
+    `$SPEC_KITTY_HOME` or `~/.spec-kitty`).
+    """
+    spawn_env = None if legacy_root is None else {"SPEC_KITTY_HOME": str(legacy_root)}
     # Refuse bad configuration here, in one line, rather than in a daemon's log.
     timing = Timing.from_env(family.idle_s)
     family.ports(os.environ)
@@ -268,7 +282,7 @@ def start(family: Family, root: Path, version: str, notify: Notify = _quiet) -> 
                     f"to {wait:.0f}s for it to stay unchanged one TTL, then taking it over"
                 )
             log_from = log_size(root, family.name)
-            proc = spawn(family, root, wait)
+            proc = spawn(family, root, wait, spawn_env)
             ready = _wait_ready(proc, store, SPAWN_TIMEOUT_S + wait, log_from)
             if ready is not None:
                 return _after_reaper(ready, action)
@@ -357,6 +371,21 @@ def stop(family: Family, root: Path, notify: Notify = _quiet) -> DaemonInfo | No
                 action="killed" if sig is signal.SIGKILL else "terminated",
             )
     raise DaemonStartError(f"{family.name} pid {rec.holder.pid} still alive after SIGKILL")
+
+
+def restart(
+    family: Family,
+    root: Path,
+    version: str,
+    notify: Notify = _quiet,
+    legacy_root: Path | None = None,
+) -> DaemonInfo:
+    """Graceful restart: stop the holder (if any), then start a fresh one (epoch + 1)."""
+    stopped = stop(family, root, notify)
+    if stopped is not None:
+        notify(f"stopped {family.name} pid {stopped.pid} (epoch {stopped.epoch})")
+    info = start(family, root, version, notify, legacy_root)
+    return replace(info, action="restarted") if info.action == "started" else info
 
 
 def _signal_holder(rec: LeaseRecord, root: Path, sig: signal.Signals) -> None:

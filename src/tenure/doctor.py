@@ -17,7 +17,7 @@ from typing import Any
 from tenure.classify import CleanupClass, DaemonIdentityRecord
 from tenure.engine import Survey, survey
 from tenure.errors import RootError
-from tenure.families import DASHBOARD, SYNC, Family
+from tenure.families import DASHBOARD, SYNC
 from tenure.findings import Finding, LeaseFacts, RootProblem, build_findings, remediation_for
 from tenure.httpc import health
 from tenure.machine import Liveness
@@ -45,6 +45,7 @@ class LeaseReport:
     epoch: int | None = None
     renewed_ago_s: float | None = None
     expires_in_s: float | None = None
+    seq: int | None = None
     superseded_by: dict[str, Any] | None = None
     holder_answers: bool | None = None
     holder_alive: bool | None = None
@@ -78,8 +79,9 @@ class DoctorReport:
         return failed or any(f.severity == "critical" for f in self.findings)
 
 
-def _lease_report(root: Path, family: Family, now: float) -> LeaseReport:
-    store = LeaseStore(root, family.name)
+def lease_report(root: Path, family: str, now: float) -> LeaseReport:
+    """One family's lease as the doctor (and `tenure ls`) sees it. Read-only."""
+    store = LeaseStore(root, family)
     lock_pid = lock_holder_pid(store.lock_path)
     if lock_pid is not None:
         time.sleep(LOCK_STUCK_CONFIRM_S)
@@ -88,10 +90,10 @@ def _lease_report(root: Path, family: Family, now: float) -> LeaseReport:
     rec = store.read()
     path = str(store.record_path)
     if rec is None:
-        return LeaseReport(family.name, "absent", lock_holder_pid=lock_pid, record_path=path)
+        return LeaseReport(family, "absent", lock_holder_pid=lock_pid, record_path=path)
     if isinstance(rec, Unreadable):
         return LeaseReport(
-            family.name,
+            family,
             "unreadable",
             unreadable_reason=rec.reason,
             lock_holder_pid=lock_pid,
@@ -110,13 +112,14 @@ def _lease_report(root: Path, family: Family, now: float) -> LeaseReport:
         state = "released"
     sup = rec.superseded_by
     return LeaseReport(
-        family=family.name,
+        family=family,
         state=state,
         holder_pid=rec.holder.pid,
         port=rec.holder.port,
         version=rec.holder.version,
         epoch=rec.epoch,
         renewed_ago_s=round(now - rec.renewed_at, 3),
+        seq=rec.seq,
         expires_in_s=round(rec.renewed_at + rec.ttl_s - now, 3)
         if rec.state is LeaseState.HELD
         else None,
@@ -139,7 +142,7 @@ def gather(root: Path, legacy_root: Path) -> DoctorReport:
             check_root(root)
     except RootError as exc:
         problem = RootProblem(str(exc.path), exc.kind, str(exc))
-    leases = [_lease_report(root, fam, now) for fam in FAMILIES]
+    leases = [lease_report(root, fam.name, now) for fam in FAMILIES]
     surveys = [survey(fam, root, legacy_root) for fam in FAMILIES]
     report = DoctorReport(
         root=root,

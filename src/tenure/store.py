@@ -472,6 +472,11 @@ def read_tombstones(root: Path) -> list[dict[str, Any]]:
     return out
 
 
+def layout_leases_dir(root: Path) -> Path:
+    """Where the lease records of every family live."""
+    return root / "leases"
+
+
 # --- logs: what a detached daemon writes (spec: root.md#layout) ---------------------------
 
 

@@ -1,45 +1,84 @@
-"""Root typer app and global options."""
+"""Root typer app: conventions (-h, -V, bare `tenure` prints help), commands by frequency."""
 
 from __future__ import annotations
 
 import typer
+from typer.core import TyperGroup
 
+from tenure.cli.common import EXIT_CODES_HELP, examples
 from tenure.version import current_version
 
+# How often people reach for each command: the help lists them in this order.
+ORDER = ("sync", "dashboard", "ls", "logs", "doctor", "auth", "demo")
+
+
+class ByUse(TyperGroup):
+    """Lists subcommands by how often they are used, not alphabetically or by kind."""
+
+    def list_commands(self, ctx: typer.Context) -> list[str]:  # type: ignore[override]
+        names = list(super().list_commands(ctx))
+        return sorted(names, key=lambda n: ORDER.index(n) if n in ORDER else len(ORDER))
+
+
 app = typer.Typer(
+    cls=ByUse,
     name="tenure",
     help="Local background daemons that govern themselves: leases, heartbeats, self-retirement.",
-    no_args_is_help=True,
-    add_completion=False,
+    epilog=EXIT_CODES_HELP,
+    add_completion=True,
     pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
 )
 
 
 def _version(value: bool) -> None:
     if value:
-        typer.echo(current_version())
+        typer.echo(f"tenure {current_version()}")
         raise typer.Exit(0)
 
 
-@app.callback()
+@app.callback(invoke_without_command=True)
 def _root(
+    ctx: typer.Context,
     version: bool = typer.Option(
-        False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
+        False,
+        "--version",
+        "-V",
+        callback=_version,
+        is_eager=True,
+        help="Print the version and exit.",
     ),
 ) -> None:
     """tenure: make a tool's local daemons govern themselves."""
+    if ctx.invoked_subcommand is None:
+        typer.echo(ctx.get_help())
+        raise typer.Exit(0)
 
 
 def _register() -> None:
-    from tenure.cli.daemons import family_app  # noqa: PLC0415  (keeps `app` importable first)
+    # Ordered by how often people reach for them.
+    from tenure.cli.daemons import family_app, logs_cmd  # noqa: PLC0415
     from tenure.cli.demo import demo_cmd  # noqa: PLC0415
-    from tenure.cli.doctor import auth_app  # noqa: PLC0415
+    from tenure.cli.doctor import DOCTOR_EPILOG, auth_app, doctor_cmd  # noqa: PLC0415
+    from tenure.cli.ls import ls_cmd  # noqa: PLC0415
     from tenure.families import DASHBOARD, SYNC  # noqa: PLC0415
 
     app.add_typer(family_app(SYNC), name="sync")
-    app.add_typer(auth_app, name="auth")
-    app.command("demo")(demo_cmd)
+    app.command("ls", epilog=examples("tenure ls", "tenure ls --json"))(ls_cmd)
+    app.command(
+        "logs",
+        epilog=examples("tenure logs sync", "tenure logs sync -n 100", "tenure logs sync -f"),
+    )(logs_cmd)
     app.add_typer(family_app(DASHBOARD), name="dashboard")
+    app.command(
+        "doctor",
+        help="Same as `tenure auth doctor`, where the full command lives (daemon hygiene).",
+        epilog=DOCTOR_EPILOG,
+    )(doctor_cmd)
+    app.add_typer(auth_app, name="auth")
+    app.command(
+        "demo", epilog=examples("tenure demo", "tenure demo --json", "tenure demo --pace 2")
+    )(demo_cmd)
 
 
 _register()

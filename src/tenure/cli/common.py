@@ -21,6 +21,40 @@ ROOT_OPTION = typer.Option(
     None, "--root", help="Daemon root (default: $TENURE_ROOT or the user state dir)."
 )
 JSON_OPTION = typer.Option(False, "--json", help="Print exactly one JSON document on stdout.")
+LEGACY_ROOT_OPTION = typer.Option(
+    None,
+    "--legacy-root",
+    help="Legacy spec-kitty root (default: $SPEC_KITTY_HOME or ~/.spec-kitty).",
+)
+
+
+class _Quiet:
+    on = False
+
+
+def _set_quiet(value: bool) -> bool:
+    _Quiet.on = _Quiet.on or value
+    return value
+
+
+QUIET_OPTION = typer.Option(
+    False,
+    "--quiet",
+    "-q",
+    help="No progress or notes on stderr (errors still show).",
+    callback=_set_quiet,
+)
+
+EXIT_CODES_HELP = (
+    "Exit codes: 0 ok; 1 problems remain or aborted; 2 usage error or bad configuration; "
+    "130 interrupted."
+)
+
+
+def examples(*lines: str) -> str:
+    """An examples epilog for a command's --help (Rich keeps the line breaks)."""
+    body = "\n\n".join(f"  {line}" for line in lines)
+    return f"Examples:\n\n{body}\n\n{EXIT_CODES_HELP}"
 
 
 def resolve_root(root: Path | None) -> Path:
@@ -48,8 +82,17 @@ def _escape(code: int) -> str:
 
 
 def note(message: str) -> None:
-    """A diagnostic line on stderr (stdout carries only the result), control-safe."""
-    typer.echo(clean(message), err=True)
+    """A diagnostic line on stderr (stdout carries only the result), control-safe.
+
+    Silenced by --quiet; errors go through `fail`, which is never silenced.
+    """
+    if not _Quiet.on:
+        typer.echo(clean(message), err=True)
+
+
+def error(message: str) -> None:
+    """An error line on stderr, shown even with --quiet."""
+    typer.echo(clean(f"error: {message}"), err=True)
 
 
 def emit_json(doc: dict[str, Any]) -> None:
@@ -78,5 +121,5 @@ def fail(exc: BaseException, as_json: bool) -> NoReturn:
         message = f"{exc.strerror or exc}{where}"
     if as_json:
         emit_json({"error": type(exc).__name__, "message": message})
-    note(f"error: {message}")
+    error(message)
     raise typer.Exit(EXIT_USAGE if isinstance(exc, ConfigError) else EXIT_ATTENTION)

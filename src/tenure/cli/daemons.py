@@ -1,7 +1,8 @@
-"""`tenure sync|dashboard start|status|stop`."""
+"""`tenure sync|dashboard start|status|stop|restart` and `tenure logs FAMILY`."""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -9,10 +10,16 @@ import typer
 
 from tenure.cli.common import (
     EXIT_ATTENTION,
+    EXIT_INTERRUPTED,
+    EXIT_USAGE,
     JSON_OPTION,
+    LEGACY_ROOT_OPTION,
+    QUIET_OPTION,
     ROOT_OPTION,
     clean,
     emit_json,
+    error,
+    examples,
     fail,
     note,
     resolve_root,
@@ -22,7 +29,7 @@ from tenure.families import Family
 from tenure.version import checked_version
 
 if TYPE_CHECKING:
-    from tenure.client import DaemonInfo
+    from tenure.client import DaemonInfo, Status
 
 
 def _human(info: DaemonInfo, family: str) -> str:
@@ -33,7 +40,7 @@ def _human(info: DaemonInfo, family: str) -> str:
 
 
 def _reaper_lines(info: DaemonInfo, family: str) -> list[str]:
-    """What the holder's startup reaper did, for a human reader (stderr)."""
+    """What the holder's startup reaper did, for a human reader."""
     reaper = info.startup_reaper or {}
     state = reaper.get("state")
     if state == "pending":
@@ -66,31 +73,68 @@ def _reaper_lines(info: DaemonInfo, family: str) -> list[str]:
     return lines or ["startup reaper: nothing to clean"]
 
 
+def _print_started(info: DaemonInfo, family: str, root: Path, as_json: bool) -> None:
+    from tenure.store import log_path  # noqa: PLC0415
+
+    if as_json:
+        emit_json({**info.to_json(), "log": str(log_path(root, family))})
+        return
+    typer.echo(_human(info, family))
+    if info.action != "reused":
+        for line in _reaper_lines(info, family):
+            note(line)
+    note(f"log: {log_path(root, family)}  (tenure logs {family})")
+
+
+def _print_status(st: Status, name: str, as_json: bool) -> None:
+    if as_json:
+        emit_json(st.to_json())
+    elif st.info is not None:
+        typer.echo(_human(st.info, name))
+        typer.echo(f"log: {clean(st.log)}")
+        for line in _reaper_lines(st.info, name):
+            typer.echo(clean(line))
+    elif st.state == "not_answering":
+        typer.echo(
+            f"{name} daemon pid {st.pid} holds the lease (epoch {st.epoch}, port "
+            f"{st.port}) but does not answer; its lease expires in {st.expires_in_s}s"
+        )
+    else:
+        typer.echo(f"no {name} daemon running")
+
+
 def family_app(family: Family) -> typer.Typer:
-    """The start/status/stop sub-app for one family."""
+    """The start/status/stop/restart sub-app for one family."""
+    name = family.name
     sub = typer.Typer(
-        help=f"The {family.name} daemon (ports {family.lo}..{family.hi - 1}).", no_args_is_help=True
+        help=f"The {name} daemon (ports {family.lo}..{family.hi - 1}).",
+        no_args_is_help=True,
+        context_settings={"help_option_names": ["-h", "--help"]},
     )
 
-    @sub.command("start")
-    def start_cmd(as_json: bool = JSON_OPTION, root: Path | None = ROOT_OPTION) -> None:
+    @sub.command("start", epilog=examples(f"tenure {name} start", f"tenure {name} start --json"))
+    def start_cmd(
+        as_json: bool = JSON_OPTION,
+        root: Path | None = ROOT_OPTION,
+        legacy_root: Path | None = LEGACY_ROOT_OPTION,
+        _quiet: bool = QUIET_OPTION,
+    ) -> None:
         """Ensure exactly one healthy daemon for this root and print it."""
         from tenure import client  # noqa: PLC0415  (keeps `tenure --help` fast)
 
         try:
-            info = client.start(family, resolve_root(root), checked_version(), notify=note)
+            the_root = resolve_root(root)
+            info = client.start(family, the_root, checked_version(), note, legacy_root)
         except (TenureError, OSError) as exc:
             fail(exc, as_json)
-        if as_json:
-            emit_json(info.to_json())
-        else:
-            typer.echo(_human(info, family.name))
-            if info.action != "reused":
-                for line in _reaper_lines(info, family.name):
-                    note(line)
+        _print_started(info, name, the_root, as_json)
 
-    @sub.command("status")
-    def status_cmd(as_json: bool = JSON_OPTION, root: Path | None = ROOT_OPTION) -> None:
+    @sub.command("status", epilog=examples(f"tenure {name} status", f"tenure {name} status --json"))
+    def status_cmd(
+        as_json: bool = JSON_OPTION,
+        root: Path | None = ROOT_OPTION,
+        _quiet: bool = QUIET_OPTION,
+    ) -> None:
         """Show the daemon's state (read-only). Exit 1 unless it runs and answers."""
         from tenure import client  # noqa: PLC0415
 
@@ -98,25 +142,16 @@ def family_app(family: Family) -> typer.Typer:
             st = client.status(family, resolve_root(root))
         except (TenureError, OSError) as exc:
             fail(exc, as_json)
-        if as_json:
-            emit_json(st.to_json())
-        elif st.info is not None:
-            typer.echo(_human(st.info, family.name))
-            typer.echo(f"log: {clean(st.log)}")
-            for line in _reaper_lines(st.info, family.name):
-                typer.echo(clean(line))
-        elif st.state == "not_answering":
-            typer.echo(
-                f"{family.name} daemon pid {st.pid} holds the lease (epoch {st.epoch}, port "
-                f"{st.port}) but does not answer; its lease expires in {st.expires_in_s}s"
-            )
-        else:
-            typer.echo(f"no {family.name} daemon running")
+        _print_status(st, name, as_json)
         if st.state != "running":
             raise typer.Exit(EXIT_ATTENTION)
 
-    @sub.command("stop")
-    def stop_cmd(as_json: bool = JSON_OPTION, root: Path | None = ROOT_OPTION) -> None:
+    @sub.command("stop", epilog=examples(f"tenure {name} stop", f"tenure {name} stop --json"))
+    def stop_cmd(
+        as_json: bool = JSON_OPTION,
+        root: Path | None = ROOT_OPTION,
+        _quiet: bool = QUIET_OPTION,
+    ) -> None:
         """Stop the daemon (authenticated shutdown; a wedged one by verified SIGTERM/SIGKILL)."""
         from tenure import client  # noqa: PLC0415
 
@@ -125,12 +160,59 @@ def family_app(family: Family) -> typer.Typer:
         except (TenureError, OSError) as exc:
             fail(exc, as_json)
         if as_json:
-            emit_json(
-                {"stopped": info is not None, "daemon": None if info is None else info.to_json()}
-            )
+            doc = {"stopped": info is not None, "daemon": None if info is None else info.to_json()}
+            emit_json(doc)
         elif info is None:
-            typer.echo(f"no {family.name} daemon running")
+            typer.echo(f"no {name} daemon running")
         else:
-            typer.echo(_human(info, family.name))
+            typer.echo(_human(info, name))
+
+    @sub.command(
+        "restart", epilog=examples(f"tenure {name} restart", f"tenure {name} restart --json")
+    )
+    def restart_cmd(
+        as_json: bool = JSON_OPTION,
+        root: Path | None = ROOT_OPTION,
+        legacy_root: Path | None = LEGACY_ROOT_OPTION,
+        _quiet: bool = QUIET_OPTION,
+    ) -> None:
+        """Stop the daemon gracefully, then start a fresh one (the epoch goes up)."""
+        from tenure import client  # noqa: PLC0415
+
+        try:
+            the_root = resolve_root(root)
+            info = client.restart(family, the_root, checked_version(), note, legacy_root)
+        except (TenureError, OSError) as exc:
+            fail(exc, as_json)
+        _print_started(info, name, the_root, as_json)
 
     return sub
+
+
+def logs_cmd(
+    family: str = typer.Argument(..., help="Daemon family, e.g. sync or dashboard."),
+    lines: int = typer.Option(20, "--lines", "-n", min=0, help="How many lines to show."),
+    follow: bool = typer.Option(False, "--follow", "-f", help="Keep printing new lines."),
+    root: Path | None = ROOT_OPTION,
+    _quiet: bool = QUIET_OPTION,
+) -> None:
+    """Show a daemon's log (rotated file included); -f follows it until Ctrl-C."""
+    from tenure.logview import LogFollower, last_lines  # noqa: PLC0415
+
+    if not family.replace("-", "").replace("_", "").isalnum():
+        error(f"{family!r} is not a family name")
+        raise typer.Exit(EXIT_USAGE)
+    the_root = resolve_root(root)
+    for line in last_lines(the_root, family, lines):
+        typer.echo(clean(line))
+    if not follow:
+        return
+    follower = LogFollower(the_root, family)
+    note(f"following {follower.path} (Ctrl-C to stop)")
+    try:
+        while True:
+            for line in follower.new_lines():
+                typer.echo(clean(line))
+            time.sleep(0.2)
+    except KeyboardInterrupt:
+        raise typer.Exit(EXIT_INTERRUPTED) from None

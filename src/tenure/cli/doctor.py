@@ -16,8 +16,12 @@ from tenure.cli.common import (
     EXIT_OK,
     EXIT_USAGE,
     JSON_OPTION,
+    LEGACY_ROOT_OPTION,
+    QUIET_OPTION,
     ROOT_OPTION,
     clean,
+    error,
+    examples,
     note,
     resolve_root,
 )
@@ -31,18 +35,22 @@ if TYPE_CHECKING:
     from tenure.reaper import ReapResult
 
 auth_app = typer.Typer(
-    help="Daemon hygiene: inspect and clean up the daemons of this user.", no_args_is_help=True
+    help="Daemon hygiene: inspect and clean up the daemons of this user.",
+    no_args_is_help=True,
+    context_settings={"help_option_names": ["-h", "--help"]},
 )
 
-LEGACY_ROOT_OPTION = typer.Option(
-    None,
-    "--legacy-root",
-    help="Legacy spec-kitty root (default: $SPEC_KITTY_HOME or ~/.spec-kitty).",
+DOCTOR_EPILOG = examples(
+    "tenure auth doctor",
+    "tenure auth doctor --json",
+    "tenure auth doctor --reset",
+    "tenure auth doctor --reset --force",
+    "tenure auth doctor --watch",
 )
 
 
-@auth_app.command("doctor")
-def doctor_cmd(
+@auth_app.command("doctor", epilog=DOCTOR_EPILOG)
+def doctor_cmd(  # noqa: PLR0917  (typer maps each parameter to an option)
     reset: bool = typer.Option(
         False, "--reset", help="Clean safe_auto daemons (and confirmed operator_required)."
     ),
@@ -52,15 +60,29 @@ def doctor_cmd(
     as_json: bool = JSON_OPTION,
     root: Path | None = ROOT_OPTION,
     legacy_root: Path | None = LEGACY_ROOT_OPTION,
+    watch: bool = typer.Option(
+        False, "--watch", "-w", help="A live view, refreshed every second, until Ctrl-C."
+    ),
+    _quiet: bool = QUIET_OPTION,
 ) -> None:
     """Show leases and every daemon in the families' port ranges; with --reset, clean up."""
     if force and not reset:
-        note("error: --force only makes sense with --reset")
+        error("--force only makes sense with --reset")
+        raise typer.Exit(EXIT_USAGE)
+    if watch and (reset or as_json):
+        error("--watch is a live human view: it takes neither --reset nor --json")
         raise typer.Exit(EXIT_USAGE)
     from tenure import doctor, engine  # noqa: PLC0415  (keeps `tenure --help` fast)
 
     the_root = resolve_root(root).expanduser()
     legacy = engine.legacy_root(legacy_root)
+    if watch:
+        from rich.console import Console  # noqa: PLC0415
+
+        from tenure.cli import watch as live  # noqa: PLC0415
+
+        live.run(lambda: doctor.gather(the_root, legacy), Console(file=sys.stdout))
+        raise typer.Exit(EXIT_OK)
     report = doctor.gather(the_root, legacy)
     interrupted = False
     if reset:

@@ -1,0 +1,79 @@
+"""`tenure ls`: every family of the root, one line each."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import typer
+
+from tenure.cli.common import (
+    EXIT_OK,
+    JSON_OPTION,
+    LEGACY_ROOT_OPTION,
+    QUIET_OPTION,
+    ROOT_OPTION,
+    clean,
+    fail,
+    resolve_root,
+)
+from tenure.errors import TenureError
+
+
+def _line(doc: dict[str, object]) -> str:
+    others = doc["other_listeners"]
+    if others is None:
+        elsewhere = "others: no port range known"
+    elif not others:
+        elsewhere = "others: none"
+    else:
+        assert isinstance(others, dict)
+        counts = ", ".join(f"{n} {cls}" for cls, n in sorted(others.items()))
+        elsewhere = f"others: {counts}"
+    advice = doc["doctor_says"]
+    if advice not in ("ok", "no port range known"):
+        elsewhere += f" → {advice}"
+    if doc["state"] in ("absent", "unreadable"):
+        return f"{doc['family']:<10} {doc['state']:<8} {elsewhere}"
+    renewed = doc["renewed_ago_s"]
+    expires = doc["expires_in_s"]
+    parts = [
+        f"{doc['family']:<10} {doc['state']:<8}",
+        f"pid {doc['holder_pid']}",
+        f"port {doc['port'] or '-'}",
+        f"v{doc['version']}",
+        f"epoch {doc['epoch']}",
+        f"renewed {renewed:.1f}s ago" if isinstance(renewed, float) else "",
+        f"expires in {expires:.1f}s" if isinstance(expires, float) else "",
+        elsewhere,
+    ]
+    return "  ".join(p for p in parts if p)
+
+
+def ls_cmd(
+    as_json: bool = JSON_OPTION,
+    root: Path | None = ROOT_OPTION,
+    legacy_root: Path | None = LEGACY_ROOT_OPTION,
+    _quiet: bool = QUIET_OPTION,
+) -> None:
+    """Every daemon family of this root on one line: holder, state, lease, other listeners."""
+    from tenure import engine, overview  # noqa: PLC0415  (keeps `tenure --help` fast)
+    from tenure.store import check_root  # noqa: PLC0415
+
+    try:
+        the_root = resolve_root(root)
+        if the_root.exists():
+            check_root(the_root)
+        lines = overview.gather(the_root, engine.legacy_root(legacy_root))
+    except (TenureError, OSError) as exc:
+        fail(exc, as_json)
+    docs = [line.to_json() for line in lines]
+    if as_json:
+        doc = {"schema_version": overview.SCHEMA_VERSION, "root": str(the_root), "families": docs}
+        sys.stdout.write(json.dumps(doc, sort_keys=True) + "\n")
+    else:
+        typer.echo(clean(f"root {the_root}"))
+        for doc in docs:
+            typer.echo(clean(_line(doc)))
+    raise typer.Exit(EXIT_OK)
