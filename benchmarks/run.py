@@ -24,11 +24,11 @@ from typing import Any
 
 import psutil
 
-from tenure.engine import legacy_root, survey
-from tenure.families import SYNC
-from tenure.governor import Governor, RetireReason
-from tenure.procreg import ProcessRegistry
-from tenure.standins import spawn_legacy, spawn_other
+from tenure.core.families import SYNC
+from tenure.legacy.simulated import spawn_legacy, spawn_other
+from tenure.runtime.holder import Governor, RetireReason
+from tenure.runtime.processes import ProcessRegistry
+from tenure.runtime.survey import legacy_root, survey
 
 HERE = Path(__file__).parent
 TARGETS = {

@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 from tenure.errors import LeaseHeld, LeaseUnreadable, RootError
-from tenure.governor import Governor
+from tenure.runtime.holder import Governor
 
 
 def main() -> int:

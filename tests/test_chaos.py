@@ -25,16 +25,16 @@ from typing import Any
 import psutil
 import pytest
 
-from tenure.engine import survey
+from tenure.adapters.reaper import reap
+from tenure.adapters.store import LeaseStore, ensure_root
+from tenure.core.families import SYNC
+from tenure.core.record import LeaseRecord, Unreadable
+from tenure.core.timing import Timing
 from tenure.errors import LeaseHeld, LeaseUnreadable, LockTimeout
-from tenure.families import SYNC
-from tenure.governor import Governor, RetireReason
-from tenure.reaper import reap
-from tenure.record import LeaseRecord, Unreadable
-from tenure.standins import spawn_legacy
-from tenure.store import LeaseStore, ensure_root
+from tenure.legacy.simulated import spawn_legacy
+from tenure.runtime.holder import Governor, RetireReason
+from tenure.runtime.survey import survey
 from tenure.testing import ProcessRegistry
-from tenure.timing import Timing
 from tests.conftest import HERE, block, wait_for
 
 BLOCK = block(__name__)

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tenure.classify import (
+from tenure.core.classify import (
     CleanupClass,
     IdentitySource,
     LeaseView,
@@ -18,7 +18,7 @@ from tenure.classify import (
     SkipReason,
     classify,
 )
-from tenure.families import DASHBOARD, SYNC
+from tenure.core.families import DASHBOARD, SYNC
 from tests.conftest import HERE
 
 UID = 1000
@@ -72,7 +72,7 @@ def tenure_daemon(
     argv = (
         "/usr/bin/python3",
         "-m",
-        "tenure.daemon",
+        "tenure.runtime.daemon",
         f"--tenure-root={root}",
         f"--tenure-family={family}",
     )

@@ -14,10 +14,10 @@ from pathlib import Path
 import psutil
 import pytest
 
-from tenure.httpc import health, request
-from tenure.record import LeaseRecord
-from tenure.standins import spawn_other
-from tenure.store import LeaseStore, read_token, read_tombstones
+from tenure.adapters.http import health, request
+from tenure.adapters.store import LeaseStore, read_token, read_tombstones
+from tenure.core.record import LeaseRecord
+from tenure.legacy.simulated import spawn_other
 from tenure.testing import Fleet, pid_gone
 from tests.conftest import block, wait_for
 
@@ -340,7 +340,7 @@ def test_watch_frames_show_renewals_supersession_and_retirement(fleet: Fleet) ->
     from rich.console import Console
 
     from tenure.cli.watch import Watch
-    from tenure.doctor import gather
+    from tenure.runtime.doctor import gather
 
     legacy = Path(fleet.env["SPEC_KITTY_HOME"])
     old = fleet.start(version="1.0")

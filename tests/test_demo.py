@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tenure.probe import open_ports
+from tenure.adapters.probe import open_ports
 from tenure.testing import ProcessRegistry
 from tests.conftest import block, wait_for
 

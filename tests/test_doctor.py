@@ -16,9 +16,9 @@ import jsonschema
 import psutil
 import pytest
 
-from tenure.probe import open_ports
-from tenure.standins import spawn_legacy, spawn_other, spawn_singleton, write_state_file
-from tenure.store import read_token
+from tenure.adapters.probe import open_ports
+from tenure.adapters.store import read_token
+from tenure.legacy.simulated import spawn_legacy, spawn_other, spawn_singleton, write_state_file
 from tenure.testing import Fleet, ProcessRegistry, make_fleet, pid_gone
 from tests.conftest import HERE, block
 
@@ -342,7 +342,7 @@ def test_findings_for_an_unreadable_record_and_a_stuck_lock(fleet: Fleet) -> Non
     leases.mkdir(mode=0o700, exist_ok=True)
     (leases / "sync.json").write_bytes(b"\x00 not a lease")
     code = (
-        "import sys,time; from pathlib import Path; from tenure.store import locked\n"
+        "import sys,time; from pathlib import Path; from tenure.adapters.store import locked\n"
         f"with locked(Path({str(leases / 'dashboard.lock')!r})):\n print('held', flush=True); time.sleep(60)\n"
     )
     holder = fleet.registry.spawn([sys.executable, "-c", code], stdout=subprocess.PIPE)

@@ -19,12 +19,12 @@ from typing import Any
 import psutil
 import pytest
 
+from tenure.adapters.store import LeaseStore, log_path, read_tombstones, token_path, tombstone_path
+from tenure.core.record import LeaseRecord, Unreadable
+from tenure.core.timing import Timing
 from tenure.errors import ConfigError
-from tenure.record import LeaseRecord, Unreadable
-from tenure.standins import spawn_other
-from tenure.store import LeaseStore, log_path, read_tombstones, token_path, tombstone_path
+from tenure.legacy.simulated import spawn_other
 from tenure.testing import Fleet, ProcessRegistry, make_fleet, pid_gone
-from tenure.timing import Timing
 from tests.conftest import block, wait_for
 
 BLOCK = block(__name__)
@@ -398,7 +398,7 @@ def test_aborted_client_connections_log_one_line_each_and_no_traceback(fleet: Fl
 
 
 def health_ok(port: int) -> bool:
-    from tenure.httpc import health
+    from tenure.adapters.http import health
 
     doc = health(port)
     return doc is not None and doc.get("role") == "holder"
@@ -411,7 +411,7 @@ def test_the_daemon_log_rotates_at_its_size_cap(tmp_path: Path) -> None:
     code = (
         "import os, sys\n"
         "from pathlib import Path\n"
-        "from tenure.daemon import DaemonLog\n"
+        "from tenure.runtime.daemon import DaemonLog\n"
         f"path = Path({str(log)!r})\n"
         "fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)\n"
         "os.dup2(fd, 2); os.dup2(fd, 1)\n"

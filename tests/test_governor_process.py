@@ -14,9 +14,9 @@ from typing import Any
 
 import pytest
 
-from tenure.machine import decide_supersede
-from tenure.record import LeaseRecord
-from tenure.store import LeaseStore, ensure_root, read_tombstones
+from tenure.adapters.store import LeaseStore, ensure_root, read_tombstones
+from tenure.core.lease import decide_supersede
+from tenure.core.record import LeaseRecord
 from tenure.testing import ProcessRegistry
 from tests.conftest import HERE, wait_for
 

@@ -15,15 +15,15 @@ from pathlib import Path
 import psutil
 import pytest
 
-from tenure.classify import CleanupClass, SkipReason
-from tenure.engine import legacy_root, survey
-from tenure.families import DASHBOARD, SYNC
-from tenure.guard import GUARD_ENV
-from tenure.probe import listening_pids, open_ports
-from tenure.reaper import reap
-from tenure.record import Holder, LeaseRecord, LeaseState
-from tenure.standins import spawn_legacy, spawn_other, spawn_singleton
-from tenure.store import LeaseStore, read_token
+from tenure.adapters.config import GUARD_ENV
+from tenure.adapters.probe import listening_pids, open_ports
+from tenure.adapters.reaper import reap
+from tenure.adapters.store import LeaseStore, read_token
+from tenure.core.classify import CleanupClass, SkipReason
+from tenure.core.families import DASHBOARD, SYNC
+from tenure.core.record import Holder, LeaseRecord, LeaseState
+from tenure.legacy.simulated import spawn_legacy, spawn_other, spawn_singleton
+from tenure.runtime.survey import legacy_root, survey
 from tenure.testing import ProcessRegistry, make_fleet, pid_gone
 from tests.conftest import block, wait_for
 
@@ -269,14 +269,14 @@ def test_lease_holder_is_never_touched_and_a_lingering_non_holder_is_swept(
         [
             sys.executable,
             "-c",
-            f"from tenure.httpc import request; request({old['port']}, 'POST', '/api/work', token={token!r}, payload={{'seconds': 30}}, timeout=40)",
+            f"from tenure.adapters.http import request; request({old['port']}, 'POST', '/api/work', token={token!r}, payload={{'seconds': 30}}, timeout=40)",
         ]
     )
     proc_registry.popens.append(work)
     proc_registry.track(work.pid)
     wait_for(
         lambda: (
-            (h := __import__("tenure.httpc", fromlist=["health"]).health(old["port"]))
+            (h := __import__("tenure.adapters.http", fromlist=["health"]).health(old["port"]))
             and h["in_flight"] == 1
         ),
         what="work in flight",
@@ -299,7 +299,7 @@ def test_lease_holder_is_never_touched_and_a_lingering_non_holder_is_swept(
     )  # type: ignore[union-attr]
     wait_for(
         lambda: (
-            (h := __import__("tenure.httpc", fromlist=["health"]).health(old["port"]))
+            (h := __import__("tenure.adapters.http", fromlist=["health"]).health(old["port"]))
             and h["role"] == "retiring"
         ),
         what="old daemon retiring",

@@ -6,7 +6,7 @@ from dataclasses import replace
 
 import pytest
 
-from tenure.machine import (
+from tenure.core.lease import (
     AcquireVerdict,
     Liveness,
     Observation,
@@ -19,7 +19,7 @@ from tenure.machine import (
     decide_supersede,
     is_newer,
 )
-from tenure.record import Holder, LeaseRecord, LeaseState, Supersession, Unreadable
+from tenure.core.record import Holder, LeaseRecord, LeaseState, Supersession, Unreadable
 
 T0 = 1_000_000.0
 TTL = 15.0

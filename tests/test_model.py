@@ -1,6 +1,6 @@
 """Stateful model: 2-4 contenders racing for one lease under crashes, pauses and clock jumps.
 
-The model drives only the pure decisions (tenure.machine) against a simulated store, shared
+The model drives only the pure decisions (tenure.core.lease) against a simulated store, shared
 monotonic time and a jumpable wall clock. Writes happen atomically, as under the real lock.
 """
 
@@ -12,7 +12,7 @@ from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
-from tenure.machine import (
+from tenure.core.lease import (
     TAKES,
     Liveness,
     Observation,
@@ -21,7 +21,7 @@ from tenure.machine import (
     decide_release,
     decide_renew,
 )
-from tenure.record import Holder, LeaseRecord, Unreadable
+from tenure.core.record import Holder, LeaseRecord, Unreadable
 
 TTL = 15.0
 HB = 5.0

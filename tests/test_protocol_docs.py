@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import re
 
-from tenure.governor import RetireReason
-from tenure.record import PROTOCOL
+from tenure.core.record import PROTOCOL
+from tenure.runtime.holder import RetireReason
 from tests.conftest import HERE
 
 DOCS = HERE.parent / "docs" / "protocol"
@@ -31,7 +31,7 @@ def test_daemon_process_imports_neither_typer_nor_rich() -> None:
     import sys
 
     code = (
-        "import sys, tenure.daemon, tenure.engine, tenure.reaper\n"
+        "import sys, tenure.runtime.daemon, tenure.runtime.survey, tenure.adapters.reaper\n"
         "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('typer', 'rich', 'click'))\n"
         "print(','.join(bad))\n"
     )
@@ -40,7 +40,7 @@ def test_daemon_process_imports_neither_typer_nor_rich() -> None:
 
 
 def test_version_flag_and_the_env_override() -> None:
-    """`tenure --version` prints the package version; TENURE_VERSION overrides it."""
+    """`tenure --version` prints `tenure <version>`; TENURE_VERSION overrides the version."""
     import os
     import subprocess
     import sys
@@ -62,5 +62,5 @@ def test_version_flag_and_the_env_override() -> None:
         text=True,
         check=True,
     )
-    assert plain.stdout.strip() == __version__
-    assert spoofed.stdout.strip() == "9.9.9"
+    assert plain.stdout.strip() == f"tenure {__version__}"
+    assert spoofed.stdout.strip() == "tenure 9.9.9"

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tenure.record import (
+from tenure.core.record import (
     PROTOCOL,
     Holder,
     LeaseRecord,

@@ -10,9 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tenure.errors import LockTimeout, RootError
-from tenure.record import Unreadable
-from tenure.store import (
+from tenure.adapters.store import (
     LeaseStore,
     atomic_write,
     check_root,
@@ -21,6 +19,8 @@ from tenure.store import (
     locked,
     read_record_at,
 )
+from tenure.core.record import Unreadable
+from tenure.errors import LockTimeout, RootError
 from tests.conftest import wait_for
 
 
@@ -83,7 +83,7 @@ def test_crash_before_rename_leaves_old_content(tmp_path: Path) -> None:
     target = tmp_path / "f.json"
     atomic_write(target, b"old")
     code = (
-        "import sys; from pathlib import Path; from tenure.store import atomic_write;"
+        "import sys; from pathlib import Path; from tenure.adapters.store import atomic_write;"
         f"atomic_write(Path({str(target)!r}), b'new')"
     )
     env = {**os.environ, "TENURE_FAULT_CRASH_BEFORE_RENAME": "1"}
@@ -112,7 +112,7 @@ def test_lock_timeout_names_the_holder_pid(tmp_path: Path) -> None:
     """When another process holds the lock, the timeout error names its pid."""
     lock = tmp_path / "x.lock"
     code = (
-        "import sys,time; from pathlib import Path; from tenure.store import locked\n"
+        "import sys,time; from pathlib import Path; from tenure.adapters.store import locked\n"
         f"with locked(Path({str(lock)!r})):\n print('held', flush=True); time.sleep(30)\n"
     )
     proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE)
@@ -130,7 +130,7 @@ def test_lock_timeout_names_the_holder_pid(tmp_path: Path) -> None:
 
 def test_transact_keeps_an_epoch_floor(tmp_path: Path) -> None:
     """Every granted epoch raises the floor kept beside the record."""
-    from tenure.record import Holder, LeaseRecord, LeaseState
+    from tenure.core.record import Holder, LeaseRecord, LeaseState
 
     root = ensure_root(tmp_path / "r")
     store = LeaseStore(root, "sync")
@@ -144,9 +144,9 @@ def test_transact_keeps_an_epoch_floor(tmp_path: Path) -> None:
 
 def test_a_holder_past_its_own_ttl_fences_itself(tmp_path: Path) -> None:
     """With no renewal for longer than the TTL on its own clock, the holder stops acting at once."""
+    from tenure.core.timing import Timing
     from tenure.errors import LeaseLost
-    from tenure.governor import Governor, RetireReason
-    from tenure.timing import Timing
+    from tenure.runtime.holder import Governor, RetireReason
 
     now = [100.0]
     gov = Governor(

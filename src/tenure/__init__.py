@@ -1,7 +1,10 @@
 """tenure: local background daemons that govern themselves.
 
-Library entry points: `Governor` (hold a lease, heartbeat, retire), the pure decisions in
-`tenure.machine`, the record codec in `tenure.record`, and the daemon root in `tenure.store`.
+The public API is exactly `__all__`: `Governor` (hold a lease, heartbeat, retire), its
+`RetireReason`, `Timing`, the record types, the daemon root helpers and the errors. Everything
+else (`tenure.core`, `tenure.adapters`, `tenure.runtime`, `tenure.cli`) is internal and may change.
+The layers: `core` is pure, `adapters` do I/O, `runtime` drives both, `cli` is the only place
+typer and rich are imported, `testing` is the pytest plugin (no product module imports it).
 """
 
 from __future__ import annotations
@@ -21,20 +24,23 @@ _EXPORTS = {
     "Retiring": "tenure.errors",
     "RootError": "tenure.errors",
     "TenureError": "tenure.errors",
-    "Governor": "tenure.governor",
-    "RetireReason": "tenure.governor",
-    "Timing": "tenure.timing",
-    "PROTOCOL": "tenure.record",
-    "LeaseRecord": "tenure.record",
-    "LeaseState": "tenure.record",
-    "Unreadable": "tenure.record",
-    "LeaseStore": "tenure.store",
-    "default_root": "tenure.store",
-    "ensure_root": "tenure.store",
+    "Governor": "tenure.runtime.holder",
+    "RetireReason": "tenure.runtime.holder",
+    "Timing": "tenure.core.timing",
+    "PROTOCOL": "tenure.core.record",
+    "LeaseRecord": "tenure.core.record",
+    "LeaseState": "tenure.core.record",
+    "Unreadable": "tenure.core.record",
+    "LeaseStore": "tenure.adapters.store",
+    "default_root": "tenure.adapters.store",
+    "ensure_root": "tenure.adapters.store",
     "current_version": "tenure.version",
 }
 
 if TYPE_CHECKING:
+    from tenure.adapters.store import LeaseStore, default_root, ensure_root
+    from tenure.core.record import PROTOCOL, LeaseRecord, LeaseState, Unreadable
+    from tenure.core.timing import Timing
     from tenure.errors import (
         DaemonStartError,
         LeaseHeld,
@@ -45,11 +51,13 @@ if TYPE_CHECKING:
         RootError,
         TenureError,
     )
-    from tenure.governor import Governor, RetireReason
-    from tenure.record import PROTOCOL, LeaseRecord, LeaseState, Unreadable
-    from tenure.store import LeaseStore, default_root, ensure_root
-    from tenure.timing import Timing
+    from tenure.runtime.holder import Governor, RetireReason
     from tenure.version import current_version
+
+
+def __dir__() -> list[str]:
+    """The public names, lazy ones included (what `dir(tenure)` and completion show)."""
+    return sorted(__all__)
 
 
 def __getattr__(name: str) -> Any:

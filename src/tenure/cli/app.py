@@ -61,7 +61,7 @@ def _register() -> None:
     from tenure.cli.demo import demo_cmd  # noqa: PLC0415
     from tenure.cli.doctor import DOCTOR_EPILOG, auth_app, doctor_cmd  # noqa: PLC0415
     from tenure.cli.ls import ls_cmd  # noqa: PLC0415
-    from tenure.families import DASHBOARD, SYNC  # noqa: PLC0415
+    from tenure.core.families import DASHBOARD, SYNC  # noqa: PLC0415
 
     app.add_typer(family_app(SYNC), name="sync")
     app.command("ls", epilog=examples("tenure ls", "tenure ls --json"))(ls_cmd)

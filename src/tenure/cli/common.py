@@ -59,7 +59,7 @@ def examples(*lines: str) -> str:
 
 def resolve_root(root: Path | None) -> Path:
     """The root to use: the option, else $TENURE_ROOT, else the platform default."""
-    from tenure.store import default_root  # noqa: PLC0415  (filelock is slow to import)
+    from tenure.adapters.store import default_root  # noqa: PLC0415  (filelock is slow to import)
 
     return root if root is not None else default_root()
 
@@ -102,7 +102,7 @@ def emit_json(doc: dict[str, Any]) -> None:
 
 def root_fix(exc: RootError) -> str:
     """The one-line fix for a refused root, file or subdirectory (same advice as the doctor)."""
-    from tenure.findings import RootProblem, root_remediation  # noqa: PLC0415
+    from tenure.core.findings import RootProblem, root_remediation  # noqa: PLC0415
 
     if exc.kind in ("uncreatable", "unwritable", "missing"):
         return "use a writable directory of yours: --root DIR or TENURE_ROOT=DIR"

@@ -24,12 +24,12 @@ from tenure.cli.common import (
     note,
     resolve_root,
 )
+from tenure.core.families import Family
 from tenure.errors import TenureError
-from tenure.families import Family
 from tenure.version import checked_version
 
 if TYPE_CHECKING:
-    from tenure.client import DaemonInfo, Status
+    from tenure.runtime.launcher import DaemonInfo, Status
 
 
 def _human(info: DaemonInfo, family: str) -> str:
@@ -74,7 +74,7 @@ def _reaper_lines(info: DaemonInfo, family: str) -> list[str]:
 
 
 def _print_started(info: DaemonInfo, family: str, root: Path, as_json: bool) -> None:
-    from tenure.store import log_path  # noqa: PLC0415
+    from tenure.adapters.store import log_path  # noqa: PLC0415
 
     if as_json:
         emit_json({**info.to_json(), "log": str(log_path(root, family))})
@@ -120,7 +120,7 @@ def family_app(family: Family) -> typer.Typer:
         _quiet: bool = QUIET_OPTION,
     ) -> None:
         """Ensure exactly one healthy daemon for this root and print it."""
-        from tenure import client  # noqa: PLC0415  (keeps `tenure --help` fast)
+        from tenure.runtime import launcher as client  # noqa: PLC0415  (keeps --help fast)
 
         try:
             the_root = resolve_root(root)
@@ -136,7 +136,7 @@ def family_app(family: Family) -> typer.Typer:
         _quiet: bool = QUIET_OPTION,
     ) -> None:
         """Show the daemon's state (read-only). Exit 1 unless it runs and answers."""
-        from tenure import client  # noqa: PLC0415
+        from tenure.runtime import launcher as client  # noqa: PLC0415  (keeps `tenure --help` fast)
 
         try:
             st = client.status(family, resolve_root(root))
@@ -153,7 +153,7 @@ def family_app(family: Family) -> typer.Typer:
         _quiet: bool = QUIET_OPTION,
     ) -> None:
         """Stop the daemon (authenticated shutdown; a wedged one by verified SIGTERM/SIGKILL)."""
-        from tenure import client  # noqa: PLC0415
+        from tenure.runtime import launcher as client  # noqa: PLC0415  (keeps `tenure --help` fast)
 
         try:
             info = client.stop(family, resolve_root(root), notify=note)
@@ -177,7 +177,7 @@ def family_app(family: Family) -> typer.Typer:
         _quiet: bool = QUIET_OPTION,
     ) -> None:
         """Stop the daemon gracefully, then start a fresh one (the epoch goes up)."""
-        from tenure import client  # noqa: PLC0415
+        from tenure.runtime import launcher as client  # noqa: PLC0415  (keeps `tenure --help` fast)
 
         try:
             the_root = resolve_root(root)
@@ -197,7 +197,7 @@ def logs_cmd(
     _quiet: bool = QUIET_OPTION,
 ) -> None:
     """Show a daemon's log (rotated file included); -f follows it until Ctrl-C."""
-    from tenure.logview import LogFollower, last_lines  # noqa: PLC0415
+    from tenure.adapters.logview import LogFollower, last_lines  # noqa: PLC0415
 
     if not family.replace("-", "").replace("_", "").isalnum():
         error(f"{family!r} is not a family name")

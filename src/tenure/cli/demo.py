@@ -36,8 +36,8 @@ def demo_cmd(
     from rich.console import Console  # noqa: PLC0415  (Rich only when rendering)
     from rich.table import Table  # noqa: PLC0415
 
-    from tenure import demo  # noqa: PLC0415
-    from tenure.cli.doctor import render  # noqa: PLC0415
+    from tenure.cli.render import render  # noqa: PLC0415
+    from tenure.runtime import demo  # noqa: PLC0415
 
     console = Console(file=sys.stdout)
 

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import json
 import sys
-import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import typer
 
@@ -27,12 +26,9 @@ from tenure.cli.common import (
 )
 
 if TYPE_CHECKING:
-    from rich.console import Console
-    from rich.text import Text
-
-    from tenure.classify import DaemonIdentityRecord
-    from tenure.doctor import DoctorReport, LeaseReport
-    from tenure.reaper import ReapResult
+    from tenure.adapters.reaper import ReapResult
+    from tenure.core.classify import DaemonIdentityRecord
+    from tenure.runtime.doctor import DoctorReport
 
 auth_app = typer.Typer(
     help="Daemon hygiene: inspect and clean up the daemons of this user.",
@@ -72,7 +68,8 @@ def doctor_cmd(  # noqa: PLR0917  (typer maps each parameter to an option)
     if watch and (reset or as_json):
         error("--watch is a live human view: it takes neither --reset nor --json")
         raise typer.Exit(EXIT_USAGE)
-    from tenure import doctor, engine  # noqa: PLC0415  (keeps `tenure --help` fast)
+    from tenure.runtime import doctor  # noqa: PLC0415  (keeps `tenure --help` fast)
+    from tenure.runtime import survey as engine  # noqa: PLC0415
 
     the_root = resolve_root(root).expanduser()
     legacy = engine.legacy_root(legacy_root)
@@ -103,6 +100,8 @@ def doctor_cmd(  # noqa: PLR0917  (typer maps each parameter to an option)
             doc["interrupted"] = True
         sys.stdout.write(json.dumps(doc, sort_keys=True) + "\n")
     else:
+        from tenure.cli.render import render  # noqa: PLC0415
+
         render(report)
     if interrupted:
         note("interrupted: the reset stopped before every candidate was handled")
@@ -114,8 +113,8 @@ def _reset(
     report: DoctorReport, root: Path, force: bool, *, interactive: bool
 ) -> tuple[ReapResult | None, list[DaemonIdentityRecord]]:
     """Run the reaper on every family; the result (None if interrupted) and what was skipped."""
-    from tenure.classify import CleanupClass  # noqa: PLC0415
-    from tenure.reaper import ReapResult, reap  # noqa: PLC0415
+    from tenure.adapters.reaper import ReapResult, reap  # noqa: PLC0415
+    from tenure.core.classify import CleanupClass  # noqa: PLC0415
 
     ask_on_tty = interactive and not force and sys.stdin.isatty()
     pending: list[DaemonIdentityRecord] = []
@@ -148,249 +147,3 @@ def _reset(
     except (KeyboardInterrupt, typer.Abort, EOFError):
         return None, pending
     return result, pending
-
-
-def _ago(seconds: float | None) -> str:
-    if seconds is None:
-        return "-"
-    return f"{seconds:.1f}s" if abs(seconds) < 120 else f"{seconds / 60:.0f}m"
-
-
-WIDE = 110  # at or above this many columns the doctor uses tables; below, one block per item
-
-
-def render(report: DoctorReport, console: Console | None = None) -> None:
-    """Human output on stdout, fitting the console's width (80 and 60 columns included).
-
-    Everything that came from outside is rendered as plain `Text` (never as Rich markup) and
-    stripped of control characters. Rich drops colour itself for NO_COLOR and non-terminals.
-    """
-    from rich.console import Console  # noqa: PLC0415
-
-    console = console or Console(file=sys.stdout)
-    layout = _Tables(console) if console.width >= WIDE else _Blocks(console)
-    layout.header(report)
-    layout.leases(report)
-    layout.daemons(report)
-    if report.retirements:
-        layout.retirements(report)
-    if report.reset_result is not None:
-        layout.reset(report)
-    layout.findings(report)
-
-
-def _t(value: object) -> Text:
-    """Outside text as a Rich Text: no markup, no control characters."""
-    from rich.text import Text  # noqa: PLC0415
-
-    return Text(clean("-" if value is None else value))
-
-
-def _lease_cells(lease: LeaseReport) -> list[str]:
-    sup = lease.superseded_by
-    state = lease.state
-    if state == "unreadable":
-        state = f"unreadable ({lease.unreadable_reason})"
-    return [
-        lease.family,
-        state,
-        str(lease.holder_pid or "-"),
-        str(lease.port or "-"),
-        lease.version or "-",
-        str(lease.epoch if lease.epoch is not None else "-"),
-        f"{_ago(lease.renewed_ago_s)} ago" if lease.renewed_ago_s is not None else "-",
-        _ago(lease.expires_in_s),
-        f"{sup['version']} (pid {sup['pid']})" if sup else "-",
-        {True: "yes", False: "NO", None: "-"}[lease.holder_answers],
-    ]
-
-
-def _when(at: object) -> str:
-    return (
-        time.strftime("%H:%M:%S", time.localtime(float(at))) if isinstance(at, int | float) else "?"
-    )
-
-
-class _Tables:
-    """Wide terminals: one table per section."""
-
-    def __init__(self, console: Console) -> None:
-        self.c = console
-
-    def _table(self, title: str, cols: tuple[str, ...]) -> Any:
-        from rich.table import Table  # noqa: PLC0415
-
-        table = Table(title=title, title_justify="left")
-        for col in cols:
-            table.add_column(col)
-        return table
-
-    def header(self, report: DoctorReport) -> None:
-        self.c.print(
-            _t(f"tenure auth doctor — root {report.root} — legacy root {report.legacy_root}")
-        )
-
-    def leases(self, report: DoctorReport) -> None:
-        table = self._table(
-            "Leases",
-            (
-                "family",
-                "state",
-                "holder pid",
-                "port",
-                "version",
-                "epoch",
-                "renewed",
-                "expires in",
-                "superseded by",
-                "answers",
-            ),
-        )
-        for lease in report.leases:
-            table.add_row(*(_t(x) for x in _lease_cells(lease)))
-        self.c.print(table)
-
-    def daemons(self, report: DoctorReport) -> None:
-        if not report.candidates():
-            self.c.print("Daemons: no listener in either family's port range")
-            return
-        table = self._table(
-            "Daemons in the families' port ranges",
-            ("port", "family", "pid", "version", "governance", "class", "reason", "remediation"),
-        )
-        for _family, rec in report.candidates():
-            table.add_row(*(_t(x) for x in _daemon_cells(rec)))
-        self.c.print(table)
-
-    def retirements(self, report: DoctorReport) -> None:
-        table = self._table(
-            "Recent retirements", ("when", "family", "pid", "version", "epoch", "reason")
-        )
-        for t in reversed(report.retirements):
-            table.add_row(
-                _t(_when(t.get("at"))),
-                *(_t(t.get(k)) for k in ("family", "pid", "version", "epoch", "reason")),
-            )
-        self.c.print(table)
-
-    def reset(self, report: DoctorReport) -> None:
-        table = self._table("Reset", ("outcome", "pid", "port", "detail"))
-        for row in _reset_rows(report):
-            table.add_row(*(_t(x) for x in row))
-        self.c.print(table)
-        self.c.print(_t(_reset_summary(report)))
-
-    def findings(self, report: DoctorReport) -> None:
-        if not report.findings:
-            self.c.print("Findings: none — nothing needs attention")
-            return
-        table = self._table("Findings", ("severity", "id", "summary", "fix"))
-        for f in report.findings:
-            table.add_row(_t(f.severity), _t(f.id), _t(f.summary), _t(f.remediation))
-        self.c.print(table)
-
-
-class _Blocks:
-    """Narrow terminals (80 columns and less): short lines, key fields first, wrapped at spaces."""
-
-    def __init__(self, console: Console) -> None:
-        self.c = console
-
-    def _line(self, text: str, indent: int = 0) -> None:
-        self.c.print(_t(" " * indent + text), overflow="fold")
-
-    def header(self, report: DoctorReport) -> None:
-        self._line("tenure auth doctor")
-        self._line(f"root         {report.root}", 2)
-        self._line(f"legacy root  {report.legacy_root}", 2)
-
-    def leases(self, report: DoctorReport) -> None:
-        self.c.print()
-        self._line("Leases")
-        for lease in report.leases:
-            fam, state, pid, port, version, epoch, renewed, expires, sup, answers = _lease_cells(
-                lease
-            )
-            self._line(f"{fam:<10} {state}  pid {pid}  port {port}  epoch {epoch}", 2)
-            self._line(
-                f"version {version}; renewed {renewed}; expires in {expires}; "
-                f"answers {answers}; superseded by {sup}",
-                13,
-            )
-
-    def daemons(self, report: DoctorReport) -> None:
-        self.c.print()
-        if not report.candidates():
-            self._line("Daemons: no listener in either family's port range")
-            return
-        self._line("Daemons in the families' port ranges")
-        for _family, rec in report.candidates():
-            port, family, pid, version, governance, cls, reason, fix = _daemon_cells(rec)
-            self._line(f"{port}  {family:<9} {cls:<17} {reason}", 2)
-            self._line(f"pid {pid}, {governance}, version {version}", 9)
-            if fix != "-":
-                self._line(f"fix: {fix}", 9)
-
-    def retirements(self, report: DoctorReport) -> None:
-        self.c.print()
-        self._line("Recent retirements")
-        for t in reversed(report.retirements):
-            self._line(
-                f"{_when(t.get('at'))}  {t.get('family')} pid {t.get('pid')} "
-                f"{t.get('version')} epoch {t.get('epoch')}: {t.get('reason')}",
-                2,
-            )
-
-    def reset(self, report: DoctorReport) -> None:
-        self.c.print()
-        self._line("Reset")
-        for outcome, pid, port, detail in _reset_rows(report):
-            self._line(f"{outcome:<8} port {port} pid {pid}: {detail}", 2)
-        self._line(_reset_summary(report), 2)
-
-    def findings(self, report: DoctorReport) -> None:
-        self.c.print()
-        if not report.findings:
-            self._line("Findings: none — nothing needs attention")
-            return
-        self._line("Findings")
-        for f in report.findings:
-            self._line(f"{f.severity}: {f.id}", 2)
-            self._line(f.summary, 4)
-            self._line(f"fix: {f.remediation}", 4)
-
-
-def _daemon_cells(rec: DaemonIdentityRecord) -> list[str]:
-    from tenure.findings import remediation_for  # noqa: PLC0415
-
-    return [
-        str(rec.port),
-        rec.daemon_family or "?",
-        str(rec.pid or "-"),
-        rec.package_version or "-",
-        rec.governance.value,
-        rec.cleanup_class.value,
-        rec.skip_reason.value if rec.skip_reason else "-",
-        remediation_for(rec) or "-",
-    ]
-
-
-def _reset_rows(report: DoctorReport) -> list[tuple[str, str, str, str]]:
-    res = report.reset_result
-    assert res is not None
-    rows = [
-        ("swept", str(s.pid), str(s.port), f"{s.cleanup_path} ({s.reason}, {s.package_version})")
-        for s in res.swept
-    ]
-    rows += [
-        ("skipped", str(k.pid or "-"), str(k.port), f"{k.cleanup_class}: {k.skip_reason or '-'}")
-        for k in res.skipped
-    ]
-    rows += [("failed", str(f.pid or "-"), str(f.port), f.failure_reason) for f in res.failed]
-    return rows
-
-
-def _reset_summary(report: DoctorReport) -> str:
-    r = report.reset_result
-    assert r is not None
-    return f"reset: swept {len(r.swept)}, skipped {len(r.skipped)}, failed {len(r.failed)}"

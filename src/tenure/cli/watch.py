@@ -12,7 +12,7 @@ from tenure.cli.common import clean
 if TYPE_CHECKING:
     from rich.console import Console, RenderableType
 
-    from tenure.doctor import DoctorReport
+    from tenure.runtime.doctor import DoctorReport
 
 REFRESH_S = 1.0
 EVENTS_SHOWN = 12
@@ -76,7 +76,7 @@ class Watch:
         from rich.console import Group  # noqa: PLC0415
         from rich.text import Text  # noqa: PLC0415
 
-        from tenure.cli.doctor import render  # noqa: PLC0415
+        from tenure.cli.render import render  # noqa: PLC0415
 
         stamp = time.strftime("%H:%M:%S", time.localtime(report.generated_at))
         for event in events_between(self.previous, report):

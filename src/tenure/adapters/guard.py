@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import os
 
-from tenure.identity import same_create_time
-
-GUARD_ENV = "TENURE_TEST_SIGNAL_GUARD"
+from tenure.adapters import config
+from tenure.core.identity import same_create_time
 
 
 def guard_path() -> str | None:
     """The guard file when the guard is on."""
-    return os.environ.get(GUARD_ENV) or None
+    return config.signal_guard()
 
 
 def allow(pid: int, create_time: float) -> None:

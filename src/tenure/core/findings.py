@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from tenure.classify import CleanupClass, DaemonIdentityRecord, Governance, SkipReason
+from tenure.core.classify import CleanupClass, DaemonIdentityRecord, Governance, SkipReason
 
 RESET = "tenure auth doctor --reset"
 RESET_FORCE = "tenure auth doctor --reset --force"

@@ -14,17 +14,17 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from tenure.classify import CleanupClass, DaemonIdentityRecord
-from tenure.engine import Survey, survey
+from tenure.adapters.http import health
+from tenure.adapters.procinfo import liveness
+from tenure.adapters.reaper import ReapResult
+from tenure.adapters.store import LeaseStore, check_root, lock_holder_pid, read_tombstones
+from tenure.core.classify import CleanupClass, DaemonIdentityRecord
+from tenure.core.families import DASHBOARD, SYNC
+from tenure.core.findings import Finding, LeaseFacts, RootProblem, build_findings, remediation_for
+from tenure.core.lease import Liveness
+from tenure.core.record import LeaseState, Unreadable
 from tenure.errors import RootError
-from tenure.families import DASHBOARD, SYNC
-from tenure.findings import Finding, LeaseFacts, RootProblem, build_findings, remediation_for
-from tenure.httpc import health
-from tenure.machine import Liveness
-from tenure.procinfo import liveness
-from tenure.reaper import ReapResult
-from tenure.record import LeaseState, Unreadable
-from tenure.store import LeaseStore, check_root, lock_holder_pid, read_tombstones
+from tenure.runtime.survey import Survey, survey
 
 SCHEMA_VERSION = 3
 REDACTED = "<redacted>"
@@ -158,7 +158,7 @@ def gather(root: Path, legacy_root: Path) -> DoctorReport:
 
 
 def build_report_findings(report: DoctorReport) -> list[Finding]:
-    """The findings for a gathered report (pure; see tenure.findings)."""
+    """The findings for a gathered report (pure; see tenure.core.findings)."""
     leases = [
         LeaseFacts(
             family=lease.family,

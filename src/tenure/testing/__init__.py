@@ -21,9 +21,9 @@ from typing import Any
 import psutil
 import pytest
 
-from tenure.guard import GUARD_ENV
-from tenure.procreg import ProcessRegistry
-from tenure.standins import spawn_legacy
+from tenure.adapters.config import GUARD_ENV
+from tenure.legacy.simulated import spawn_legacy
+from tenure.runtime.processes import ProcessRegistry
 
 __all__ = [
     "GUARD_ENV",

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import enum
 import json
-import os
 import signal
 import time
 from collections.abc import Callable
@@ -20,15 +19,15 @@ from typing import Any
 
 import psutil
 
-from tenure.classify import CleanupClass, DaemonIdentityRecord, Governance
-from tenure.families import Family
-from tenure.httpc import request
-from tenure.probe import open_ports
-from tenure.procinfo import Mismatch, check_identity, read_process
-from tenure.store import read_token
+from tenure.adapters import config
+from tenure.adapters.http import request
+from tenure.adapters.probe import open_ports
+from tenure.adapters.procinfo import Mismatch, check_identity, read_process
+from tenure.adapters.store import read_token
+from tenure.core.classify import CleanupClass, DaemonIdentityRecord, Governance
+from tenure.core.families import Family
 
 STEP_WAIT_S = 1.0
-JOURNAL_ENV = "TENURE_SIGNAL_JOURNAL"  # test hook: append every signal sent, as JSON lines
 
 
 class CleanupPath(enum.StrEnum):
@@ -105,7 +104,7 @@ Confirm = Callable[[DaemonIdentityRecord], bool]
 
 
 def _journal(rec: DaemonIdentityRecord, action: str, family: Family) -> None:
-    path = os.environ.get(JOURNAL_ENV)
+    path = config.signal_journal()
     if not path:
         return
     line = json.dumps(

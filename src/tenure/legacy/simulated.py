@@ -22,7 +22,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol
 
-from tenure.probe import open_ports
+from tenure.adapters.probe import open_ports
 
 
 class Spawner(Protocol):

@@ -1,6 +1,6 @@
 """Daemon runtime: a governed loopback control plane (stdlib only; no typer, no rich).
 
-Run as `python -m tenure.daemon --tenure-root=<root> --tenure-family=<family>`; the two argv
+Run as `python -m tenure.runtime.daemon --tenure-root=<root> --tenure-family=<family>`; the two argv
 markers let a reaper attribute the process without trusting any file.
 spec: docs/protocol/control.md
 """
@@ -22,8 +22,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-from tenure.errors import ConfigError, LeaseHeld, LeaseUnreadable, Retiring, RootError
-from tenure.families import (
+from tenure.adapters import config
+from tenure.adapters.http import LOOPBACK
+from tenure.adapters.store import ensure_root, log_path, open_regular, token_path, write_token
+from tenure.core.families import (
     EXIT_CONFIG,
     EXIT_HELD,
     EXIT_NO_PORT,
@@ -31,11 +33,9 @@ from tenure.families import (
     Family,
     family_named,
 )
-from tenure.governor import Governor, RetireReason
-from tenure.httpc import LOOPBACK
-from tenure.record import PROTOCOL
-from tenure.store import ensure_root, log_path, open_regular, token_path, write_token
-from tenure.timing import Timing
+from tenure.core.record import PROTOCOL
+from tenure.errors import ConfigError, LeaseHeld, LeaseUnreadable, Retiring, RootError
+from tenure.runtime.holder import Governor, RetireReason
 from tenure.version import checked_version
 
 MAX_WORK_S = 30.0  # bound on the demo workload's in-flight slot
@@ -165,7 +165,7 @@ class Daemon:
             family.name,
             version,
             port=self.port,
-            timing=Timing.from_env(family.idle_s),
+            timing=config.timing(family.idle_s),
             on_retire=self._on_retire,
         )
 
@@ -304,8 +304,8 @@ def run(
     """Serve as the family's holder until retirement; returns the process exit code."""
     try:
         root = ensure_root(root)
-        ports = family.ports(os.environ)
-        Timing.from_env(family.idle_s)  # refuse bad timing before binding anything
+        ports = config.ports(family)
+        config.timing(family.idle_s)  # refuse bad timing before binding anything
     except RootError as exc:
         _log(str(exc))
         return EXIT_ROOT
@@ -373,8 +373,8 @@ def default_startup_hook(family: Family) -> StartupHook:
     """The startup reaper: clean `safe_auto` daemons of this family only; spawn nothing."""
 
     def hook(daemon: Daemon) -> None:
-        from tenure.engine import legacy_root, survey  # noqa: PLC0415  (off the start-up path)
-        from tenure.reaper import reap  # noqa: PLC0415
+        from tenure.adapters.reaper import reap  # noqa: PLC0415
+        from tenure.runtime.survey import legacy_root, survey  # noqa: PLC0415  (off the start-up path)
 
         found = survey(family, daemon.root, legacy_root())
         result = reap(found.records, family, daemon.root, allow_operator=False)

@@ -12,7 +12,7 @@ from dataclasses import dataclass, replace
 
 from packaging.version import InvalidVersion, Version
 
-from tenure.record import Holder, LeaseRecord, LeaseState, Supersession, Unreadable
+from tenure.core.record import Holder, LeaseRecord, LeaseState, Supersession, Unreadable
 
 
 class Liveness(enum.StrEnum):

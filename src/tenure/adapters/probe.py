@@ -16,9 +16,9 @@ from dataclasses import dataclass
 
 import psutil
 
-from tenure.classify import ListenerFacts
-from tenure.httpc import LOOPBACK, health
-from tenure.procinfo import read_process
+from tenure.adapters.http import LOOPBACK, health
+from tenure.adapters.procinfo import read_process
+from tenure.core.classify import ListenerFacts
 
 CONNECT_TIMEOUT_S = 0.05
 

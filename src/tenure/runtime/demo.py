@@ -20,16 +20,17 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from tenure import client, guard
-from tenure.doctor import DoctorReport, gather
-from tenure.families import SYNC
-from tenure.httpc import health
-from tenure.probe import open_ports
-from tenure.procinfo import read_process
-from tenure.procreg import ProcessRegistry
-from tenure.reaper import ReapResult, reap
-from tenure.standins import spawn_legacy, spawn_singleton
-from tenure.store import read_tombstones
+from tenure.adapters import config, guard
+from tenure.adapters.http import health
+from tenure.adapters.probe import open_ports
+from tenure.adapters.procinfo import read_process
+from tenure.adapters.reaper import ReapResult, reap
+from tenure.adapters.store import read_tombstones
+from tenure.core.families import SYNC
+from tenure.legacy.simulated import spawn_legacy, spawn_singleton
+from tenure.runtime import launcher as client
+from tenure.runtime.doctor import DoctorReport, gather
+from tenure.runtime.processes import ProcessRegistry
 
 Show = Callable[[str, str, Any], None]  # (kind, title, payload)
 
@@ -114,12 +115,12 @@ def _start(ctx: _Ctx, version: str) -> client.DaemonInfo:
 
 
 def _story(ctx: _Ctx, pace: float) -> None:
-    busy = open_ports(SYNC.ports(os.environ))
+    busy = open_ports(config.ports(SYNC))
     if busy:
         ctx.show(
             "note", "busy ports", f"ports already in use in the sync range (left alone): {busy}"
         )
-    ports = SYNC.ports(os.environ)
+    ports = config.ports(SYNC)
     # The daemons take the first free ports of the range; the stand-ins live further up.
     ctx.ports = free_ports(ports[len(ports) // 2 :], 5)
     if len(ctx.ports) < 5:

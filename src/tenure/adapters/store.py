@@ -16,11 +16,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
+from tenure.adapters import config
+from tenure.core.record import MAX_RECORD_BYTES, LeaseRecord, Unreadable, encode, parse
 from tenure.errors import LockTimeout, RootError
-from tenure.record import MAX_RECORD_BYTES, LeaseRecord, Unreadable, encode, parse
 
-ROOT_ENV = "TENURE_ROOT"
-FAULT_ENV = "TENURE_FAULT_CRASH_BEFORE_RENAME"  # test-only fault injection, off unless set
 LOCK_TIMEOUT_S = 2.0
 LOCK_POLL_S = 0.005  # waiters retry this often; the default 50 ms would serialise starts slowly
 TOMBSTONE_LIMIT = 200
@@ -32,9 +31,9 @@ T = TypeVar("T")
 
 def default_root() -> Path:
     """`$TENURE_ROOT`, else the platform's per-user state dir for tenure."""
-    env = os.environ.get(ROOT_ENV)
-    if env:
-        return Path(env).expanduser()
+    override = config.root_override()
+    if override is not None:
+        return override
     import platformdirs  # noqa: PLC0415  (costs ~50 ms at import; only needed without the env)
 
     return Path(platformdirs.user_state_dir("tenure", appauthor=False))
@@ -239,7 +238,7 @@ def atomic_write(path: Path, data: bytes) -> None:
     """
     tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
     _write_new(tmp, data)
-    if os.environ.get(FAULT_ENV) == "1":
+    if config.crash_before_rename():
         # Simulates a crash between writing the temp file and renaming it.
         os._exit(86)
     try:

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import PurePath
 
-from tenure.argv import argv_option
+from tenure.core.argv import argv_option
 
 ROOT_MARKER = "spec-kitty-daemon-root"
 EXEC_MARKER = "spec-kitty-daemon-exec"

@@ -8,10 +8,10 @@ from dataclasses import dataclass
 
 import psutil
 
-from tenure import guard
-from tenure.argv import argv_option
-from tenure.identity import same_create_time
-from tenure.machine import Liveness
+from tenure.adapters import guard
+from tenure.core.argv import argv_option
+from tenure.core.identity import same_create_time
+from tenure.core.lease import Liveness
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,13 +17,10 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from tenure.errors import DaemonStartError, RootError
-from tenure.families import EXIT_HELD, Family
-from tenure.httpc import LOOPBACK, health, request
-from tenure.machine import Liveness, decide_supersede, is_newer
-from tenure.procinfo import Mismatch, check_identity, liveness
-from tenure.record import LeaseRecord, LeaseState, Unreadable
-from tenure.store import (
+from tenure.adapters import config
+from tenure.adapters.http import LOOPBACK, health, request
+from tenure.adapters.procinfo import Mismatch, check_identity, liveness
+from tenure.adapters.store import (
     LeaseStore,
     check_root,
     ensure_root,
@@ -33,7 +30,10 @@ from tenure.store import (
     open_regular,
     read_token,
 )
-from tenure.timing import Timing
+from tenure.core.families import EXIT_HELD, Family
+from tenure.core.lease import Liveness, decide_supersede, is_newer
+from tenure.core.record import LeaseRecord, LeaseState, Unreadable
+from tenure.errors import DaemonStartError, RootError
 
 SPAWN_TIMEOUT_S = 10.0  # spawn → healthy bound, on top of any wait for an expiring holder
 RETIRE_WAIT_S = 15.0  # bound on waiting for a superseded holder to leave
@@ -156,7 +156,7 @@ def spawn(
         argv = [
             sys.executable,
             "-m",
-            "tenure.daemon",
+            "tenure.runtime.daemon",
             f"--tenure-root={root}",
             f"--tenure-family={family.name}",
             f"--acquire-wait={acquire_wait:.3f}",
@@ -248,8 +248,8 @@ def start(
     """
     spawn_env = None if legacy_root is None else {"SPEC_KITTY_HOME": str(legacy_root)}
     # Refuse bad configuration here, in one line, rather than in a daemon's log.
-    timing = Timing.from_env(family.idle_s)
-    family.ports(os.environ)
+    timing = config.timing(family.idle_s)
+    config.ports(family)
     root = ensure_root(root)
     store = LeaseStore(root, family.name)
     # Fast path without the lock: reusing a healthy holder changes nothing.

@@ -1,12 +1,12 @@
-"""Lease timing, validated: every `TENURE_*` timing variable is read and checked here.
+"""Lease timing and its validation (pure): TTL, heartbeat, idle, drain.
 
-Light on purpose: imported by the CLI's hot path. spec: docs/protocol/lease.md#timing
+The environment comes in as a mapping; adapters/config.py passes `os.environ`.
+spec: docs/protocol/lease.md#timing
 """
 
 from __future__ import annotations
 
 import math
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -69,15 +69,12 @@ class Timing:
         return self.idle_s > 0
 
     @classmethod
-    def from_env(
-        cls, idle_default: float = DEFAULT_IDLE_S, env: Mapping[str, str] | None = None
-    ) -> Timing:
+    def from_env(cls, idle_default: float = DEFAULT_IDLE_S, *, env: Mapping[str, str]) -> Timing:
         """Read `TENURE_LEASE_TTL`, `TENURE_HEARTBEAT` (default TTL/3), `TENURE_IDLE_SECONDS`.
 
         A malformed or out-of-range value raises `ConfigError` naming the variable; it is
         never silently replaced by a default.
         """
-        env = os.environ if env is None else env
         ttl = _env_seconds(env, TTL_ENV)
         ttl = DEFAULT_TTL_S if ttl is None else ttl
         _check(TTL_ENV, ttl, TTL_MIN_S, TTL_MAX_S, "the lease TTL is 1 to 86400 seconds")

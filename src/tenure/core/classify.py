@@ -11,11 +11,11 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from tenure.argv import argv_option
-from tenure.families import Family
-from tenure.identity import same_create_time
-from tenure.legacy import speckitty
-from tenure.record import PROTOCOL
+from tenure.core import speckitty
+from tenure.core.argv import argv_option
+from tenure.core.families import Family
+from tenure.core.identity import same_create_time
+from tenure.core.record import PROTOCOL
 
 
 class CleanupClass(enum.StrEnum):

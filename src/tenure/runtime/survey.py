@@ -12,22 +12,21 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from tenure.classify import DaemonIdentityRecord, LeaseView, Scope, classify
-from tenure.families import Family
-from tenure.legacy import speckitty
-from tenure.probe import PidLookup, listening_pids, scan
-from tenure.record import LeaseRecord, LeaseState
-from tenure.store import LeaseStore, read_nofollow, read_root_id
-from tenure.timing import DRAIN_TIMEOUT_S, Timing
-
-GRACE_ENV = "TENURE_RETIRE_GRACE"
+from tenure.adapters import config
+from tenure.adapters.probe import PidLookup, listening_pids, scan
+from tenure.adapters.store import LeaseStore, read_nofollow, read_root_id
+from tenure.core import speckitty
+from tenure.core.classify import DaemonIdentityRecord, LeaseView, Scope, classify
+from tenure.core.families import Family
+from tenure.core.record import LeaseRecord, LeaseState
+from tenure.core.timing import DRAIN_TIMEOUT_S, Timing
 
 
 def legacy_root(override: Path | None = None) -> Path:
     """The legacy spec-kitty root: the override, `$SPEC_KITTY_HOME`, or `~/.spec-kitty`."""
     if override is not None:
         return Path(override).expanduser().resolve()
-    return Path(speckitty.legacy_root(os.environ, str(Path.home()))).expanduser().resolve()
+    return Path(speckitty.legacy_root(config.legacy_env(), str(Path.home()))).expanduser().resolve()
 
 
 def read_legacy_state(root: Path) -> speckitty.StateFile | None:
@@ -40,14 +39,8 @@ def read_legacy_state(root: Path) -> speckitty.StateFile | None:
 
 
 def retire_grace(timing: Timing) -> float:
-    """How long a non-holder may linger before it counts as stale."""
-    raw = os.environ.get(GRACE_ENV)
-    if raw:
-        try:
-            return max(float(raw), 0.0)
-        except ValueError:
-            pass
-    return timing.ttl_s + 2 * timing.heartbeat_s + DRAIN_TIMEOUT_S
+    """How long a non-holder may linger before it counts as stale (TENURE_RETIRE_GRACE)."""
+    return config.retire_grace(timing.ttl_s + 2 * timing.heartbeat_s + DRAIN_TIMEOUT_S)
 
 
 def lease_view(root: Path, family: str, now: float) -> LeaseView | None:
@@ -75,7 +68,7 @@ def gather_scope(family: Family, root: Path, legacy: Path) -> Scope:
         root=str(Path(root).expanduser().resolve()),
         legacy_root=str(legacy),
         now_wall=now,
-        retire_grace_s=retire_grace(Timing.from_env(family.idle_s)),
+        retire_grace_s=retire_grace(config.timing(family.idle_s)),
         lease=lease_view(root, family.name, now),
         legacy_singleton_pid=None if state is None else state.pid,
         legacy_singleton_port=None if state is None else state.port,
@@ -105,6 +98,6 @@ def survey(
 ) -> Survey:
     """Scan the family's ports and classify every listener. Read-only."""
     scope = gather_scope(family, root, legacy)
-    result = scan(family.ports(os.environ), pid_lookup)
+    result = scan(config.ports(family), pid_lookup)
     records = [classify(facts, scope) for facts in result.listeners]
     return Survey(family, scope, sorted(records, key=lambda r: r.port), result.elapsed_s)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import psutil
 
-from tenure import guard
+from tenure.adapters import guard
 
 STOP_GRACE_S = 3.0
 

@@ -15,9 +15,17 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from tenure import machine
-from tenure.errors import LeaseHeld, LeaseLost, LeaseUnreadable, LockTimeout, Retiring, RootError
-from tenure.machine import (
+from tenure.adapters import config
+from tenure.adapters.procinfo import liveness, own_identity
+from tenure.adapters.store import (
+    LeaseStore,
+    RootIdentity,
+    append_tombstone,
+    ensure_root_id,
+    root_identity,
+)
+from tenure.core import lease as machine
+from tenure.core.lease import (
     TAKES,
     AcquireDecision,
     Liveness,
@@ -25,18 +33,11 @@ from tenure.machine import (
     RenewDecision,
     RenewVerdict,
 )
-from tenure.procinfo import liveness, own_identity
-from tenure.record import Holder, LeaseRecord, Unreadable
-from tenure.store import (
-    LeaseStore,
-    RootIdentity,
-    append_tombstone,
-    ensure_root_id,
-    root_identity,
-)
-from tenure.timing import (
+from tenure.core.record import Holder, LeaseRecord, Unreadable
+from tenure.core.timing import (
     Timing,
 )
+from tenure.errors import LeaseHeld, LeaseLost, LeaseUnreadable, LockTimeout, Retiring, RootError
 
 ACQUIRE_POLL_S = 0.05
 
@@ -121,7 +122,7 @@ class Governor:
         self.root = root
         self.family = family
         self.version = version
-        self.timing = timing or Timing.from_env()
+        self.timing = timing or config.timing()
         pid, ctime = own_identity()
         self.me = Holder(
             pid=pid,

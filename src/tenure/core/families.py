@@ -8,8 +8,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from tenure.core.timing import DEFAULT_IDLE_S
 from tenure.errors import ConfigError
-from tenure.timing import DEFAULT_IDLE_S
 
 # Daemon process exit codes other than 0 (retired normally); shared by the daemon and its client.
 EXIT_HELD = 3

@@ -13,11 +13,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tenure.classify import CleanupClass, SkipReason
-from tenure.doctor import LeaseReport, lease_report
-from tenure.engine import survey
-from tenure.families import FAMILIES
-from tenure.store import layout_leases_dir
+from tenure.adapters.store import layout_leases_dir
+from tenure.core.classify import CleanupClass, SkipReason
+from tenure.core.families import FAMILIES
+from tenure.runtime.doctor import LeaseReport, lease_report
+from tenure.runtime.survey import survey
 
 SCHEMA_VERSION = 1
 _FAMILY_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")

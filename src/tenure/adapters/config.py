@@ -1,0 +1,71 @@
+"""Every `TENURE_*` environment variable is read here, and validated here (spec: lease.md#timing).
+
+A malformed or out-of-range value is a `ConfigError` naming the variable and what it accepts;
+it is never silently replaced by a default. Modules elsewhere ask this one, so `grep TENURE_`
+over the code lands on one page.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from tenure.core.families import Family
+from tenure.core.timing import DEFAULT_IDLE_S, Timing
+from tenure.errors import ConfigError
+
+ROOT_ENV = "TENURE_ROOT"  # the daemon root (default: the platform's user state dir)
+GRACE_ENV = "TENURE_RETIRE_GRACE"  # how long a non-holder may linger before it is stale
+JOURNAL_ENV = "TENURE_SIGNAL_JOURNAL"  # test hook: append every signal sent, as JSON lines
+GUARD_ENV = "TENURE_TEST_SIGNAL_GUARD"  # test kit: only processes the test started
+FAULT_ENV = "TENURE_FAULT_CRASH_BEFORE_RENAME"  # test-only fault injection, off unless "1"
+
+
+def timing(idle_default: float = DEFAULT_IDLE_S) -> Timing:
+    """`TENURE_LEASE_TTL`, `TENURE_HEARTBEAT`, `TENURE_IDLE_SECONDS`, validated."""
+    return Timing.from_env(idle_default, env=os.environ)
+
+
+def ports(family: Family) -> range:
+    """The family's ports: its range, or the `TENURE_<FAMILY>_PORTS` narrowing of it."""
+    return family.ports(os.environ)
+
+
+def root_override() -> Path | None:
+    """`TENURE_ROOT`, when set."""
+    raw = os.environ.get(ROOT_ENV)
+    return Path(raw).expanduser() if raw else None
+
+
+def retire_grace(default: float) -> float:
+    """`TENURE_RETIRE_GRACE` in seconds (>= 0), else `default`."""
+    raw = os.environ.get(GRACE_ENV)
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{GRACE_ENV}={raw[:40]!r} is not a number of seconds") from None
+    if not 0 <= value <= 86_400:
+        raise ConfigError(f"{GRACE_ENV}={raw[:40]!r} is out of range: 0 to 86400 seconds")
+    return value
+
+
+def signal_journal() -> str | None:
+    """The test signal journal's path, when a test set one."""
+    return os.environ.get(JOURNAL_ENV) or None
+
+
+def signal_guard() -> str | None:
+    """The test kit's signal-guard file, when the guard is on."""
+    return os.environ.get(GUARD_ENV) or None
+
+
+def crash_before_rename() -> bool:
+    """Test-only: simulate a crash between a temp write and its rename."""
+    return os.environ.get(FAULT_ENV) == "1"
+
+
+def legacy_env() -> dict[str, str]:
+    """The environment a legacy root is resolved from (`SPEC_KITTY_HOME`)."""
+    return dict(os.environ)
