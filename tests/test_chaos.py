@@ -26,7 +26,8 @@ import psutil
 import pytest
 
 from tenure.adapters.reaper import reap
-from tenure.adapters.store import LeaseStore, ensure_root
+from tenure.adapters.root import ensure_root
+from tenure.adapters.store import LeaseStore
 from tenure.core.families import SYNC
 from tenure.core.record import LeaseRecord, Unreadable
 from tenure.core.timing import Timing

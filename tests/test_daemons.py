@@ -15,7 +15,9 @@ import psutil
 import pytest
 
 from tenure.adapters.http import health, request
-from tenure.adapters.store import LeaseStore, read_token, read_tombstones
+from tenure.adapters.store import LeaseStore
+from tenure.adapters.tokens import read_token
+from tenure.adapters.tombstones import read_tombstones
 from tenure.core.record import LeaseRecord
 from tenure.legacy.simulated import spawn_other
 from tenure.testing import Fleet, pid_gone

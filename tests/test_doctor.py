@@ -17,7 +17,7 @@ import psutil
 import pytest
 
 from tenure.adapters.probe import open_ports
-from tenure.adapters.store import read_token
+from tenure.adapters.tokens import read_token
 from tenure.legacy.simulated import spawn_legacy, spawn_other, spawn_singleton, write_state_file
 from tenure.testing import Fleet, ProcessRegistry, make_fleet, pid_gone
 from tests.conftest import HERE, block

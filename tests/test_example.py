@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tenure.adapters.store import read_tombstones
+from tenure.adapters.tombstones import read_tombstones
 from tenure.testing import ProcessRegistry
 from tests.conftest import HERE, wait_for
 

@@ -19,7 +19,9 @@ from typing import Any
 import psutil
 import pytest
 
-from tenure.adapters.store import LeaseStore, log_path, read_tombstones, token_path, tombstone_path
+from tenure.adapters.store import LeaseStore, log_path
+from tenure.adapters.tokens import token_path
+from tenure.adapters.tombstones import read_tombstones, tombstone_path
 from tenure.core.record import LeaseRecord, Unreadable
 from tenure.core.timing import Timing
 from tenure.errors import ConfigError
@@ -411,7 +413,7 @@ def test_the_daemon_log_rotates_at_its_size_cap(tmp_path: Path) -> None:
     code = (
         "import os, sys\n"
         "from pathlib import Path\n"
-        "from tenure.runtime.daemon import DaemonLog\n"
+        "from tenure.adapters.daemonlog import DaemonLog\n"
         f"path = Path({str(log)!r})\n"
         "fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)\n"
         "os.dup2(fd, 2); os.dup2(fd, 1)\n"

@@ -14,7 +14,9 @@ from typing import Any
 
 import pytest
 
-from tenure.adapters.store import LeaseStore, ensure_root, read_tombstones
+from tenure.adapters.root import ensure_root
+from tenure.adapters.store import LeaseStore
+from tenure.adapters.tombstones import read_tombstones
 from tenure.core.lease import decide_supersede
 from tenure.core.record import LeaseRecord
 from tenure.testing import ProcessRegistry

@@ -18,7 +18,8 @@ import pytest
 from tenure.adapters.config import GUARD_ENV
 from tenure.adapters.probe import listening_pids, open_ports
 from tenure.adapters.reaper import reap
-from tenure.adapters.store import LeaseStore, read_token
+from tenure.adapters.store import LeaseStore
+from tenure.adapters.tokens import read_token
 from tenure.core.classify import CleanupClass, SkipReason
 from tenure.core.families import DASHBOARD, SYNC
 from tenure.core.record import Holder, LeaseRecord, LeaseState

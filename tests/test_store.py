@@ -10,15 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from tenure.adapters.store import (
-    LeaseStore,
-    atomic_write,
-    check_root,
-    default_root,
-    ensure_root,
-    locked,
-    read_record_at,
-)
+from tenure.adapters.files import atomic_write, locked
+from tenure.adapters.root import check_root, default_root, ensure_root
+from tenure.adapters.store import LeaseStore, read_record_at
 from tenure.core.record import Unreadable
 from tenure.errors import LockTimeout, RootError
 from tests.conftest import wait_for

@@ -32,13 +32,14 @@ _EXPORTS = {
     "LeaseState": "tenure.core.record",
     "Unreadable": "tenure.core.record",
     "LeaseStore": "tenure.adapters.store",
-    "default_root": "tenure.adapters.store",
-    "ensure_root": "tenure.adapters.store",
+    "default_root": "tenure.adapters.root",
+    "ensure_root": "tenure.adapters.root",
     "current_version": "tenure.version",
 }
 
 if TYPE_CHECKING:
-    from tenure.adapters.store import LeaseStore, default_root, ensure_root
+    from tenure.adapters.root import default_root, ensure_root
+    from tenure.adapters.store import LeaseStore
     from tenure.core.record import PROTOCOL, LeaseRecord, LeaseState, Unreadable
     from tenure.core.timing import Timing
     from tenure.errors import (

@@ -5,7 +5,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from tenure.adapters.store import log_path, open_regular
+from tenure.adapters.files import open_regular
+from tenure.adapters.store import log_path
 
 READ_CAP = 4 * 1024 * 1024  # never read more than this of one file
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import enum
 import os
 from dataclasses import dataclass
+from pathlib import Path
 
 import psutil
 
@@ -97,4 +98,27 @@ def check_identity(
         return Mismatch.TEST_GUARD
     if marker is not None and argv_option(facts.cmdline, marker[0]) != marker[1]:
         return Mismatch.IDENTITY_CHANGED
+    return None
+
+
+def lock_holder_pid(lock_path: Path) -> int | None:
+    """The pid holding an flock on `lock_path`, from /proc/locks (Linux).
+
+    Elsewhere (macOS, Windows) there is no /proc/locks: the answer is None ("holder unknown"),
+    and callers say so instead of naming a pid.
+    """
+    try:
+        st = os.stat(lock_path)
+        with open("/proc/locks", encoding="ascii") as fh:
+            lines = fh.read().splitlines()
+    except OSError:
+        return None
+    want = f"{os.major(st.st_dev):02x}:{os.minor(st.st_dev):02x}:{st.st_ino}"
+    for line in lines:
+        parts = line.split()
+        # "1: FLOCK  ADVISORY  WRITE 1234 08:01:5678 0 EOF"; blocked waiters carry "->".
+        if "->" in parts:
+            continue
+        if len(parts) >= 6 and parts[5] == want and parts[4].isdigit():
+            return int(parts[4])
     return None

@@ -23,7 +23,7 @@ from tenure.adapters import config
 from tenure.adapters.http import request
 from tenure.adapters.probe import open_ports
 from tenure.adapters.procinfo import Mismatch, check_identity, read_process
-from tenure.adapters.store import read_token
+from tenure.adapters.tokens import read_token
 from tenure.core.classify import CleanupClass, DaemonIdentityRecord, Governance
 from tenure.core.families import Family
 

@@ -59,7 +59,7 @@ def examples(*lines: str) -> str:
 
 def resolve_root(root: Path | None) -> Path:
     """The root to use: the option, else $TENURE_ROOT, else the platform default."""
-    from tenure.adapters.store import default_root  # noqa: PLC0415  (filelock is slow to import)
+    from tenure.adapters.root import default_root  # noqa: PLC0415  (filelock is slow to import)
 
     return root if root is not None else default_root()
 

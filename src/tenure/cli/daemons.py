@@ -29,7 +29,8 @@ from tenure.errors import TenureError
 from tenure.version import checked_version
 
 if TYPE_CHECKING:
-    from tenure.runtime.launcher import DaemonInfo, Status
+    from tenure.runtime.launcher import DaemonInfo
+    from tenure.runtime.supervise import Status
 
 
 def _human(info: DaemonInfo, family: str) -> str:
@@ -136,10 +137,10 @@ def family_app(family: Family) -> typer.Typer:
         _quiet: bool = QUIET_OPTION,
     ) -> None:
         """Show the daemon's state (read-only). Exit 1 unless it runs and answers."""
-        from tenure.runtime import launcher as client  # noqa: PLC0415  (keeps `tenure --help` fast)
+        from tenure.runtime import supervise  # noqa: PLC0415  (keeps --help fast)
 
         try:
-            st = client.status(family, resolve_root(root))
+            st = supervise.status(family, resolve_root(root))
         except (TenureError, OSError) as exc:
             fail(exc, as_json)
         _print_status(st, name, as_json)
@@ -153,10 +154,10 @@ def family_app(family: Family) -> typer.Typer:
         _quiet: bool = QUIET_OPTION,
     ) -> None:
         """Stop the daemon (authenticated shutdown; a wedged one by verified SIGTERM/SIGKILL)."""
-        from tenure.runtime import launcher as client  # noqa: PLC0415  (keeps `tenure --help` fast)
+        from tenure.runtime import supervise  # noqa: PLC0415  (keeps --help fast)
 
         try:
-            info = client.stop(family, resolve_root(root), notify=note)
+            info = supervise.stop(family, resolve_root(root), notify=note)
         except (TenureError, OSError) as exc:
             fail(exc, as_json)
         if as_json:
@@ -177,11 +178,11 @@ def family_app(family: Family) -> typer.Typer:
         _quiet: bool = QUIET_OPTION,
     ) -> None:
         """Stop the daemon gracefully, then start a fresh one (the epoch goes up)."""
-        from tenure.runtime import launcher as client  # noqa: PLC0415  (keeps `tenure --help` fast)
+        from tenure.runtime import supervise  # noqa: PLC0415  (keeps --help fast)
 
         try:
             the_root = resolve_root(root)
-            info = client.restart(family, the_root, checked_version(), note, legacy_root)
+            info = supervise.restart(family, the_root, checked_version(), note, legacy_root)
         except (TenureError, OSError) as exc:
             fail(exc, as_json)
         _print_started(info, name, the_root, as_json)

@@ -58,7 +58,7 @@ def ls_cmd(
     _quiet: bool = QUIET_OPTION,
 ) -> None:
     """Every daemon family of this root on one line: holder, state, lease, other listeners."""
-    from tenure.adapters.store import check_root  # noqa: PLC0415
+    from tenure.adapters.root import check_root  # noqa: PLC0415
     from tenure.runtime import overview  # noqa: PLC0415  (keeps `tenure --help` fast)
     from tenure.runtime import survey as engine  # noqa: PLC0415
 

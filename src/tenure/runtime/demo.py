@@ -25,7 +25,7 @@ from tenure.adapters.http import health
 from tenure.adapters.probe import open_ports
 from tenure.adapters.procinfo import read_process
 from tenure.adapters.reaper import ReapResult, reap
-from tenure.adapters.store import read_tombstones
+from tenure.adapters.tombstones import read_tombstones
 from tenure.core.families import SYNC
 from tenure.legacy.simulated import spawn_legacy, spawn_singleton
 from tenure.runtime import launcher as client

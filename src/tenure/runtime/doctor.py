@@ -15,9 +15,11 @@ from pathlib import Path
 from typing import Any
 
 from tenure.adapters.http import health
-from tenure.adapters.procinfo import liveness
+from tenure.adapters.procinfo import liveness, lock_holder_pid
 from tenure.adapters.reaper import ReapResult
-from tenure.adapters.store import LeaseStore, check_root, lock_holder_pid, read_tombstones
+from tenure.adapters.root import check_root
+from tenure.adapters.store import LeaseStore
+from tenure.adapters.tombstones import read_tombstones
 from tenure.core.classify import CleanupClass, DaemonIdentityRecord
 from tenure.core.families import DASHBOARD, SYNC
 from tenure.core.findings import Finding, LeaseFacts, RootProblem, build_findings, remediation_for

@@ -17,13 +17,9 @@ from pathlib import Path
 
 from tenure.adapters import config
 from tenure.adapters.procinfo import liveness, own_identity
-from tenure.adapters.store import (
-    LeaseStore,
-    RootIdentity,
-    append_tombstone,
-    ensure_root_id,
-    root_identity,
-)
+from tenure.adapters.root import RootIdentity, ensure_root_id, root_identity
+from tenure.adapters.store import LeaseStore
+from tenure.adapters.tombstones import append_tombstone
 from tenure.core import lease as machine
 from tenure.core.lease import (
     TAKES,

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tenure.adapters.store import layout_leases_dir
+from tenure.adapters.root import RootLayout
 from tenure.core.classify import CleanupClass, SkipReason
 from tenure.core.families import FAMILIES
 from tenure.runtime.doctor import LeaseReport, lease_report
@@ -65,7 +65,7 @@ def family_names(root: Path) -> list[str]:
     """Built-in families first, then every other family with a record in the root."""
     names = list(FAMILIES)
     try:
-        entries = sorted(os.listdir(layout_leases_dir(root)))
+        entries = sorted(os.listdir(RootLayout(root).leases))
     except OSError:
         entries = []
     for entry in entries:

@@ -13,8 +13,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tenure.adapters import config
+from tenure.adapters.files import read_nofollow
 from tenure.adapters.probe import PidLookup, listening_pids, scan
-from tenure.adapters.store import LeaseStore, read_nofollow, read_root_id
+from tenure.adapters.root import read_root_id
+from tenure.adapters.store import LeaseStore
 from tenure.core import speckitty
 from tenure.core.classify import DaemonIdentityRecord, LeaseView, Scope, classify
 from tenure.core.families import Family

@@ -1,0 +1,219 @@
+"""The daemon root (adapter): its layout, its checks, its instance id.
+
+spec: docs/protocol/root.md
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import secrets
+import stat
+from dataclasses import dataclass
+from pathlib import Path
+
+from tenure.adapters import config
+from tenure.adapters.files import DIR_MODE, NotRegularFile, read_nofollow, write_new
+from tenure.errors import RootError
+
+SUBDIRS = ("leases", "tokens", "logs")
+ROOT_ID_FILE = "root.id"
+
+
+@dataclass(frozen=True, slots=True)
+class RootLayout:
+    """Every path in a daemon root, in one place (spec: root.md#layout)."""
+
+    root: Path
+
+    @property
+    def leases(self) -> Path:
+        """Directory of every family's lease record, lock and epoch floor."""
+        return self.root / "leases"
+
+    def record(self, family: str) -> Path:
+        """The family's lease record."""
+        return self.leases / f"{family}.json"
+
+    def lock(self, family: str) -> Path:
+        """The lock file guarding every write of the family's record."""
+        return self.leases / f"{family}.lock"
+
+    def epoch_floor(self, family: str) -> Path:
+        """The highest epoch ever granted for the family."""
+        return self.leases / f"{family}.epoch"
+
+    def start_lock(self, family: str) -> Path:
+        """The lock that serialises check → spawn → wait-healthy of `start`."""
+        return self.leases / f"{family}.start.lock"
+
+    @property
+    def tombstones(self) -> Path:
+        """The retirement log."""
+        return self.root / "tombstones.jsonl"
+
+    @property
+    def tombstones_lock(self) -> Path:
+        """The lock around appending to the retirement log."""
+        return self.root / "tombstones.lock"
+
+    @property
+    def tokens(self) -> Path:
+        """Directory of the daemons' control tokens."""
+        return self.root / "tokens"
+
+    def token(self, family: str, pid: int) -> Path:
+        """Where the daemon `pid` of `family` keeps its control token."""
+        return self.tokens / f"{family}.{pid}.token"
+
+    @property
+    def logs(self) -> Path:
+        """Directory of the detached daemons' logs."""
+        return self.root / "logs"
+
+    def log(self, family: str) -> Path:
+        """A family's daemon log (rotated to `.1` by the daemon)."""
+        return self.logs / f"{family}.log"
+
+    @property
+    def root_id(self) -> Path:
+        """The root's instance id."""
+        return self.root / ROOT_ID_FILE
+
+
+def _check_dir(path: Path, what: str) -> None:
+    """A directory tenure trusts: real (not a link), ours, not writable by group or others."""
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        raise RootError(path, f"{what} does not exist", "missing") from None
+    except OSError as exc:
+        raise RootError(path, f"{what} cannot be inspected ({exc.strerror})") from None
+    if stat.S_ISLNK(st.st_mode):
+        raise RootError(path, f"{what} is a symlink; refusing to follow it", "symlink")
+    if not stat.S_ISDIR(st.st_mode):
+        raise RootError(path, f"{what} is not a directory", "not_directory")
+    if st.st_uid != os.geteuid():
+        raise RootError(
+            path, f"{what} is owned by uid {st.st_uid}, not {os.geteuid()}", "foreign_owner"
+        )
+    if st.st_mode & 0o022:
+        raise RootError(
+            path,
+            f"{what} is group/world-writable (mode {stat.S_IMODE(st.st_mode):04o})",
+            "writable",
+        )
+
+
+def check_root(path: Path) -> Path:
+    """Validate an existing root and its subdirectories without changing anything.
+
+    Every command runs this before trusting a file of the root (read-only ones included): a
+    link, a foreign owner or a group/world-writable mode anywhere is a `RootError` naming the
+    path. Returns the resolved root. spec: root.md#permissions
+    """
+    _check_dir(path, "root")
+    for sub in SUBDIRS:
+        if os.path.lexists(path / sub):
+            _check_dir(path / sub, f"{sub}/")
+    return path.resolve()
+
+
+def ensure_subdir(root: Path, name: str) -> Path:
+    """Create `root/name` 0700 if missing and check it like the root."""
+    sub = root / name
+    with contextlib.suppress(FileExistsError):
+        sub.mkdir(mode=DIR_MODE)
+    _check_dir(sub, f"{name}/")
+    return sub
+
+
+def ensure_root(path: Path) -> Path:
+    """Create the root 0700 if missing, then validate it (spec: root.md#permissions)."""
+    if not os.path.lexists(path):
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True, mode=DIR_MODE)
+            with contextlib.suppress(FileExistsError):
+                path.mkdir(mode=DIR_MODE)
+        except OSError as exc:
+            raise RootError(path, f"cannot be created ({exc.strerror})", "uncreatable") from None
+    root = check_root(path)
+    try:
+        ensure_subdir(root, "leases")
+        ensure_root_id(root)
+    except RootError:
+        raise
+    except OSError as exc:
+        raise RootError(root, f"is not writable ({exc.strerror})", "unwritable") from None
+    return root
+
+
+def ensure_root_id(root: Path) -> str:
+    """The root's random instance id, created once with the root (spec: root.md#instance).
+
+    Two processes creating it at once agree: the id is linked into place, never overwritten.
+    """
+    current = read_root_id(root)
+    if current is not None:
+        return current
+    fresh = secrets.token_hex(8)
+    tmp = root / f".{ROOT_ID_FILE}.{secrets.token_hex(6)}.tmp"
+    write_new(tmp, f"{fresh}\n".encode())
+    try:
+        os.link(tmp, RootLayout(root).root_id)  # fails if another process created it first
+    except FileExistsError:
+        pass
+    finally:
+        os.unlink(tmp)
+    found = read_root_id(root)
+    if found is None:
+        raise RootError(root, f"{ROOT_ID_FILE} is unreadable")
+    return found
+
+
+def read_root_id(root: Path) -> str | None:
+    """The root's instance id; None when absent or not a short token (garbage, a FIFO, a link).
+
+    Other I/O errors (EMFILE, EIO) raise OSError: they say nothing about the root's identity.
+    """
+    try:
+        data = read_nofollow(RootLayout(root).root_id, 64)
+    except NotRegularFile:
+        return None
+    except OSError as exc:
+        if exc.errno in (errno.ELOOP, errno.ENOENT, errno.ENOTDIR):
+            return None
+        raise
+    text = (data or b"").decode("ascii", "replace").strip()
+    return text if text and len(text) <= 32 and text.isalnum() else None
+
+
+@dataclass(frozen=True, slots=True)
+class RootIdentity:
+    """What makes a root the same root: its inode and its instance id."""
+
+    dev: int
+    ino: int
+    root_id: str | None
+
+
+def root_identity(root: Path) -> RootIdentity | None:
+    """The root's identity now, or None when it is gone or is no longer a directory."""
+    try:
+        st = os.lstat(root)
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    if not stat.S_ISDIR(st.st_mode):
+        return None
+    return RootIdentity(st.st_dev, st.st_ino, read_root_id(root))
+
+
+def default_root() -> Path:
+    """`$TENURE_ROOT`, else the platform's per-user state dir for tenure."""
+    override = config.root_override()
+    if override is not None:
+        return override
+    import platformdirs  # noqa: PLC0415  (costs ~50 ms at import; only needed without the env)
+
+    return Path(platformdirs.user_state_dir("tenure", appauthor=False))

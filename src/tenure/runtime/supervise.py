@@ -1,0 +1,153 @@
+"""Status, stop and restart of a family's daemon (driver): read-only status, verified stop.
+
+spec: docs/protocol/control.md#status-and-stop
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from tenure.adapters.http import LOOPBACK, request
+from tenure.adapters.procinfo import Mismatch, check_identity, liveness
+from tenure.adapters.root import check_root
+from tenure.adapters.store import LeaseStore, log_path
+from tenure.adapters.tokens import read_token
+from tenure.core.families import Family
+from tenure.core.lease import Liveness
+from tenure.core.record import LeaseRecord
+from tenure.errors import DaemonStartError
+from tenure.runtime.launcher import (
+    POLL_S,
+    STOP_WAIT_S,
+    DaemonInfo,
+    Notify,
+    healthy_holder,
+    info_from_health,
+    no_notes,
+    start,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Status:
+    """What `status` knows: `state` is running, not_answering or absent."""
+
+    state: str
+    info: DaemonInfo | None = None
+    pid: int | None = None
+    port: int | None = None
+    epoch: int | None = None
+    expires_in_s: float | None = None
+    log: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        """JSON-ready dict."""
+        return {
+            "state": self.state,
+            "running": self.state == "running",
+            "daemon": None if self.info is None else self.info.to_json(),
+            "pid": self.pid,
+            "port": self.port,
+            "epoch": self.epoch,
+            "expires_in_s": self.expires_in_s,
+            "log": self.log,
+        }
+
+
+def status(family: Family, root: Path) -> Status:
+    """The family's daemon as seen now. Read-only: no spawn, no write, no signal.
+
+    A holder that is alive but does not answer (stopped, wedged) is `not_answering`, with
+    the time until its lease expires; it still holds the lease and its port.
+    """
+    root = check_root(root) if os.path.lexists(root) else root
+    store = LeaseStore(root, family.name)
+    rec, doc = healthy_holder(store)
+    log = str(log_path(root, family.name))
+    if rec is None:
+        return Status("absent", log=log)
+    if doc is not None:
+        info = info_from_health(doc, "running")
+        return Status("running", info, info.pid, info.port, info.epoch, log=log)
+    expires = round(rec.renewed_at + rec.ttl_s - time.time(), 1)
+    return Status("not_answering", None, rec.holder.pid, rec.holder.port, rec.epoch, expires, log)
+
+
+def stop(family: Family, root: Path, notify: Notify = no_notes) -> DaemonInfo | None:
+    """Stop the holder: authenticated shutdown, or for a holder that does not answer, SIGTERM
+    then SIGKILL, each after re-checking its identity (pid, start time, this root's marker).
+    """
+    root = check_root(root) if os.path.lexists(root) else root
+    store = LeaseStore(root, family.name)
+    rec, doc = healthy_holder(store)
+    if rec is None:
+        return None
+    if doc is not None and rec.holder.port is not None:
+        token = read_token(root, family.name, rec.holder.pid)
+        if token is None:
+            raise DaemonStartError(
+                f"no token for {family.name} pid {rec.holder.pid}; cannot stop it"
+            )
+        request(rec.holder.port, "POST", "/api/shutdown", token=token)
+        if _wait_gone(rec, STOP_WAIT_S):
+            return info_from_health(doc, "stopped")
+        notify(f"{family.name} pid {rec.holder.pid} did not leave after shutdown; escalating")
+    else:
+        notify(f"{family.name} holder pid {rec.holder.pid} is alive but not answering; escalating")
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        _signal_holder(rec, root, sig)
+        notify(f"sent {sig.name} to {family.name} pid {rec.holder.pid}")
+        if _wait_gone(rec, STOP_WAIT_S):
+            return DaemonInfo(
+                url=f"http://{LOOPBACK}:{rec.holder.port}",
+                port=rec.holder.port or 0,
+                pid=rec.holder.pid,
+                version=rec.holder.version,
+                epoch=rec.epoch,
+                action="killed" if sig is signal.SIGKILL else "terminated",
+            )
+    raise DaemonStartError(f"{family.name} pid {rec.holder.pid} still alive after SIGKILL")
+
+
+def restart(
+    family: Family,
+    root: Path,
+    version: str,
+    notify: Notify = no_notes,
+    legacy_root: Path | None = None,
+) -> DaemonInfo:
+    """Graceful restart: stop the holder (if any), then start a fresh one (epoch + 1)."""
+    stopped = stop(family, root, notify)
+    if stopped is not None:
+        notify(f"stopped {family.name} pid {stopped.pid} (epoch {stopped.epoch})")
+    info = start(family, root, version, notify, legacy_root)
+    return replace(info, action="restarted") if info.action == "started" else info
+
+
+def _signal_holder(rec: LeaseRecord, root: Path, sig: signal.Signals) -> None:
+    """Signal the recorded holder only if it is provably still that process of this root."""
+    mismatch = check_identity(
+        rec.holder.pid, rec.holder.create_time, ("tenure-root", str(root.resolve()))
+    )
+    if mismatch is Mismatch.GONE:
+        return
+    if mismatch is not None:
+        raise DaemonStartError(
+            f"not signalling pid {rec.holder.pid}: {mismatch.value} "
+            "(it is not provably this root's daemon)"
+        )
+    os.kill(rec.holder.pid, sig)
+
+
+def _wait_gone(rec: LeaseRecord, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while liveness(rec.holder.pid, rec.holder.create_time) is Liveness.ALIVE:
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(POLL_S)
+    return True
