@@ -97,6 +97,8 @@ class World:
         c.gov.retire(reason)
         assert c.gov.wait_retired(5) is not None, "retirement did not finish"
         c.holding = False
+        # A retired holder's process exits; a later start is a new process (a new Governor).
+        c.gov = self.new_contender().gov
 
     def beat(self, c: Contender) -> None:
         reason = c.gov.beat()

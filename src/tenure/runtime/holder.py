@@ -7,7 +7,6 @@ A daemon creates a `Governor`, calls `acquire()`, `start()`, wraps each unit of 
 from __future__ import annotations
 
 import contextlib
-import enum
 import secrets
 import sys
 import threading
@@ -16,7 +15,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from tenure.adapters import config
-from tenure.adapters.procinfo import liveness, own_identity
+from tenure.adapters.procinfo import own_identity
 from tenure.adapters.root import RootIdentity, ensure_root_id, root_identity
 from tenure.adapters.store import LeaseStore
 from tenure.adapters.tombstones import append_tombstone
@@ -24,79 +23,31 @@ from tenure.core import lease as machine
 from tenure.core.lease import (
     TAKES,
     AcquireDecision,
-    Liveness,
-    Observation,
     RenewDecision,
     RenewVerdict,
 )
+from tenure.core.lifecycle import Action, Event, RetireReason, State, Transition, event_for, step
 from tenure.core.record import Holder, LeaseRecord, Unreadable
 from tenure.core.timing import (
     Timing,
 )
 from tenure.errors import LeaseHeld, LeaseLost, LeaseUnreadable, LockTimeout, Retiring, RootError
+from tenure.runtime.observer import Watcher, observe
+
+__all__ = ["ACQUIRE_POLL_S", "Governor", "RetireReason", "Watcher", "observe"]
 
 ACQUIRE_POLL_S = 0.05
 
 
-class RetireReason(enum.StrEnum):
-    """Why a daemon left (written to the tombstone log)."""
-
-    LEASE_LOST = "lease_lost"
-    LEASE_EXPIRED = "lease_expired"
-    SUPERSEDED = "superseded"
-    IDLE = "idle"
-    ROOT_GONE = "root_gone"
-    RECORD_GONE = "record_gone"
-    RECORD_UNREADABLE = "record_unreadable"
-    REQUESTED = "requested"  # authenticated /api/retire
-    SHUTDOWN = "shutdown"  # authenticated /api/shutdown or a signal
-    FAULT = "fault"  # an unexpected error in the heartbeat: leave rather than run ungoverned
-
-
-_RENEW_TO_REASON = {
-    RenewVerdict.LOST: RetireReason.LEASE_LOST,
-    RenewVerdict.SELF_EXPIRED: RetireReason.LEASE_EXPIRED,
-    RenewVerdict.SUPERSEDED: RetireReason.SUPERSEDED,
-    RenewVerdict.GONE: RetireReason.RECORD_GONE,
-    RenewVerdict.UNREADABLE: RetireReason.RECORD_UNREADABLE,
+_RENEW_TO_EVENT = {
+    RenewVerdict.RENEWED: Event.RENEWED,
+    RenewVerdict.LOST: Event.LEASE_LOST,
+    RenewVerdict.SELF_EXPIRED: Event.LEASE_EXPIRED,
+    RenewVerdict.SUPERSEDED: Event.SUPERSEDED,
+    RenewVerdict.GONE: Event.RECORD_GONE,
+    RenewVerdict.UNREADABLE: Event.RECORD_UNREADABLE,
 }
-
-
-class Watcher:
-    """Tracks how long one observer has seen the same record bytes (monotonic clock)."""
-
-    def __init__(self, mono: Callable[[], float]) -> None:
-        self._mono = mono
-        self._bytes: bytes | None = None
-        self._since = mono()
-
-    def unchanged_for(self, raw: bytes | None) -> float:
-        """Seconds the record has been byte-for-byte unchanged, as seen by this observer."""
-        now = self._mono()
-        if raw != self._bytes:
-            self._bytes, self._since = raw, now
-        return now - self._since
-
-
-def observe(
-    store: LeaseStore,
-    watcher: Watcher,
-    current: LeaseRecord | Unreadable | None,
-    heartbeat_s: float,
-    wall: Callable[[], float] = time.time,
-) -> Observation:
-    """Gather the facts `machine.decide_acquire` needs about the current record."""
-    live = Liveness.DEAD
-    if isinstance(current, LeaseRecord):
-        live = liveness(current.holder.pid, current.holder.create_time)
-    return Observation(
-        current=current,
-        liveness=live,
-        now_wall=wall(),
-        unchanged_for=watcher.unchanged_for(store.read_raw()),
-        heartbeat_s=heartbeat_s,
-        epoch_floor=store.epoch_floor(),
-    )
+_LEAVING_ACTIONS = frozenset({Action.RETIRE, Action.RETIRE_NOW, Action.RETIRE_SILENTLY})
 
 
 class Governor:
@@ -135,10 +86,12 @@ class Governor:
         self._last_activity = mono()
         self._last_renew = mono()
         self.epoch = 0
+        self.state = State.ACQUIRING
         self._retiring: RetireReason | None = None
         self._retired = threading.Event()
         self._stop_beat = threading.Event()
         self._no_drain = threading.Event()
+        self._finishing = False
         self._thread: threading.Thread | None = None
         # One observer memory per process: expiry is confirmed across acquire calls.
         self._watcher = Watcher(mono)
@@ -153,6 +106,9 @@ class Governor:
         self, wait_s: float = 0.0, on_wait: Callable[[AcquireDecision], None] | None = None
     ) -> LeaseRecord:
         """Take the lease, waiting up to `wait_s` for an expiring holder; raise if held."""
+        if self.state is not State.ACQUIRING:
+            # spec: lease.md#holder-lifecycle — a holder that retired never holds again.
+            raise Retiring(f"{self.family} governor is {self.state.value}: start a new one")
         watcher = self._watcher
         deadline = self._mono() + wait_s
         told = False
@@ -166,6 +122,7 @@ class Governor:
             if decision.verdict in TAKES and decision.write is not None:
                 self._root_ident = ident
                 self.epoch = decision.write.epoch
+                self.handle(Event.ACQUIRED)
                 self._last_renew = self._mono()
                 self._last_activity = self._mono()
                 return decision.write
@@ -207,7 +164,7 @@ class Governor:
 
     def holding(self) -> bool:
         """True while this process may act as holder: not retiring and within its own TTL."""
-        return self._retiring is None and self._mono() - self._last_renew <= self.timing.ttl_s
+        return self.state is State.HOLDING and self._mono() - self._last_renew <= self.timing.ttl_s
 
     @property
     def root_id(self) -> str | None:
@@ -243,14 +200,13 @@ class Governor:
     def _beat_loop(self) -> None:
         while not self._stop_beat.wait(self.timing.heartbeat_s):
             try:
-                reason = self.beat()
+                event = self.observe()
             except Exception as exc:
                 # spec: lease.md#faults — never a dead heartbeat thread in a live daemon.
                 self.last_fault = f"{type(exc).__name__}: {exc}"
                 print(f"tenure: heartbeat failed: {self.last_fault}", file=sys.stderr)
-                reason = RetireReason.FAULT
-            if reason is not None:
-                self.retire(reason)
+                event = Event.FAULT
+            if self.handle(event).next is not State.HOLDING:
                 return
 
     def _root_changed(self) -> bool:
@@ -258,17 +214,17 @@ class Governor:
         now = root_identity(self.root)
         return now is None or now != self._root_ident
 
-    def beat(self) -> RetireReason | None:
-        """One heartbeat; returns a reason to retire, or None while still holding.
+    def observe(self) -> Event:
+        """One heartbeat: renew if we may, and say what happened as a lifecycle `Event`.
 
-        A transient I/O failure (EMFILE, ENOSPC, EIO, EACCES, a lock timeout) is retried at
-        the next beat until this holder's own lease deadline passes on its monotonic clock;
-        then it retires as expired (spec: lease.md#faults).
+        A transient I/O failure (EMFILE, ENOSPC, EIO, EACCES, a lock timeout) is RENEW_FAILED
+        until this holder's own lease deadline passes on its monotonic clock, then
+        LEASE_EXPIRED (spec: lease.md#faults).
         """
         with self._cond:
             idle_for = self._mono() - self._last_activity
             if self.timing.idle_enabled and self._in_flight == 0 and idle_for > self.timing.idle_s:
-                return RetireReason.IDLE
+                return Event.IDLE
         since = self._mono() - self._last_renew
 
         def decide(
@@ -279,52 +235,66 @@ class Governor:
 
         try:
             if self._root_changed():
-                # A new root instance starts a new epoch sequence: write nothing into it.
-                self._fenced = True
-                return RetireReason.ROOT_GONE
+                return Event.ROOT_GONE  # a new root instance: its epochs are not ours
             decision = self.store.transact(decide, timeout_s=self.timing.heartbeat_s / 2)
         except RootError:
-            self._fenced = self._fenced or self._root_changed()
-            return RetireReason.ROOT_GONE
+            return Event.ROOT_GONE
         except (OSError, LockTimeout) as exc:
             self.last_fault = f"{type(exc).__name__}: {exc}"
             print(f"tenure: heartbeat not renewed, will retry: {self.last_fault}", file=sys.stderr)
-            return RetireReason.LEASE_EXPIRED if since > self.timing.ttl_s else None
+            return Event.LEASE_EXPIRED if since > self.timing.ttl_s else Event.RENEW_FAILED
         self.last_fault = None
         if decision.verdict is RenewVerdict.RENEWED:
             self._last_renew = self._mono()
-            return None
-        return _RENEW_TO_REASON[decision.verdict]
+        return _RENEW_TO_EVENT[decision.verdict]
 
-    # --- retiring --------------------------------------------------------------------------
+    def beat(self) -> RetireReason | None:
+        """One heartbeat without acting on it: the reason to retire, or None while holding."""
+        transition = step(self.state, self.observe())
+        return transition.reason if transition.action in _LEAVING_ACTIONS else None
+
+    # --- the lifecycle table drives everything below ---------------------------------------
+
+    def handle(self, event: Event) -> Transition:
+        """Feed one event to the lifecycle table and perform the action it returns."""
+        with self._cond:
+            transition = step(self.state, event)
+            self.state = transition.next
+            action = transition.action
+            if action in _LEAVING_ACTIONS:
+                assert transition.reason is not None
+                self._retiring = transition.reason
+                self._fenced = self._fenced or action is Action.RETIRE_SILENTLY
+            if action in (Action.RETIRE_NOW, Action.CUT_DRAIN):
+                self._no_drain.set()  # "stop now" also cuts short a drain already running
+                self._cond.notify_all()
+        if action in _LEAVING_ACTIONS:
+            assert transition.reason is not None
+            self._stop_beat.set()
+            threading.Thread(
+                target=self._finish, args=(transition.reason,), name="tenure-retire", daemon=True
+            ).start()
+        elif action is Action.EXIT and not self._finishing:
+            self._retired.set()  # nothing was held: nothing to drain, release or record
+        return transition
 
     def retire(self, reason: RetireReason, drain: bool = True) -> None:
         """Begin retirement in the background (idempotent); `wait_retired` tells when done."""
-        with self._cond:
-            if not drain:
-                # "Stop now" also cuts short a retirement that is already draining.
-                self._no_drain.set()
-                self._cond.notify_all()
-            if self._retiring is not None:
-                return
-            self._retiring = reason
-        self._stop_beat.set()
-        threading.Thread(
-            target=self._finish, args=(reason, drain), name="tenure-retire", daemon=True
-        ).start()
+        self.handle(event_for(reason))
+        if not drain:
+            self.handle(Event.SHUTDOWN_REQUESTED)
 
-    def _finish(self, reason: RetireReason, drain: bool) -> None:
+    def _finish(self, reason: RetireReason) -> None:
+        self._finishing = True
         try:
-            if drain:
-                deadline = self._mono() + self.timing.drain_s
-                with self._cond:
-                    while (
-                        self._in_flight and self._mono() < deadline and not self._no_drain.is_set()
-                    ):
-                        self._cond.wait(deadline - self._mono())
+            deadline = self._mono() + self.timing.drain_s
+            with self._cond:
+                while self._in_flight and self._mono() < deadline and not self._no_drain.is_set():
+                    self._cond.wait(deadline - self._mono())
             if not self._fenced and not self._root_changed_quietly():
                 self._release_and_record(reason)
         finally:
+            self.handle(Event.DRAINED)
             if self._on_retire is not None:
                 self._on_retire(reason)
             self._retired.set()

@@ -1,0 +1,83 @@
+"""The holder lifecycle table (tenure.core.lifecycle) and docs/protocol/lease.md, row by row."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tenure.adapters.root import ensure_root
+from tenure.adapters.tombstones import read_tombstones
+from tenure.core import lifecycle
+from tenure.core.lifecycle import TABLE, Action, Event, RetireReason, State, step
+from tenure.core.timing import Timing
+from tenure.errors import Retiring
+from tenure.runtime.holder import Governor
+from tests.conftest import HERE
+
+
+def test_every_state_and_event_pair_has_a_row() -> None:
+    """The table is complete: no (state, event) pair is left to chance."""
+    assert set(TABLE) == {(s, e) for s in State for e in Event}
+
+
+def test_docs_table_equals_the_code_table() -> None:
+    """docs/protocol/lease.md#holder-lifecycle lists exactly the rows of TABLE."""
+    text = (HERE.parent / "docs" / "protocol" / "lease.md").read_text()
+    documented = []
+    states = {s.value for s in State}
+    for line in text.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) == 5 and cells[0] in states:
+            documented.append(tuple(cells))
+    coded = [
+        (s.value, e.value, t.next.value, t.action.value, t.reason.value if t.reason else "")
+        for (s, e), t in TABLE.items()
+    ]
+    assert sorted(documented) == sorted(coded)
+    assert len(documented) == len(coded)
+
+
+@pytest.mark.parametrize("event", [Event.ACQUIRED, Event.REFUSED, Event.DRAINED])
+def test_an_unexpected_event_while_holding_is_a_retirement(event: Event) -> None:
+    """Holding, an event that cannot happen retires with reason fault."""
+    transition = step(State.HOLDING, event)
+    assert (transition.next, transition.action, transition.reason) == (
+        State.RETIRING,
+        Action.RETIRE,
+        RetireReason.FAULT,
+    )
+
+
+def test_a_pair_missing_from_the_table_is_still_a_retirement(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """`step` never answers "nothing" for a holder it cannot place: it retires (fault)."""
+    monkeypatch.delitem(lifecycle.TABLE, (State.HOLDING, Event.RENEWED))
+    assert step(State.HOLDING, Event.RENEWED).reason is RetireReason.FAULT
+
+
+def test_retiring_ignores_everything_but_the_end_of_the_drain_and_stop_now() -> None:
+    """Once leaving, only DRAINED (exit) and SHUTDOWN_REQUESTED (cut the drain) change anything."""
+    for event in Event:
+        t = step(State.RETIRING, event)
+        if event is Event.DRAINED:
+            assert (t.next, t.action) == (State.RETIRED, Action.EXIT)
+        elif event is Event.SHUTDOWN_REQUESTED:
+            assert (t.next, t.action) == (State.RETIRING, Action.CUT_DRAIN)
+        else:
+            assert (t.next, t.action) == (State.RETIRING, Action.NONE)
+
+
+def test_a_real_holder_fed_an_unexpected_event_retires_and_records_it(tmp_path: Path) -> None:
+    """The driver performs the table's action: release, tombstone with reason fault."""
+    root = ensure_root(tmp_path / "root")
+    gov = Governor(root, "sync", "1.0", timing=Timing(ttl_s=15.0, heartbeat_s=5.0, drain_s=0.1))
+    gov.acquire()
+    assert gov.state is State.HOLDING
+    gov.handle(Event.ACQUIRED)
+    assert gov.wait_retired(30) is RetireReason.FAULT
+    assert gov.state is State.RETIRED
+    assert [t["reason"] for t in read_tombstones(root)] == ["fault"]
+    with pytest.raises(Retiring):
+        gov.acquire()  # a retired holder never holds again
