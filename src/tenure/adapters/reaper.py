@@ -11,7 +11,6 @@ from __future__ import annotations
 import enum
 import json
 import signal
-import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -24,6 +23,7 @@ from tenure.adapters.http import request
 from tenure.adapters.probe import open_ports
 from tenure.adapters.procinfo import Mismatch, check_identity, read_process
 from tenure.adapters.tokens import read_token
+from tenure.adapters.waiting import wait_until
 from tenure.core.classify import CleanupClass, DaemonIdentityRecord, Governance
 from tenure.core.families import Family
 
@@ -140,12 +140,7 @@ def verify(rec: DaemonIdentityRecord) -> FailureReason | None:
 
 
 def _wait_gone(pid: int, timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if read_process(pid) is None:  # zombies count as gone
-            return True
-        time.sleep(0.01)
-    return read_process(pid) is None
+    return wait_until(lambda: read_process(pid) is None, timeout) is not None  # zombies: gone
 
 
 def _signal(rec: DaemonIdentityRecord, sig: signal.Signals, family: Family) -> FailureReason | None:

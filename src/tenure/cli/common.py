@@ -9,13 +9,14 @@ from typing import Any, NoReturn
 
 import typer
 
+from tenure.core import schemas
 from tenure.errors import RootError, TenureError
 
 EXIT_OK = 0
 EXIT_ATTENTION = 1
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = schemas.DAEMON
 
 ROOT_OPTION = typer.Option(
     None, "--root", help="Daemon root (default: $TENURE_ROOT or the user state dir)."

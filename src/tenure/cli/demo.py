@@ -10,6 +10,7 @@ from typing import Any
 import typer
 
 from tenure.cli.common import JSON_OPTION, note
+from tenure.core import schemas
 
 
 class StopSignal(BaseException):
@@ -79,5 +80,7 @@ def demo_cmd(
         note(f"{stop.name}: every process the demo started was stopped")
         raise typer.Exit(128 + stop.signum) from None
     if as_json:
-        sys.stdout.write(json.dumps({"schema_version": 1, **summary}, sort_keys=True) + "\n")
+        sys.stdout.write(
+            json.dumps({"schema_version": schemas.DEMO, **summary}, sort_keys=True) + "\n"
+        )
     raise typer.Exit(0)

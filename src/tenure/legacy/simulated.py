@@ -17,12 +17,12 @@ import secrets
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol
 
 from tenure.adapters.probe import open_ports
+from tenure.adapters.waiting import wait_until
 
 
 class Spawner(Protocol):
@@ -34,12 +34,8 @@ class Spawner(Protocol):
 
 
 def _wait(predicate: Callable[[], object], what: str, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.01)
-    raise TimeoutError(f"timed out waiting for {what}")
+    if wait_until(predicate, timeout) is None:
+        raise TimeoutError(f"timed out waiting for {what}")
 
 
 SCRIPT = r"""

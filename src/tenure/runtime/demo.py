@@ -26,6 +26,7 @@ from tenure.adapters.probe import open_ports
 from tenure.adapters.procinfo import read_process
 from tenure.adapters.reaper import ReapResult, reap
 from tenure.adapters.tombstones import read_tombstones
+from tenure.adapters.waiting import wait_until
 from tenure.core.families import SYNC
 from tenure.legacy.simulated import spawn_legacy, spawn_singleton
 from tenure.runtime import launcher as client
@@ -56,12 +57,7 @@ def _env(**values: str) -> Iterator[None]:
 
 
 def _wait(predicate: Callable[[], object], timeout: float = 10.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.02)
-    return False
+    return wait_until(predicate, timeout, 0.02) is not None
 
 
 def _gone(pid: int) -> bool:

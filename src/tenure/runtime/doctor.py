@@ -20,6 +20,7 @@ from tenure.adapters.reaper import ReapResult
 from tenure.adapters.root import check_root
 from tenure.adapters.store import LeaseStore
 from tenure.adapters.tombstones import read_tombstones
+from tenure.core import schemas
 from tenure.core.classify import CleanupClass, DaemonIdentityRecord
 from tenure.core.families import DASHBOARD, SYNC
 from tenure.core.findings import Finding, LeaseFacts, RootProblem, build_findings, remediation_for
@@ -28,7 +29,7 @@ from tenure.core.record import LeaseState, Unreadable
 from tenure.errors import RootError
 from tenure.runtime.survey import Survey, survey
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = schemas.DOCTOR
 REDACTED = "<redacted>"
 RECENT_RETIREMENTS = 10
 LOCK_STUCK_CONFIRM_S = 0.25  # a lock held across two looks this far apart is reported

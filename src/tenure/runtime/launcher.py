@@ -23,6 +23,7 @@ from tenure.adapters.procinfo import liveness
 from tenure.adapters.root import RootLayout, ensure_root, ensure_subdir
 from tenure.adapters.store import LeaseStore, log_path
 from tenure.adapters.tokens import read_token
+from tenure.adapters.waiting import wait_until
 from tenure.core.families import EXIT_HELD, Family
 from tenure.core.lease import Liveness, decide_supersede, is_newer
 from tenure.core.record import LeaseRecord, LeaseState, Unreadable
@@ -107,10 +108,14 @@ def _after_reaper(doc: dict[str, Any], action: str) -> DaemonInfo:
     A start reports what the reaper swept; if it is still running the caller says where to
     look (`status` shows the last result).
     """
-    deadline = time.monotonic() + REAPER_REPORT_WAIT_S
-    while doc.get("startup_reaper") == "pending" and time.monotonic() < deadline:
-        time.sleep(0.05)
-        doc = health(int(doc["port"])) or doc
+    port = int(doc["port"])
+
+    def reaper_finished() -> dict[str, Any] | None:
+        fresh = health(port)
+        return fresh if fresh is not None and fresh.get("startup_reaper") != "pending" else None
+
+    if doc.get("startup_reaper") == "pending":
+        doc = wait_until(reaper_finished, REAPER_REPORT_WAIT_S, 0.05) or health(port) or doc
     return info_from_health(doc, action)
 
 
@@ -171,30 +176,30 @@ def _wait_ready(
     proc: subprocess.Popen[bytes], store: LeaseStore, timeout: float, log_from: int
 ) -> dict[str, Any] | None:
     """Health of the spawned daemon once it holds; None if it exited because the lease is held."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+
+    def outcome() -> tuple[str, dict[str, Any] | None] | None:
         code = proc.poll()
         if code is not None:
             if code == EXIT_HELD:
-                return None
+                return ("held", None)  # it stood down: someone else holds the lease
             raise DaemonStartError(
                 f"{store.family} daemon exited with code {code} before becoming healthy; "
                 f"its log says:\n{log_tail(store.root, store.family, since=log_from)}"
             )
         rec = store.read()
-        if (
-            isinstance(rec, LeaseRecord)
-            and rec.holder.pid == proc.pid
-            and rec.holder.port is not None
-        ):
+        if isinstance(rec, LeaseRecord) and rec.holder.pid == proc.pid and rec.holder.port:
             doc = health(rec.holder.port)
             if doc and doc.get("pid") == proc.pid and doc.get("role") == "holder":
-                return doc
-        time.sleep(POLL_S)
-    raise DaemonStartError(
-        f"{store.family} daemon pid {proc.pid} not healthy within {timeout:.1f}s; "
-        f"its log says:\n{log_tail(store.root, store.family, since=log_from)}"
-    )
+                return ("ready", doc)
+        return None
+
+    found = wait_until(outcome, timeout, POLL_S)
+    if found is None:
+        raise DaemonStartError(
+            f"{store.family} daemon pid {proc.pid} not healthy within {timeout:.1f}s; "
+            f"its log says:\n{log_tail(store.root, store.family, since=log_from)}"
+        )
+    return found[1]
 
 
 def _supersede(store: LeaseStore, rec: LeaseRecord, version: str, notify: Notify) -> None:
@@ -214,17 +219,17 @@ def _supersede(store: LeaseStore, rec: LeaseRecord, version: str, notify: Notify
             token=token,
             payload={"reason": "superseded", "by": version},
         )
-    deadline = time.monotonic() + RETIRE_WAIT_S
-    while time.monotonic() < deadline:
+
+    def left() -> bool:
         cur = store.read()
         released = (
             not isinstance(cur, LeaseRecord)
             or cur.epoch != rec.epoch
             or cur.state is LeaseState.RELEASED
         )
-        if released or liveness(rec.holder.pid, rec.holder.create_time) is not Liveness.ALIVE:
-            return
-        time.sleep(POLL_S)
+        return released or liveness(rec.holder.pid, rec.holder.create_time) is not Liveness.ALIVE
+
+    wait_until(left, RETIRE_WAIT_S, POLL_S)
 
 
 def start(

@@ -14,12 +14,13 @@ from pathlib import Path
 from typing import Any
 
 from tenure.adapters.root import RootLayout
+from tenure.core import schemas
 from tenure.core.classify import CleanupClass, SkipReason
 from tenure.core.families import FAMILIES
 from tenure.runtime.doctor import LeaseReport, lease_report
 from tenure.runtime.survey import survey
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = schemas.LS
 _FAMILY_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
 
 

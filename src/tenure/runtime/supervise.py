@@ -17,6 +17,7 @@ from tenure.adapters.procinfo import Mismatch, check_identity, liveness
 from tenure.adapters.root import check_root
 from tenure.adapters.store import LeaseStore, log_path
 from tenure.adapters.tokens import read_token
+from tenure.adapters.waiting import wait_until
 from tenure.core.families import Family
 from tenure.core.lease import Liveness
 from tenure.core.record import LeaseRecord
@@ -145,9 +146,7 @@ def _signal_holder(rec: LeaseRecord, root: Path, sig: signal.Signals) -> None:
 
 
 def _wait_gone(rec: LeaseRecord, timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while liveness(rec.holder.pid, rec.holder.create_time) is Liveness.ALIVE:
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(POLL_S)
-    return True
+    def gone() -> bool:
+        return liveness(rec.holder.pid, rec.holder.create_time) is not Liveness.ALIVE
+
+    return wait_until(gone, timeout, POLL_S) is not None
