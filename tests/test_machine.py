@@ -18,6 +18,7 @@ from tenure.core.lease import (
     decide_renew,
     decide_supersede,
     is_newer,
+    lease_status,
 )
 from tenure.core.record import Holder, LeaseRecord, LeaseState, Supersession, Unreadable
 
@@ -286,3 +287,27 @@ def test_is_newer_never_true_for_unparseable() -> None:
     assert not is_newer("x", "1.0")
     assert not is_newer("1.0", "x")
     assert is_newer("1.10", "1.9")
+
+
+REC = held()
+
+
+@pytest.mark.parametrize(
+    ("current", "live", "now", "status"),
+    [
+        pytest.param(None, None, 100.0, "absent", id="no-record"),
+        pytest.param(Unreadable("x"), None, 100.0, "unreadable", id="garbage"),
+        pytest.param(
+            replace(REC, state=LeaseState.RELEASED), None, 100.0, "released", id="released"
+        ),
+        pytest.param(REC, Liveness.DEAD, REC.renewed_at, "expired", id="holder-dead"),
+        pytest.param(REC, Liveness.REUSED, REC.renewed_at, "expired", id="pid-reused"),
+        pytest.param(REC, Liveness.ALIVE, REC.renewed_at + REC.ttl_s + 1, "expired", id="past-ttl"),
+        pytest.param(REC, Liveness.ALIVE, REC.renewed_at + 1, "held", id="fresh"),
+    ],
+)
+def test_lease_status_is_one_rule_for_every_report(
+    current: LeaseRecord | Unreadable | None, live: Liveness | None, now: float, status: str
+) -> None:
+    """lease_status gives the doctor, ls and the survey the same word for the same facts."""
+    assert lease_status(current, live, now).value == status

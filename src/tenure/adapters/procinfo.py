@@ -13,6 +13,7 @@ from tenure.adapters import guard
 from tenure.core.argv import argv_option
 from tenure.core.identity import same_create_time
 from tenure.core.lease import Liveness
+from tenure.core.record import LeaseRecord, LeaseState
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +60,13 @@ def liveness(pid: int, create_time: float) -> Liveness:
     if facts.create_time < 0:
         return Liveness.ALIVE
     return Liveness.ALIVE if same_create_time(facts.create_time, create_time) else Liveness.REUSED
+
+
+def holder_liveness(rec: LeaseRecord) -> Liveness | None:
+    """Whether a held record's holder still runs; None for a released record."""
+    if rec.state is not LeaseState.HELD:
+        return None
+    return liveness(rec.holder.pid, rec.holder.create_time)
 
 
 def own_identity() -> tuple[int, float]:

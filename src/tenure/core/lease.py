@@ -256,3 +256,34 @@ def decide_release(
         released = replace(current, state=LeaseState.RELEASED, renewed_at=now_wall)
         return ReleaseDecision(ReleaseVerdict.RELEASED, released)
     return ReleaseDecision(ReleaseVerdict.NOT_MINE, None)
+
+
+class LeaseStatus(enum.StrEnum):
+    """A lease as a report shows it (spec: lease.md#status)."""
+
+    HELD = "held"
+    EXPIRED = "expired"  # held by a dead holder, or past its TTL by the record's own clock
+    RELEASED = "released"
+    ABSENT = "absent"
+    UNREADABLE = "unreadable"
+
+
+def lease_status(
+    current: LeaseRecord | Unreadable | None, liveness: Liveness | None, now_wall: float
+) -> LeaseStatus:
+    """The one status rule every report uses (`tenure auth doctor`, `tenure ls`, the survey).
+
+    A report may say `expired` on the wall clock alone; a takeover never does: it needs
+    `is_expired`'s confirmation on the observer's monotonic clock (lease.md#expiry).
+    """
+    if current is None:
+        return LeaseStatus.ABSENT
+    if isinstance(current, Unreadable):
+        return LeaseStatus.UNREADABLE
+    if current.state is LeaseState.RELEASED:
+        return LeaseStatus.RELEASED
+    if liveness is not None and liveness is not Liveness.ALIVE:
+        return LeaseStatus.EXPIRED
+    if now_wall - current.renewed_at > current.ttl_s:
+        return LeaseStatus.EXPIRED
+    return LeaseStatus.HELD

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from tenure.adapters.http import health
-from tenure.adapters.procinfo import liveness, lock_holder_pid
+from tenure.adapters.procinfo import holder_liveness, lock_holder_pid
 from tenure.adapters.reaper import ReapResult
 from tenure.adapters.root import check_root
 from tenure.adapters.store import LeaseStore
@@ -24,7 +24,7 @@ from tenure.core import schemas
 from tenure.core.classify import CleanupClass, DaemonIdentityRecord
 from tenure.core.families import DASHBOARD, SYNC
 from tenure.core.findings import Finding, LeaseFacts, RootProblem, build_findings, remediation_for
-from tenure.core.lease import Liveness
+from tenure.core.lease import Liveness, lease_status
 from tenure.core.record import LeaseState, Unreadable
 from tenure.errors import RootError
 from tenure.runtime.survey import Survey, survey
@@ -106,13 +106,9 @@ def lease_report(root: Path, family: str, now: float) -> LeaseReport:
     if rec.state is LeaseState.HELD:
         doc = health(rec.holder.port) if rec.holder.port is not None else None
         answers = bool(doc) and doc.get("pid") == rec.holder.pid  # type: ignore[union-attr]
-    expired = now - rec.renewed_at > rec.ttl_s
-    alive = None
-    if rec.state is LeaseState.HELD:
-        alive = liveness(rec.holder.pid, rec.holder.create_time) is Liveness.ALIVE
-        state = "expired" if expired or not alive else "held"
-    else:
-        state = "released"
+    live = holder_liveness(rec)
+    alive = None if live is None else live is Liveness.ALIVE
+    state = lease_status(rec, live, now).value
     sup = rec.superseded_by
     return LeaseReport(
         family=family,

@@ -15,12 +15,14 @@ from pathlib import Path
 from tenure.adapters import config
 from tenure.adapters.files import read_nofollow
 from tenure.adapters.probe import PidLookup, listening_pids, scan
+from tenure.adapters.procinfo import holder_liveness
 from tenure.adapters.root import read_root_id
 from tenure.adapters.store import LeaseStore
 from tenure.core import speckitty
 from tenure.core.classify import DaemonIdentityRecord, LeaseView, Scope, classify
 from tenure.core.families import Family
-from tenure.core.record import LeaseRecord, LeaseState
+from tenure.core.lease import LeaseStatus, lease_status
+from tenure.core.record import LeaseRecord
 from tenure.core.timing import DRAIN_TIMEOUT_S, Timing
 
 
@@ -50,13 +52,14 @@ def lease_view(root: Path, family: str, now: float) -> LeaseView | None:
     rec = LeaseStore(root, family).read()
     if not isinstance(rec, LeaseRecord):
         return None
+    status = lease_status(rec, holder_liveness(rec), now)
     return LeaseView(
         holder_pid=rec.holder.pid,
         holder_create_time=rec.holder.create_time,
         holder_started_at=rec.holder.started_at,
         epoch=rec.epoch,
-        held=rec.state is LeaseState.HELD,
-        expired=rec.state is LeaseState.HELD and now - rec.renewed_at > rec.ttl_s,
+        held=status in (LeaseStatus.HELD, LeaseStatus.EXPIRED),
+        expired=status is LeaseStatus.EXPIRED,
     )
 
 
