@@ -195,3 +195,30 @@ def test_out_of_range_holder_fields_are_unreadable(
     result = parse(json.dumps(doc).encode())
     assert isinstance(result, Unreadable)
     assert reason_part in result.reason
+
+
+def test_the_health_codec_round_trips_and_refuses_other_shapes() -> None:
+    """parse_health(encode) is identity; a legacy answer, garbage or a wrong type is None."""
+    from tenure.core.health import Health, parse_health
+
+    doc = Health(
+        status="ok",
+        daemon_family="sync",
+        package_version="1.0",
+        pid=10,
+        port=9400,
+        root="/r",
+        epoch=3,
+        role="holder",
+        started_at=1.5,
+        in_flight=0,
+        startup_reaper="done",
+        startup_reaper_result={"swept": [], "skipped": [], "failed": []},
+        root_id="abc",
+    )
+    assert parse_health(doc.to_json()) == doc
+    assert parse_health({"status": "ok", "protocol_version": 1, "token": "t"}) is None
+    assert parse_health(None) is None
+    assert parse_health({**doc.to_json(), "pid": "10"}) is None
+    assert parse_health({**doc.to_json(), "epoch": True}) is None
+    assert parse_health({**doc.to_json(), "started_at": float("nan")}) is None

@@ -33,7 +33,7 @@ from tenure.core.families import (
     Family,
     family_named,
 )
-from tenure.core.record import PROTOCOL
+from tenure.core.health import ROLE_HOLDER, ROLE_RETIRING, Health
 from tenure.errors import ConfigError, LeaseHeld, LeaseUnreadable, RootError
 from tenure.runtime.control import BoundedServer, bind_first_free, make_handler
 from tenure.runtime.holder import Governor, RetireReason
@@ -71,23 +71,22 @@ class Daemon:
         """The /api/health document: memory only, never the token."""
         gov = self.governor
         holding = gov.holding()
-        return {
-            "status": "ok" if holding else "retiring",
-            "protocol": PROTOCOL,
-            "daemon_family": self.family.name,
-            "package_version": self.version,
-            "pid": gov.me.pid,
-            "port": self.port,
-            "root": str(self.root),
-            "epoch": gov.epoch,
-            "role": "holder" if holding else "retiring",
-            "started_at": gov.me.started_at,
-            "in_flight": gov.in_flight,
-            "startup_reaper": self.reaper_status,
-            "startup_reaper_result": self.reaper_result,
-            "root_id": gov.root_id,
-            "last_fault": gov.last_fault,
-        }
+        return Health(
+            status="ok" if holding else "retiring",
+            daemon_family=self.family.name,
+            package_version=self.version,
+            pid=gov.me.pid,
+            port=self.port,
+            root=str(self.root),
+            epoch=gov.epoch,
+            role=ROLE_HOLDER if holding else ROLE_RETIRING,
+            started_at=gov.me.started_at,
+            in_flight=gov.in_flight,
+            startup_reaper=self.reaper_status,
+            startup_reaper_result=self.reaper_result,
+            root_id=gov.root_id,
+            last_fault=gov.last_fault,
+        ).to_json()
 
     def authorized(self, header: str | None) -> int:
         """200 when `header` carries this daemon's token, 401 when absent, 403 when wrong."""

@@ -28,6 +28,7 @@ from tenure.adapters.reaper import ReapResult, reap
 from tenure.adapters.tombstones import read_tombstones
 from tenure.adapters.waiting import wait_until
 from tenure.core.families import SYNC
+from tenure.core.health import parse_health
 from tenure.legacy.simulated import spawn_legacy, spawn_singleton
 from tenure.runtime import launcher as client
 from tenure.runtime.doctor import DoctorReport, gather
@@ -164,8 +165,8 @@ def _act_supersede(ctx: _Ctx) -> None:
     ctx.show("tombstones", "tombstone of 1.0", stones)
 
     def reaper_done() -> bool:
-        doc = health(second.port)
-        return doc is not None and doc.get("startup_reaper") == "done"
+        doc = parse_health(health(second.port))
+        return doc is not None and doc.startup_reaper == "done"
 
     # The new holder's startup reaper cleans safe_auto legacy holdouts of its own family.
     _wait(reaper_done)

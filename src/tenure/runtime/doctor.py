@@ -24,6 +24,7 @@ from tenure.core import schemas
 from tenure.core.classify import CleanupClass, DaemonIdentityRecord
 from tenure.core.families import DASHBOARD, SYNC
 from tenure.core.findings import Finding, LeaseFacts, RootProblem, build_findings, remediation_for
+from tenure.core.health import parse_health
 from tenure.core.lease import Liveness, lease_status
 from tenure.core.record import LeaseState, Unreadable
 from tenure.errors import RootError
@@ -104,8 +105,8 @@ def lease_report(root: Path, family: str, now: float) -> LeaseReport:
         )
     answers = None
     if rec.state is LeaseState.HELD:
-        doc = health(rec.holder.port) if rec.holder.port is not None else None
-        answers = bool(doc) and doc.get("pid") == rec.holder.pid  # type: ignore[union-attr]
+        doc = parse_health(health(rec.holder.port)) if rec.holder.port is not None else None
+        answers = doc is not None and doc.pid == rec.holder.pid
     live = holder_liveness(rec)
     alive = None if live is None else live is Liveness.ALIVE
     state = lease_status(rec, live, now).value

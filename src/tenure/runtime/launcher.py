@@ -25,6 +25,7 @@ from tenure.adapters.store import LeaseStore, log_path
 from tenure.adapters.tokens import read_token
 from tenure.adapters.waiting import wait_until
 from tenure.core.families import EXIT_HELD, Family
+from tenure.core.health import Health, parse_health
 from tenure.core.lease import Liveness, decide_supersede, is_newer
 from tenure.core.record import LeaseRecord, LeaseState, Unreadable
 from tenure.errors import DaemonStartError, RootError
@@ -85,41 +86,45 @@ def log_tail(root: Path, family: str, lines: int = 20, since: int = 0) -> str:
     return "\n".join(text.splitlines()[-lines:]) or "(nothing logged)"
 
 
-def info_from_health(doc: dict[str, Any], action: str) -> DaemonInfo:
-    port = int(doc["port"])
-    result = doc.get("startup_reaper_result")
-    reaper: dict[str, Any] = {"state": str(doc.get("startup_reaper", "none"))}
-    if isinstance(result, dict):
+def info_from_health(doc: Health, action: str) -> DaemonInfo:
+    """What start/status/stop report, from the daemon's own health answer."""
+    result = doc.startup_reaper_result
+    reaper: dict[str, Any] = {"state": doc.startup_reaper}
+    if result is not None:
         reaper.update({k: result.get(k, []) for k in ("swept", "skipped", "failed")})
     return DaemonInfo(
-        url=f"http://{LOOPBACK}:{port}",
-        port=port,
-        pid=int(doc["pid"]),
-        version=str(doc["package_version"]),
-        epoch=int(doc["epoch"]),
+        url=f"http://{LOOPBACK}:{doc.port}",
+        port=doc.port,
+        pid=doc.pid,
+        version=doc.package_version,
+        epoch=doc.epoch,
         action=action,
         startup_reaper=reaper,
     )
 
 
-def _after_reaper(doc: dict[str, Any], action: str) -> DaemonInfo:
+def fetch_health(port: int) -> Health | None:
+    """The parsed health answer on `port`, or None."""
+    return parse_health(health(port))
+
+
+def _after_reaper(doc: Health, action: str) -> DaemonInfo:
     """The fresh holder's info once its startup reaper finished (or a short bound passed).
 
     A start reports what the reaper swept; if it is still running the caller says where to
     look (`status` shows the last result).
     """
-    port = int(doc["port"])
 
-    def reaper_finished() -> dict[str, Any] | None:
-        fresh = health(port)
-        return fresh if fresh is not None and fresh.get("startup_reaper") != "pending" else None
+    def reaper_finished() -> Health | None:
+        fresh = fetch_health(doc.port)
+        return fresh if fresh is not None and fresh.startup_reaper != "pending" else None
 
-    if doc.get("startup_reaper") == "pending":
-        doc = wait_until(reaper_finished, REAPER_REPORT_WAIT_S, 0.05) or health(port) or doc
+    if doc.startup_reaper == "pending":
+        doc = wait_until(reaper_finished, REAPER_REPORT_WAIT_S, 0.05) or doc
     return info_from_health(doc, action)
 
 
-def healthy_holder(store: LeaseStore) -> tuple[LeaseRecord | None, dict[str, Any] | None]:
+def healthy_holder(store: LeaseStore) -> tuple[LeaseRecord | None, Health | None]:
     """The held record whose holder is alive, and its health answer when it serves as holder."""
     rec = store.read()
     if not isinstance(rec, LeaseRecord) or rec.state is not LeaseState.HELD:
@@ -128,13 +133,8 @@ def healthy_holder(store: LeaseStore) -> tuple[LeaseRecord | None, dict[str, Any
         return None, None
     if rec.holder.port is None:
         return rec, None
-    doc = health(rec.holder.port)
-    if (
-        doc
-        and doc.get("pid") == rec.holder.pid
-        and doc.get("role") == "holder"
-        and doc.get("epoch") == rec.epoch
-    ):
+    doc = fetch_health(rec.holder.port)
+    if doc and doc.pid == rec.holder.pid and doc.is_holder and doc.epoch == rec.epoch:
         return rec, doc
     return rec, None
 
@@ -174,10 +174,10 @@ def spawn(
 
 def _wait_ready(
     proc: subprocess.Popen[bytes], store: LeaseStore, timeout: float, log_from: int
-) -> dict[str, Any] | None:
+) -> Health | None:
     """Health of the spawned daemon once it holds; None if it exited because the lease is held."""
 
-    def outcome() -> tuple[str, dict[str, Any] | None] | None:
+    def outcome() -> tuple[str, Health | None] | None:
         code = proc.poll()
         if code is not None:
             if code == EXIT_HELD:
@@ -188,8 +188,8 @@ def _wait_ready(
             )
         rec = store.read()
         if isinstance(rec, LeaseRecord) and rec.holder.pid == proc.pid and rec.holder.port:
-            doc = health(rec.holder.port)
-            if doc and doc.get("pid") == proc.pid and doc.get("role") == "holder":
+            doc = fetch_health(rec.holder.port)
+            if doc and doc.pid == proc.pid and doc.is_holder:
                 return ("ready", doc)
         return None
 
