@@ -26,8 +26,8 @@ from tenure.cli.common import (
 )
 
 if TYPE_CHECKING:
-    from tenure.adapters.reaper import ReapResult
     from tenure.core.classify import DaemonIdentityRecord
+    from tenure.runtime.cleanup import Cleanup
     from tenure.runtime.doctor import DoctorReport
 
 auth_app = typer.Typer(
@@ -84,12 +84,14 @@ def doctor_cmd(  # noqa: PLR0917  (typer maps each parameter to an option)
     interrupted = False
     if reset:
         # --json is for machines: it never prompts (doctor-json.md#reset).
-        result, pending = _reset(report, the_root, force, interactive=not as_json)
-        interrupted = result is None
+        done = _reset(report, the_root, force, interactive=not as_json)
+        interrupted = done.interrupted
         report = doctor.gather(the_root, legacy)
-        report.reset_result = result
-        if pending:
-            listed = ", ".join(f"port {r.port} (pid {r.pid}, {r.skip_reason})" for r in pending)
+        report.reset_result = done.result
+        if done.pending:
+            listed = ", ".join(
+                f"port {r.port} (pid {r.pid}, {r.skip_reason})" for r in done.pending
+            )
             note(
                 f"skipped operator_required: {listed}. "
                 "To clean them: tenure auth doctor --reset --force"
@@ -109,21 +111,13 @@ def doctor_cmd(  # noqa: PLR0917  (typer maps each parameter to an option)
     raise typer.Exit(EXIT_ATTENTION if report.needs_attention() else EXIT_OK)
 
 
-def _reset(
-    report: DoctorReport, root: Path, force: bool, *, interactive: bool
-) -> tuple[ReapResult | None, list[DaemonIdentityRecord]]:
-    """Run the reaper on every family; the result (None if interrupted) and what was skipped."""
-    from tenure.adapters.reaper import ReapResult, reap  # noqa: PLC0415
-    from tenure.core.classify import CleanupClass  # noqa: PLC0415
-
-    ask_on_tty = interactive and not force and sys.stdin.isatty()
-    pending: list[DaemonIdentityRecord] = []
+def _reset(report: DoctorReport, root: Path, force: bool, *, interactive: bool) -> Cleanup:
+    """The cleanup use-case, asking on a terminal (never in JSON mode) unless forced."""
+    from tenure.runtime.cleanup import cleanup  # noqa: PLC0415
 
     def ask(rec: DaemonIdentityRecord) -> bool:
-        if force:
-            return True
-        if ask_on_tty:
-            evidence = "; ".join(rec.evidence)
+        evidence = "; ".join(rec.evidence)
+        try:
             return typer.confirm(
                 clean(
                     f"Clean {rec.daemon_family or 'unknown'} daemon on port {rec.port} "
@@ -132,18 +126,8 @@ def _reset(
                 default=False,
                 err=True,
             )
-        pending.append(rec)
-        return False
+        except typer.Abort:
+            raise KeyboardInterrupt from None
 
-    result = ReapResult()
-    try:
-        for found in report.surveys:
-            operator = [
-                r for r in found.records if r.cleanup_class is CleanupClass.OPERATOR_REQUIRED
-            ]
-            if operator or any(r.cleanup_class is CleanupClass.SAFE_AUTO for r in found.records):
-                note(f"resetting {found.family.name}: {len(found.records)} listeners")
-            result.extend(reap(found.records, found.family, root, allow_operator=ask))
-    except (KeyboardInterrupt, typer.Abort, EOFError):
-        return None, pending
-    return result, pending
+    on_tty = interactive and not force and sys.stdin.isatty()
+    return cleanup(report.surveys, root, force=force, confirm=ask if on_tty else None, notify=note)

@@ -175,15 +175,15 @@ def default_startup_hook(family: Family) -> StartupHook:
     """The startup reaper: clean `safe_auto` daemons of this family only; spawn nothing."""
 
     def hook(daemon: Daemon) -> None:
-        from tenure.adapters.reaper import reap  # noqa: PLC0415
-        from tenure.runtime.survey import legacy_root, survey  # noqa: PLC0415  (off the start-up path)
+        # Imported here: the scan and the reaper are off the daemon's start-up path.
+        from tenure.runtime.cleanup import startup_cleanup  # noqa: PLC0415
+        from tenure.runtime.survey import legacy_root  # noqa: PLC0415
 
-        found = survey(family, daemon.root, legacy_root())
-        result = reap(found.records, family, daemon.root, allow_operator=False)
+        result = startup_cleanup(family, daemon.root, legacy_root()).result
         daemon.reaper_result = result.to_json()
         _log(
-            f"startup reaper for {family.name}: {len(found.records)} listeners, "
-            f"swept {len(result.swept)}, skipped {len(result.skipped)}, failed {len(result.failed)}"
+            f"startup reaper for {family.name}: swept {len(result.swept)}, "
+            f"skipped {len(result.skipped)}, failed {len(result.failed)}"
         )
 
     return hook

@@ -24,14 +24,14 @@ from tenure.adapters import config, guard
 from tenure.adapters.http import health
 from tenure.adapters.probe import open_ports
 from tenure.adapters.procinfo import read_process
-from tenure.adapters.reaper import ReapResult, reap
 from tenure.adapters.tombstones import read_tombstones
 from tenure.adapters.waiting import wait_until
 from tenure.core.families import SYNC
 from tenure.core.health import parse_health
 from tenure.legacy.simulated import spawn_legacy, spawn_singleton
 from tenure.runtime import launcher as client
-from tenure.runtime.doctor import DoctorReport, gather
+from tenure.runtime.cleanup import cleanup
+from tenure.runtime.doctor import gather
 from tenure.runtime.processes import ProcessRegistry
 
 Show = Callable[[str, str, Any], None]  # (kind, title, payload)
@@ -209,10 +209,7 @@ def _act_sigkill(ctx: _Ctx) -> None:
 def _act_reset(ctx: _Ctx) -> None:
     ctx.show("rule", "5. Another stale legacy daemon shows up; tenure auth doctor --reset", None)
     late = spawn_legacy(ctx.reg, ctx.ports[4], ctx.legacy, "3.2.3")[0]
-    report: DoctorReport = gather(ctx.root, ctx.legacy)
-    result = ReapResult()
-    for found in report.surveys:
-        result.extend(reap(found.records, found.family, ctx.root, allow_operator=False))
+    result = cleanup(gather(ctx.root, ctx.legacy).surveys, ctx.root).result
     after = gather(ctx.root, ctx.legacy)
     after.reset_result = result
     ctx.show("doctor", "after tenure auth doctor --reset", after)

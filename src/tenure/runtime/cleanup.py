@@ -1,0 +1,71 @@
+"""The cleanup use-case, written once: survey → confirm → reap → result.
+
+Used by `tenure auth doctor --reset [--force]`, the demo's reset act and a new holder's startup
+reaper. spec: docs/protocol/classification.md#acting-on-a-verdict-the-reaper
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tenure.adapters.reaper import ReapResult, reap
+from tenure.core.families import Family
+from tenure.core.verdicts import CleanupClass, DaemonIdentityRecord
+from tenure.runtime.survey import Survey, survey
+
+Confirm = Callable[[DaemonIdentityRecord], bool]
+Notify = Callable[[str], None]
+
+
+@dataclass
+class Cleanup:
+    """What a cleanup did: the reaper's result, what it left for an operator, interruption."""
+
+    result: ReapResult = field(default_factory=ReapResult)
+    pending: list[DaemonIdentityRecord] = field(default_factory=list)
+    interrupted: bool = False
+
+
+def _silent(_: str) -> None:
+    pass
+
+
+def cleanup(
+    surveys: Sequence[Survey],
+    root: Path,
+    *,
+    force: bool = False,
+    confirm: Confirm | None = None,
+    notify: Notify = _silent,
+) -> Cleanup:
+    """Clean `safe_auto` listeners of every surveyed family; `operator_required` ones only with
+    `force`, or when `confirm` says yes (without either they are listed in `pending`).
+
+    Ctrl-C (or a closed prompt) stops between candidates: what was done so far is returned with
+    `interrupted` set, never lost.
+    """
+    done = Cleanup()
+
+    def allow(rec: DaemonIdentityRecord) -> bool:
+        if force:
+            return True
+        if confirm is not None:
+            return confirm(rec)
+        done.pending.append(rec)
+        return False
+
+    try:
+        for found in surveys:
+            if any(r.cleanup_class is not CleanupClass.NEVER_TOUCH for r in found.records):
+                notify(f"resetting {found.family.name}: {len(found.records)} listeners")
+            done.result.extend(reap(found.records, found.family, root, allow_operator=allow))
+    except (KeyboardInterrupt, EOFError):
+        done.interrupted = True
+    return done
+
+
+def startup_cleanup(family: Family, root: Path, legacy_root: Path) -> Cleanup:
+    """What a new holder runs once: its own family, `safe_auto` only, nobody to ask."""
+    return cleanup([survey(family, root, legacy_root)], root)
