@@ -87,6 +87,9 @@ time.sleep(3600)
 """
 
 
+@pytest.mark.skipif(
+    shutil.which("prlimit") is None, reason="needs prlimit (util-linux) to set descriptor limits"
+)
 def test_idle_connections_of_another_user_cannot_starve_the_heartbeat(
     fleet: Fleet, proc_registry: ProcessRegistry
 ) -> None:

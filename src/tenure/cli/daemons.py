@@ -74,6 +74,22 @@ def _reaper_lines(info: DaemonInfo, family: str) -> list[str]:
     return lines or ["startup reaper: nothing to clean"]
 
 
+def _start_or_restart(
+    what: str, family: Family, root: Path | None, legacy_root: Path | None, as_json: bool
+) -> None:
+    """`start` or `restart`: run it, then print the daemon, its reaper's work and its log."""
+    # Imported here: `tenure --help` stays fast.
+    from tenure.runtime import launcher, supervise  # noqa: PLC0415
+
+    operation = launcher.start if what == "start" else supervise.restart
+    try:
+        the_root = resolve_root(root)
+        info = operation(family, the_root, checked_version(), note, legacy_root)
+    except (TenureError, OSError) as exc:
+        fail(exc, as_json)
+    _print_started(info, family.name, the_root, as_json)
+
+
 def _print_started(info: DaemonInfo, family: str, root: Path, as_json: bool) -> None:
     from tenure.adapters.store import log_path  # noqa: PLC0415
 
@@ -121,14 +137,7 @@ def family_app(family: Family) -> typer.Typer:
         _quiet: bool = QUIET_OPTION,
     ) -> None:
         """Ensure exactly one healthy daemon for this root and print it."""
-        from tenure.runtime import launcher as client  # noqa: PLC0415  (keeps --help fast)
-
-        try:
-            the_root = resolve_root(root)
-            info = client.start(family, the_root, checked_version(), note, legacy_root)
-        except (TenureError, OSError) as exc:
-            fail(exc, as_json)
-        _print_started(info, name, the_root, as_json)
+        _start_or_restart("start", family, root, legacy_root, as_json)
 
     @sub.command("status", epilog=examples(f"tenure {name} status", f"tenure {name} status --json"))
     def status_cmd(
@@ -178,14 +187,7 @@ def family_app(family: Family) -> typer.Typer:
         _quiet: bool = QUIET_OPTION,
     ) -> None:
         """Stop the daemon gracefully, then start a fresh one (the epoch goes up)."""
-        from tenure.runtime import supervise  # noqa: PLC0415  (keeps --help fast)
-
-        try:
-            the_root = resolve_root(root)
-            info = supervise.restart(family, the_root, checked_version(), note, legacy_root)
-        except (TenureError, OSError) as exc:
-            fail(exc, as_json)
-        _print_started(info, name, the_root, as_json)
+        _start_or_restart("restart", family, root, legacy_root, as_json)
 
     return sub
 

@@ -238,10 +238,7 @@ def to_json(report: DoctorReport) -> dict[str, Any]:
             {"id": f.id, "severity": f.severity, "summary": f.summary, "remediation": f.remediation}
             for f in report.findings
         ],
-        "leases": [
-            {k: v for k, v in lease.__class__.__dict__.items() if False} | _lease_json(lease)
-            for lease in report.leases
-        ],
+        "leases": [lease_json(lease) for lease in report.leases],
         "candidates": cands,
         "retirements": [
             {
@@ -261,7 +258,8 @@ def to_json(report: DoctorReport) -> dict[str, Any]:
     return doc
 
 
-def _lease_json(lease: LeaseReport) -> dict[str, Any]:
+def lease_json(lease: LeaseReport) -> dict[str, Any]:
+    """One lease as the doctor's (and `tenure ls`'s) JSON shows it."""
     return {
         "family": lease.family,
         "state": lease.state,

@@ -17,7 +17,7 @@ from tenure.adapters.root import RootLayout
 from tenure.core import schemas
 from tenure.core.classify import CleanupClass, SkipReason
 from tenure.core.families import FAMILIES
-from tenure.runtime.doctor import LeaseReport, lease_report
+from tenure.runtime.doctor import LeaseReport, lease_json, lease_report
 from tenure.runtime.survey import survey
 
 SCHEMA_VERSION = schemas.LS
@@ -34,17 +34,8 @@ class FamilyLine:
 
     def to_json(self) -> dict[str, Any]:
         """JSON-ready dict."""
-        lease = self.lease
         return {
-            "family": lease.family,
-            "state": lease.state,
-            "holder_pid": lease.holder_pid,
-            "port": lease.port,
-            "version": lease.version,
-            "epoch": lease.epoch,
-            "renewed_ago_s": lease.renewed_ago_s,
-            "expires_in_s": lease.expires_in_s,
-            "holder_answers": lease.holder_answers,
+            **lease_json(self.lease),
             "other_listeners": self.others if self.scanned else None,
             "doctor_says": self.advice(),
         }

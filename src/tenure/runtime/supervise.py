@@ -143,6 +143,9 @@ def _signal_holder(rec: LeaseRecord, root: Path, sig: signal.Signals) -> None:
             "(it is not provably this root's daemon)"
         )
     os.kill(rec.holder.pid, sig)
+    if sig is signal.SIGTERM:
+        # A stopped (SIGSTOP) holder acts on SIGTERM only once continued: let it retire cleanly.
+        os.kill(rec.holder.pid, signal.SIGCONT)
 
 
 def _wait_gone(rec: LeaseRecord, timeout: float) -> bool:
