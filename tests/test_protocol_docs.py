@@ -40,7 +40,7 @@ def test_daemon_process_imports_neither_typer_nor_rich() -> None:
 
 
 def test_version_flag_and_the_env_override() -> None:
-    """`tenure --version` prints the package version; TENURE_VERSION overrides it."""
+    """`tenure --version` prints `tenure <version>`; TENURE_VERSION overrides the version."""
     import os
     import subprocess
     import sys
@@ -62,5 +62,5 @@ def test_version_flag_and_the_env_override() -> None:
         text=True,
         check=True,
     )
-    assert plain.stdout.strip() == __version__
-    assert spoofed.stdout.strip() == "9.9.9"
+    assert plain.stdout.strip() == f"tenure {__version__}"
+    assert spoofed.stdout.strip() == "tenure 9.9.9"
