@@ -167,7 +167,10 @@ class _Blocks:
         self.c = console
 
     def _line(self, text: str, indent: int = 0) -> None:
-        self.c.print(_t(" " * indent + text), overflow="fold")
+        from rich.padding import Padding  # noqa: PLC0415
+
+        # Wrapped lines keep their indent, so a block stays readable at 60 columns.
+        self.c.print(Padding(_t(text), (0, 0, 0, indent), expand=False))
 
     def header(self, report: DoctorReport) -> None:
         self._line("tenure auth doctor")
@@ -182,9 +185,10 @@ class _Blocks:
                 lease
             )
             self._line(f"{fam:<10} {state}  pid {pid}  port {port}  epoch {epoch}", 2)
+            superseded = f"; superseded by {sup}" if sup != "-" else ""
             self._line(
                 f"version {version}; renewed {renewed}; expires in {expires}; "
-                f"answers {answers}; superseded by {sup}",
+                f"answers {answers}{superseded}",
                 13,
             )
 

@@ -54,6 +54,11 @@ def plural(n: int, word: str, words: str | None = None) -> str:
     return f"{n} {word if n == 1 else (words or word + 's')}"
 
 
+def agree(n: int, one: str, many: str) -> str:
+    """The verb (or pronoun) that agrees with a count: `returns` / `return`."""
+    return one if n == 1 else many
+
+
 def port_list(records: Sequence[DaemonIdentityRecord]) -> str:
     """`port 9404` or `ports 9401, 9402`."""
     ports = ", ".join(str(r.port) for r in records)
@@ -152,7 +157,8 @@ def _legacy_findings(cands: Sequence[DaemonIdentityRecord]) -> list[Finding]:
             Finding(
                 "legacy_holdouts",
                 "warning",
-                f"{plural(len(fixable), 'legacy spec-kitty daemon')} predate leases "
+                f"{plural(len(fixable), 'legacy spec-kitty daemon')} "
+                f"{agree(len(fixable), 'predates', 'predate')} leases "
                 f"({port_list(fixable)}): {safe} safe_auto, {len(fixable) - safe} "
                 "operator_required",
                 reset_for(fixable),
@@ -176,8 +182,10 @@ def _legacy_findings(cands: Sequence[DaemonIdentityRecord]) -> list[Finding]:
             Finding(
                 "legacy_token_leak",
                 "critical",
-                f"{plural(len(ending), 'legacy daemon')} return their raw control token on "
-                f"/api/health ({port_list(ending)}); stopping them ends the leak",
+                f"{plural(len(ending), 'legacy daemon')} "
+                f"{agree(len(ending), 'returns its', 'return their')} raw control token on "
+                f"/api/health ({port_list(ending)}); stopping "
+                f"{agree(len(ending), 'it', 'them')} ends the leak",
                 reset_for(ending),
             )
         )
@@ -187,8 +195,9 @@ def _legacy_findings(cands: Sequence[DaemonIdentityRecord]) -> list[Finding]:
             Finding(
                 "legacy_token_leak_kept",
                 "warning",
-                f"{plural(len(kept), 'daemon')} that tenure leaves alone by design return "
-                f"their raw token on /api/health ({port_list(kept)}: "
+                f"{plural(len(kept), 'daemon')} that tenure leaves alone by design "
+                f"{agree(len(kept), 'returns its', 'return their')} raw token on /api/health "
+                f"({port_list(kept)}: "
                 f"{', '.join(sorted({_why(r) for r in kept}))})",
                 "no tenure command can stop spec-kitty's own active daemon or dashboard: stop "
                 "it from spec-kitty, or upgrade spec-kitty to a release that does not leak",
