@@ -18,7 +18,6 @@ from tenure.adapters import config
 from tenure.adapters.procinfo import own_identity
 from tenure.adapters.root import RootIdentity, ensure_root_id, root_identity
 from tenure.adapters.store import LeaseStore
-from tenure.adapters.tombstones import append_tombstone
 from tenure.core import lease as machine
 from tenure.core.lease import (
     TAKES,
@@ -32,7 +31,7 @@ from tenure.core.timing import (
     Timing,
 )
 from tenure.errors import LeaseHeld, LeaseLost, LeaseUnreadable, LockTimeout, Retiring, RootError
-from tenure.runtime.observer import Watcher, observe
+from tenure.runtime.observer import Watcher, observe, release_and_record
 
 __all__ = ["ACQUIRE_POLL_S", "Governor", "RetireReason", "Watcher", "observe"]
 
@@ -306,27 +305,14 @@ class Governor:
             return True  # cannot tell: writing nothing is the safe side
 
     def _release_and_record(self, reason: RetireReason) -> None:
-        def decide(current: LeaseRecord | Unreadable | None) -> tuple[None, LeaseRecord | None]:
-            return None, machine.decide_release(
-                current, self.epoch, self.me.nonce, self._wall()
-            ).write
-
-        try:
-            self.store.transact(decide)
-        except (OSError, LockTimeout, RootError) as exc:
-            print(f"tenure: release failed: {exc}", file=sys.stderr)
-        entry = {
-            "family": self.family,
-            "pid": self.me.pid,
-            "version": self.version,
-            "epoch": self.epoch,
-            "reason": reason.value,
-            "at": self._wall(),
-        }
-        try:
-            append_tombstone(self.root, entry)
-        except (OSError, LockTimeout) as exc:
-            print(f"tenure: tombstone not written: {exc}", file=sys.stderr)
+        release_and_record(
+            self.store,
+            self.me,
+            epoch=self.epoch,
+            version=self.version,
+            reason=reason.value,
+            now_wall=self._wall(),
+        )
 
     def wait_retired(self, timeout: float | None = None) -> RetireReason | None:
         """Block until retirement finished; the reason, or None on timeout."""

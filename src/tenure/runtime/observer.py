@@ -1,16 +1,20 @@
-"""An observer of a lease record (driver helper): how long it stayed unchanged, and the facts
-`decide_acquire` needs. spec: docs/protocol/lease.md#expiry
+"""The holder's dealings with its record beyond renewing: watching it (how long it stayed
+unchanged, the facts `decide_acquire` needs) and the last write (release by CAS, tombstone).
+spec: docs/protocol/lease.md#expiry, lease.md#release
 """
 
 from __future__ import annotations
 
+import sys
 import time
 from collections.abc import Callable
 
 from tenure.adapters.procinfo import liveness
 from tenure.adapters.store import LeaseStore
-from tenure.core.lease import Liveness, Observation
-from tenure.core.record import LeaseRecord, Unreadable
+from tenure.adapters.tombstones import append_tombstone
+from tenure.core.lease import Liveness, Observation, decide_release
+from tenure.core.record import Holder, LeaseRecord, Unreadable
+from tenure.errors import LockTimeout, RootError
 
 
 class Watcher:
@@ -48,3 +52,30 @@ def observe(
         heartbeat_s=heartbeat_s,
         epoch_floor=store.epoch_floor(),
     )
+
+
+def release_and_record(
+    store: LeaseStore, me: Holder, *, epoch: int, version: str, reason: str, now_wall: float
+) -> None:
+    """Release by compare-and-set, then append a tombstone; each failure is reported, not
+    raised (a full disk must not keep a retiring daemon alive)."""
+
+    def decide(current: LeaseRecord | Unreadable | None) -> tuple[None, LeaseRecord | None]:
+        return None, decide_release(current, epoch, me.nonce, now_wall).write
+
+    try:
+        store.transact(decide)
+    except (OSError, LockTimeout, RootError) as exc:
+        print(f"tenure: release failed: {exc}", file=sys.stderr)
+    entry = {
+        "family": store.family,
+        "pid": me.pid,
+        "version": version,
+        "epoch": epoch,
+        "reason": reason,
+        "at": now_wall,
+    }
+    try:
+        append_tombstone(store.root, entry)
+    except (OSError, LockTimeout) as exc:
+        print(f"tenure: tombstone not written: {exc}", file=sys.stderr)
