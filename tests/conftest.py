@@ -23,6 +23,8 @@ import psutil
 import pytest
 from hypothesis import HealthCheck, settings
 
+from tenure.testing import Fleet, ProcessRegistry, make_fleet
+
 HERE = Path(__file__).parent
 PY = sys.executable
 
@@ -74,6 +76,20 @@ PORT_BLOCKS: dict[str, PortBlock] = {
 # Both real ranges, for the tests marked realports.
 REAL_PORTS = [*range(9236, 9338), *range(9399, 9451)]
 LOCK_DIR = Path(tempfile.gettempdir())
+
+
+def block_fleet(block: PortBlock, tmp_path: Path, registry: ProcessRegistry, **env: str) -> Fleet:
+    """A fleet on a module's port block, with a private legacy root under `tmp_path`."""
+    legacy = tmp_path / "home" / ".spec-kitty"
+    legacy.mkdir(parents=True)
+    return make_fleet(
+        tmp_path / "root",
+        registry,
+        TENURE_SYNC_PORTS=block.sync_env,
+        TENURE_DASHBOARD_PORTS=block.dashboard_env,
+        SPEC_KITTY_HOME=str(legacy.resolve()),
+        **env,
+    )
 
 
 def block(module: str) -> PortBlock:

@@ -20,7 +20,7 @@ from tenure.adapters.probe import open_ports
 from tenure.adapters.tokens import read_token
 from tenure.legacy.simulated import spawn_legacy, spawn_other, spawn_singleton, write_state_file
 from tenure.testing import Fleet, ProcessRegistry, make_fleet, pid_gone
-from tests.conftest import HERE, block
+from tests.conftest import HERE, block, block_fleet
 
 SCHEMA = json.loads((HERE.parent / "docs" / "protocol" / "doctor-json.schema.json").read_text())
 BLOCK = block(__name__)  # ports below are literals inside this block
@@ -30,15 +30,8 @@ DASH_RANGE = range(BLOCK.dashboard[0], BLOCK.dashboard[1] + 1)
 
 @pytest.fixture
 def fleet(tmp_path: Path, proc_registry: ProcessRegistry) -> Fleet:
-    legacy = tmp_path / "home" / ".spec-kitty"
-    legacy.mkdir(parents=True)
-    return make_fleet(
-        tmp_path / "root",
-        proc_registry,
-        TENURE_SYNC_PORTS=BLOCK.sync_env,
-        TENURE_DASHBOARD_PORTS=BLOCK.dashboard_env,
-        SPEC_KITTY_HOME=str(legacy.resolve()),
-        TENURE_SIGNAL_JOURNAL=str(tmp_path / "signals.jsonl"),
+    return block_fleet(
+        BLOCK, tmp_path, proc_registry, TENURE_SIGNAL_JOURNAL=str(tmp_path / "signals.jsonl")
     )
 
 

@@ -27,26 +27,17 @@ from tenure.core.timing import Timing
 from tenure.errors import ConfigError
 from tenure.legacy.simulated import spawn_other
 from tenure.testing import Fleet, ProcessRegistry, make_fleet, pid_gone
-from tests.conftest import block, wait_for
+from tests.conftest import block, block_fleet, wait_for
 
 BLOCK = block(__name__)
 NOBODY = 65534
 AS_ROOT = os.geteuid() == 0
 SYSTEM_PY = "/usr/bin/python3"
-needs_root = pytest.mark.skipif(not AS_ROOT, reason="needs root (tmpfs mounts, another uid)")
 
 
 @pytest.fixture
 def fleet(tmp_path: Path, proc_registry: ProcessRegistry) -> Fleet:
-    legacy = tmp_path / "home" / ".spec-kitty"
-    legacy.mkdir(parents=True)
-    return make_fleet(
-        tmp_path / "root",
-        proc_registry,
-        TENURE_SYNC_PORTS=BLOCK.sync_env,
-        TENURE_DASHBOARD_PORTS=BLOCK.dashboard_env,
-        SPEC_KITTY_HOME=str(legacy.resolve()),
-    )
+    return block_fleet(BLOCK, tmp_path, proc_registry)
 
 
 def record_of(fleet: Fleet) -> LeaseRecord:
