@@ -12,12 +12,15 @@ from __future__ import annotations
 import fcntl
 import os
 import random
+import signal
+import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import psutil
 import pytest
@@ -169,6 +172,19 @@ def pytest_report_header(config: pytest.Config) -> str:
     profile = settings._current_profile
     order = "file order" if seed is None else f"shuffled with seed {seed}"
     return f"tenure: test order {order}; hypothesis profile {profile}"
+
+
+def popen_interruptible(argv: list[str], **kwargs: Any) -> subprocess.Popen[str]:
+    """Start a child that Ctrl-C (SIGINT) can interrupt, even when this run ignores SIGINT.
+
+    A test run started in the background ignores SIGINT and children inherit that; a handler
+    (not SIG_IGN) in this process becomes the default disposition in the child.
+    """
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        return subprocess.Popen(argv, text=True, **kwargs)
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def wait_for(

@@ -21,7 +21,7 @@ from tenure.adapters.tombstones import read_tombstones
 from tenure.core.record import LeaseRecord
 from tenure.legacy.simulated import spawn_other
 from tenure.testing import Fleet, pid_gone
-from tests.conftest import block, wait_for
+from tests.conftest import block, popen_interruptible, wait_for
 
 BLOCK = block(__name__)
 
@@ -318,12 +318,11 @@ def test_logs_shows_the_last_lines_across_rotation_and_follows(fleet: Fleet) -> 
     (logs / "sync.log.1").write_text("old 1\nold 2\n")
     (logs / "sync.log").write_text("new 1\n")
     assert fleet.cli("logs", "sync", "-n", "2").stdout.splitlines() == ["old 2", "new 1"]
-    follower = subprocess.Popen(
+    follower = popen_interruptible(
         [sys.executable, "-m", "tenure", "logs", "sync", "-n", "0", "-f"],
         env=fleet.env,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
-        text=True,
     )
     fleet.registry.popens.append(follower)  # type: ignore[arg-type]
     fleet.registry.track(follower.pid)

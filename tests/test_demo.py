@@ -13,7 +13,7 @@ import pytest
 
 from tenure.adapters.probe import open_ports
 from tenure.testing import ProcessRegistry
-from tests.conftest import block, wait_for
+from tests.conftest import block, popen_interruptible, wait_for
 
 BLOCK = block(__name__)
 SYNC_PORTS = range(BLOCK.sync[0], BLOCK.sync[1] + 1)
@@ -101,19 +101,12 @@ def test_a_stop_signal_stops_everything_the_demo_started(
     }
     env.pop("TENURE_ROOT", None)
     # --pace holds the demo between acts, so the interrupt lands mid-story deterministically.
-    # A test run started in the background may ignore SIGINT, and children inherit that; a
-    # handler (not SIG_IGN) in this process becomes the default disposition in the child.
-    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
-    try:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "tenure", "demo", "--pace", pace],
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-    finally:
-        signal.signal(signal.SIGINT, previous)
+    proc = popen_interruptible(
+        [sys.executable, "-m", "tenure", "demo", "--pace", pace],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     try:
         # The pauses are long, so the signal lands in the pause after the act we wait for.
         wait_for(
