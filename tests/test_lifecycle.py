@@ -58,12 +58,13 @@ def test_a_pair_missing_from_the_table_is_still_a_retirement(
 
 
 def test_retiring_ignores_everything_but_the_end_of_the_drain_and_stop_now() -> None:
-    """Once leaving, only DRAINED (exit) and SHUTDOWN_REQUESTED (cut the drain) change anything."""
+    """Once leaving, only DRAINED (exit) and "stop now" (a shutdown, or a second signal: cut
+    the drain) change anything."""
     for event in Event:
         t = step(State.RETIRING, event)
         if event is Event.DRAINED:
             assert (t.next, t.action) == (State.RETIRED, Action.EXIT)
-        elif event is Event.SHUTDOWN_REQUESTED:
+        elif event in (Event.SHUTDOWN_REQUESTED, Event.SIGNALLED):
             assert (t.next, t.action) == (State.RETIRING, Action.CUT_DRAIN)
         else:
             assert (t.next, t.action) == (State.RETIRING, Action.NONE)

@@ -25,6 +25,9 @@ _EXPORTS = {
     "RootError": "tenure.errors",
     "TenureError": "tenure.errors",
     "Governor": "tenure.runtime.holder",
+    "Held": "tenure.runtime.hold",
+    "hold": "tenure.runtime.hold",
+    "hold_async": "tenure.runtime.hold",
     "RetireReason": "tenure.runtime.holder",
     "Timing": "tenure.core.timing",
     "PROTOCOL": "tenure.core.record",
@@ -52,6 +55,7 @@ if TYPE_CHECKING:
         RootError,
         TenureError,
     )
+    from tenure.runtime.hold import Held, hold, hold_async
     from tenure.runtime.holder import Governor, RetireReason
     from tenure.version import current_version
 
@@ -72,6 +76,7 @@ __all__ = [
     "PROTOCOL",
     "DaemonStartError",
     "Governor",
+    "Held",
     "LeaseHeld",
     "LeaseLost",
     "LeaseRecord",
@@ -89,4 +94,6 @@ __all__ = [
     "current_version",
     "default_root",
     "ensure_root",
+    "hold",
+    "hold_async",
 ]

@@ -42,8 +42,9 @@ class LeaseHeld(TenureError, RuntimeError):
     """Another live process holds the lease."""
 
     def __init__(self, family: str, pid: int, version: str, port: int | None, epoch: int) -> None:
+        where = f"on port {port}" if port is not None else "without a control port"
         super().__init__(
-            f"{family} lease is held by pid {pid} (version {version}, port {port}, epoch {epoch})"
+            f"{family} lease is held by pid {pid}, version {version}, {where}, at epoch {epoch}"
         )
         self.family = family
         self.pid = pid

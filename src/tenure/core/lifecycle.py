@@ -24,7 +24,8 @@ class RetireReason(enum.StrEnum):
     RECORD_GONE = "record_gone"
     RECORD_UNREADABLE = "record_unreadable"
     REQUESTED = "requested"  # authenticated /api/retire
-    SHUTDOWN = "shutdown"  # authenticated /api/shutdown or a signal
+    SHUTDOWN = "shutdown"  # authenticated /api/shutdown, or the holder's owner closed it
+    SIGNAL = "signal"  # SIGTERM or SIGINT to a `tenure.hold` daemon
     FAULT = "fault"  # an unexpected error or event: leave rather than run ungoverned
 
 
@@ -53,6 +54,7 @@ class Event(enum.StrEnum):
     IDLE = "idle"  # no work for longer than the idle constant
     RETIRE_REQUESTED = "retire_requested"  # authenticated /api/retire
     SHUTDOWN_REQUESTED = "shutdown_requested"  # /api/shutdown or a signal: no drain
+    SIGNALLED = "signalled"  # SIGTERM / SIGINT under `tenure.hold`: drain, release, record
     DRAINED = "drained"  # retirement finished its drain (or its bound passed)
     FAULT = "fault"  # an unexpected exception in the driver
 
@@ -91,6 +93,7 @@ _LEAVING: dict[Event, tuple[Action, RetireReason]] = {
     Event.IDLE: (Action.RETIRE, RetireReason.IDLE),
     Event.RETIRE_REQUESTED: (Action.RETIRE, RetireReason.REQUESTED),
     Event.SHUTDOWN_REQUESTED: (Action.RETIRE_NOW, RetireReason.SHUTDOWN),
+    Event.SIGNALLED: (Action.RETIRE, RetireReason.SIGNAL),
     Event.FAULT: (Action.RETIRE, RetireReason.FAULT),
 }
 
@@ -114,7 +117,8 @@ def _build() -> dict[tuple[State, Event], Transition]:
         # Retiring: already leaving; only the end of the drain, or "stop now", changes anything.
         if event is Event.DRAINED:
             table[R, event] = Transition(X, Action.EXIT)
-        elif event is Event.SHUTDOWN_REQUESTED:
+        elif event in (Event.SHUTDOWN_REQUESTED, Event.SIGNALLED):
+            # "Stop now", or a second Ctrl-C: stop waiting for in-flight work.
             table[R, event] = Transition(R, Action.CUT_DRAIN)
         else:
             table[R, event] = Transition(R, Action.NONE)
@@ -142,4 +146,5 @@ def event_for(reason: RetireReason) -> Event:
     return {
         RetireReason.REQUESTED: Event.RETIRE_REQUESTED,
         RetireReason.FAULT: Event.FAULT,
+        RetireReason.SIGNAL: Event.SIGNALLED,
     }.get(reason, Event(reason.value))

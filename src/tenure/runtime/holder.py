@@ -88,6 +88,8 @@ class Governor:
         self.state = State.ACQUIRING
         self._retiring: RetireReason | None = None
         self._retired = threading.Event()
+        # Called (outside the lock) with the reason when retirement begins; `tenure.hold` uses it.
+        self.on_retiring: list[Callable[[RetireReason], None]] = []
         self._stop_beat = threading.Event()
         self._no_drain = threading.Event()
         self._finishing = False
@@ -269,6 +271,8 @@ class Governor:
                 self._cond.notify_all()
         if action in _LEAVING_ACTIONS:
             assert transition.reason is not None
+            for callback in self.on_retiring:
+                callback(transition.reason)
             self._stop_beat.set()
             threading.Thread(
                 target=self._finish, args=(transition.reason,), name="tenure-retire", daemon=True

@@ -1,0 +1,179 @@
+"""`tenure.hold`: what a tool's own daemon wraps itself in to govern itself (public API).
+
+    with tenure.hold("indexer", version="1.4") as held:
+        while not held.retiring.wait(1.0):
+            with held.work():
+                index_one_batch()
+
+Inside the block the process holds the family's lease: it heartbeats, and it leaves by itself
+when the lease is lost or expires, a newer version supersedes it (the record's
+`superseded_by`, seen within one heartbeat even without an HTTP control plane), it is idle,
+its root goes away, or it gets SIGTERM / SIGINT (reason `signal`). Leaving the block retires
+it too. spec: docs/protocol/lease.md#holder-lifecycle
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import threading
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from tenure.adapters.root import default_root, ensure_root
+from tenure.core.lifecycle import Event, RetireReason, State
+from tenure.core.timing import Timing
+from tenure.runtime.holder import Governor
+
+HANDLED_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+
+class Held:
+    """The lease this process holds inside `tenure.hold` (what the `with` yields)."""
+
+    def __init__(self, governor: Governor) -> None:
+        self.governor = governor
+        self.retiring = threading.Event()  # set when retirement begins; loops wait on it
+        self._async: list[tuple[asyncio.AbstractEventLoop, asyncio.Event]] = []
+        governor.on_retiring.append(self._on_retiring)
+
+    @property
+    def family(self) -> str:
+        """The daemon family."""
+        return self.governor.family
+
+    @property
+    def epoch(self) -> int:
+        """The fencing token of this tenure of the lease."""
+        return self.governor.epoch
+
+    @property
+    def reason(self) -> RetireReason | None:
+        """Why it is retiring, once it is."""
+        return self.governor.retiring
+
+    def work(self) -> contextlib.AbstractContextManager[None]:
+        """One unit of in-flight work (retirement drains it); `Retiring` once leaving."""
+        return self.governor.work()
+
+    def wait(self, timeout: float | None = None) -> RetireReason | None:
+        """Block until retirement begins (or `timeout`); the reason, or None."""
+        self.retiring.wait(timeout)
+        return self.reason
+
+    async def wait_async(self) -> RetireReason | None:
+        """Wait, without blocking the event loop, until retirement begins; the reason."""
+        event = asyncio.Event()
+        self._async.append((asyncio.get_running_loop(), event))
+        if not self.retiring.is_set():
+            await event.wait()
+        return self.reason
+
+    def _on_retiring(self, _reason: RetireReason) -> None:
+        self.retiring.set()
+        for loop, event in self._async:
+            loop.call_soon_threadsafe(event.set)
+
+
+def _signalled(governor: Governor) -> None:
+    # From a signal handler: hand the event to a thread, never re-enter the governor's lock.
+    threading.Thread(target=governor.handle, args=(Event.SIGNALLED,), daemon=True).start()
+
+
+def _acquire(
+    family: str,
+    version: str,
+    *,
+    root: Path | None,
+    port: int | None,
+    timing: Timing | None,
+    wait_s: float,
+) -> Held:
+    governor = Governor(
+        ensure_root(root or default_root()), family, version, port=port, timing=timing
+    )
+    governor.acquire(wait_s=wait_s)  # raises LeaseHeld naming the holder
+    governor.start()
+    return Held(governor)
+
+
+def _leave(held: Held, failed: bool) -> None:
+    governor = held.governor
+    if governor.state is State.HOLDING:
+        governor.retire(RetireReason.FAULT if failed else RetireReason.SHUTDOWN, drain=not failed)
+    governor.wait_retired(governor.timing.drain_s + 5)
+
+
+@contextlib.contextmanager
+def hold(
+    family: str,
+    *,
+    version: str,
+    root: Path | None = None,
+    port: int | None = None,
+    timing: Timing | None = None,
+    wait_s: float = 0.0,
+    handle_signals: bool = True,
+) -> Iterator[Held]:
+    """Hold `family`'s lease for the duration of the block (or raise `LeaseHeld`).
+
+    In the main thread, SIGTERM and SIGINT retire the daemon gracefully (drain, release,
+    tombstone with reason `signal`) instead of raising; the previous handlers come back when
+    the block ends. `handle_signals=False` leaves signals to the caller.
+    """
+    held = _acquire(family, version, root=root, port=port, timing=timing, wait_s=wait_s)
+    previous: dict[signal.Signals, Any] = {}
+    if handle_signals and threading.current_thread() is threading.main_thread():
+
+        def handler(_signum: int, _frame: FrameType | None) -> None:
+            _signalled(held.governor)
+
+        for signum in HANDLED_SIGNALS:
+            previous[signum] = signal.signal(signum, handler)
+    failed = False
+    try:
+        yield held
+    except BaseException:
+        failed = True
+        raise
+    finally:
+        for signum, old in previous.items():
+            signal.signal(signum, old)
+        _leave(held, failed)
+
+
+@contextlib.asynccontextmanager
+async def hold_async(
+    family: str,
+    *,
+    version: str,
+    root: Path | None = None,
+    port: int | None = None,
+    timing: Timing | None = None,
+    handle_signals: bool = True,
+) -> AsyncIterator[Held]:
+    """`hold` for asyncio daemons: `async with tenure.hold_async(...) as held`, then
+    `await held.wait_async()`. Signals go through the loop (`add_signal_handler`)."""
+    held = await asyncio.to_thread(
+        lambda: _acquire(family, version, root=root, port=port, timing=timing, wait_s=0.0)
+    )
+    loop = asyncio.get_running_loop()
+    installed: list[signal.Signals] = []
+    if handle_signals:
+        for signum in HANDLED_SIGNALS:
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.add_signal_handler(signum, _signalled, held.governor)
+                installed.append(signum)
+    failed = False
+    try:
+        yield held
+    except BaseException:
+        failed = True
+        raise
+    finally:
+        for signum in installed:
+            loop.remove_signal_handler(signum)
+        await asyncio.to_thread(_leave, held, failed)

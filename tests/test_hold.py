@@ -1,0 +1,145 @@
+"""`tenure.hold` / `tenure.hold_async`: a tool's own daemon governs itself (real processes)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import tenure
+from tenure.adapters.root import ensure_root
+from tenure.adapters.store import LeaseStore
+from tenure.adapters.tombstones import read_tombstones
+from tenure.core.lease import decide_supersede
+from tenure.core.record import LeaseRecord, LeaseState
+from tenure.core.timing import Timing
+from tenure.testing import ProcessRegistry
+from tests.conftest import HERE, popen_interruptible, wait_for
+
+EXAMPLE = HERE.parent / "examples" / "held.py"
+FAST = {"TENURE_LEASE_TTL": "3", "TENURE_HEARTBEAT": "0.5"}
+
+
+def start(root: Path, registry: ProcessRegistry, version: str = "1.0") -> subprocess.Popen[str]:
+    proc = popen_interruptible(
+        [sys.executable, str(EXAMPLE), str(root), version],
+        env={**os.environ, **FAST},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    registry.popens.append(proc)  # type: ignore[arg-type]
+    registry.track(proc.pid)
+    assert proc.stdout is not None
+    assert proc.stdout.readline().startswith("holding epoch")
+    return proc
+
+
+def record(root: Path) -> LeaseRecord:
+    rec = LeaseStore(root, "indexer").read()
+    assert isinstance(rec, LeaseRecord)
+    return rec
+
+
+def test_the_example_is_small() -> None:
+    """The daemon side of adoption fits in about fifteen lines."""
+    code = [
+        line
+        for line in EXAMPLE.read_text().splitlines()
+        if line.strip() and not line.lstrip().startswith(("#", '"""'))
+    ]
+    assert len(code) <= 15
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_a_signal_retires_gracefully_with_a_tombstone_and_a_released_record(
+    tmp_path: Path, proc_registry: ProcessRegistry, sig: signal.Signals
+) -> None:
+    """SIGTERM or Ctrl-C: drain, release, tombstone `signal`, exit 0, no traceback."""
+    root = tmp_path / "root"
+    proc = start(root, proc_registry)
+    proc.send_signal(sig)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    assert "Traceback" not in err
+    assert "retiring: signal" in out
+    assert record(root).state is LeaseState.RELEASED
+    assert [t["reason"] for t in read_tombstones(root)] == ["signal"]
+
+
+def test_a_second_copy_is_refused_in_words(tmp_path: Path, proc_registry: ProcessRegistry) -> None:
+    """The holder is named by pid and version; no Python repr such as `port None`."""
+    root = tmp_path / "root"
+    first = start(root, proc_registry)
+    second = subprocess.run(
+        [sys.executable, str(EXAMPLE), str(root)],
+        env={**os.environ, **FAST},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert second.returncode == 1
+    assert f"held by pid {first.pid}, version 1.0, without a control port" in second.stderr
+    assert "None" not in second.stderr
+
+
+def test_supersession_through_the_record_needs_no_http(
+    tmp_path: Path, proc_registry: ProcessRegistry
+) -> None:
+    """A newer version's mark in the record makes the holder leave within a heartbeat."""
+    root = tmp_path / "root"
+    proc = start(root, proc_registry)
+    store = LeaseStore(root, "indexer")
+    store.transact(lambda cur: (None, decide_supersede(cur, "2.0", os.getpid(), 0.0).write))
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    assert "retiring: superseded" in out
+    assert [t["reason"] for t in read_tombstones(root)] == ["superseded"]
+
+
+def test_removing_the_root_retires_the_holder(
+    tmp_path: Path, proc_registry: ProcessRegistry
+) -> None:
+    """No root, no lease: the holder leaves and writes nothing."""
+    import shutil
+
+    root = tmp_path / "root"
+    proc = start(root, proc_registry)
+    shutil.rmtree(root)
+    out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 0
+    assert "retiring: root_gone" in out
+    assert not root.exists()
+
+
+def test_hold_async_waits_without_blocking_the_loop(tmp_path: Path) -> None:
+    """`async with hold_async` yields; `await held.wait_async()` returns the reason."""
+    root = ensure_root(tmp_path / "root")
+    timing = Timing(ttl_s=3.0, heartbeat_s=0.5, drain_s=0.1)
+
+    async def daemon() -> str | None:
+        async with tenure.hold_async("indexer", version="1.0", root=root, timing=timing) as held:
+            ticks = 0
+
+            async def supersede_soon() -> None:
+                await asyncio.sleep(0)  # let the daemon start waiting first
+                LeaseStore(root, "indexer").transact(
+                    lambda cur: (None, decide_supersede(cur, "2.0", os.getpid(), 0.0).write)
+                )
+
+            waiter = asyncio.create_task(held.wait_async())
+            await supersede_soon()
+            while not waiter.done():
+                ticks += 1  # the loop keeps running while the holder waits
+                await asyncio.sleep(0.05)
+            reason = await waiter
+            assert ticks > 0
+            return None if reason is None else reason.value
+
+    assert asyncio.run(daemon()) == "superseded"
+    wait_for(lambda: record(root).state is LeaseState.RELEASED, what="release")
