@@ -51,6 +51,7 @@ class PortBlock:
 
     sync: tuple[int, int]
     dashboard: tuple[int, int]
+    extra: tuple[int, int] | None = None  # a custom family's range, outside both
 
     @property
     def sync_env(self) -> str:
@@ -61,9 +62,11 @@ class PortBlock:
         return f"{self.dashboard[0]}-{self.dashboard[1]}"
 
     def ports(self) -> list[int]:
+        extra = range(self.extra[0], self.extra[1] + 1) if self.extra else range(0)
         return [
             *range(self.sync[0], self.sync[1] + 1),
             *range(self.dashboard[0], self.dashboard[1] + 1),
+            *extra,
         ]
 
 
@@ -73,7 +76,8 @@ PORT_BLOCKS: dict[str, PortBlock] = {
     "test_doctor": PortBlock(sync=(9410, 9429), dashboard=(9300, 9309)),
     "test_legacy_live": PortBlock(sync=(9430, 9439), dashboard=(9310, 9319)),
     "test_daemons": PortBlock(sync=(9440, 9444), dashboard=(9320, 9324)),
-    "test_faults": PortBlock(sync=(9445, 9447), dashboard=(9330, 9332)),
+    "test_faults": PortBlock(sync=(9445, 9446), dashboard=(9330, 9332)),
+    "test_hold": PortBlock(sync=(9447, 9447), dashboard=(9335, 9336), extra=(9500, 9504)),
     "test_chaos": PortBlock(sync=(9448, 9449), dashboard=(9333, 9334)),
 }
 # Both real ranges, for the tests marked realports.

@@ -178,6 +178,13 @@ ROWS: list[tuple[str, ListenerFacts, Scope, CleanupClass, SkipReason | None]] = 
         None,
     ),
     (
+        "holder-named-by-the-lease-record",
+        ListenerFacts(port=9403, pid=500, uid=UID, create_time=NOW - 100, cmdline=("my-daemon",)),
+        SCOPE,
+        NEVER,
+        SkipReason.LEASE_HOLDER,
+    ),
+    (
         "legacy-dashboard-fingerprint",
         ListenerFacts(
             port=9406,

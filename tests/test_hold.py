@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import subprocess
@@ -18,8 +19,8 @@ from tenure.adapters.tombstones import read_tombstones
 from tenure.core.lease import decide_supersede
 from tenure.core.record import LeaseRecord, LeaseState
 from tenure.core.timing import Timing
-from tenure.testing import ProcessRegistry
-from tests.conftest import HERE, popen_interruptible, wait_for
+from tenure.testing import ProcessRegistry, pid_gone
+from tests.conftest import HERE, block, popen_interruptible, wait_for
 
 EXAMPLE = HERE.parent / "examples" / "held.py"
 FAST = {"TENURE_LEASE_TTL": "3", "TENURE_HEARTBEAT": "0.5"}
@@ -143,3 +144,111 @@ def test_hold_async_waits_without_blocking_the_loop(tmp_path: Path) -> None:
 
     assert asyncio.run(daemon()) == "superseded"
     wait_for(lambda: record(root).state is LeaseState.RELEASED, what="release")
+
+
+# --- tenure.ensure: the CLI side, for any family ----------------------------------------------
+
+CLI = HERE.parent / "examples" / "ensure_cli.py"
+RANGE = "{}-{}".format(*block("test_hold").extra)  # type: ignore[str-format]
+
+
+def ensure_via_cli(root: Path, version: str, registry: ProcessRegistry) -> dict[str, object]:
+    """Run the example tool CLI (a real process) and register the daemon it ensured."""
+    env = {
+        **os.environ,
+        **FAST,
+        "TENURE_ROOT": str(root),
+        "TENURE_SYNC_PORTS": block("test_hold").sync_env,
+        "TENURE_DASHBOARD_PORTS": block("test_hold").dashboard_env,
+    }
+    done = subprocess.run(
+        [sys.executable, str(CLI), version, RANGE],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    found: dict[str, object] = json.loads(done.stdout)
+    registry.track(int(found["pid"]))  # type: ignore[call-overload]
+    return found
+
+
+def test_ensure_starts_reuses_and_supersedes(
+    tmp_path: Path, proc_registry: ProcessRegistry
+) -> None:
+    """Exactly one daemon: started, then reused, then superseded by a newer version."""
+    root = tmp_path / "root"
+    first = ensure_via_cli(root, "1.0", proc_registry)
+    assert first["action"] == "started"
+    lo, hi = block("test_hold").extra  # type: ignore[misc]
+    assert lo <= first["port"] <= hi  # type: ignore[operator]
+    assert record(root).ports == (lo, hi)  # the range travels in the record
+    again = ensure_via_cli(root, "1.0", proc_registry)
+    assert (again["action"], again["pid"]) == ("reused", first["pid"])
+    newer = ensure_via_cli(root, "2.0", proc_registry)
+    assert newer["action"] == "superseded"
+    assert newer["pid"] != first["pid"]
+    assert newer["epoch"] == first["epoch"] + 1  # type: ignore[operator]
+    wait_for(lambda: pid_gone(int(first["pid"])), what="the superseded daemon to leave")  # type: ignore[call-overload]
+    assert [t["reason"] for t in read_tombstones(root) if t["pid"] == first["pid"]] == [
+        "superseded"
+    ]
+
+
+def test_a_custom_family_shows_in_ls_and_the_doctor(
+    tmp_path: Path, proc_registry: ProcessRegistry
+) -> None:
+    """`tenure ls` and `tenure auth doctor` find the family from its record and scan its range;
+    its daemon is the lease holder, never touched."""
+    root = tmp_path / "root"
+    found = ensure_via_cli(root, "1.0", proc_registry)
+    env = {
+        **os.environ,
+        "TENURE_ROOT": str(root),
+        "TENURE_SYNC_PORTS": block("test_hold").sync_env,
+        "TENURE_DASHBOARD_PORTS": block("test_hold").dashboard_env,
+    }
+
+    def cli(*args: str) -> dict[str, object]:
+        done = subprocess.run(
+            [sys.executable, "-m", "tenure", *args],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        assert done.returncode in (0, 1), done.stderr
+        doc: dict[str, object] = json.loads(done.stdout)
+        return doc
+
+    ls = cli("ls", "--json")
+    families = {f["family"]: f for f in ls["families"]}  # type: ignore[attr-defined]
+    assert families["indexer"]["state"] == "held"
+    assert families["indexer"]["holder_pid"] == found["pid"]
+    assert families["indexer"]["other_listeners"] == {}
+    doctor = cli("auth", "doctor", "--json")
+    leases = {lease["family"]: lease for lease in doctor["leases"]}  # type: ignore[attr-defined]
+    assert leases["indexer"]["state"] == "held"
+    (cand,) = [c for c in doctor["candidates"] if c["port"] == found["port"]]  # type: ignore[attr-defined]
+    assert (cand["scan_family"], cand["cleanup_class"], cand["skip_reason"]) == (
+        "indexer",
+        "never_touch",
+        "lease_holder",
+    )
+
+
+def test_tenure_stop_ends_any_family_by_verified_identity(
+    tmp_path: Path, proc_registry: ProcessRegistry
+) -> None:
+    """`tenure.stop(family)`: SIGTERM to the recorded holder, which retires (reason signal)."""
+    root = tmp_path / "root"
+    found = ensure_via_cli(root, "1.0", proc_registry)
+    assert tenure.status("indexer", root).state == "held"
+    assert tenure.stop("indexer", root) == found["pid"]
+    assert pid_gone(int(found["pid"]))  # type: ignore[call-overload]
+    assert tenure.status("indexer", root).state == "released"
+    assert [t["reason"] for t in read_tombstones(root)] == ["signal"]
+    assert tenure.stop("indexer", root) is None

@@ -44,6 +44,7 @@ records = st.builds(
     superseded_by=st.none()
     | st.builds(Supersession, version=text, pid=st.integers(1, 2**31 - 1), at=finite),
     root_id=st.none() | st.text("0123456789abcdef", min_size=1, max_size=16),
+    ports=st.none() | st.tuples(st.integers(1, 30000), st.integers(30000, 65535)),
 )
 
 

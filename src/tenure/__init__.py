@@ -28,6 +28,10 @@ _EXPORTS = {
     "Held": "tenure.runtime.hold",
     "hold": "tenure.runtime.hold",
     "hold_async": "tenure.runtime.hold",
+    "Ensured": "tenure.runtime.ensure",
+    "ensure": "tenure.runtime.ensure",
+    "status": "tenure.runtime.ensure",
+    "stop": "tenure.runtime.ensure",
     "RetireReason": "tenure.runtime.holder",
     "Timing": "tenure.core.timing",
     "PROTOCOL": "tenure.core.record",
@@ -55,6 +59,7 @@ if TYPE_CHECKING:
         RootError,
         TenureError,
     )
+    from tenure.runtime.ensure import Ensured, ensure, status, stop
     from tenure.runtime.hold import Held, hold, hold_async
     from tenure.runtime.holder import Governor, RetireReason
     from tenure.version import current_version
@@ -75,6 +80,7 @@ def __getattr__(name: str) -> Any:
 __all__ = [
     "PROTOCOL",
     "DaemonStartError",
+    "Ensured",
     "Governor",
     "Held",
     "LeaseHeld",
@@ -93,7 +99,10 @@ __all__ = [
     "__version__",
     "current_version",
     "default_root",
+    "ensure",
     "ensure_root",
     "hold",
     "hold_async",
+    "status",
+    "stop",
 ]

@@ -19,6 +19,8 @@ GRACE_ENV = "TENURE_RETIRE_GRACE"  # how long a non-holder may linger before it 
 JOURNAL_ENV = "TENURE_SIGNAL_JOURNAL"  # test hook: append every signal sent, as JSON lines
 GUARD_ENV = "TENURE_TEST_SIGNAL_GUARD"  # test kit: only processes the test started
 FAULT_ENV = "TENURE_FAULT_CRASH_BEFORE_RENAME"  # test-only fault injection, off unless "1"
+# What `tenure.ensure` / `tenure run` pass to the daemon they spawn (control.md#ensure).
+FAMILY_ENV, PORT_ENV, PORTS_ENV = "TENURE_FAMILY", "TENURE_PORT", "TENURE_PORTS"
 
 
 def timing(idle_default: float = DEFAULT_IDLE_S) -> Timing:
@@ -69,3 +71,26 @@ def crash_before_rename() -> bool:
 def legacy_env() -> dict[str, str]:
     """The environment a legacy root is resolved from (`SPEC_KITTY_HOME`)."""
     return dict(os.environ)
+
+
+def parse_port_range(raw: str, name: str = PORTS_ENV) -> tuple[int, int]:
+    """`LO-HI` (inclusive, within 1..65535) or one port `P`."""
+    lo_text, _, hi_text = raw.partition("-")
+    try:
+        lo = int(lo_text)
+        hi = int(hi_text) if hi_text else lo
+    except ValueError:
+        raise ConfigError(f"{name}={raw[:40]!r} is not LO-HI") from None
+    if not 1 <= lo <= hi <= 65535:
+        raise ConfigError(f"{name}={raw[:40]!r} is out of range: LO-HI within 1..65535")
+    return lo, hi
+
+
+def spawned_as(family: str) -> tuple[int | None, tuple[int, int] | None]:
+    """The port and port range a launcher gave this process, when it spawned it for `family`."""
+    if os.environ.get(FAMILY_ENV) != family:
+        return None, None
+    raw_port, raw_ports = os.environ.get(PORT_ENV), os.environ.get(PORTS_ENV)
+    port = parse_port_range(raw_port, PORT_ENV)[0] if raw_port else None
+    ports = parse_port_range(raw_ports) if raw_ports else None
+    return port, ports

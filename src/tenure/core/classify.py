@@ -97,6 +97,25 @@ def classify(facts: ListenerFacts, scope: Scope) -> DaemonIdentityRecord:
     tenure_family = argv_option(facts.cmdline, "tenure-family")
     if text_of(health, "protocol") == PROTOCOL or tenure_family is not None:
         return _classify_lease_aware(facts, scope, health, tenure_family, verdict)
+    lease = scope.lease
+    if (
+        lease is not None
+        and lease.held
+        and not lease.expired
+        and facts.pid == lease.holder_pid
+        and facts.create_time is not None
+        and same_create_time(facts.create_time, lease.holder_create_time)
+    ):
+        # The record's own holder (pid + start time), whatever it runs: a daemon under
+        # `tenure.hold` or a child governed by `tenure run` carries no tenure argv marker.
+        return verdict(
+            never,
+            SkipReason.LEASE_HOLDER,
+            Governance.LEASE,
+            IdentitySource.LEASE_RECORD,
+            [f"holds epoch {lease.epoch} of the {scope.family.name} lease"],
+            daemon_family=scope.family.name,
+        )
     return classify_legacy(facts, scope, health, verdict)
 
 

@@ -1,6 +1,6 @@
 """Pure classification of listeners that are not lease-aware: legacy spec-kitty 3.2.x or not.
 
-Rows 12-22 of docs/protocol/classification.md; `tenure.core.classify.classify` routes here.
+Rows 13-23 of docs/protocol/classification.md; `tenure.core.classify.classify` routes here.
 """
 
 from __future__ import annotations

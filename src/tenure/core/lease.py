@@ -92,7 +92,13 @@ def _expiry_wait(rec: LeaseRecord, obs: Observation) -> float:
 
 
 def decide_acquire(
-    obs: Observation, me: Holder, family: str, ttl_s: float, *, root_id: str | None = None
+    obs: Observation,
+    me: Holder,
+    family: str,
+    ttl_s: float,
+    *,
+    root_id: str | None = None,
+    ports: tuple[int, int] | None = None,
 ) -> AcquireDecision:
     """Decide whether `me` may take the family's lease now (in root instance `root_id`)."""
     cur = obs.current
@@ -108,6 +114,7 @@ def decide_acquire(
             seq=0,
             state=LeaseState.HELD,
             root_id=root_id,
+            ports=ports,
         )
         return AcquireDecision(verdict, rec)
 

@@ -59,6 +59,7 @@ class LeaseRecord:
     state: LeaseState
     superseded_by: Supersession | None = None
     root_id: str | None = None  # the root instance it was granted in (lease.md#fencing)
+    ports: tuple[int, int] | None = None  # the family's port range, inclusive, when it has one
     protocol: str = PROTOCOL
 
 
@@ -109,6 +110,8 @@ def _encode(record: LeaseRecord) -> bytes:
     }
     if record.root_id is not None:
         doc["root_id"] = record.root_id
+    if record.ports is not None:
+        doc["ports"] = list(record.ports)
     return (json.dumps(doc, sort_keys=True, allow_nan=False) + "\n").encode()
 
 
@@ -145,6 +148,20 @@ def _int(doc: dict[str, Any], key: str, lo: int, hi: int) -> int:
     if not lo <= value <= hi:
         raise _Bad(f"{key}: {value} is outside [{lo}, {hi}]")
     return value
+
+
+def _ports(value: Any) -> tuple[int, int] | None:
+    if value is None:
+        return None
+    ok = (
+        isinstance(value, list)
+        and len(value) == 2
+        and all(isinstance(p, int) and not isinstance(p, bool) and 1 <= p <= 65535 for p in value)
+        and value[0] <= value[1]
+    )
+    if not ok:
+        raise _Bad("ports: expected [lo, hi] within 1..65535")
+    return (value[0], value[1])
 
 
 def _object(doc: dict[str, Any], key: str) -> dict[str, Any]:
@@ -209,6 +226,7 @@ def parse(data: bytes) -> LeaseRecord | Unreadable:
         ttl_s = _number(doc, "ttl_s")
         if ttl_s <= 0:
             raise _Bad("ttl_s: must be positive")
+        ports = _ports(doc.get("ports"))
         root_id = doc.get("root_id")
         if root_id is not None and not (isinstance(root_id, str) and 0 < len(root_id) <= 64):
             raise _Bad("root_id: expected a short string or absent")
@@ -223,6 +241,7 @@ def parse(data: bytes) -> LeaseRecord | Unreadable:
             state=state,
             superseded_by=_parse_supersession(doc.get("superseded_by")),
             root_id=root_id,
+            ports=ports,
         )
     except _Bad as exc:
         return Unreadable(f"wrong shape: {exc}")

@@ -22,19 +22,17 @@ from tenure.adapters.store import LeaseStore
 from tenure.adapters.tombstones import read_tombstones
 from tenure.core import schemas
 from tenure.core.classify import CleanupClass, DaemonIdentityRecord
-from tenure.core.families import DASHBOARD, SYNC
 from tenure.core.findings import Finding, LeaseFacts, RootProblem, build_findings, remediation_for
 from tenure.core.health import parse_health
 from tenure.core.lease import Liveness, lease_status
 from tenure.core.record import LeaseState, Unreadable
 from tenure.errors import RootError
-from tenure.runtime.survey import Survey, survey
+from tenure.runtime.survey import Survey, family_names, scannable_families, survey
 
 SCHEMA_VERSION = schemas.DOCTOR
 REDACTED = "<redacted>"
 RECENT_RETIREMENTS = 10
 LOCK_STUCK_CONFIRM_S = 0.25  # a lock held across two looks this far apart is reported
-FAMILIES = (SYNC, DASHBOARD)
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,8 +140,9 @@ def gather(root: Path, legacy_root: Path) -> DoctorReport:
             check_root(root)
     except RootError as exc:
         problem = RootProblem(str(exc.path), exc.kind, str(exc))
-    leases = [lease_report(root, fam.name, now) for fam in FAMILIES]
-    surveys = [survey(fam, root, legacy_root) for fam in FAMILIES]
+    # Every family of the root: built in, or discovered from its lease record (and its range).
+    leases = [lease_report(root, name, now) for name in family_names(root)]
+    surveys = [survey(fam, root, legacy_root) for fam in scannable_families(root)]
     report = DoctorReport(
         root=root,
         legacy_root=legacy_root,

@@ -23,6 +23,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
+from tenure.adapters import config
 from tenure.adapters.root import default_root, ensure_root
 from tenure.core.lifecycle import Event, RetireReason, State
 from tenure.core.timing import Timing
@@ -89,11 +90,18 @@ def _acquire(
     *,
     root: Path | None,
     port: int | None,
+    ports: tuple[int, int] | None,
     timing: Timing | None,
     wait_s: float,
 ) -> Held:
+    given_port, given_ports = config.spawned_as(family)
     governor = Governor(
-        ensure_root(root or default_root()), family, version, port=port, timing=timing
+        ensure_root(root or default_root()),
+        family,
+        version,
+        port=port if port is not None else given_port,
+        ports=ports if ports is not None else given_ports,
+        timing=timing,
     )
     governor.acquire(wait_s=wait_s)  # raises LeaseHeld naming the holder
     governor.start()
@@ -114,17 +122,24 @@ def hold(
     version: str,
     root: Path | None = None,
     port: int | None = None,
+    ports: tuple[int, int] | None = None,
     timing: Timing | None = None,
     wait_s: float = 0.0,
     handle_signals: bool = True,
 ) -> Iterator[Held]:
     """Hold `family`'s lease for the duration of the block (or raise `LeaseHeld`).
 
+    `port` is the daemon's control port and `ports` its family's range (recorded in the lease
+    so `tenure ls` and the doctor scan it); both default to what `tenure.ensure` passed in
+    `TENURE_PORT` / `TENURE_PORTS`.
+
     In the main thread, SIGTERM and SIGINT retire the daemon gracefully (drain, release,
     tombstone with reason `signal`) instead of raising; the previous handlers come back when
     the block ends. `handle_signals=False` leaves signals to the caller.
     """
-    held = _acquire(family, version, root=root, port=port, timing=timing, wait_s=wait_s)
+    held = _acquire(
+        family, version, root=root, port=port, ports=ports, timing=timing, wait_s=wait_s
+    )
     previous: dict[signal.Signals, Any] = {}
     if handle_signals and threading.current_thread() is threading.main_thread():
 
@@ -152,13 +167,16 @@ async def hold_async(
     version: str,
     root: Path | None = None,
     port: int | None = None,
+    ports: tuple[int, int] | None = None,
     timing: Timing | None = None,
     handle_signals: bool = True,
 ) -> AsyncIterator[Held]:
     """`hold` for asyncio daemons: `async with tenure.hold_async(...) as held`, then
     `await held.wait_async()`. Signals go through the loop (`add_signal_handler`)."""
     held = await asyncio.to_thread(
-        lambda: _acquire(family, version, root=root, port=port, timing=timing, wait_s=0.0)
+        lambda: _acquire(
+            family, version, root=root, port=port, ports=ports, timing=timing, wait_s=0.0
+        )
     )
     loop = asyncio.get_running_loop()
     installed: list[signal.Signals] = []

@@ -59,11 +59,13 @@ class Governor:
         version: str,
         *,
         port: int | None = None,
+        ports: tuple[int, int] | None = None,
         timing: Timing | None = None,
         on_retire: Callable[[RetireReason], None] | None = None,
         mono: Callable[[], float] = time.monotonic,
         wall: Callable[[], float] = time.time,
     ) -> None:
+        self.ports = ports  # the family's port range, recorded for doctor, ls and reapers
         self.store = LeaseStore(root, family)
         self.root = root
         self.family = family
@@ -148,7 +150,7 @@ class Governor:
         ) -> tuple[AcquireDecision, LeaseRecord | None]:
             obs = observe(self.store, watcher, current, self.timing.heartbeat_s, self._wall)
             decision = machine.decide_acquire(
-                obs, self.me, self.family, self.timing.ttl_s, root_id=root_id
+                obs, self.me, self.family, self.timing.ttl_s, root_id=root_id, ports=self.ports
             )
             return decision, decision.write
 

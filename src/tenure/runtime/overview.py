@@ -6,22 +6,17 @@ built-in families the port range is scanned too, and the other listeners are cou
 
 from __future__ import annotations
 
-import os
-import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tenure.adapters.root import RootLayout
 from tenure.core import schemas
 from tenure.core.classify import CleanupClass, SkipReason
-from tenure.core.families import FAMILIES
 from tenure.runtime.doctor import LeaseReport, lease_json, lease_report
-from tenure.runtime.survey import survey
+from tenure.runtime.survey import family_names, family_of, survey
 
 SCHEMA_VERSION = schemas.LS
-_FAMILY_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,27 +48,13 @@ class FamilyLine:
         return "ok"
 
 
-def family_names(root: Path) -> list[str]:
-    """Built-in families first, then every other family with a record in the root."""
-    names = list(FAMILIES)
-    try:
-        entries = sorted(os.listdir(RootLayout(root).leases))
-    except OSError:
-        entries = []
-    for entry in entries:
-        name = entry.removesuffix(".json")
-        if entry.endswith(".json") and _FAMILY_NAME.fullmatch(name) and name not in names:
-            names.append(name)
-    return names
-
-
 def gather(root: Path, legacy_root: Path) -> list[FamilyLine]:
     """One line per family. Read-only: no spawn, no write, no signal."""
     now = time.time()
     lines = []
     for name in family_names(root):
         lease = lease_report(root, name, now)
-        family = FAMILIES.get(name)
+        family = family_of(root, name)
         if family is None:
             lines.append(FamilyLine(lease))
             continue

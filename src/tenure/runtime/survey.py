@@ -8,6 +8,7 @@ family's own cleanup. Each works on exactly one family's range.
 from __future__ import annotations
 
 import os
+import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,11 +17,11 @@ from tenure.adapters import config
 from tenure.adapters.files import read_nofollow
 from tenure.adapters.probe import PidLookup, listening_pids, scan
 from tenure.adapters.procinfo import holder_liveness
-from tenure.adapters.root import read_root_id
+from tenure.adapters.root import RootLayout, read_root_id
 from tenure.adapters.store import LeaseStore
 from tenure.core import speckitty
 from tenure.core.classify import DaemonIdentityRecord, LeaseView, Scope, classify
-from tenure.core.families import Family
+from tenure.core.families import FAMILIES, Family
 from tenure.core.lease import LeaseStatus, lease_status
 from tenure.core.record import LeaseRecord
 from tenure.core.timing import DRAIN_TIMEOUT_S, Timing
@@ -106,3 +107,36 @@ def survey(
     result = scan(config.ports(family), pid_lookup)
     records = [classify(facts, scope) for facts in result.listeners]
     return Survey(family, scope, sorted(records, key=lambda r: r.port), result.elapsed_s)
+
+
+_FAMILY_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
+
+
+def family_names(root: Path) -> list[str]:
+    """Built-in families first, then every other family with a lease record in the root."""
+    names = list(FAMILIES)
+    try:
+        entries = sorted(os.listdir(RootLayout(root).leases))
+    except OSError:
+        entries = []
+    for entry in entries:
+        name = entry.removesuffix(".json")
+        if entry.endswith(".json") and _FAMILY_NAME.fullmatch(name) and name not in names:
+            names.append(name)
+    return names
+
+
+def family_of(root: Path, name: str) -> Family | None:
+    """A family with a port range: built in, or as its lease record says (None: no range)."""
+    if name in FAMILIES:
+        return FAMILIES[name]
+    rec = LeaseStore(root, name).read()
+    if isinstance(rec, LeaseRecord) and rec.ports is not None:
+        return Family(name, rec.ports[0], rec.ports[1] + 1)
+    return None
+
+
+def scannable_families(root: Path) -> list[Family]:
+    """Every family of the root whose port range is known: what the doctor scans."""
+    found = (family_of(root, name) for name in family_names(root))
+    return [f for f in found if f is not None]

@@ -1,0 +1,197 @@
+"""`tenure.ensure` / `status` / `stop`: the CLI side of adoption, for any family (public API).
+
+A tool calls `tenure.ensure(family, command, version=...)` at the top of every command: exactly
+one daemon for the family (under the family's start lock), reused when the holder is equal or
+newer and alive, superseded when older (the record's `superseded_by`; the holder leaves within a
+heartbeat), taken over when dead; otherwise `command` is spawned detached with `{port}`
+substituted and TENURE_FAMILY / TENURE_ROOT / TENURE_VERSION / TENURE_PORT / TENURE_PORTS in
+its environment, and `ensure` returns once the child holds the lease.
+spec: docs/protocol/control.md#ensure
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from tenure.adapters import config
+from tenure.adapters.files import locked, open_regular
+from tenure.adapters.probe import open_ports
+from tenure.adapters.procinfo import Mismatch, check_identity, holder_liveness
+from tenure.adapters.root import RootLayout, default_root, ensure_root, ensure_subdir
+from tenure.adapters.store import LeaseStore
+from tenure.adapters.waiting import wait_until
+from tenure.core.lease import LeaseStatus, Liveness, decide_supersede, is_newer, lease_status
+from tenure.core.record import LeaseRecord, LeaseState
+from tenure.errors import DaemonStartError, LeaseHeld
+from tenure.runtime.doctor import LeaseReport, lease_report
+
+Notify = Callable[[str], None]
+SPAWN_TIMEOUT_S = 15.0
+POLL_S = 0.02
+
+
+def _quiet(_: str) -> None:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class Ensured:
+    """The family's daemon after `ensure`: who holds the lease, and what `ensure` did."""
+
+    family: str
+    pid: int
+    port: int | None
+    version: str
+    epoch: int
+    action: str  # started / reused / superseded
+
+    def to_json(self) -> dict[str, Any]:
+        """JSON-ready dict."""
+        return asdict(self)
+
+
+def _held(store: LeaseStore) -> LeaseRecord | None:
+    """The record if a live holder holds it and its lease is fresh."""
+    rec = store.read()
+    if not isinstance(rec, LeaseRecord):
+        return None
+    if lease_status(rec, holder_liveness(rec), time.time()) is not LeaseStatus.HELD:
+        return None
+    return rec
+
+
+def _ensured(rec: LeaseRecord, action: str) -> Ensured:
+    h = rec.holder
+    return Ensured(rec.family, h.pid, h.port, h.version, rec.epoch, action)
+
+
+def _free_port(ports: tuple[int, int] | None) -> int | None:
+    if ports is None:
+        return None
+    candidates = range(ports[0], ports[1] + 1)
+    busy = set(open_ports(candidates))
+    free = [p for p in candidates if p not in busy]
+    if not free:
+        raise DaemonStartError(f"no free port in {ports[0]}-{ports[1]}")
+    return free[0]
+
+
+def _spawn(
+    family: str,
+    command: Sequence[str],
+    root: Path,
+    version: str,
+    ports: tuple[int, int] | None,
+) -> subprocess.Popen[bytes]:
+    port = _free_port(ports)
+    argv = [arg.replace("{port}", str(port)) if port is not None else arg for arg in command]
+    env = {
+        **os.environ,
+        config.FAMILY_ENV: family,
+        config.ROOT_ENV: str(root),
+        "TENURE_VERSION": version,
+    }
+    if port is not None and ports is not None:
+        env[config.PORT_ENV] = str(port)
+        env[config.PORTS_ENV] = f"{ports[0]}-{ports[1]}"
+    ensure_subdir(root, "logs")
+    fd = open_regular(RootLayout(root).log(family), os.O_WRONLY | os.O_CREAT | os.O_APPEND)
+    try:
+        return subprocess.Popen(
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=fd,
+            stderr=fd,
+            start_new_session=True,
+            close_fds=True,
+            env=env,
+        )
+    finally:
+        os.close(fd)
+
+
+def ensure(
+    family: str,
+    command: Sequence[str],
+    *,
+    version: str,
+    ports: tuple[int, int] | None = None,
+    root: Path | None = None,
+    notify: Notify = _quiet,
+) -> Ensured:
+    """Exactly one daemon of `family` for this root, at `version` or newer; see the module doc."""
+    timing = config.timing()
+    the_root = ensure_root(root or default_root())
+    store = LeaseStore(the_root, family)
+    rec = _held(store)  # the fast path takes no lock and changes nothing
+    if rec is not None and not is_newer(version, rec.holder.version):
+        return _ensured(rec, "reused")
+    bound = timing.ttl_s + 2 * timing.heartbeat_s
+    with locked(RootLayout(the_root).start_lock(family), timeout_s=2 * timing.ttl_s + 60):
+        rec = _held(store)
+        action = "started"
+        if rec is not None:
+            if not is_newer(version, rec.holder.version):
+                return _ensured(rec, "reused")
+            notify(f"asking {family} {rec.holder.version} (pid {rec.holder.pid}) to retire")
+            store.transact(
+                lambda cur: (None, decide_supersede(cur, version, os.getpid(), time.time()).write)
+            )
+            action = "superseded"
+            if wait_until(lambda: _held(store) is None, bound, POLL_S) is None:
+                h = rec.holder
+                raise LeaseHeld(family, h.pid, h.version, h.port, rec.epoch)
+        proc = _spawn(family, command, the_root, version, ports)
+
+        def holds() -> LeaseRecord | None:
+            if proc.poll() is not None:
+                raise DaemonStartError(
+                    f"{family} daemon exited with code {proc.returncode} before holding its "
+                    f"lease; see {RootLayout(the_root).log(family)}"
+                )
+            now = store.read()
+            if isinstance(now, LeaseRecord) and now.holder.pid == proc.pid:
+                return now if now.state is LeaseState.HELD else None
+            return None
+
+        fresh = wait_until(holds, SPAWN_TIMEOUT_S + bound, POLL_S)
+        if fresh is None:
+            raise DaemonStartError(f"{family} daemon pid {proc.pid} did not take its lease")
+        return _ensured(fresh, action)
+
+
+def status(family: str, root: Path | None = None) -> LeaseReport:
+    """The family's lease as `tenure ls` shows it (read-only)."""
+    return lease_report(root or default_root(), family, time.time())
+
+
+def stop(family: str, root: Path | None = None, wait_s: float = 10.0) -> int | None:
+    """Stop the family's holder: SIGTERM (+SIGCONT), then SIGKILL, each after re-checking its
+    identity (pid, start time, uid). Returns the pid stopped, or None when nothing held it."""
+    rec = LeaseStore(root or default_root(), family).read()
+    if not isinstance(rec, LeaseRecord) or holder_liveness(rec) is not Liveness.ALIVE:
+        return None
+    pid = rec.holder.pid
+
+    def gone() -> bool:
+        return holder_liveness(rec) is not Liveness.ALIVE
+
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        mismatch = check_identity(pid, rec.holder.create_time, None)
+        if mismatch is Mismatch.GONE:
+            return pid
+        if mismatch is not None:
+            raise DaemonStartError(f"not signalling pid {pid}: {mismatch.value}")
+        os.kill(pid, sig)
+        if sig is signal.SIGTERM:
+            os.kill(pid, signal.SIGCONT)
+        if wait_until(gone, wait_s, POLL_S):
+            return pid
+    raise DaemonStartError(f"{family} pid {pid} still alive after SIGKILL")
