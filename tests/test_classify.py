@@ -438,3 +438,12 @@ def test_a_redacted_token_is_neither_a_leak_nor_a_mismatch() -> None:
     record = classify(legacy(health=legacy_health(token="<redacted>")), SCOPE)
     assert (record.cleanup_class, record.skip_reason) == (SAFE, None)
     assert record.token_leaked is False
+
+
+def test_the_child_a_run_wrapper_governs_is_part_of_its_holder() -> None:
+    """A listener whose pid and start time are the record's `child` is the lease holder's."""
+    scope = replace(SCOPE, lease=replace(SCOPE.lease, child_pid=777, child_create_time=5.0))  # type: ignore[type-var]
+    child = ListenerFacts(port=9404, pid=777, uid=UID, create_time=5.0, cmdline=("http.server",))
+    assert classify(child, scope).skip_reason is SkipReason.LEASE_HOLDER
+    stranger = replace(child, create_time=99.0)  # same pid, another process
+    assert classify(stranger, scope).skip_reason is SkipReason.THIRD_PARTY

@@ -10,6 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import psutil
 import pytest
 
 import tenure
@@ -252,3 +253,166 @@ def test_tenure_stop_ends_any_family_by_verified_identity(
     assert tenure.status("indexer", root).state == "released"
     assert [t["reason"] for t in read_tombstones(root)] == ["signal"]
     assert tenure.stop("indexer", root) is None
+
+
+# --- tenure run: an unmodified daemon, governed -----------------------------------------------
+
+SERVER = [sys.executable, "-m", "http.server", "{port}", "--bind", "127.0.0.1"]
+
+
+def run_wrapped(
+    root: Path, registry: ProcessRegistry, version: str, *command: str
+) -> tuple[subprocess.Popen[str], int]:
+    """`tenure run` in the background; returns the wrapper and, once it holds, its child pid."""
+    wrapper = popen_interruptible(
+        [
+            sys.executable,
+            "-m",
+            "tenure",
+            "run",
+            "--family",
+            "web",
+            "--version",
+            version,
+            "--ports",
+            RANGE,
+            "--",
+            *(command or SERVER),
+        ],
+        env={**os.environ, **FAST, "TENURE_ROOT": str(root)},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    registry.popens.append(wrapper)  # type: ignore[arg-type]
+    registry.track(wrapper.pid)
+
+    def child() -> int | None:
+        rec = LeaseStore(root, "web").read()
+        kids = psutil.Process(wrapper.pid).children() if wrapper.poll() is None else []
+        held = isinstance(rec, LeaseRecord) and rec.holder.pid == wrapper.pid
+        return kids[0].pid if held and kids else None
+
+    pid = wait_for(child, what="the wrapper to hold the lease and start its child")
+    registry.track(int(pid))  # type: ignore[call-overload]
+    return wrapper, int(pid)  # type: ignore[call-overload]
+
+
+def test_run_governs_an_unmodified_server_through_supersession(
+    tmp_path: Path, proc_registry: ProcessRegistry
+) -> None:
+    """A newer `tenure run` supersedes: the old wrapper stops its child and exits 0."""
+    root = tmp_path / "root"
+    old, old_child = run_wrapped(root, proc_registry, "1.0")
+    new, new_child = run_wrapped(root, proc_registry, "2.0")
+    assert old.wait(60) == 0
+    assert pid_gone(old_child)
+    assert new.poll() is None
+    rec = LeaseStore(root, "web").read()
+    assert isinstance(rec, LeaseRecord)
+    assert (rec.holder.pid, rec.holder.version) == (new.pid, "2.0")
+    assert rec.child is not None
+    assert rec.child.pid == new_child
+    assert not pid_gone(new_child)
+    doctor = subprocess.run(
+        [sys.executable, "-m", "tenure", "auth", "doctor", "--json"],
+        env={
+            **os.environ,
+            "TENURE_ROOT": str(root),
+            "TENURE_SYNC_PORTS": block("test_hold").sync_env,
+            "TENURE_DASHBOARD_PORTS": block("test_hold").dashboard_env,
+        },
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    (cand,) = [c for c in json.loads(doctor.stdout)["candidates"] if c["pid"] == new_child]
+    assert (cand["scan_family"], cand["skip_reason"]) == ("web", "lease_holder")
+
+
+def test_run_refuses_when_an_equal_version_holds(
+    tmp_path: Path, proc_registry: ProcessRegistry
+) -> None:
+    """An equal or newer holder is named on stderr; exit 1; it keeps running."""
+    root = tmp_path / "root"
+    first, child = run_wrapped(root, proc_registry, "1.0")
+    again = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "tenure",
+            "run",
+            "--family",
+            "web",
+            "--version",
+            "1.0",
+            "--",
+            *SERVER,
+        ],
+        env={**os.environ, **FAST, "TENURE_ROOT": str(root)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert again.returncode == 1
+    assert f"held by pid {first.pid}" in again.stderr
+    assert first.poll() is None
+    assert not pid_gone(child)
+
+
+def test_removing_the_root_stops_the_governed_child(
+    tmp_path: Path, proc_registry: ProcessRegistry
+) -> None:
+    """No root, no lease, no child."""
+    import shutil
+
+    root = tmp_path / "root"
+    wrapper, child = run_wrapped(root, proc_registry, "1.0")
+    shutil.rmtree(root)
+    assert wrapper.wait(60) == 0
+    assert pid_gone(child)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="parent-death signal is Linux")
+def test_a_killed_wrapper_takes_its_child_along(
+    tmp_path: Path, proc_registry: ProcessRegistry
+) -> None:
+    """SIGKILL to the wrapper: the child gets its parent-death signal; nothing outlives it."""
+    root = tmp_path / "root"
+    wrapper, child = run_wrapped(root, proc_registry, "1.0")
+    wrapper.kill()
+    wrapper.wait(30)
+    wait_for(lambda: pid_gone(child), what="the orphaned child to die with its wrapper")
+
+
+def test_a_child_that_exits_on_its_own_releases_the_lease(
+    tmp_path: Path, proc_registry: ProcessRegistry
+) -> None:
+    """The wrapper exits with the child's code and releases the lease."""
+    root = tmp_path / "root"
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "tenure",
+            "run",
+            "--family",
+            "web",
+            "--version",
+            "1.0",
+            "--",
+            sys.executable,
+            "-c",
+            "import sys; sys.exit(7)",
+        ],
+        env={**os.environ, **FAST, "TENURE_ROOT": str(root)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 7, done.stderr
+    rec = LeaseStore(root, "web").read()
+    assert isinstance(rec, LeaseRecord)
+    assert rec.state is LeaseState.RELEASED

@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from tenure.core.record import (
     PROTOCOL,
+    Child,
     Holder,
     LeaseRecord,
     LeaseState,
@@ -45,6 +46,12 @@ records = st.builds(
     | st.builds(Supersession, version=text, pid=st.integers(1, 2**31 - 1), at=finite),
     root_id=st.none() | st.text("0123456789abcdef", min_size=1, max_size=16),
     ports=st.none() | st.tuples(st.integers(1, 30000), st.integers(30000, 65535)),
+    child=st.none()
+    | st.builds(
+        Child,
+        pid=st.integers(1, 2**31 - 1),
+        create_time=st.floats(allow_nan=False, allow_infinity=False),
+    ),
 )
 
 

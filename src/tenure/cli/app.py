@@ -9,7 +9,7 @@ from tenure.cli.common import EXIT_CODES_HELP, examples
 from tenure.version import current_version
 
 # How often people reach for each command: the help lists them in this order.
-ORDER = ("sync", "dashboard", "ls", "logs", "doctor", "auth", "demo")
+ORDER = ("sync", "dashboard", "ls", "logs", "doctor", "auth", "run", "demo")
 
 
 class ByUse(TyperGroup):
@@ -61,6 +61,7 @@ def _register() -> None:
     from tenure.cli.demo import demo_cmd  # noqa: PLC0415
     from tenure.cli.doctor import DOCTOR_EPILOG, auth_app, doctor_cmd  # noqa: PLC0415
     from tenure.cli.ls import ls_cmd  # noqa: PLC0415
+    from tenure.cli.run import RUN_EPILOG, run_cmd  # noqa: PLC0415
     from tenure.core.families import DASHBOARD, SYNC  # noqa: PLC0415
 
     app.add_typer(family_app(SYNC), name="sync")
@@ -76,6 +77,11 @@ def _register() -> None:
         epilog=DOCTOR_EPILOG,
     )(doctor_cmd)
     app.add_typer(auth_app, name="auth")
+    app.command(
+        "run",
+        epilog=RUN_EPILOG,
+        context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
+    )(run_cmd)
     app.command(
         "demo", epilog=examples("tenure demo", "tenure demo --json", "tenure demo --pace 2")
     )(demo_cmd)

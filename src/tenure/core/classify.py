@@ -98,16 +98,9 @@ def classify(facts: ListenerFacts, scope: Scope) -> DaemonIdentityRecord:
     if text_of(health, "protocol") == PROTOCOL or tenure_family is not None:
         return _classify_lease_aware(facts, scope, health, tenure_family, verdict)
     lease = scope.lease
-    if (
-        lease is not None
-        and lease.held
-        and not lease.expired
-        and facts.pid == lease.holder_pid
-        and facts.create_time is not None
-        and same_create_time(facts.create_time, lease.holder_create_time)
-    ):
-        # The record's own holder (pid + start time), whatever it runs: a daemon under
-        # `tenure.hold` or a child governed by `tenure run` carries no tenure argv marker.
+    if lease is not None and lease.held and not lease.expired and _held_by(facts, lease):
+        # The record's own holder (pid + start time), or the child a `tenure run` holder
+        # governs: neither carries a tenure argv marker, both are part of a live lease.
         return verdict(
             never,
             SkipReason.LEASE_HOLDER,
@@ -117,6 +110,18 @@ def classify(facts: ListenerFacts, scope: Scope) -> DaemonIdentityRecord:
             daemon_family=scope.family.name,
         )
     return classify_legacy(facts, scope, health, verdict)
+
+
+def _held_by(facts: ListenerFacts, lease: LeaseView) -> bool:
+    """Whether the listener is the lease's holder, or the child its wrapper governs."""
+    if facts.create_time is None:
+        return False
+    pairs = [(lease.holder_pid, lease.holder_create_time)]
+    if lease.child_pid is not None and lease.child_create_time is not None:
+        pairs.append((lease.child_pid, lease.child_create_time))
+    return any(
+        facts.pid == pid and same_create_time(facts.create_time, ctime) for pid, ctime in pairs
+    )
 
 
 def _classify_lease_aware(

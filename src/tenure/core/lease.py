@@ -12,7 +12,7 @@ from dataclasses import dataclass, replace
 
 from packaging.version import InvalidVersion, Version
 
-from tenure.core.record import Holder, LeaseRecord, LeaseState, Supersession, Unreadable
+from tenure.core.record import Child, Holder, LeaseRecord, LeaseState, Supersession, Unreadable
 
 
 class Liveness(enum.StrEnum):
@@ -294,3 +294,17 @@ def lease_status(
     if now_wall - current.renewed_at > current.ttl_s:
         return LeaseStatus.EXPIRED
     return LeaseStatus.HELD
+
+
+def with_child(
+    current: LeaseRecord | Unreadable | None, epoch: int, nonce: str, child: Child
+) -> LeaseRecord | None:
+    """The record naming `child` as the holder's governed process; None unless it is ours."""
+    if (
+        isinstance(current, LeaseRecord)
+        and current.epoch == epoch
+        and current.holder.nonce == nonce
+        and current.state is LeaseState.HELD
+    ):
+        return replace(current, child=child)
+    return None

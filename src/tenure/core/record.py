@@ -38,6 +38,14 @@ class Holder:
 
 
 @dataclass(frozen=True, slots=True)
+class Child:
+    """The unmodified daemon a `tenure run` holder governs: part of its holder, never a stranger."""
+
+    pid: int
+    create_time: float
+
+
+@dataclass(frozen=True, slots=True)
 class Supersession:
     """A strictly newer version asked the holder to retire (spec: lease.md#supersession)."""
 
@@ -60,6 +68,7 @@ class LeaseRecord:
     superseded_by: Supersession | None = None
     root_id: str | None = None  # the root instance it was granted in (lease.md#fencing)
     ports: tuple[int, int] | None = None  # the family's port range, inclusive, when it has one
+    child: Child | None = None  # the process a `tenure run` wrapper governs for the holder
     protocol: str = PROTOCOL
 
 
@@ -112,6 +121,8 @@ def _encode(record: LeaseRecord) -> bytes:
         doc["root_id"] = record.root_id
     if record.ports is not None:
         doc["ports"] = list(record.ports)
+    if record.child is not None:
+        doc["child"] = {"pid": record.child.pid, "create_time": record.child.create_time}
     return (json.dumps(doc, sort_keys=True, allow_nan=False) + "\n").encode()
 
 
@@ -227,6 +238,15 @@ def parse(data: bytes) -> LeaseRecord | Unreadable:
         if ttl_s <= 0:
             raise _Bad("ttl_s: must be positive")
         ports = _ports(doc.get("ports"))
+        child_doc = doc.get("child")
+        child = None
+        if child_doc is not None:
+            if not isinstance(child_doc, dict):
+                raise _Bad("child: expected an object")
+            child = Child(
+                pid=_int(child_doc, "pid", 1, MAX_PID),
+                create_time=_number(child_doc, "create_time"),
+            )
         root_id = doc.get("root_id")
         if root_id is not None and not (isinstance(root_id, str) and 0 < len(root_id) <= 64):
             raise _Bad("root_id: expected a short string or absent")
@@ -242,6 +262,7 @@ def parse(data: bytes) -> LeaseRecord | Unreadable:
             superseded_by=_parse_supersession(doc.get("superseded_by")),
             root_id=root_id,
             ports=ports,
+            child=child,
         )
     except _Bad as exc:
         return Unreadable(f"wrong shape: {exc}")

@@ -78,6 +78,8 @@ class LeaseView:
     epoch: int
     held: bool
     expired: bool
+    child_pid: int | None = None  # a `tenure run` holder's governed child
+    child_create_time: float | None = None
 
 
 @dataclass(frozen=True, slots=True)

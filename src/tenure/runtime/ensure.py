@@ -57,7 +57,7 @@ class Ensured:
         return asdict(self)
 
 
-def _held(store: LeaseStore) -> LeaseRecord | None:
+def held_record(store: LeaseStore) -> LeaseRecord | None:
     """The record if a live holder holds it and its lease is fresh."""
     rec = store.read()
     if not isinstance(rec, LeaseRecord):
@@ -72,7 +72,7 @@ def _ensured(rec: LeaseRecord, action: str) -> Ensured:
     return Ensured(rec.family, h.pid, h.port, h.version, rec.epoch, action)
 
 
-def _free_port(ports: tuple[int, int] | None) -> int | None:
+def free_port(ports: tuple[int, int] | None) -> int | None:
     if ports is None:
         return None
     candidates = range(ports[0], ports[1] + 1)
@@ -90,7 +90,7 @@ def _spawn(
     version: str,
     ports: tuple[int, int] | None,
 ) -> subprocess.Popen[bytes]:
-    port = _free_port(ports)
+    port = free_port(ports)
     argv = [arg.replace("{port}", str(port)) if port is not None else arg for arg in command]
     env = {
         **os.environ,
@@ -130,12 +130,12 @@ def ensure(
     timing = config.timing()
     the_root = ensure_root(root or default_root())
     store = LeaseStore(the_root, family)
-    rec = _held(store)  # the fast path takes no lock and changes nothing
+    rec = held_record(store)  # the fast path takes no lock and changes nothing
     if rec is not None and not is_newer(version, rec.holder.version):
         return _ensured(rec, "reused")
     bound = timing.ttl_s + 2 * timing.heartbeat_s
     with locked(RootLayout(the_root).start_lock(family), timeout_s=2 * timing.ttl_s + 60):
-        rec = _held(store)
+        rec = held_record(store)
         action = "started"
         if rec is not None:
             if not is_newer(version, rec.holder.version):
@@ -145,7 +145,7 @@ def ensure(
                 lambda cur: (None, decide_supersede(cur, version, os.getpid(), time.time()).write)
             )
             action = "superseded"
-            if wait_until(lambda: _held(store) is None, bound, POLL_S) is None:
+            if wait_until(lambda: held_record(store) is None, bound, POLL_S) is None:
                 h = rec.holder
                 raise LeaseHeld(family, h.pid, h.version, h.port, rec.epoch)
         proc = _spawn(family, command, the_root, version, ports)

@@ -26,7 +26,7 @@ from tenure.core.lease import (
     RenewVerdict,
 )
 from tenure.core.lifecycle import Action, Event, RetireReason, State, Transition, event_for, step
-from tenure.core.record import Holder, LeaseRecord, Unreadable
+from tenure.core.record import Child, Holder, LeaseRecord, Unreadable
 from tenure.core.timing import (
     Timing,
 )
@@ -319,6 +319,16 @@ class Governor:
             reason=reason.value,
             now_wall=self._wall(),
         )
+
+    def record_child(self, pid: int, create_time: float) -> bool:
+        """Name the process this holder governs (`tenure run`) in the record; False if not ours."""
+        child = Child(pid=pid, create_time=create_time)
+
+        def decide(current: LeaseRecord | Unreadable | None) -> tuple[bool, LeaseRecord | None]:
+            write = machine.with_child(current, self.epoch, self.me.nonce, child)
+            return write is not None, write
+
+        return self.store.transact(decide)
 
     def wait_retired(self, timeout: float | None = None) -> RetireReason | None:
         """Block until retirement finished; the reason, or None on timeout."""

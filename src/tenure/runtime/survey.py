@@ -61,6 +61,8 @@ def lease_view(root: Path, family: str, now: float) -> LeaseView | None:
         epoch=rec.epoch,
         held=status in (LeaseStatus.HELD, LeaseStatus.EXPIRED),
         expired=status is LeaseStatus.EXPIRED,
+        child_pid=None if rec.child is None else rec.child.pid,
+        child_create_time=None if rec.child is None else rec.child.create_time,
     )
 
 

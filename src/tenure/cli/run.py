@@ -1,0 +1,56 @@
+"""`tenure run --family F --version V [--ports A-B] -- CMD…`: govern an unmodified daemon."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from tenure.cli.common import (
+    EXIT_ATTENTION,
+    EXIT_USAGE,
+    QUIET_OPTION,
+    ROOT_OPTION,
+    error,
+    fail,
+    resolve_root,
+)
+from tenure.errors import LeaseHeld, TenureError
+
+RUN_EPILOG = (
+    "Examples:\n\n"
+    "  tenure run --family web --version 1.2 --ports 9500-9509 -- "
+    "python -m http.server {port} --bind 127.0.0.1\n\n"
+    "Exit codes: the child's own when it ends by itself; 0 when tenure retired it (superseded, "
+    "lease lost, root removed, a signal); 1 when an equal or newer holder already runs (it is "
+    "named on stderr); 2 usage error."
+)
+
+
+def run_cmd(
+    ctx: typer.Context,
+    family: str = typer.Option(..., "--family", help="The daemon family to hold the lease of."),
+    version: str = typer.Option(..., "--version", help="This daemon's version (PEP 440)."),
+    ports: str | None = typer.Option(
+        None, "--ports", help="LO-HI: the family's port range; {port} is the first free one."
+    ),
+    root: Path | None = ROOT_OPTION,
+    _quiet: bool = QUIET_OPTION,
+) -> None:
+    """Hold a family's lease for a daemon that cannot be changed, and stop it when it must go."""
+    from tenure.adapters.config import parse_port_range  # noqa: PLC0415
+    from tenure.runtime import wrapper  # noqa: PLC0415  (keeps `tenure --help` fast)
+
+    command = list(ctx.args)
+    if not command:
+        error("give the command after --, for example: -- python -m http.server {port}")
+        raise typer.Exit(EXIT_USAGE)
+    try:
+        port_range = parse_port_range(ports, "--ports") if ports else None
+        code = wrapper.run(family, version, command, ports=port_range, root=resolve_root(root))
+    except LeaseHeld as exc:
+        error(f"{exc}; an equal or newer version already runs")
+        raise typer.Exit(EXIT_ATTENTION) from None
+    except (TenureError, OSError) as exc:
+        fail(exc, False)
+    raise typer.Exit(code)

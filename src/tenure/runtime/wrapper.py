@@ -1,0 +1,127 @@
+"""`tenure run`: govern a daemon that cannot be changed, by holding the lease for it.
+
+The wrapper holds the family's lease (superseding an older holder through the record first),
+starts the child with `{port}` substituted and TENURE_PORT in its environment, forwards
+SIGTERM/SIGINT/SIGHUP, and when it must retire (superseded, lease lost, root removed, idle, a
+signal) stops the child — SIGTERM, a grace period, SIGKILL, each after re-checking the child's
+identity — before it releases. When the child exits on its own the wrapper releases and exits
+with the child's code. On Linux the child gets SIGKILL if the wrapper is killed outright
+(parent-death signal), so it never outlives its governor unnoticed.
+spec: docs/protocol/control.md#run
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from types import FrameType
+
+from tenure.adapters import config
+from tenure.adapters.files import locked
+from tenure.adapters.procinfo import check_identity, read_process
+from tenure.adapters.root import RootLayout, default_root, ensure_root
+from tenure.adapters.store import LeaseStore
+from tenure.adapters.waiting import wait_until
+from tenure.core.lease import decide_supersede, is_newer
+from tenure.core.lifecycle import Event
+from tenure.errors import LeaseHeld, TenureError
+from tenure.runtime.ensure import POLL_S, free_port, held_record
+from tenure.runtime.hold import hold
+
+CHILD_GRACE_S = 5.0  # between SIGTERM and SIGKILL for the child
+FORWARDED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:  # pragma: no cover - runs in the child between fork and exec
+    if sys.platform.startswith("linux"):
+        with contextlib.suppress(OSError, AttributeError):
+            ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+def _supersede_older(family: str, version: str, root: Path) -> None:
+    """Mark an older live holder superseded and wait for it to leave; equal or newer: refuse."""
+    timing = config.timing()
+    store = LeaseStore(root, family)
+    with locked(RootLayout(root).start_lock(family), timeout_s=2 * timing.ttl_s + 60):
+        rec = held_record(store)
+        if rec is None:
+            return
+        h = rec.holder
+        if not is_newer(version, h.version):
+            raise LeaseHeld(family, h.pid, h.version, h.port, rec.epoch)
+        store.transact(
+            lambda cur: (None, decide_supersede(cur, version, os.getpid(), time.time()).write)
+        )
+        bound = timing.ttl_s + 2 * timing.heartbeat_s
+        if wait_until(lambda: held_record(store) is None, bound, POLL_S) is None:
+            raise LeaseHeld(family, h.pid, h.version, h.port, rec.epoch)
+
+
+def _stop_child(child: subprocess.Popen[bytes], create_time: float) -> None:
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        if child.poll() is not None or check_identity(child.pid, create_time, None) is not None:
+            return  # gone, or no longer provably our child
+        child.send_signal(sig)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            child.wait(CHILD_GRACE_S)
+            return
+
+
+def run(
+    family: str,
+    version: str,
+    command: Sequence[str],
+    *,
+    ports: tuple[int, int] | None = None,
+    root: Path | None = None,
+) -> int:
+    """Hold `family`'s lease while `command` runs; the exit code to leave with."""
+    the_root = ensure_root(root or default_root())
+    _supersede_older(family, version, the_root)
+    port = free_port(ports)
+    argv = [a.replace("{port}", str(port)) if port is not None else a for a in command]
+    env = {**os.environ, config.FAMILY_ENV: family, config.ROOT_ENV: str(the_root)}
+    if port is not None:
+        env[config.PORT_ENV] = str(port)
+    with hold(
+        family, version=version, root=the_root, port=port, ports=ports, handle_signals=False
+    ) as held:
+        child = subprocess.Popen(argv, env=env, preexec_fn=_die_with_parent)  # noqa: PLW1509
+        facts = read_process(child.pid)
+        create_time = facts.create_time if facts is not None else -1.0
+
+        def forward(_signum: int, _frame: FrameType | None) -> None:
+            # A signal to the wrapper is a request to stop: the lease goes with the child.
+            threading.Thread(
+                target=held.governor.handle, args=(Event.SIGNALLED,), daemon=True
+            ).start()
+
+        previous = {sig: signal.signal(sig, forward) for sig in FORWARDED}
+        try:
+            if facts is not None:
+                # Best effort, for readers (the doctor counts the child as the holder's): a root
+                # removed meanwhile is the heartbeat's business, not a reason to fail here.
+                with contextlib.suppress(OSError, TenureError):
+                    held.governor.record_child(child.pid, create_time)
+            while child.poll() is None and not held.retiring.wait(POLL_S * 5):
+                pass
+        finally:
+            # Whatever happened, the child never outlives its governor's lease.
+            stopped_by_us = child.poll() is None
+            if stopped_by_us:
+                _stop_child(child, create_time)
+            code = child.wait()
+            for sig, old in previous.items():
+                signal.signal(sig, old)
+    if stopped_by_us:
+        return 0  # the wrapper retired (and took the child with it): a normal end
+    return code if code >= 0 else 128 - code
