@@ -388,7 +388,7 @@ def test_cli_conventions(fleet: Fleet) -> None:
         for line in help_lines[start + 1 : end]
         if line.startswith("│ ") and line[2:3] != " "
     ]
-    assert commands[:7] == ["sync", "dashboard", "ls", "logs", "doctor", "auth", "demo"]
+    assert commands[:8] == ["sync", "dashboard", "ls", "logs", "doctor", "auth", "run", "demo"]
     assert "tenure auth doctor" in fleet.cli("doctor", "-h").stdout
     assert "--install-completion" in bare.stdout
     loud = fleet.cli("sync", "start")
