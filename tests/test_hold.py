@@ -260,25 +260,17 @@ def test_tenure_stop_ends_any_family_by_verified_identity(
 SERVER = [sys.executable, "-m", "http.server", "{port}", "--bind", "127.0.0.1"]
 
 
+def run_argv(version: str, *rest: str) -> list[str]:
+    """`tenure run --family web --version VERSION REST…`."""
+    return [sys.executable, "-m", "tenure", "run", "--family", "web", "--version", version, *rest]
+
+
 def run_wrapped(
     root: Path, registry: ProcessRegistry, version: str, *command: str
 ) -> tuple[subprocess.Popen[str], int]:
     """`tenure run` in the background; returns the wrapper and, once it holds, its child pid."""
     wrapper = popen_interruptible(
-        [
-            sys.executable,
-            "-m",
-            "tenure",
-            "run",
-            "--family",
-            "web",
-            "--version",
-            version,
-            "--ports",
-            RANGE,
-            "--",
-            *(command or SERVER),
-        ],
+        run_argv(version, "--ports", RANGE, "--", *(command or SERVER)),
         env={**os.environ, **FAST, "TENURE_ROOT": str(root)},
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
@@ -337,18 +329,7 @@ def test_run_refuses_when_an_equal_version_holds(
     root = tmp_path / "root"
     first, child = run_wrapped(root, proc_registry, "1.0")
     again = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "tenure",
-            "run",
-            "--family",
-            "web",
-            "--version",
-            "1.0",
-            "--",
-            *SERVER,
-        ],
+        run_argv("1.0", "--", *SERVER),
         env={**os.environ, **FAST, "TENURE_ROOT": str(root)},
         capture_output=True,
         text=True,
@@ -392,20 +373,7 @@ def test_a_child_that_exits_on_its_own_releases_the_lease(
     """The wrapper exits with the child's code and releases the lease."""
     root = tmp_path / "root"
     done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "tenure",
-            "run",
-            "--family",
-            "web",
-            "--version",
-            "1.0",
-            "--",
-            sys.executable,
-            "-c",
-            "import sys; sys.exit(7)",
-        ],
+        run_argv("1.0", "--", sys.executable, "-c", "import sys; sys.exit(7)"),
         env={**os.environ, **FAST, "TENURE_ROOT": str(root)},
         capture_output=True,
         text=True,

@@ -12,11 +12,11 @@ from pathlib import Path
 
 from tenure.adapters.reaper import ReapResult, reap
 from tenure.core.families import Family
+from tenure.core.notify import Notify, quiet
 from tenure.core.verdicts import CleanupClass, DaemonIdentityRecord
 from tenure.runtime.survey import Survey, survey
 
 Confirm = Callable[[DaemonIdentityRecord], bool]
-Notify = Callable[[str], None]
 
 
 @dataclass
@@ -28,17 +28,13 @@ class Cleanup:
     interrupted: bool = False
 
 
-def _silent(_: str) -> None:
-    pass
-
-
 def cleanup(
     surveys: Sequence[Survey],
     root: Path,
     *,
     force: bool = False,
     confirm: Confirm | None = None,
-    notify: Notify = _silent,
+    notify: Notify = quiet,
 ) -> Cleanup:
     """Clean `safe_auto` listeners of every surveyed family; `operator_required` ones only with
     `force`, or when `confirm` says yes (without either they are listed in `pending`).

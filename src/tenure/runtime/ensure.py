@@ -15,7 +15,7 @@ import os
 import signal
 import subprocess
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -28,17 +28,13 @@ from tenure.adapters.root import RootLayout, default_root, ensure_root, ensure_s
 from tenure.adapters.store import LeaseStore
 from tenure.adapters.waiting import wait_until
 from tenure.core.lease import LeaseStatus, Liveness, decide_supersede, is_newer, lease_status
+from tenure.core.notify import Notify, quiet
 from tenure.core.record import LeaseRecord, LeaseState
 from tenure.errors import DaemonStartError, LeaseHeld
 from tenure.runtime.doctor import LeaseReport, lease_report
 
-Notify = Callable[[str], None]
 SPAWN_TIMEOUT_S = 15.0
 POLL_S = 0.02
-
-
-def _quiet(_: str) -> None:
-    pass
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,7 +120,7 @@ def ensure(
     version: str,
     ports: tuple[int, int] | None = None,
     root: Path | None = None,
-    notify: Notify = _quiet,
+    notify: Notify = quiet,
 ) -> Ensured:
     """Exactly one daemon of `family` for this root, at `version` or newer; see the module doc."""
     timing = config.timing()

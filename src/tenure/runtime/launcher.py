@@ -11,7 +11,6 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -27,6 +26,7 @@ from tenure.adapters.waiting import wait_until
 from tenure.core.families import EXIT_HELD, Family
 from tenure.core.health import Health, parse_health
 from tenure.core.lease import Liveness, decide_supersede, is_newer
+from tenure.core.notify import Notify, quiet
 from tenure.core.record import LeaseRecord, LeaseState, Unreadable
 from tenure.errors import DaemonStartError, RootError
 
@@ -35,12 +35,6 @@ RETIRE_WAIT_S = 15.0  # bound on waiting for a superseded holder to leave
 STOP_WAIT_S = 10.0
 REAPER_REPORT_WAIT_S = 5.0  # how long start waits to report its startup reaper's result
 POLL_S = 0.01
-
-Notify = Callable[[str], None]
-
-
-def no_notes(_: str) -> None:
-    pass
 
 
 @dataclass(frozen=True, slots=True)
@@ -236,7 +230,7 @@ def start(
     family: Family,
     root: Path,
     version: str,
-    notify: Notify = no_notes,
+    notify: Notify = quiet,
     legacy_root: Path | None = None,
 ) -> DaemonInfo:
     """Ensure exactly one healthy daemon of `family` for `root` and return it.

@@ -20,16 +20,15 @@ from tenure.adapters.tokens import read_token
 from tenure.adapters.waiting import wait_until
 from tenure.core.families import Family
 from tenure.core.lease import Liveness
+from tenure.core.notify import Notify, quiet
 from tenure.core.record import LeaseRecord
 from tenure.errors import DaemonStartError
 from tenure.runtime.launcher import (
     POLL_S,
     STOP_WAIT_S,
     DaemonInfo,
-    Notify,
     healthy_holder,
     info_from_health,
-    no_notes,
     start,
 )
 
@@ -79,7 +78,7 @@ def status(family: Family, root: Path) -> Status:
     return Status("not_answering", None, rec.holder.pid, rec.holder.port, rec.epoch, expires, log)
 
 
-def stop(family: Family, root: Path, notify: Notify = no_notes) -> DaemonInfo | None:
+def stop(family: Family, root: Path, notify: Notify = quiet) -> DaemonInfo | None:
     """Stop the holder: authenticated shutdown, or for a holder that does not answer, SIGTERM
     then SIGKILL, each after re-checking its identity (pid, start time, this root's marker).
     """
@@ -119,7 +118,7 @@ def restart(
     family: Family,
     root: Path,
     version: str,
-    notify: Notify = no_notes,
+    notify: Notify = quiet,
     legacy_root: Path | None = None,
 ) -> DaemonInfo:
     """Graceful restart: stop the holder (if any), then start a fresh one (epoch + 1)."""
