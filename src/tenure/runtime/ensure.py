@@ -21,10 +21,11 @@ from pathlib import Path
 from typing import Any
 
 from tenure.adapters import config
-from tenure.adapters.files import locked, open_regular
+from tenure.adapters.files import locked
 from tenure.adapters.probe import open_ports
 from tenure.adapters.procinfo import Mismatch, check_identity, holder_liveness
-from tenure.adapters.root import RootLayout, default_root, ensure_root, ensure_subdir
+from tenure.adapters.root import RootLayout, default_root, ensure_root
+from tenure.adapters.spawn import spawn_detached
 from tenure.adapters.store import LeaseStore
 from tenure.adapters.waiting import wait_until
 from tenure.core.lease import LeaseStatus, Liveness, decide_supersede, is_newer, lease_status
@@ -89,7 +90,6 @@ def _spawn(
     port = free_port(ports)
     argv = [arg.replace("{port}", str(port)) if port is not None else arg for arg in command]
     env = {
-        **os.environ,
         config.FAMILY_ENV: family,
         config.ROOT_ENV: str(root),
         "TENURE_VERSION": version,
@@ -97,20 +97,7 @@ def _spawn(
     if port is not None and ports is not None:
         env[config.PORT_ENV] = str(port)
         env[config.PORTS_ENV] = f"{ports[0]}-{ports[1]}"
-    ensure_subdir(root, "logs")
-    fd = open_regular(RootLayout(root).log(family), os.O_WRONLY | os.O_CREAT | os.O_APPEND)
-    try:
-        return subprocess.Popen(
-            argv,
-            stdin=subprocess.DEVNULL,
-            stdout=fd,
-            stderr=fd,
-            start_new_session=True,
-            close_fds=True,
-            env=env,
-        )
-    finally:
-        os.close(fd)
+    return spawn_detached(root, family, argv, env)
 
 
 def ensure(

@@ -6,7 +6,6 @@ concurrent starts end with one daemon. spec: docs/protocol/control.md#start
 
 from __future__ import annotations
 
-import errno
 import os
 import subprocess
 import sys
@@ -19,7 +18,8 @@ from tenure.adapters import config
 from tenure.adapters.files import locked, open_regular
 from tenure.adapters.http import LOOPBACK, health, request
 from tenure.adapters.procinfo import liveness
-from tenure.adapters.root import RootLayout, ensure_root, ensure_subdir
+from tenure.adapters.root import RootLayout, ensure_root
+from tenure.adapters.spawn import spawn_detached
 from tenure.adapters.store import LeaseStore, log_path
 from tenure.adapters.tokens import read_token
 from tenure.adapters.waiting import wait_until
@@ -28,7 +28,7 @@ from tenure.core.health import Health, parse_health
 from tenure.core.lease import Liveness, decide_supersede, is_newer
 from tenure.core.notify import Notify, quiet
 from tenure.core.record import LeaseRecord, LeaseState, Unreadable
-from tenure.errors import DaemonStartError, RootError
+from tenure.errors import DaemonStartError
 
 SPAWN_TIMEOUT_S = 10.0  # spawn → healthy bound, on top of any wait for an expiring holder
 RETIRE_WAIT_S = 15.0  # bound on waiting for a superseded holder to leave
@@ -136,34 +136,16 @@ def healthy_holder(store: LeaseStore) -> tuple[LeaseRecord | None, Health | None
 def spawn(
     family: Family, root: Path, acquire_wait: float, env: dict[str, str] | None = None
 ) -> subprocess.Popen[bytes]:
-    """Start a detached daemon: new session, stdio to its log file, markers in argv."""
-    ensure_subdir(root, "logs")
-    log = log_path(root, family.name)
-    try:
-        fd = open_regular(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND)
-    except OSError as exc:
-        kind = "symlink" if exc.errno == errno.ELOOP else "not_directory"
-        raise RootError(log, f"cannot be opened as the daemon log ({exc.strerror})", kind) from None
-    try:
-        argv = [
-            sys.executable,
-            "-m",
-            "tenure.runtime.daemon",
-            f"--tenure-root={root}",
-            f"--tenure-family={family.name}",
-            f"--acquire-wait={acquire_wait:.3f}",
-        ]
-        return subprocess.Popen(
-            argv,
-            stdin=subprocess.DEVNULL,
-            stdout=fd,
-            stderr=fd,
-            start_new_session=True,
-            close_fds=True,
-            env=None if env is None else {**os.environ, **env},
-        )
-    finally:
-        os.close(fd)
+    """Start a detached reference daemon: markers in argv, output to its log."""
+    argv = [
+        sys.executable,
+        "-m",
+        "tenure.runtime.daemon",
+        f"--tenure-root={root}",
+        f"--tenure-family={family.name}",
+        f"--acquire-wait={acquire_wait:.3f}",
+    ]
+    return spawn_detached(root, family.name, argv, env)
 
 
 def _wait_ready(

@@ -1,0 +1,42 @@
+"""Starting a detached daemon (adapter): a new session, its output appended to its log."""
+
+from __future__ import annotations
+
+import errno
+import os
+import subprocess
+from collections.abc import Sequence
+from pathlib import Path
+
+from tenure.adapters.files import open_regular
+from tenure.adapters.root import RootLayout, ensure_subdir
+from tenure.errors import RootError
+
+
+def spawn_detached(
+    root: Path, family: str, argv: Sequence[str], env: dict[str, str] | None = None
+) -> subprocess.Popen[bytes]:
+    """Start `argv` in a new session with stdin closed and stdout/stderr to the family's log.
+
+    The log is opened without following a link or blocking (root.md#files); a log that is a
+    link or not a file is a `RootError` naming it. `env` adds to this process's environment.
+    """
+    ensure_subdir(root, "logs")
+    log = RootLayout(root).log(family)
+    try:
+        fd = open_regular(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND)
+    except OSError as exc:
+        kind = "symlink" if exc.errno == errno.ELOOP else "not_directory"
+        raise RootError(log, f"cannot be opened as the daemon log ({exc.strerror})", kind) from None
+    try:
+        return subprocess.Popen(
+            list(argv),
+            stdin=subprocess.DEVNULL,
+            stdout=fd,
+            stderr=fd,
+            start_new_session=True,
+            close_fds=True,
+            env=None if env is None else {**os.environ, **env},
+        )
+    finally:
+        os.close(fd)
