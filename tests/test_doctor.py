@@ -20,7 +20,7 @@ from tenure.adapters.probe import open_ports
 from tenure.adapters.tokens import read_token
 from tenure.legacy.simulated import spawn_legacy, spawn_other, spawn_singleton, write_state_file
 from tenure.testing import Fleet, ProcessRegistry, make_fleet, pid_gone
-from tests.conftest import HERE, block, block_fleet
+from tests.conftest import HERE, block, block_fleet, wait_for
 
 SCHEMA = json.loads((HERE.parent / "docs" / "protocol" / "doctor-json.schema.json").read_text())
 BLOCK = block(__name__)  # ports below are literals inside this block
@@ -399,11 +399,8 @@ def spawn_hostile(fleet: Fleet, port: int) -> subprocess.Popen[bytes]:
             *argv[1:],
         ]
     proc = fleet.registry.spawn(argv, cwd="/", stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 30
-    while not open_ports([port]):
-        assert proc.poll() is None, "hostile listener exited"
-        assert time.monotonic() < deadline, "hostile listener did not start"
-        time.sleep(0.02)
+    wait_for(lambda: open_ports([port]) or proc.poll() is not None, what="the hostile listener")
+    assert proc.poll() is None, "hostile listener exited"
     return proc
 
 
