@@ -191,6 +191,17 @@ def popen_interruptible(argv: list[str], **kwargs: Any) -> subprocess.Popen[str]
         signal.signal(signal.SIGINT, previous)
 
 
+def remove_tree(path: Path) -> None:
+    """Remove a daemon root that live daemons may be writing into meanwhile (retry until gone)."""
+    import shutil
+
+    def gone() -> bool:
+        shutil.rmtree(path, ignore_errors=True)
+        return not path.exists()
+
+    wait_for(gone, what=f"{path} removed")
+
+
 def wait_for(
     predicate: Callable[[], object], timeout: float = 30.0, what: str = "condition"
 ) -> object:

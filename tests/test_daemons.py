@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -21,7 +20,7 @@ from tenure.adapters.tombstones import read_tombstones
 from tenure.core.record import LeaseRecord
 from tenure.legacy.simulated import spawn_other
 from tenure.testing import Fleet, pid_gone
-from tests.conftest import block, popen_interruptible, wait_for
+from tests.conftest import block, popen_interruptible, remove_tree, wait_for
 
 BLOCK = block(__name__)
 
@@ -202,7 +201,7 @@ def test_idle_retirement_waits_for_in_flight_work(fleet: Fleet) -> None:
 def test_removing_the_root_retires_the_daemon(fleet: Fleet) -> None:
     """Deleting the root makes the daemon leave on its own."""
     started = fleet.start()
-    shutil.rmtree(fleet.root)
+    remove_tree(fleet.root)
     wait_for(lambda: pid_gone(started["pid"]), timeout=10, what="daemon retires after root removal")
 
 

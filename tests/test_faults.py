@@ -27,7 +27,7 @@ from tenure.core.timing import Timing
 from tenure.errors import ConfigError
 from tenure.legacy.simulated import spawn_other
 from tenure.testing import Fleet, ProcessRegistry, make_fleet, pid_gone
-from tests.conftest import block, block_fleet, wait_for
+from tests.conftest import block, block_fleet, remove_tree, wait_for
 
 BLOCK = block(__name__)
 NOBODY = 65534
@@ -358,7 +358,7 @@ def test_timing_ranges_and_idle_zero_meaning_never() -> None:
 def test_a_holder_of_a_removed_root_writes_nothing_into_its_successor(fleet: Fleet) -> None:
     """rm -rf the root and start at once: the old holder fences itself and leaves no trace."""
     old = fleet.start()
-    shutil.rmtree(fleet.root)
+    remove_tree(fleet.root)
     new = fleet.start()
     assert new["pid"] != old["pid"]
     wait_for(lambda: pid_gone(old["pid"]), what="the old holder to notice its root was replaced")

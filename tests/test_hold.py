@@ -21,7 +21,7 @@ from tenure.core.lease import decide_supersede
 from tenure.core.record import LeaseRecord, LeaseState
 from tenure.core.timing import Timing
 from tenure.testing import ProcessRegistry, pid_gone
-from tests.conftest import HERE, block, popen_interruptible, wait_for
+from tests.conftest import HERE, block, popen_interruptible, remove_tree, wait_for
 
 EXAMPLE = HERE.parent / "examples" / "held.py"
 FAST = {"TENURE_LEASE_TTL": "3", "TENURE_HEARTBEAT": "0.5"}
@@ -108,11 +108,10 @@ def test_removing_the_root_retires_the_holder(
     tmp_path: Path, proc_registry: ProcessRegistry
 ) -> None:
     """No root, no lease: the holder leaves and writes nothing."""
-    import shutil
 
     root = tmp_path / "root"
     proc = start(root, proc_registry)
-    shutil.rmtree(root)
+    remove_tree(root)
     out, _ = proc.communicate(timeout=60)
     assert proc.returncode == 0
     assert "retiring: root_gone" in out
@@ -346,11 +345,10 @@ def test_removing_the_root_stops_the_governed_child(
     tmp_path: Path, proc_registry: ProcessRegistry
 ) -> None:
     """No root, no lease, no child."""
-    import shutil
 
     root = tmp_path / "root"
     wrapper, child = run_wrapped(root, proc_registry, "1.0")
-    shutil.rmtree(root)
+    remove_tree(root)
     assert wrapper.wait(60) == 0
     assert pid_gone(child)
 
