@@ -12,7 +12,6 @@ spec: docs/protocol/control.md#ensure
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import time
 from collections.abc import Sequence
@@ -23,7 +22,7 @@ from typing import Any
 from tenure.adapters import config
 from tenure.adapters.files import locked
 from tenure.adapters.probe import open_ports
-from tenure.adapters.procinfo import Mismatch, check_identity, holder_liveness
+from tenure.adapters.procinfo import holder_liveness
 from tenure.adapters.root import RootLayout, default_root, ensure_root
 from tenure.adapters.spawn import spawn_detached
 from tenure.adapters.store import LeaseStore
@@ -33,6 +32,7 @@ from tenure.core.notify import Notify, quiet
 from tenure.core.record import LeaseRecord, LeaseState
 from tenure.errors import DaemonStartError, LeaseHeld
 from tenure.runtime.doctor import LeaseReport, lease_report
+from tenure.runtime.supervise import escalate
 
 SPAWN_TIMEOUT_S = 15.0
 POLL_S = 0.02
@@ -161,20 +161,5 @@ def stop(family: str, root: Path | None = None, wait_s: float = 10.0) -> int | N
     rec = LeaseStore(root or default_root(), family).read()
     if not isinstance(rec, LeaseRecord) or holder_liveness(rec) is not Liveness.ALIVE:
         return None
-    pid = rec.holder.pid
-
-    def gone() -> bool:
-        return holder_liveness(rec) is not Liveness.ALIVE
-
-    for sig in (signal.SIGTERM, signal.SIGKILL):
-        mismatch = check_identity(pid, rec.holder.create_time, None)
-        if mismatch is Mismatch.GONE:
-            return pid
-        if mismatch is not None:
-            raise DaemonStartError(f"not signalling pid {pid}: {mismatch.value}")
-        os.kill(pid, sig)
-        if sig is signal.SIGTERM:
-            os.kill(pid, signal.SIGCONT)
-        if wait_until(gone, wait_s, POLL_S):
-            return pid
-    raise DaemonStartError(f"{family} pid {pid} still alive after SIGKILL")
+    escalate(rec, None, wait_s)
+    return rec.holder.pid

@@ -99,19 +99,15 @@ def stop(family: Family, root: Path, notify: Notify = quiet) -> DaemonInfo | Non
         notify(f"{family.name} pid {rec.holder.pid} did not leave after shutdown; escalating")
     else:
         notify(f"{family.name} holder pid {rec.holder.pid} is alive but not answering; escalating")
-    for sig in (signal.SIGTERM, signal.SIGKILL):
-        _signal_holder(rec, root, sig)
-        notify(f"sent {sig.name} to {family.name} pid {rec.holder.pid}")
-        if _wait_gone(rec, STOP_WAIT_S):
-            return DaemonInfo(
-                url=f"http://{LOOPBACK}:{rec.holder.port}",
-                port=rec.holder.port or 0,
-                pid=rec.holder.pid,
-                version=rec.holder.version,
-                epoch=rec.epoch,
-                action="killed" if sig is signal.SIGKILL else "terminated",
-            )
-    raise DaemonStartError(f"{family.name} pid {rec.holder.pid} still alive after SIGKILL")
+    sig = escalate(rec, ("tenure-root", str(root.resolve())), STOP_WAIT_S, notify)
+    return DaemonInfo(
+        url=f"http://{LOOPBACK}:{rec.holder.port}",
+        port=rec.holder.port or 0,
+        pid=rec.holder.pid,
+        version=rec.holder.version,
+        epoch=rec.epoch,
+        action="killed" if sig is signal.SIGKILL else "terminated",
+    )
 
 
 def restart(
@@ -129,22 +125,31 @@ def restart(
     return replace(info, action="restarted") if info.action == "started" else info
 
 
-def _signal_holder(rec: LeaseRecord, root: Path, sig: signal.Signals) -> None:
-    """Signal the recorded holder only if it is provably still that process of this root."""
-    mismatch = check_identity(
-        rec.holder.pid, rec.holder.create_time, ("tenure-root", str(root.resolve()))
-    )
-    if mismatch is Mismatch.GONE:
-        return
-    if mismatch is not None:
-        raise DaemonStartError(
-            f"not signalling pid {rec.holder.pid}: {mismatch.value} "
-            "(it is not provably this root's daemon)"
-        )
-    os.kill(rec.holder.pid, sig)
-    if sig is signal.SIGTERM:
-        # A stopped (SIGSTOP) holder acts on SIGTERM only once continued: let it retire cleanly.
-        os.kill(rec.holder.pid, signal.SIGCONT)
+def escalate(
+    rec: LeaseRecord,
+    marker: tuple[str, str | None] | None,
+    wait_s: float,
+    notify: Notify = quiet,
+) -> signal.Signals | None:
+    """Stop the record's holder: SIGTERM (+SIGCONT, so a stopped holder can act on it), then
+    SIGKILL, each right after re-checking its identity (pid, start time, uid, and `marker` in
+    its argv when given). The signal that ended it, or None if it was gone before any."""
+    pid = rec.holder.pid
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        mismatch = check_identity(pid, rec.holder.create_time, marker)
+        if mismatch is Mismatch.GONE:
+            return None
+        if mismatch is not None:
+            raise DaemonStartError(
+                f"not signalling pid {pid}: {mismatch.value} (it is not provably the holder)"
+            )
+        os.kill(pid, sig)
+        if sig is signal.SIGTERM:
+            os.kill(pid, signal.SIGCONT)
+        notify(f"sent {sig.name} to {rec.family} pid {pid}")
+        if _wait_gone(rec, wait_s):
+            return sig
+    raise DaemonStartError(f"{rec.family} pid {pid} still alive after SIGKILL")
 
 
 def _wait_gone(rec: LeaseRecord, timeout: float) -> bool:
