@@ -29,10 +29,17 @@ RUN_EPILOG = (
 
 def run_cmd(
     ctx: typer.Context,
-    family: str = typer.Option(..., "--family", help="The daemon family to hold the lease of."),
-    version: str = typer.Option(..., "--version", help="This daemon's version (PEP 440)."),
+    family: str = typer.Option(
+        ..., "--family", envvar="TENURE_FAMILY", help="The daemon family to hold the lease of."
+    ),
+    version: str = typer.Option(
+        ..., "--version", envvar="TENURE_VERSION", help="This daemon's version (PEP 440)."
+    ),
     ports: str | None = typer.Option(
-        None, "--ports", help="LO-HI: the family's port range; {port} is the first free one."
+        None,
+        "--ports",
+        envvar="TENURE_PORTS",
+        help="LO-HI: the family's port range; {port} is the first free one.",
     ),
     root: Path | None = ROOT_OPTION,
     _quiet: bool = QUIET_OPTION,

@@ -11,7 +11,6 @@ spec: docs/protocol/control.md#ensure
 
 from __future__ import annotations
 
-import os
 import subprocess
 import time
 from collections.abc import Sequence
@@ -27,11 +26,12 @@ from tenure.adapters.root import RootLayout, default_root, ensure_root
 from tenure.adapters.spawn import spawn_detached
 from tenure.adapters.store import LeaseStore
 from tenure.adapters.waiting import wait_until
-from tenure.core.lease import LeaseStatus, Liveness, decide_supersede, is_newer, lease_status
+from tenure.core.lease import Liveness, is_newer
 from tenure.core.notify import Notify, quiet
 from tenure.core.record import LeaseRecord, LeaseState
 from tenure.errors import DaemonStartError, LeaseHeld
 from tenure.runtime.doctor import LeaseReport, lease_report
+from tenure.runtime.supersede import held_record, supersede
 from tenure.runtime.supervise import escalate
 
 SPAWN_TIMEOUT_S = 15.0
@@ -52,16 +52,6 @@ class Ensured:
     def to_json(self) -> dict[str, Any]:
         """JSON-ready dict."""
         return asdict(self)
-
-
-def held_record(store: LeaseStore) -> LeaseRecord | None:
-    """The record if a live holder holds it and its lease is fresh."""
-    rec = store.read()
-    if not isinstance(rec, LeaseRecord):
-        return None
-    if lease_status(rec, holder_liveness(rec), time.time()) is not LeaseStatus.HELD:
-        return None
-    return rec
 
 
 def _ensured(rec: LeaseRecord, action: str) -> Ensured:
@@ -123,14 +113,10 @@ def ensure(
         if rec is not None:
             if not is_newer(version, rec.holder.version):
                 return _ensured(rec, "reused")
-            notify(f"asking {family} {rec.holder.version} (pid {rec.holder.pid}) to retire")
-            store.transact(
-                lambda cur: (None, decide_supersede(cur, version, os.getpid(), time.time()).write)
-            )
-            action = "superseded"
-            if wait_until(lambda: held_record(store) is None, bound, POLL_S) is None:
+            if not supersede(store, rec, version, bound, notify):
                 h = rec.holder
                 raise LeaseHeld(family, h.pid, h.version, h.port, rec.epoch)
+            action = "superseded"
         proc = _spawn(family, command, the_root, version, ports)
 
         def holds() -> LeaseRecord | None:

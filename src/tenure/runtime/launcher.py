@@ -9,26 +9,25 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from tenure.adapters import config
 from tenure.adapters.files import locked, open_regular
-from tenure.adapters.http import LOOPBACK, health, request
+from tenure.adapters.http import LOOPBACK, health
 from tenure.adapters.procinfo import liveness
 from tenure.adapters.root import RootLayout, ensure_root
 from tenure.adapters.spawn import spawn_detached
 from tenure.adapters.store import LeaseStore, log_path
-from tenure.adapters.tokens import read_token
 from tenure.adapters.waiting import wait_until
 from tenure.core.families import EXIT_HELD, Family
 from tenure.core.health import Health, parse_health
-from tenure.core.lease import Liveness, decide_supersede, is_newer
+from tenure.core.lease import Liveness, is_newer
 from tenure.core.notify import Notify, quiet
 from tenure.core.record import LeaseRecord, LeaseState, Unreadable
 from tenure.errors import DaemonStartError
+from tenure.runtime.supersede import supersede
 
 SPAWN_TIMEOUT_S = 10.0  # spawn → healthy bound, on top of any wait for an expiring holder
 RETIRE_WAIT_S = 15.0  # bound on waiting for a superseded holder to leave
@@ -178,36 +177,6 @@ def _wait_ready(
     return found[1]
 
 
-def _supersede(store: LeaseStore, rec: LeaseRecord, version: str, notify: Notify) -> None:
-    """Ask an older holder to retire (record + authenticated call) and wait until it left."""
-    notify(
-        f"asking {store.family} {rec.holder.version} (pid {rec.holder.pid}) to retire for {version}"
-    )
-    store.transact(
-        lambda cur: (None, decide_supersede(cur, version, os.getpid(), time.time()).write)
-    )
-    token = read_token(store.root, store.family, rec.holder.pid)
-    if token is not None and rec.holder.port is not None:
-        request(
-            rec.holder.port,
-            "POST",
-            "/api/retire",
-            token=token,
-            payload={"reason": "superseded", "by": version},
-        )
-
-    def left() -> bool:
-        cur = store.read()
-        released = (
-            not isinstance(cur, LeaseRecord)
-            or cur.epoch != rec.epoch
-            or cur.state is LeaseState.RELEASED
-        )
-        return released or liveness(rec.holder.pid, rec.holder.create_time) is not Liveness.ALIVE
-
-    wait_until(left, RETIRE_WAIT_S, POLL_S)
-
-
 def start(
     family: Family,
     root: Path,
@@ -239,7 +208,7 @@ def start(
             if rec is not None and doc is not None:
                 if not is_newer(version, rec.holder.version):
                     return info_from_health(doc, "reused")
-                _supersede(store, rec, version, notify)
+                supersede(store, rec, version, RETIRE_WAIT_S, notify)
                 # If it has not left yet, the new daemon waits for the lease to expire.
                 action, wait = "superseded", expiry_wait
             elif rec is not None:

@@ -13,18 +13,15 @@ from pathlib import Path
 from typing import Any
 
 from tenure.adapters.http import LOOPBACK, request
-from tenure.adapters.procinfo import Mismatch, check_identity, liveness
 from tenure.adapters.root import check_root
+from tenure.adapters.stopping import gone_within, stop_verified
 from tenure.adapters.store import LeaseStore, log_path
 from tenure.adapters.tokens import read_token
-from tenure.adapters.waiting import wait_until
 from tenure.core.families import Family
-from tenure.core.lease import Liveness
 from tenure.core.notify import Notify, quiet
 from tenure.core.record import LeaseRecord
 from tenure.errors import DaemonStartError
 from tenure.runtime.launcher import (
-    POLL_S,
     STOP_WAIT_S,
     DaemonInfo,
     healthy_holder,
@@ -131,29 +128,12 @@ def escalate(
     wait_s: float,
     notify: Notify = quiet,
 ) -> signal.Signals | None:
-    """Stop the record's holder: SIGTERM (+SIGCONT, so a stopped holder can act on it), then
-    SIGKILL, each right after re-checking its identity (pid, start time, uid, and `marker` in
-    its argv when given). The signal that ended it, or None if it was gone before any."""
-    pid = rec.holder.pid
-    for sig in (signal.SIGTERM, signal.SIGKILL):
-        mismatch = check_identity(pid, rec.holder.create_time, marker)
-        if mismatch is Mismatch.GONE:
-            return None
-        if mismatch is not None:
-            raise DaemonStartError(
-                f"not signalling pid {pid}: {mismatch.value} (it is not provably the holder)"
-            )
-        os.kill(pid, sig)
-        if sig is signal.SIGTERM:
-            os.kill(pid, signal.SIGCONT)
-        notify(f"sent {sig.name} to {rec.family} pid {pid}")
-        if _wait_gone(rec, wait_s):
-            return sig
-    raise DaemonStartError(f"{rec.family} pid {pid} still alive after SIGKILL")
+    """Stop the record's holder with the verified escalation (`stopping.stop_verified`)."""
+    h = rec.holder
+    return stop_verified(
+        h.pid, h.create_time, rec.family, marker=marker, wait_s=wait_s, notify=notify
+    )
 
 
 def _wait_gone(rec: LeaseRecord, timeout: float) -> bool:
-    def gone() -> bool:
-        return liveness(rec.holder.pid, rec.holder.create_time) is not Liveness.ALIVE
-
-    return wait_until(gone, timeout, POLL_S) is not None
+    return gone_within(rec.holder.pid, rec.holder.create_time, timeout)

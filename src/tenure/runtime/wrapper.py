@@ -19,22 +19,22 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Sequence
 from pathlib import Path
 from types import FrameType
 
 from tenure.adapters import config
 from tenure.adapters.files import locked
-from tenure.adapters.procinfo import check_identity, read_process
+from tenure.adapters.procinfo import read_process
 from tenure.adapters.root import RootLayout, default_root, ensure_root
+from tenure.adapters.stopping import stop_verified
 from tenure.adapters.store import LeaseStore
-from tenure.adapters.waiting import wait_until
-from tenure.core.lease import decide_supersede, is_newer
+from tenure.core.lease import is_newer
 from tenure.core.lifecycle import Event
 from tenure.errors import LeaseHeld, TenureError
-from tenure.runtime.ensure import POLL_S, free_port, held_record
+from tenure.runtime.ensure import POLL_S, free_port
 from tenure.runtime.hold import hold
+from tenure.runtime.supersede import held_record, supersede
 
 CHILD_GRACE_S = 5.0  # between SIGTERM and SIGKILL for the child
 FORWARDED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
@@ -71,22 +71,15 @@ def _supersede_older(family: str, version: str, root: Path) -> None:
         h = rec.holder
         if not is_newer(version, h.version):
             raise LeaseHeld(family, h.pid, h.version, h.port, rec.epoch)
-        store.transact(
-            lambda cur: (None, decide_supersede(cur, version, os.getpid(), time.time()).write)
-        )
         bound = timing.ttl_s + 2 * timing.heartbeat_s
-        if wait_until(lambda: held_record(store) is None, bound, POLL_S) is None:
+        if not supersede(store, rec, version, bound):
             raise LeaseHeld(family, h.pid, h.version, h.port, rec.epoch)
 
 
 def _stop_child(child: subprocess.Popen[bytes], create_time: float) -> None:
-    for sig in (signal.SIGTERM, signal.SIGKILL):
-        if child.poll() is not None or check_identity(child.pid, create_time, None) is not None:
-            return  # gone, or no longer provably our child
-        child.send_signal(sig)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            child.wait(CHILD_GRACE_S)
-            return
+    # Not provably our child any more (gone, pid reused): nothing to stop, nothing to signal.
+    with contextlib.suppress(TenureError):
+        stop_verified(child.pid, create_time, "child", wait_s=CHILD_GRACE_S)
 
 
 def run(
@@ -100,7 +93,13 @@ def run(
     """Hold `family`'s lease while `command` runs; the exit code to leave with."""
     the_root = ensure_root(root or default_root())
     _supersede_older(family, version, the_root)
-    port = free_port(ports)
+    port: int | None
+    given_port, given_ports = config.spawned_as(family)
+    if ports is None and given_port is not None:
+        # Spawned by `tenure.ensure` (or the conformance kit): its port was chosen for us.
+        port, ports = given_port, given_ports
+    else:
+        port = free_port(ports)
     argv = [a.replace("{port}", str(port)) if port is not None else a for a in command]
     env = {**os.environ, config.FAMILY_ENV: family, config.ROOT_ENV: str(the_root)}
     if port is not None:
