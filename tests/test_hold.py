@@ -18,7 +18,7 @@ from tenure.adapters.root import ensure_root
 from tenure.adapters.store import LeaseStore
 from tenure.adapters.tombstones import read_tombstones
 from tenure.core.lease import decide_supersede
-from tenure.core.record import LeaseRecord, LeaseState
+from tenure.core.record import Child, Holder, LeaseRecord, LeaseState
 from tenure.core.timing import Timing
 from tenure.testing import ProcessRegistry, pid_gone
 from tests.conftest import HERE, block, popen_interruptible, remove_tree, wait_for
@@ -382,3 +382,28 @@ def test_a_child_that_exits_on_its_own_releases_the_lease(
     rec = LeaseStore(root, "web").read()
     assert isinstance(rec, LeaseRecord)
     assert rec.state is LeaseState.RELEASED
+
+
+def test_a_new_holder_stops_a_dead_wrappers_surviving_child(
+    tmp_path: Path, proc_registry: ProcessRegistry
+) -> None:
+    """Where no parent-death signal reached it, a dead `tenure run` holder's child is stopped by
+    the next holder, by the identity recorded in the lease (control.md#run)."""
+    root = ensure_root(tmp_path / "root")
+    orphan = proc_registry.spawn([sys.executable, "-c", "import time; time.sleep(120)"])
+    dead = proc_registry.spawn([sys.executable, "-c", "import time; time.sleep(120)"])
+    dead_ctime = psutil.Process(dead.pid).create_time()
+    dead.kill()  # the wrapper, SIGKILLed; its child (the orphan) survived it
+    dead.wait(30)
+    orphan_ctime = psutil.Process(orphan.pid).create_time()
+    holder = Holder(dead.pid, dead_ctime, "f" * 16, "1.0", None, dead_ctime)
+    stale = LeaseRecord(
+        "indexer", 1, holder, 3.0, dead_ctime, 0, LeaseState.HELD,
+        child=Child(orphan.pid, orphan_ctime),
+    )  # fmt: skip
+    LeaseStore(root, "indexer").transact(lambda _cur: (None, stale))
+    new = start(root, proc_registry, "1.0")
+    wait_for(lambda: orphan.poll() is not None, what="the orphaned child to be stopped")
+    assert orphan.returncode == -signal.SIGTERM
+    assert record(root).holder.pid == new.pid
+    assert record(root).epoch == 2

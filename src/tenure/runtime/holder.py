@@ -17,11 +17,13 @@ from pathlib import Path
 from tenure.adapters import config
 from tenure.adapters.procinfo import own_identity
 from tenure.adapters.root import RootIdentity, ensure_root_id, root_identity
+from tenure.adapters.stopping import stop_verified
 from tenure.adapters.store import LeaseStore
 from tenure.core import lease as machine
 from tenure.core.lease import (
     TAKES,
     AcquireDecision,
+    AcquireVerdict,
     RenewDecision,
     RenewVerdict,
 )
@@ -30,7 +32,15 @@ from tenure.core.record import Child, Holder, LeaseRecord, Unreadable
 from tenure.core.timing import (
     Timing,
 )
-from tenure.errors import LeaseHeld, LeaseLost, LeaseUnreadable, LockTimeout, Retiring, RootError
+from tenure.errors import (
+    LeaseHeld,
+    LeaseLost,
+    LeaseUnreadable,
+    LockTimeout,
+    Retiring,
+    RootError,
+    TenureError,
+)
 from tenure.runtime.observer import Watcher, observe, release_and_record
 
 __all__ = ["ACQUIRE_POLL_S", "Governor", "RetireReason", "Watcher", "observe"]
@@ -101,6 +111,7 @@ class Governor:
         # The root instance the lease was granted in; another instance means we are fenced.
         self._root_ident: RootIdentity | None = None
         self._fenced = False
+        self._orphan: Child | None = None  # a dead holder's governed child, to stop
         self.last_fault: str | None = None  # the latest transient heartbeat error, for health
 
     # --- acquiring -------------------------------------------------------------------------
@@ -123,6 +134,7 @@ class Governor:
             root_id = None if ident is None else ident.root_id
             decision = self.store.transact(self._acquire_decider(watcher, root_id))
             if decision.verdict in TAKES and decision.write is not None:
+                self._stop_orphan()
                 self._root_ident = ident
                 self.epoch = decision.write.epoch
                 self.handle(Event.ACQUIRED)
@@ -152,9 +164,31 @@ class Governor:
             decision = machine.decide_acquire(
                 obs, self.me, self.family, self.timing.ttl_s, root_id=root_id, ports=self.ports
             )
+            if decision.verdict is AcquireVerdict.TAKE_DEAD_HOLDER and isinstance(
+                current, LeaseRecord
+            ):
+                self._orphan = current.child
             return decision, decision.write
 
         return decide
+
+    def _stop_orphan(self) -> None:
+        """A dead `tenure run` holder's child that outlived it (no parent-death signal outside
+        Linux, or a missed one) is stopped by its recorded identity, in the background.
+        spec: control.md#run"""
+        orphan, self._orphan = self._orphan, None
+        if orphan is None:
+            return
+
+        def stop() -> None:
+            label = f"{self.family} child of a dead holder"
+            try:
+                if stop_verified(orphan.pid, orphan.create_time, label) is not None:
+                    print(f"tenure: stopped {label}, pid {orphan.pid}", file=sys.stderr)
+            except TenureError as exc:
+                print(f"tenure: {exc}", file=sys.stderr)
+
+        threading.Thread(target=stop, name="tenure-orphan", daemon=True).start()
 
     # --- running ---------------------------------------------------------------------------
 
