@@ -80,6 +80,8 @@ PORT_BLOCKS: dict[str, PortBlock] = {
     "test_hold": PortBlock(sync=(9447, 9447), dashboard=(9335, 9336), extra=(9500, 9504)),
     "test_chaos": PortBlock(sync=(9448, 9449), dashboard=(9333, 9334)),
 }
+# The conformance kit checks daemons of test_hold's kinds: one block, serialised by its lock.
+PORT_BLOCKS["test_conformance"] = PORT_BLOCKS["test_hold"]
 # Both real ranges, for the tests marked realports.
 REAL_PORTS = [*range(9236, 9338), *range(9399, 9451)]
 LOCK_DIR = Path(tempfile.gettempdir())

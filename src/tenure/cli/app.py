@@ -9,7 +9,7 @@ from tenure.cli.common import EXIT_CODES_HELP, examples
 from tenure.version import current_version
 
 # How often people reach for each command: the help lists them in this order.
-ORDER = ("sync", "dashboard", "ls", "logs", "doctor", "auth", "run", "demo")
+ORDER = ("sync", "dashboard", "ls", "logs", "doctor", "auth", "run", "conformance", "demo")
 
 
 class ByUse(TyperGroup):
@@ -57,6 +57,7 @@ def _root(
 
 def _register() -> None:
     # Ordered by how often people reach for them.
+    from tenure.cli.conformance import CONFORMANCE_EPILOG, conformance_cmd  # noqa: PLC0415
     from tenure.cli.daemons import family_app, logs_cmd  # noqa: PLC0415
     from tenure.cli.demo import demo_cmd  # noqa: PLC0415
     from tenure.cli.doctor import DOCTOR_EPILOG, auth_app, doctor_cmd  # noqa: PLC0415
@@ -82,6 +83,11 @@ def _register() -> None:
         epilog=RUN_EPILOG,
         context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
     )(run_cmd)
+    app.command(
+        "conformance",
+        epilog=CONFORMANCE_EPILOG,
+        context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
+    )(conformance_cmd)
     app.command(
         "demo", epilog=examples("tenure demo", "tenure demo --json", "tenure demo --pace 2")
     )(demo_cmd)

@@ -23,7 +23,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from types import FrameType
 
-from tenure.adapters import config
+from tenure.adapters import config, guard
 from tenure.adapters.files import locked
 from tenure.adapters.procinfo import read_process
 from tenure.adapters.root import RootLayout, default_root, ensure_root
@@ -77,9 +77,10 @@ def _supersede_older(family: str, version: str, root: Path) -> None:
 
 
 def _stop_child(child: subprocess.Popen[bytes], create_time: float) -> None:
-    # Not provably our child any more (gone, pid reused): nothing to stop, nothing to signal.
-    with contextlib.suppress(TenureError):
+    try:
         stop_verified(child.pid, create_time, "child", wait_s=CHILD_GRACE_S)
+    except TenureError as exc:
+        print(f"tenure run: {exc}", file=sys.stderr)
 
 
 def run(
@@ -110,6 +111,7 @@ def run(
         child = subprocess.Popen(argv, env=env, preexec_fn=_die_with_parent)  # noqa: PLW1509
         facts = read_process(child.pid)
         create_time = facts.create_time if facts is not None else -1.0
+        guard.allow(child.pid, create_time)  # under a test kit, the child is the test's too
 
         def forward(_signum: int, _frame: FrameType | None) -> None:
             # A signal to the wrapper is a request to stop: the lease goes with the child.

@@ -4,7 +4,8 @@ Registered through the `pytest11` entry point. Fixtures: `proc_registry` (stops 
 started, by pid), `tenure_signal_guard` (tenure's cleanup code may end only processes the test
 started or tracked; anything else fails as `test_guard`), `tenure_root` (a private 0700 root
 in `TENURE_ROOT`), `tenure_fleet` (a root plus env pointing tenure at test sub-ranges; starts
-lease-aware daemons through the CLI and legacy spec-kitty stand-ins).
+lease-aware daemons through the CLI and legacy spec-kitty stand-ins), `tenure_conformance`
+(the conformance kit; also `pytest --tenure-conformance="CMD"`, see `tenure.testing.conformance`).
 """
 
 from __future__ import annotations
@@ -24,14 +25,24 @@ import pytest
 from tenure.adapters.config import GUARD_ENV
 from tenure.legacy.simulated import spawn_legacy
 from tenure.runtime.processes import ProcessRegistry
+from tenure.testing.conformance import (
+    ConformanceItem,
+    pytest_addoption,
+    pytest_collection_modifyitems,
+    tenure_conformance,
+)
 
 __all__ = [
     "GUARD_ENV",
+    "ConformanceItem",
     "Fleet",
     "ProcessRegistry",
     "make_fleet",
     "pid_gone",
     "proc_registry",
+    "pytest_addoption",
+    "pytest_collection_modifyitems",
+    "tenure_conformance",
     "tenure_fleet",
     "tenure_root",
     "tenure_signal_guard",

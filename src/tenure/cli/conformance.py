@@ -1,0 +1,76 @@
+"""`tenure conformance [--family F] [--ports A-B] -- CMD…`: does a daemon speak tenure/1?"""
+
+from __future__ import annotations
+
+import typer
+
+from tenure.cli.common import (
+    EXIT_ATTENTION,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_USAGE,
+    JSON_OPTION,
+    QUIET_OPTION,
+    clean,
+    emit_json,
+    error,
+    note,
+)
+
+CONFORMANCE_EPILOG = (
+    "Examples:\n\n"
+    "  tenure conformance --family indexer -- python my_daemon.py\n\n"
+    "  tenure conformance --family web --ports 9500-9509 -- "
+    "tenure run -- python -m http.server {port} --bind 127.0.0.1\n\n"
+    "The command is started several times, each in a fresh private root, with TENURE_ROOT, "
+    "TENURE_FAMILY, TENURE_VERSION, TENURE_PORT, TENURE_PORTS, TENURE_LEASE_TTL and "
+    "TENURE_HEARTBEAT set and {port}, {root}, {family}, {version} substituted.\n\n"
+    "Exit codes: 0 every check passed; 1 a check failed; 2 usage error; 130 interrupted."
+)
+
+
+def conformance_cmd(
+    ctx: typer.Context,
+    *,
+    family: str = typer.Option("conformance", "--family", help="The family the daemon holds."),
+    version: str = typer.Option("1.0", "--version", help="The version to start it as (PEP 440)."),
+    ports: str | None = typer.Option(None, "--ports", help="LO-HI: the family's port range."),
+    ttl: float = typer.Option(2.0, "--ttl", help="Lease TTL to run it with, in seconds."),
+    heartbeat: float = typer.Option(0.25, "--heartbeat", help="Heartbeat to run it with."),
+    as_json: bool = JSON_OPTION,
+    _quiet: bool = QUIET_OPTION,
+) -> None:
+    """Check that a daemon command speaks the tenure/1 lease protocol (real processes)."""
+    from tenure.adapters.config import parse_port_range  # noqa: PLC0415
+    from tenure.errors import ConfigError  # noqa: PLC0415
+    from tenure.runtime.conformance import Options, run_conformance  # noqa: PLC0415
+
+    command = list(ctx.args)
+    if not command:
+        error("give the daemon's command after --, for example: -- python my_daemon.py")
+        raise typer.Exit(EXIT_USAGE)
+    if not (1 <= ttl <= 86_400 and 0.05 <= heartbeat <= ttl / 2):
+        error("--ttl must be 1..86400 seconds and --heartbeat 0.05 s..TTL/2")
+        raise typer.Exit(EXIT_USAGE)
+    try:
+        port_range = parse_port_range(ports, "--ports") if ports else None
+    except ConfigError as exc:
+        error(str(exc))
+        raise typer.Exit(EXIT_USAGE) from None
+    opts = Options(family, version, port_range, ttl, heartbeat)
+    try:
+        report = run_conformance(command, opts, notify=note)
+    except KeyboardInterrupt:
+        error("interrupted; every daemon the kit started was stopped")
+        raise typer.Exit(EXIT_INTERRUPTED) from None
+    except OSError as exc:
+        error(f"cannot run {command[0]!r}: {exc.strerror or exc}")
+        raise typer.Exit(EXIT_USAGE) from None
+    if as_json:
+        emit_json(report.to_json())
+    else:
+        for line in report.explain().splitlines():
+            typer.echo(clean(line))
+        passed = sum(c.passed for c in report.checks)
+        typer.echo(f"{passed}/{len(report.checks)} checks passed")
+    raise typer.Exit(EXIT_OK if report.passed else EXIT_ATTENTION)

@@ -1,0 +1,138 @@
+"""The conformance kit proves the protocol on three daemons, and fails one that ignores it.
+
+Each run starts the daemon command several times in fresh private roots (real processes,
+real signals, real files) and reads the root as any reader would.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from tenure.runtime.conformance import CHECKS, Report
+from tests.conftest import HERE, block
+
+BLOCK = block(__name__)
+EXTRA = BLOCK.extra
+assert EXTRA is not None
+PERL_DAEMON = HERE.parent / "examples" / "perl" / "lease-daemon.pl"
+HELD = HERE.parent / "examples" / "held.py"
+SERVER = [sys.executable, "-m", "http.server", "{port}", "--bind", "127.0.0.1"]
+needs_perl = pytest.mark.skipif(
+    shutil.which("perl") is None
+    or subprocess.run(["perl", "-MJSON::PP", "-e1"], check=False).returncode != 0,
+    reason="perl with JSON::PP is not installed",
+)
+
+
+def tenure(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "tenure", *args],
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+
+
+def assert_conforms(report: Report) -> None:
+    assert [c.name for c in report.checks] == list(CHECKS)
+    assert report.passed, report.explain()
+
+
+def test_tenures_reference_daemon_conforms(tmp_path: Path) -> None:
+    """`tenure conformance` on the sync reference daemon (HTTP control plane, token)."""
+    done = tenure(
+        "conformance",
+        "--family", "sync",
+        "--json",
+        "--",
+        sys.executable, "-m", "tenure.runtime.daemon", "--tenure-root={root}",
+        "--tenure-family=sync",
+        TENURE_SYNC_PORTS=BLOCK.sync_env,
+        SPEC_KITTY_HOME=str(tmp_path),
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    doc = json.loads(done.stdout)
+    assert doc["passed"] is True
+    token = next(c for c in doc["checks"] if c["name"] == "keeps_token_private")
+    assert "0600 token" in token["detail"]  # this daemon has a token, and it was looked for
+
+
+@needs_perl
+def test_a_perl_daemon_written_from_the_spec_conforms(
+    tenure_conformance: Callable[..., Report],
+) -> None:
+    """Another language, no tenure code: flock, JSON, atomic rename, as docs/protocol says."""
+    assert_conforms(tenure_conformance(["perl", str(PERL_DAEMON)], family="perl", ports=EXTRA))
+
+
+def test_an_unmodified_server_under_tenure_run_conforms(tmp_path: Path) -> None:
+    """`pytest --tenure-conformance="tenure run -- python -m http.server {port}"` passes."""
+    command = " ".join([sys.executable, "-m", "tenure", "run", "--", *SERVER])
+    done = subprocess.run(
+        [
+            sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:randomly",
+            f"--tenure-conformance={command}",
+            "--tenure-conformance-family=web",
+            f"--tenure-conformance-ports={EXTRA[0]}-{EXTRA[1]}",
+            "-rA",
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    for name in CHECKS:
+        assert f"PASSED ::tenure-conformance[{name}]" in done.stdout
+
+
+def test_a_tenure_hold_daemon_conforms(tenure_conformance: Callable[..., Report]) -> None:
+    """The 15-line example daemon on `tenure.hold`."""
+    report = tenure_conformance(
+        [sys.executable, str(HELD), "{root}", "{version}"], family="indexer"
+    )
+    assert_conforms(report)
+
+
+@needs_perl
+def test_a_daemon_that_ignores_supersession_fails_clearly(
+    tenure_conformance: Callable[..., Report],
+) -> None:
+    """Only the broken promise fails, and the message says what was seen."""
+    report = tenure_conformance(
+        ["perl", str(PERL_DAEMON), "--ignore-superseded"], family="perl", leave_grace_s=2.0
+    )
+    assert not report.passed
+    assert [c.name for c in report.checks if not c.passed] == ["leaves_on_supersession"]
+    detail = report.check("leaves_on_supersession").detail
+    assert "ignores supersession" in detail
+    assert "still running" in detail
+    assert "FAIL leaves_on_supersession" in report.explain().splitlines()[1]
+
+
+def test_the_cli_refuses_no_command_and_bad_timing() -> None:
+    assert tenure("conformance").returncode == 2
+    bad = tenure("conformance", "--ttl", "1", "--heartbeat", "0.9", "--", "true")
+    assert bad.returncode == 2
+    assert "--heartbeat" in bad.stderr
+
+
+def test_a_command_that_never_holds_fails_every_check_in_words() -> None:
+    done = tenure("conformance", "--json", "--", sys.executable, "-c", "raise SystemExit(3)")
+    assert done.returncode == 1
+    doc = json.loads(done.stdout)
+    first = doc["checks"][0]
+    assert first["name"] == "takes_lease"
+    assert "exited with code 3 before holding the lease" in first["detail"]
+    assert not any(c["passed"] for c in doc["checks"])
