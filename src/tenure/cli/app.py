@@ -9,7 +9,7 @@ from tenure.cli.common import EXIT_CODES_HELP, examples
 from tenure.version import current_version
 
 # How often people reach for each command: the help lists them in this order.
-ORDER = ("sync", "dashboard", "ls", "logs", "doctor", "auth", "run", "conformance", "demo")
+ORDER = ("sync", "dashboard", "ls", "logs", "doctor", "auth", "run", "demo", "conformance")
 
 
 class ByUse(TyperGroup):
@@ -84,13 +84,13 @@ def _register() -> None:
         context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
     )(run_cmd)
     app.command(
+        "demo", epilog=examples("tenure demo", "tenure demo --json", "tenure demo --pace 2")
+    )(demo_cmd)
+    app.command(
         "conformance",
         epilog=CONFORMANCE_EPILOG,
         context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
     )(conformance_cmd)
-    app.command(
-        "demo", epilog=examples("tenure demo", "tenure demo --json", "tenure demo --pace 2")
-    )(demo_cmd)
 
 
 _register()

@@ -36,7 +36,8 @@ from tenure.core.families import (
 from tenure.core.health import ROLE_HOLDER, ROLE_RETIRING, Health
 from tenure.errors import ConfigError, LeaseHeld, LeaseUnreadable, RootError
 from tenure.runtime.control import BoundedServer, bind_first_free, make_handler
-from tenure.runtime.holder import Governor, RetireReason
+from tenure.runtime.hold import Held, hold
+from tenure.runtime.holder import RetireReason
 from tenure.version import checked_version
 
 StartupHook = Callable[["Daemon"], None]
@@ -45,7 +46,9 @@ StartupHook = Callable[["Daemon"], None]
 class Daemon:
     """One governed daemon: its server, governor, token and startup-reaper status."""
 
-    def __init__(self, family: Family, root: Path, version: str, server: BoundedServer) -> None:
+    def __init__(
+        self, family: Family, root: Path, version: str, server: BoundedServer, held: Held
+    ) -> None:
         self.family = family
         self.root = root
         self.version = version
@@ -54,18 +57,7 @@ class Daemon:
         self.token = secrets.token_urlsafe(32)
         self.reaper_status = "pending"
         self.reaper_result: dict[str, Any] | None = None  # what the startup reaper did
-        self.governor = Governor(
-            root,
-            family.name,
-            version,
-            port=self.port,
-            timing=config.timing(family.idle_s),
-            on_retire=self._on_retire,
-        )
-
-    def _on_retire(self, reason: RetireReason) -> None:
-        _log(f"retiring: {reason.value}")
-        threading.Thread(target=self.server.shutdown, daemon=True).start()
+        self.governor = held.governor
 
     def health(self) -> dict[str, Any]:
         """The /api/health document: memory only, never the token."""
@@ -115,21 +107,28 @@ def run(
         _log(str(exc))
         return EXIT_CONFIG
     LOG.path = log_path(root, family.name)
-    holder: list[Daemon] = []
-    server = bind_first_free(ports, make_handler(lambda: holder[0]))
+    daemons: list[Daemon] = []
+    server = bind_first_free(ports, make_handler(lambda: daemons[0]))
     if server is None:
         _log(f"no free port in {ports.start}-{ports.stop - 1}")
         return EXIT_NO_PORT
-    daemon = Daemon(family, root, version, server)
-    holder.append(daemon)
-    gov = daemon.governor
-
-    def waiting(decision: object) -> None:
-        _log(f"waiting up to {acquire_wait:.1f}s for the lease: {decision}")
-
+    if acquire_wait:
+        _log(f"waiting up to {acquire_wait:.1f}s for the lease")
     try:
-        record = gov.acquire(wait_s=acquire_wait, on_wait=waiting)
-        write_token(root, family.name, gov.me.pid, daemon.token)
+        # The same public API a tool's own daemon uses; signals are this daemon's own
+        # (SIGTERM/SIGINT/SIGHUP: shut down at once, no drain), not `hold`'s defaults.
+        with hold(
+            family.name,
+            version=version,
+            root=root,
+            port=server.server_address[1],
+            timing=config.timing(family.idle_s),
+            wait_s=acquire_wait,
+            handle_signals=False,
+        ) as held:
+            daemon = Daemon(family, root, version, server, held)
+            daemons.append(daemon)
+            reason = _serve(daemon, startup_hook)
     except (LeaseHeld, LeaseUnreadable) as exc:
         _log(str(exc))
         server.server_close()
@@ -137,28 +136,37 @@ def run(
     except (RootError, OSError) as exc:
         _log(f"cannot take the lease: {exc}")
         server.server_close()
-        if gov.epoch:
-            gov.retire(RetireReason.FAULT, drain=False)
-            gov.wait_retired(gov.timing.drain_s + 5)
         return EXIT_ROOT
-    gov.start()
+    server.server_close()
+    with contextlib.suppress(OSError):
+        token_path(root, family.name, daemon.governor.me.pid).unlink()
+    _log(f"exited: {reason.value if reason else 'unknown'}")
+    return 0
+
+
+def _serve(daemon: Daemon, startup_hook: StartupHook | None) -> RetireReason | None:
+    """Serve as holder until retirement finished; the reason."""
+    gov, server = daemon.governor, daemon.server
+    write_token(daemon.root, daemon.family.name, gov.me.pid, daemon.token)
     for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(signum, lambda *_: gov.retire(RetireReason.SHUTDOWN, drain=False))
+
+    def stop_serving() -> None:
+        gov.wait_retired()  # drained, released and recorded: now the port can go
+        server.shutdown()
+
+    gov.on_retiring.append(lambda reason: _log(f"retiring: {reason.value}"))
+    threading.Thread(target=stop_serving, daemon=True).start()
     if startup_hook is not None:
         threading.Thread(target=_run_hook, args=(startup_hook, daemon), daemon=True).start()
     else:
         daemon.reaper_status = "none"
     _log(
-        f"holding {family.name} lease epoch {record.epoch} "
-        f"on {LOOPBACK}:{daemon.port} as version {version}"
+        f"holding {daemon.family.name} lease epoch {gov.epoch} "
+        f"on {LOOPBACK}:{daemon.port} as version {daemon.version}"
     )
     server.serve_forever(poll_interval=0.05)
-    reason = gov.wait_retired(timeout=gov.timing.drain_s + 5)
-    server.server_close()
-    with contextlib.suppress(OSError):
-        token_path(root, family.name, gov.me.pid).unlink()
-    _log(f"exited: {reason.value if reason else 'unknown'}")
-    return 0
+    return gov.wait_retired(timeout=gov.timing.drain_s + 5)
 
 
 def _run_hook(hook: StartupHook, daemon: Daemon) -> None:
