@@ -2,7 +2,7 @@
 
 Not part of the test run. Uses real processes and loopback ports in the families' real ranges,
 in a temporary root it removes; stops everything it started, by pid.
-Usage: python benchmarks/run.py [--runs N] [--idle-seconds S]
+Usage: python benchmarks/run.py [--runs N] [--idle-seconds S] [--only NAME…]
 """
 
 from __future__ import annotations
@@ -11,12 +11,14 @@ import argparse
 import json
 import os
 import platform
+import random
 import shutil
 import signal
 import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -24,9 +26,14 @@ from typing import Any
 
 import psutil
 
+import tenure
+from tenure.adapters.root import ensure_root
+from tenure.adapters.store import LeaseStore
 from tenure.core.families import SYNC
+from tenure.core.record import LeaseRecord, LeaseState
 from tenure.legacy.simulated import spawn_legacy, spawn_other
 from tenure.runtime.holder import Governor, RetireReason
+from tenure.runtime.launcher import start
 from tenure.runtime.processes import ProcessRegistry
 from tenure.runtime.survey import legacy_root, survey
 
@@ -42,7 +49,12 @@ TARGETS = {
     "concurrent_32_start_s": 2.0,
     "idle_rss_mb": 30.0,
     "cli_help_s": 0.3,
+    "ensure_reuse_ms": 1.0,
+    "supersession_http_s": 1.0,
+    "supersession_no_http_heartbeats": 1.0,
+    "supersession_no_http_heartbeats_max": 1.0,
 }
+ADOPT_PORTS = (9500, 9504)  # a custom family's range, outside both built-in ones
 
 
 def median_of(runs: int, fn: Callable[[], float]) -> float:
@@ -216,21 +228,169 @@ def bench_cli(runs: int, work: Path) -> dict[str, float]:
     }
 
 
+def wait_holder(root: Path, family: str, not_pid: int | None = None) -> int:
+    """The pid holding `family`'s lease once one (other than `not_pid`) does."""
+    store = LeaseStore(root, family)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        rec = store.read()
+        held = isinstance(rec, LeaseRecord) and rec.state is LeaseState.HELD
+        if held and isinstance(rec, LeaseRecord) and rec.holder.pid != not_pid:
+            return rec.holder.pid
+        time.sleep(0.005)
+    raise TimeoutError(f"nobody holds {family}")
+
+
+def bench_adoption(reg: ProcessRegistry, work: Path, runs: int) -> dict[str, float]:
+    """The public API: `tenure.ensure` reuse in-process (against the reference client's
+    `start`), supersession with and without a control plane, and `tenure run`'s."""
+    heartbeat = 0.5
+    saved = dict(os.environ)
+    os.environ.update({"TENURE_LEASE_TTL": "3", "TENURE_HEARTBEAT": str(heartbeat)})
+    served = [sys.executable, str(HERE.parent / "examples" / "served.py")]
+    calls = 200
+    phase = random.Random(1)
+    reuse, start_reuse, http, no_http, released, run_old = [], [], [], [], [], []
+    try:
+        for i in range(runs):
+            root = ensure_root(work / f"a{i}")
+            first = tenure.ensure(
+                "indexer", [*served, "1.0"], version="1.0", ports=ADOPT_PORTS, root=root
+            )
+            reg.track(first.pid)
+            t0 = time.perf_counter()
+            for _ in range(calls):
+                assert (
+                    tenure.ensure(
+                        "indexer", [*served, "1.0"], version="1.0", ports=ADOPT_PORTS, root=root
+                    ).action
+                    == "reused"
+                )
+            reuse.append((time.perf_counter() - t0) / calls * 1000)
+            # A newer version, through the record only (this daemon serves no control plane):
+            # from the request until the old holder released its lease (in heartbeats), and
+            # until its process is gone (seconds).
+            newer: list[tenure.Ensured] = []
+            asker = threading.Thread(target=ensure_into, args=(newer, root, [*served, "2.0"]))
+            time.sleep(phase.uniform(0, heartbeat))  # ask at any point of the heartbeat cycle
+            t0 = time.perf_counter()
+            asker.start()
+            wait_released(root, "indexer", first.epoch)
+            released.append((time.perf_counter() - t0) / heartbeat)
+            wait_gone(first.pid)
+            no_http.append(time.perf_counter() - t0)
+            asker.join()
+            reg.track(newer[0].pid)
+            # The reference daemon: record mark plus its authenticated /api/retire. Its version
+            # comes from TENURE_VERSION, as a real upgrade's would from the package.
+            os.environ["TENURE_VERSION"] = "1.0"
+            old = start(SYNC, root, "1.0")
+            reg.track(old.pid)
+            t0 = time.perf_counter()
+            for _ in range(calls):
+                assert start(SYNC, root, "1.0").action == "reused"
+            start_reuse.append((time.perf_counter() - t0) / calls * 1000)
+            os.environ["TENURE_VERSION"] = "2.0"
+            t0 = time.perf_counter()
+            reg.track(start(SYNC, root, "2.0").pid)
+            wait_gone(old.pid)
+            http.append(time.perf_counter() - t0)
+            del os.environ["TENURE_VERSION"]
+            # `tenure run` around an unmodified server: the old child gone after a newer run.
+            argv = [
+                sys.executable,
+                "-m",
+                "tenure",
+                "run",
+                "--family",
+                "web",
+                "--ports",
+                "9500-9504",
+            ]
+            server = ["--", sys.executable, "-m", "http.server", "{port}", "--bind", "127.0.0.1"]
+            env = {**os.environ, "TENURE_ROOT": str(root)}
+            quiet = {"env": env, "stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
+            reg.spawn([*argv, "--version", "1.0", *server], **quiet)
+            wrapper = wait_holder(root, "web")
+            child = wait_child(root)
+            reg.track(child)
+            t0 = time.perf_counter()
+            reg.spawn([*argv, "--version", "2.0", *server], **quiet)
+            wait_gone(child)
+            wait_gone(wrapper)
+            run_old.append(time.perf_counter() - t0)
+            reg.stop_all()
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+    return {
+        "ensure_reuse_ms": statistics.median(reuse),
+        "start_reuse_ms": statistics.median(start_reuse),
+        "supersession_http_s": statistics.median(http),
+        "supersession_no_http_heartbeats": statistics.median(released),
+        "supersession_no_http_heartbeats_max": max(released),
+        "supersession_no_http_gone_s": statistics.median(no_http),
+        "run_supersession_s": statistics.median(run_old),
+    }
+
+
+def ensure_into(out: list[tenure.Ensured], root: Path, command: list[str]) -> None:
+    out.append(tenure.ensure("indexer", command, version="2.0", ports=ADOPT_PORTS, root=root))
+
+
+def wait_released(root: Path, family: str, epoch: int) -> None:
+    """Until the holder at `epoch` released its lease (or someone else holds it)."""
+    store = LeaseStore(root, family)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        rec = store.read()
+        if not isinstance(rec, LeaseRecord):
+            return
+        if rec.epoch != epoch or rec.state is LeaseState.RELEASED:
+            return
+        time.sleep(0.002)
+    raise TimeoutError(f"{family} epoch {epoch} still held")
+
+
+def wait_child(root: Path) -> int:
+    """The child a `tenure run` holder named in its record."""
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        rec = LeaseStore(root, "web").read()
+        if isinstance(rec, LeaseRecord) and rec.child is not None:
+            return rec.child.pid
+        time.sleep(0.005)
+    raise TimeoutError("no child recorded")
+
+
+GROUPS: dict[str, Callable[[ProcessRegistry, Path, argparse.Namespace], dict[str, float]]] = {
+    "scans": lambda reg, work, a: bench_scans(reg, work, a.runs),
+    "daemons": lambda reg, work, a: bench_daemons(reg, work, a.runs),
+    "concurrent": lambda reg, work, a: bench_concurrent(reg, work, max(a.runs // 2, 1)),
+    "idle": lambda reg, work, a: bench_idle(reg, work, a.idle_seconds),
+    "cli": lambda _reg, work, a: bench_cli(a.runs, work),
+    "adoption": lambda reg, work, a: bench_adoption(reg, work, a.runs),
+}
+
+
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--idle-seconds", type=float, default=30.0)
+    parser.add_argument(
+        "--only", nargs="+", choices=GROUPS, help="run these groups; keep the rest from latest.json"
+    )
     args = parser.parse_args()
     reg = ProcessRegistry()
     work = Path(tempfile.mkdtemp(prefix="tenure-bench-"))
     os.chmod(work, 0o700)
     results: dict[str, float] = {}
+    if args.only:
+        results = json.loads((HERE / "latest.json").read_text())["results"]
     try:
-        results |= bench_scans(reg, work, args.runs)
-        results |= bench_daemons(reg, work, args.runs)
-        results |= bench_concurrent(reg, work, max(args.runs // 2, 1))
-        results |= bench_idle(reg, work, args.idle_seconds)
-        results |= bench_cli(args.runs, work)
+        for name, group in GROUPS.items():
+            if not args.only or name in args.only:
+                results |= group(reg, work, args)
     finally:
         reg.stop_all()
         shutil.rmtree(work, ignore_errors=True)
@@ -244,13 +404,13 @@ def main() -> int:
     }
     (HERE / "latest.json").write_text(json.dumps(doc, indent=2) + "\n")
     print(f"tenure benchmarks — {doc['date']} — {machine} — median of {args.runs} runs\n")
-    print(f"| {'measure':<28} | {'value':>10} | {'target':>8} | {'met':<4} |")
-    print(f"| {'-' * 28} | {'-' * 10} | {'-' * 8} | {'-' * 4} |")
+    print(f"| {'measure':<36} | {'value':>10} | {'target':>8} | {'met':<4} |")
+    print(f"| {'-' * 36} | {'-' * 10} | {'-' * 8} | {'-' * 4} |")
     for key, value in results.items():
         target = TARGETS.get(key)
         met = "" if target is None else ("yes" if value < target else "NO")
         print(
-            f"| {key:<28} | {value:>10.3f} | {'' if target is None else f'< {target}':>8} "
+            f"| {key:<36} | {value:>10.3f} | {'' if target is None else f'< {target}':>8} "
             f"| {met:<4} |"
         )
     return 0
