@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import sys
+import urllib.request
 from pathlib import Path
 
 import psutil
@@ -152,7 +153,9 @@ CLI = HERE.parent / "examples" / "ensure_cli.py"
 RANGE = "{}-{}".format(*block("test_hold").extra)  # type: ignore[str-format]
 
 
-def ensure_via_cli(root: Path, version: str, registry: ProcessRegistry) -> dict[str, object]:
+def ensure_via_cli(
+    root: Path, version: str, registry: ProcessRegistry, cli: Path = CLI
+) -> dict[str, object]:
     """Run the example tool CLI (a real process) and register the daemon it ensured."""
     env = {
         **os.environ,
@@ -162,7 +165,7 @@ def ensure_via_cli(root: Path, version: str, registry: ProcessRegistry) -> dict[
         "TENURE_DASHBOARD_PORTS": block("test_hold").dashboard_env,
     }
     done = subprocess.run(
-        [sys.executable, str(CLI), version, RANGE],
+        [sys.executable, str(cli), version, RANGE],
         env=env,
         capture_output=True,
         text=True,
@@ -407,3 +410,42 @@ def test_a_new_holder_stops_a_dead_wrappers_surviving_child(
     assert orphan.returncode == -signal.SIGTERM
     assert record(root).holder.pid == new.pid
     assert record(root).epoch == 2
+
+
+def answers(port: int) -> int | None:
+    """The HTTP status of GET / on loopback `port`, or None while nothing answers."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5) as page:
+            return int(page.status)
+    except OSError:
+        return None
+
+
+def test_ensure_keeps_an_unmodified_server_running_under_tenure_run(
+    tmp_path: Path, proc_registry: ProcessRegistry
+) -> None:
+    """examples/run_cli.py: `tenure.ensure` + `tenure run` around `python -m http.server`."""
+    root = tmp_path / "root"
+    run_cli = HERE.parent / "examples" / "run_cli.py"
+
+    def served_child() -> int:
+        def named() -> int | None:
+            rec = LeaseStore(root, "web").read()
+            return rec.child.pid if isinstance(rec, LeaseRecord) and rec.child else None
+
+        pid = int(wait_for(named, what="the wrapper to name its child"))  # type: ignore[call-overload]
+        proc_registry.track(pid)
+        return pid
+
+    first = ensure_via_cli(root, "1.0", proc_registry, run_cli)
+    assert first["action"] == "started"
+    child = served_child()
+    # `ensure` returns once the wrapper holds the lease; the server it starts then binds.
+    assert wait_for(lambda: answers(int(first["port"])), what="the server to answer") == 200  # type: ignore[call-overload]
+    again = ensure_via_cli(root, "1.0", proc_registry, run_cli)
+    assert (again["action"], again["pid"]) == ("reused", first["pid"])
+    newer = ensure_via_cli(root, "2.0", proc_registry, run_cli)
+    assert newer["action"] == "superseded"
+    wait_for(lambda: pid_gone(child), what="the old server to be stopped by its wrapper")
+    wait_for(lambda: pid_gone(int(first["pid"])), what="the old wrapper to leave")  # type: ignore[call-overload]
+    assert served_child() != child

@@ -93,7 +93,11 @@ def run(
 ) -> int:
     """Hold `family`'s lease while `command` runs; the exit code to leave with."""
     the_root = ensure_root(root or default_root())
-    _supersede_older(family, version, the_root)
+    launched = os.environ.get(config.FAMILY_ENV) == family
+    if not launched:
+        # Started by hand. A launcher (`tenure.ensure`) already superseded under the start
+        # lock it holds while we start, so taking that lock here would wait for ever.
+        _supersede_older(family, version, the_root)
     port: int | None
     given_port, given_ports = config.spawned_as(family)
     if ports is None and given_port is not None:
