@@ -10,8 +10,8 @@ try:
     with tenure.hold("indexer", version=version, root=root) as held:
         print("holding epoch", held.epoch, flush=True)
         while not held.retiring.wait(0.2):
-            with held.work():
+            with held.work():  # raises Retiring (ending the block quietly) once leaving
                 pass  # one unit of real work goes here
-        print("retiring:", held.reason, flush=True)
+    print("retiring:", held.reason, flush=True)
 except tenure.LeaseHeld as exc:
     sys.exit(f"already running: {exc}")

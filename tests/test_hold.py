@@ -449,3 +449,26 @@ def test_ensure_keeps_an_unmodified_server_running_under_tenure_run(
     wait_for(lambda: pid_gone(child), what="the old server to be stopped by its wrapper")
     wait_for(lambda: pid_gone(int(first["pid"])), what="the old wrapper to leave")  # type: ignore[call-overload]
     assert served_child() != child
+
+
+def test_ensure_takes_over_from_a_stopped_older_holder_which_then_leaves(
+    tmp_path: Path, proc_registry: ProcessRegistry
+) -> None:
+    """The upgrade story when the old daemon cannot see the mark (SIGSTOP, a closed laptop):
+    its lease runs out, the new daemon takes it, and the old one, resumed, leaves by itself
+    without writing (adopting.md#what-happens-on-upgrade)."""
+    root = tmp_path / "root"
+    old = start(root, proc_registry, "1.0")
+    old_epoch = record(root).epoch
+    os.kill(old.pid, signal.SIGSTOP)
+    try:
+        newer = ensure_via_cli(root, "2.0", proc_registry)
+    finally:
+        os.kill(old.pid, signal.SIGCONT)
+    assert newer["action"] == "superseded"
+    assert newer["epoch"] == old_epoch + 1
+    assert old.wait(60) == 0
+    assert old.stdout is not None
+    assert old.stdout.read().strip() in {"retiring: lease_expired", "retiring: lease_lost"}
+    rec = record(root)
+    assert (rec.holder.pid, rec.epoch, rec.state) == (newer["pid"], old_epoch + 1, LeaseState.HELD)

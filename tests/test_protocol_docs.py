@@ -64,3 +64,12 @@ def test_version_flag_and_the_env_override() -> None:
     )
     assert plain.stdout.strip() == f"tenure {__version__}"
     assert spoofed.stdout.strip() == "tenure 9.9.9"
+
+
+def test_the_conformance_table_lists_exactly_the_kits_checks() -> None:
+    """control.md#conformance names every check the kit makes, in the kit's order."""
+    from tenure.runtime.conformance import CHECKS
+
+    text = (DOCS / "control.md").read_text().split("## Conformance", 1)[1]
+    documented = re.findall(r"^\| `([a-z_]+)` \|", text, flags=re.MULTILINE)
+    assert documented == list(CHECKS)

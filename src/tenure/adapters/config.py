@@ -21,6 +21,7 @@ GUARD_ENV = "TENURE_TEST_SIGNAL_GUARD"  # test kit: only processes the test star
 FAULT_ENV = "TENURE_FAULT_CRASH_BEFORE_RENAME"  # test-only fault injection, off unless "1"
 # What `tenure.ensure` / `tenure run` pass to the daemon they spawn (control.md#ensure).
 FAMILY_ENV, PORT_ENV, PORTS_ENV = "TENURE_FAMILY", "TENURE_PORT", "TENURE_PORTS"
+WAIT_ENV = "TENURE_ACQUIRE_WAIT"  # how long a spawned daemon may wait for an expiring lease
 
 
 def timing(idle_default: float = DEFAULT_IDLE_S) -> Timing:
@@ -94,3 +95,21 @@ def spawned_as(family: str) -> tuple[int | None, tuple[int, int] | None]:
     port = parse_port_range(raw_port, PORT_ENV)[0] if raw_port else None
     ports = parse_port_range(raw_ports) if raw_ports else None
     return port, ports
+
+
+def acquire_wait(family: str) -> float:
+    """`TENURE_ACQUIRE_WAIT` (seconds, 0..86400) when a launcher spawned us for `family`, else 0.
+
+    `tenure.ensure` sets it when the lease it found can only be taken after it expires (a holder
+    that is stopped, or an unreadable record), so the daemon waits instead of exiting held.
+    """
+    raw = os.environ.get(WAIT_ENV)
+    if not raw or os.environ.get(FAMILY_ENV) != family:
+        return 0.0
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{WAIT_ENV}={raw[:40]!r} is not a number of seconds") from None
+    if not 0 <= value <= 86_400:
+        raise ConfigError(f"{WAIT_ENV}={raw[:40]!r} is out of range: 0 to 86400 seconds")
+    return value

@@ -28,8 +28,8 @@ from tenure.adapters.store import LeaseStore
 from tenure.adapters.waiting import wait_until
 from tenure.core.lease import Liveness, is_newer
 from tenure.core.notify import Notify, quiet
-from tenure.core.record import LeaseRecord, LeaseState
-from tenure.errors import DaemonStartError, LeaseHeld
+from tenure.core.record import LeaseRecord, LeaseState, Unreadable
+from tenure.errors import DaemonStartError
 from tenure.runtime.doctor import LeaseReport, lease_report
 from tenure.runtime.supersede import held_record, supersede
 from tenure.runtime.supervise import escalate
@@ -76,6 +76,8 @@ def _spawn(
     root: Path,
     version: str,
     ports: tuple[int, int] | None,
+    *,
+    wait: float,
 ) -> subprocess.Popen[bytes]:
     port = free_port(ports)
     argv = [arg.replace("{port}", str(port)) if port is not None else arg for arg in command]
@@ -83,11 +85,20 @@ def _spawn(
         config.FAMILY_ENV: family,
         config.ROOT_ENV: str(root),
         "TENURE_VERSION": version,
+        config.WAIT_ENV: f"{wait:.3f}",
     }
     if port is not None and ports is not None:
         env[config.PORT_ENV] = str(port)
         env[config.PORTS_ENV] = f"{ports[0]}-{ports[1]}"
     return spawn_detached(root, family, argv, env)
+
+
+def _must_wait(store: LeaseStore) -> bool:
+    """An unreadable record, or a live holder past its TTL: only a confirmed expiry takes it."""
+    rec = store.read()
+    if isinstance(rec, Unreadable):
+        return True
+    return isinstance(rec, LeaseRecord) and holder_liveness(rec) is Liveness.ALIVE
 
 
 def ensure(
@@ -109,15 +120,19 @@ def ensure(
     bound = timing.ttl_s + 2 * timing.heartbeat_s
     with locked(RootLayout(the_root).start_lock(family), timeout_s=2 * timing.ttl_s + 60):
         rec = held_record(store)
-        action = "started"
+        action, wait = "started", 0.0
         if rec is not None:
             if not is_newer(version, rec.holder.version):
                 return _ensured(rec, "reused")
-            if not supersede(store, rec, version, bound, notify):
-                h = rec.holder
-                raise LeaseHeld(family, h.pid, h.version, h.port, rec.epoch)
             action = "superseded"
-        proc = _spawn(family, command, the_root, version, ports)
+            if not supersede(store, rec, version, bound, notify):
+                # Stopped or wedged: it cannot see the mark. Its lease has run out by now;
+                # the new daemon takes it once its own watch confirms that.
+                notify(f"{family} pid {rec.holder.pid} did not leave; taking over its lease")
+                wait = bound
+        elif _must_wait(store):
+            wait = bound
+        proc = _spawn(family, command, the_root, version, ports, wait=wait)
 
         def holds() -> LeaseRecord | None:
             if proc.poll() is not None:

@@ -9,7 +9,9 @@ Inside the block the process holds the family's lease: it heartbeats, and it lea
 when the lease is lost or expires, a newer version supersedes it (the record's
 `superseded_by`, seen within one heartbeat even without an HTTP control plane), it is idle,
 its root goes away, or it gets SIGTERM / SIGINT (reason `signal`). Leaving the block retires
-it too. spec: docs/protocol/lease.md#holder-lifecycle
+it too; `held.work()` raises `Retiring` once the daemon is leaving, and that exception ends the
+block quietly (it is how a work loop learns, race-free, that it must stop).
+spec: docs/protocol/lease.md#holder-lifecycle
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from tenure.adapters import config
 from tenure.adapters.root import default_root, ensure_root
 from tenure.core.lifecycle import Event, RetireReason, State
 from tenure.core.timing import Timing
+from tenure.errors import Retiring
 from tenure.runtime.holder import Governor
 
 HANDLED_SIGNALS = (signal.SIGTERM, signal.SIGINT)
@@ -92,9 +95,11 @@ def _acquire(
     port: int | None,
     ports: tuple[int, int] | None,
     timing: Timing | None,
-    wait_s: float,
+    wait_s: float | None,
 ) -> Held:
     given_port, given_ports = config.spawned_as(family)
+    if wait_s is None:
+        wait_s = config.acquire_wait(family)
     governor = Governor(
         ensure_root(root or default_root()),
         family,
@@ -124,14 +129,15 @@ def hold(
     port: int | None = None,
     ports: tuple[int, int] | None = None,
     timing: Timing | None = None,
-    wait_s: float = 0.0,
+    wait_s: float | None = None,
     handle_signals: bool = True,
 ) -> Iterator[Held]:
     """Hold `family`'s lease for the duration of the block (or raise `LeaseHeld`).
 
     `port` is the daemon's control port and `ports` its family's range (recorded in the lease
     so `tenure ls` and the doctor scan it); both default to what `tenure.ensure` passed in
-    `TENURE_PORT` / `TENURE_PORTS`.
+    `TENURE_PORT` / `TENURE_PORTS`. `wait_s` is how long to wait for a lease that is expiring
+    (default: what `tenure.ensure` passed in `TENURE_ACQUIRE_WAIT`, else 0).
 
     In the main thread, SIGTERM and SIGINT retire the daemon gracefully (drain, release,
     tombstone with reason `signal`) instead of raising; the previous handlers come back when
@@ -151,6 +157,8 @@ def hold(
     failed = False
     try:
         yield held
+    except Retiring:
+        pass  # `work()` refused because the daemon is leaving: the normal way out of a loop
     except BaseException:
         failed = True
         raise
@@ -175,7 +183,7 @@ async def hold_async(
     `await held.wait_async()`. Signals go through the loop (`add_signal_handler`)."""
     held = await asyncio.to_thread(
         lambda: _acquire(
-            family, version, root=root, port=port, ports=ports, timing=timing, wait_s=0.0
+            family, version, root=root, port=port, ports=ports, timing=timing, wait_s=None
         )
     )
     loop = asyncio.get_running_loop()
@@ -188,6 +196,8 @@ async def hold_async(
     failed = False
     try:
         yield held
+    except Retiring:
+        pass  # `work()` refused because the daemon is leaving: the normal way out of a loop
     except BaseException:
         failed = True
         raise

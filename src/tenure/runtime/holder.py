@@ -220,12 +220,19 @@ class Governor:
 
     @contextlib.contextmanager
     def work(self) -> Iterator[None]:
-        """Mark one unit of in-flight work; refuses when retiring or no longer holder."""
+        """Mark one unit of in-flight work; refuses (`Retiring`) when retiring or no longer
+        holder. A holder whose own clock says its lease ran out retires at once, not at its
+        next heartbeat (spec: lease.md#fencing)."""
         with self._cond:
-            if not self.holding():
-                raise Retiring(f"{self.family} daemon is not accepting work")
-            self._in_flight += 1
-            self._last_activity = self._mono()
+            fenced = self.state is State.HOLDING and not self.holding()
+            accepted = self.holding()
+            if accepted:
+                self._in_flight += 1
+                self._last_activity = self._mono()
+        if fenced:
+            self.handle(Event.LEASE_EXPIRED)
+        if not accepted:
+            raise Retiring(f"{self.family} daemon is not accepting work")
         try:
             yield
         finally:
