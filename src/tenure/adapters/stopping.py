@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import os
 import signal
+import sys
+import threading
 
 from tenure.adapters.procinfo import Mismatch, check_identity, liveness
 from tenure.adapters.waiting import wait_until
@@ -57,3 +59,18 @@ def stop_verified(
         if gone_within(pid, create_time, wait_s):
             return sig
     raise DaemonStartError(f"{label} pid {pid} still alive after SIGKILL")
+
+
+def stop_in_background(pid: int, create_time: float, label: str) -> threading.Thread:
+    """`stop_verified` in a daemon thread, saying on stderr what it did or why it did not."""
+
+    def stop() -> None:
+        try:
+            if stop_verified(pid, create_time, label) is not None:
+                print(f"tenure: stopped {label}, pid {pid}", file=sys.stderr)
+        except DaemonStartError as exc:
+            print(f"tenure: {exc}", file=sys.stderr)
+
+    thread = threading.Thread(target=stop, name="tenure-stop", daemon=True)
+    thread.start()
+    return thread

@@ -17,7 +17,7 @@ from pathlib import Path
 from tenure.adapters import config
 from tenure.adapters.procinfo import own_identity
 from tenure.adapters.root import RootIdentity, ensure_root_id, root_identity
-from tenure.adapters.stopping import stop_verified
+from tenure.adapters.stopping import stop_in_background
 from tenure.adapters.store import LeaseStore
 from tenure.core import lease as machine
 from tenure.core.lease import (
@@ -39,7 +39,6 @@ from tenure.errors import (
     LockTimeout,
     Retiring,
     RootError,
-    TenureError,
 )
 from tenure.runtime.observer import Watcher, observe, release_and_record
 
@@ -174,21 +173,12 @@ class Governor:
 
     def _stop_orphan(self) -> None:
         """A dead `tenure run` holder's child that outlived it (no parent-death signal outside
-        Linux, or a missed one) is stopped by its recorded identity, in the background.
-        spec: control.md#run"""
+        Linux, or a missed one) is stopped by its recorded identity. spec: control.md#run"""
         orphan, self._orphan = self._orphan, None
-        if orphan is None:
-            return
-
-        def stop() -> None:
-            label = f"{self.family} child of a dead holder"
-            try:
-                if stop_verified(orphan.pid, orphan.create_time, label) is not None:
-                    print(f"tenure: stopped {label}, pid {orphan.pid}", file=sys.stderr)
-            except TenureError as exc:
-                print(f"tenure: {exc}", file=sys.stderr)
-
-        threading.Thread(target=stop, name="tenure-orphan", daemon=True).start()
+        if orphan is not None:
+            stop_in_background(
+                orphan.pid, orphan.create_time, f"{self.family} child of a dead holder"
+            )
 
     # --- running ---------------------------------------------------------------------------
 

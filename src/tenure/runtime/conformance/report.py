@@ -1,0 +1,73 @@
+"""The conformance report: one verdict per check, in a fixed order."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+CHECKS = (
+    "takes_lease",
+    "refuses_second_copy",
+    "renews",
+    "keeps_token_private",
+    "leaves_on_sigterm",
+    "leaves_on_supersession",
+    "leaves_on_lease_loss",
+    "no_write_after_losing_epoch",
+    "leaves_on_root_removal",
+    "no_write_into_a_new_root",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Check:
+    """One verdict: `seconds` is the measured time where there is one (leaving, renewing)."""
+
+    name: str
+    passed: bool
+    detail: str
+    seconds: float | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        """JSON-ready dict."""
+        return {
+            "name": self.name,
+            "passed": self.passed,
+            "detail": self.detail,
+            "seconds": None if self.seconds is None else round(self.seconds, 3),
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Report:
+    """Every check, in `CHECKS` order."""
+
+    command: tuple[str, ...]
+    family: str
+    checks: tuple[Check, ...]
+
+    @property
+    def passed(self) -> bool:
+        """True when every check passed."""
+        return all(c.passed for c in self.checks)
+
+    def check(self, name: str) -> Check:
+        """The verdict named `name`."""
+        return next(c for c in self.checks if c.name == name)
+
+    def explain(self) -> str:
+        """One line per check, failures first: what a failing test or the CLI prints."""
+        lines = [f"tenure/1 conformance of: {' '.join(self.command)}"]
+        for c in sorted(self.checks, key=lambda c: c.passed):
+            took = "" if c.seconds is None else f" ({c.seconds:.2f}s)"
+            lines.append(f"  {'PASS' if c.passed else 'FAIL'} {c.name}{took}: {c.detail}")
+        return "\n".join(lines)
+
+    def to_json(self) -> dict[str, Any]:
+        """JSON-ready dict."""
+        return {
+            "command": list(self.command),
+            "family": self.family,
+            "passed": self.passed,
+            "checks": [c.to_json() for c in self.checks],
+        }

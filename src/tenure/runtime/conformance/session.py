@@ -1,0 +1,212 @@
+"""One fresh root and the copies of the daemon started in it (the kit's adapter work)."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import subprocess
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import psutil
+
+from tenure.adapters import config, guard
+from tenure.adapters.root import ensure_root
+from tenure.adapters.stopping import gone_within, stop_verified
+from tenure.adapters.store import LeaseStore, read_record_strict
+from tenure.adapters.waiting import wait_until
+from tenure.core.record import Holder, LeaseRecord, LeaseState
+from tenure.errors import TenureError
+from tenure.runtime.ensure import free_port
+
+POLL_S = 0.02
+
+
+@dataclass(frozen=True, slots=True)
+class Options:
+    """What the kit tells the daemon, and how long it waits for it."""
+
+    family: str = "conformance"
+    version: str = "1.0"
+    ports: tuple[int, int] | None = None
+    ttl_s: float = 2.0
+    heartbeat_s: float = 0.25
+    start_timeout_s: float = 30.0  # spawn → holding, generous for a loaded machine
+    leave_grace_s: float = 5.0  # on top of one TTL, for a process to notice and exit
+    env: dict[str, str] = field(default_factory=dict)
+
+
+class Failed(Exception):
+    """A check failed; the message says what was seen."""
+
+
+@dataclass
+class Started:
+    """One started copy of the command, and the holder identity it took the lease with."""
+
+    proc: subprocess.Popen[bytes]
+    holder: Holder | None = None
+
+
+class Session:
+    """One fresh root, and the daemons started in it."""
+
+    def __init__(self, command: Sequence[str], opts: Options, workdir: Path, tag: str) -> None:
+        self.command = list(command)
+        self.opts = opts
+        self.dir = workdir / tag
+        self.dir.mkdir(mode=0o700)
+        self.root = ensure_root(self.dir / "root")
+        self.store = LeaseStore(self.root, opts.family)
+        self.output = self.dir / "output.log"
+        self.started: list[Started] = []
+
+    def spawn(self) -> Started:
+        """Start one copy with the port, root, family and version it should use."""
+        opts = self.opts
+        port = free_port(opts.ports)
+        values = {
+            "{port}": "" if port is None else str(port),
+            "{root}": str(self.root),
+            "{family}": opts.family,
+            "{version}": opts.version,
+        }
+        argv = [_substitute(arg, values) for arg in self.command]
+        # What a launcher passes comes from the kit alone, never from the caller's environment.
+        inherited = {
+            k: v
+            for k, v in os.environ.items()
+            if k not in (config.PORT_ENV, config.PORTS_ENV, config.WAIT_ENV)
+        }
+        env = {
+            **inherited,
+            **opts.env,
+            config.ROOT_ENV: str(self.root),
+            config.FAMILY_ENV: opts.family,
+            "TENURE_VERSION": opts.version,
+            "TENURE_LEASE_TTL": f"{opts.ttl_s:g}",
+            "TENURE_HEARTBEAT": f"{opts.heartbeat_s:g}",
+            "TENURE_IDLE_SECONDS": "0",
+        }
+        if port is not None and opts.ports is not None:
+            env[config.PORT_ENV] = str(port)
+            env[config.PORTS_ENV] = f"{opts.ports[0]}-{opts.ports[1]}"
+        with open(self.output, "ab") as out:
+            proc = subprocess.Popen(
+                argv,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # a Ctrl-C meant for the kit is not the daemon's
+            )
+        with contextlib.suppress(psutil.Error):
+            guard.allow(proc.pid, psutil.Process(proc.pid).create_time())
+        daemon = Started(proc)
+        self.started.append(daemon)
+        return daemon
+
+    def record(self) -> LeaseRecord | None:
+        """The record as a strict reader sees it, or None when absent or unreadable."""
+        rec = read_record_strict(self.store.record_path)
+        return rec if isinstance(rec, LeaseRecord) else None
+
+    def holding(self, daemon: Started) -> LeaseRecord:
+        """Wait until `daemon` (or a process it started) holds the lease and renewed it once
+        (by then a `tenure run` wrapper has named its child in the record)."""
+        first: list[LeaseRecord] = []
+
+        def holds() -> LeaseRecord | None:
+            rec = self.record()
+            if rec is not None and rec.state is LeaseState.HELD and self._is_ours(daemon, rec):
+                if not first:
+                    first.append(rec)
+                if rec.seq > first[0].seq and rec.epoch == first[0].epoch:
+                    return rec
+            if daemon.proc.poll() is not None:
+                raise Failed(
+                    f"exited with code {daemon.proc.returncode} before holding the lease; "
+                    f"its output: {self.tail()}"
+                )
+            return None
+
+        rec = wait_until(holds, self.opts.start_timeout_s, POLL_S)
+        if rec is None:
+            what = "renewed its lease" if first else "held the lease"
+            raise Failed(
+                f"never {what} within {self.opts.start_timeout_s:.0f}s; "
+                f"record: {self._shown()}; its output: {self.tail()}"
+            )
+        daemon.holder = rec.holder
+        return rec
+
+    def _is_ours(self, daemon: Started, rec: LeaseRecord) -> bool:
+        pid = rec.holder.pid
+        if pid == daemon.proc.pid:
+            return True
+        with contextlib.suppress(psutil.Error):
+            # A launcher script that forks instead of exec-ing: its descendant holds.
+            kids = psutil.Process(daemon.proc.pid).children(recursive=True)
+            return any(k.pid == pid for k in kids)
+        return False
+
+    def _shown(self) -> str:
+        rec = read_record_strict(self.store.record_path)
+        if rec is None:
+            return "absent"
+        if not isinstance(rec, LeaseRecord):
+            return f"unreadable ({rec.reason})"
+        asked = "" if rec.superseded_by is None else f", superseded_by {rec.superseded_by.version}"
+        return (
+            f"{rec.state.value} by pid {rec.holder.pid} at epoch {rec.epoch}, seq {rec.seq}{asked}"
+        )
+
+    def tail(self, lines: int = 6) -> str:
+        """The last lines the daemons printed, on one line."""
+        try:
+            text = self.output.read_bytes()[-4096:].decode("utf-8", "replace")
+        except OSError:
+            return "(none)"
+        return " | ".join(text.strip().splitlines()[-lines:]) or "(none)"
+
+    def gone(self, daemon: Started, timeout: float) -> float | None:
+        """Seconds until the holder process is gone (within `timeout`), or None."""
+        assert daemon.holder is not None
+        t0 = time.monotonic()
+        h = daemon.holder
+        if not gone_within(h.pid, h.create_time, timeout):
+            return None
+        return time.monotonic() - t0
+
+    def leave_bound(self, rec: LeaseRecord) -> float:
+        """How long a holder may take to notice and leave: one TTL plus the grace."""
+        return rec.ttl_s + self.opts.leave_grace_s
+
+    def close(self) -> None:
+        """Stop every copy still running, by verified identity, then reap them."""
+        for daemon in self.started:
+            if daemon.proc.poll() is None:
+                with contextlib.suppress(TenureError, psutil.Error):
+                    ctime = psutil.Process(daemon.proc.pid).create_time()
+                    stop_verified(daemon.proc.pid, ctime, "conformance daemon", wait_s=5.0)
+            h = daemon.holder
+            if h is not None and h.pid != daemon.proc.pid:
+                with contextlib.suppress(TenureError):
+                    stop_verified(h.pid, h.create_time, "conformance daemon", wait_s=5.0)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                daemon.proc.wait(10)
+
+
+def _substitute(arg: str, values: dict[str, str]) -> str:
+    for key, value in values.items():
+        arg = arg.replace(key, value)
+    return arg
+
+
+def private_file(path: Path) -> bool:
+    try:
+        return os.lstat(path).st_mode & 0o077 == 0
+    except FileNotFoundError:
+        return True
