@@ -16,14 +16,13 @@ spec: docs/protocol/lease.md#holder-lifecycle
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import signal
 import threading
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tenure.adapters import config
 from tenure.adapters.root import default_root, ensure_root
@@ -31,6 +30,9 @@ from tenure.core.lifecycle import Event, RetireReason, State
 from tenure.core.timing import Timing
 from tenure.errors import Retiring
 from tenure.runtime.holder import Governor
+
+if TYPE_CHECKING:
+    import asyncio
 
 HANDLED_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
@@ -70,6 +72,8 @@ class Held:
 
     async def wait_async(self) -> RetireReason | None:
         """Wait, without blocking the event loop, until retirement begins; the reason."""
+        import asyncio  # noqa: PLC0415  (only asyncio daemons pay for it: ~2 MB resident)
+
         event = asyncio.Event()
         self._async.append((asyncio.get_running_loop(), event))
         if not self.retiring.is_set():
@@ -181,6 +185,8 @@ async def hold_async(
 ) -> AsyncIterator[Held]:
     """`hold` for asyncio daemons: `async with tenure.hold_async(...) as held`, then
     `await held.wait_async()`. Signals go through the loop (`add_signal_handler`)."""
+    import asyncio  # noqa: PLC0415  (see Held.wait_async)
+
     held = await asyncio.to_thread(
         lambda: _acquire(
             family, version, root=root, port=port, ports=ports, timing=timing, wait_s=None
