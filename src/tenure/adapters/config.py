@@ -43,14 +43,17 @@ def root_override() -> Path | None:
 def retire_grace(default: float) -> float:
     """`TENURE_RETIRE_GRACE` in seconds (>= 0), else `default`."""
     raw = os.environ.get(GRACE_ENV)
-    if not raw:
-        return default
+    return _seconds(GRACE_ENV, raw) if raw else default
+
+
+def _seconds(name: str, raw: str) -> float:
+    """A number of seconds in 0..86400, or a `ConfigError` naming the variable."""
     try:
         value = float(raw)
     except ValueError:
-        raise ConfigError(f"{GRACE_ENV}={raw[:40]!r} is not a number of seconds") from None
+        raise ConfigError(f"{name}={raw[:40]!r} is not a number of seconds") from None
     if not 0 <= value <= 86_400:
-        raise ConfigError(f"{GRACE_ENV}={raw[:40]!r} is out of range: 0 to 86400 seconds")
+        raise ConfigError(f"{name}={raw[:40]!r} is out of range: 0 to 86400 seconds")
     return value
 
 
@@ -106,10 +109,4 @@ def acquire_wait(family: str) -> float:
     raw = os.environ.get(WAIT_ENV)
     if not raw or os.environ.get(FAMILY_ENV) != family:
         return 0.0
-    try:
-        value = float(raw)
-    except ValueError:
-        raise ConfigError(f"{WAIT_ENV}={raw[:40]!r} is not a number of seconds") from None
-    if not 0 <= value <= 86_400:
-        raise ConfigError(f"{WAIT_ENV}={raw[:40]!r} is out of range: 0 to 86400 seconds")
-    return value
+    return _seconds(WAIT_ENV, raw)
