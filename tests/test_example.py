@@ -50,3 +50,9 @@ def test_example_daemon_retires_when_its_root_is_removed(
     assert first.returncode == 0
     assert b"retired: RetireReason.ROOT_GONE" in out or b"retired: root_gone" in out
     assert read_tombstones(root) == []  # the root is gone: nowhere to write one
+
+
+def test_readme_shows_the_hold_example_verbatim() -> None:
+    """The README's `tenure.hold` block is examples/held.py, line for line."""
+    readme = (HERE.parent / "README.md").read_text()
+    assert (HERE.parent / "examples" / "held.py").read_text().strip() in readme
