@@ -126,6 +126,12 @@ def test_the_cli_refuses_no_command_and_bad_timing() -> None:
     bad = tenure("conformance", "--ttl", "1", "--heartbeat", "0.9", "--", "true")
     assert bad.returncode == 2
     assert "--heartbeat" in bad.stderr
+    portless = tenure("conformance", "--", "mydaemon", "--port", "{port}")
+    assert portless.returncode == 2
+    assert "--ports LO-HI" in portless.stderr
+    missing = tenure("conformance", "--", "/nonexistent/daemon")
+    assert missing.returncode == 2
+    assert "cannot run '/nonexistent/daemon'" in missing.stderr
 
 
 def test_a_command_that_never_holds_fails_every_check_in_words() -> None:

@@ -66,6 +66,9 @@ def conformance_cmd(
     except OSError as exc:
         error(f"cannot run {command[0]!r}: {exc.strerror or exc}")
         raise typer.Exit(EXIT_USAGE) from None
+    except ValueError as exc:
+        error(str(exc))
+        raise typer.Exit(EXIT_USAGE) from None
     if as_json:
         emit_json(report.to_json())
     else:

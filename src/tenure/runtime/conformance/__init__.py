@@ -62,6 +62,8 @@ def run_conformance(
     opts = opts or Options()
     if not command:
         raise ValueError("no command to check")
+    if opts.ports is None and any("{port}" in arg for arg in command):
+        raise ValueError("the command uses {port}: give the family's port range (--ports LO-HI)")
     checks: list[Check] = []
     workdir = Path(tempfile.mkdtemp(prefix="tenure-conformance-"))
     try:
