@@ -472,3 +472,27 @@ def test_ensure_takes_over_from_a_stopped_older_holder_which_then_leaves(
     assert old.stdout.read().strip() in {"retiring: lease_expired", "retiring: lease_lost"}
     rec = record(root)
     assert (rec.holder.pid, rec.epoch, rec.state) == (newer["pid"], old_epoch + 1, LeaseState.HELD)
+
+
+def test_run_takes_over_from_a_stopped_older_wrapper_which_then_stops_its_child(
+    tmp_path: Path, proc_registry: ProcessRegistry
+) -> None:
+    """A newer `tenure run` by hand, the old wrapper stopped (it cannot see the mark): the new
+    one takes the lease once its expiry is confirmed; the old one, resumed, stops its child and
+    leaves without writing."""
+    root = tmp_path / "root"
+    old, old_child = run_wrapped(root, proc_registry, "1.0")
+    old_epoch = LeaseStore(root, "web").read().epoch  # type: ignore[union-attr]
+    os.kill(old.pid, signal.SIGSTOP)
+    try:
+        new, new_child = run_wrapped(root, proc_registry, "2.0")
+    finally:
+        os.kill(old.pid, signal.SIGCONT)
+    assert old.wait(60) == 0
+    wait_for(lambda: pid_gone(old_child), what="the resumed wrapper to stop its child")
+    rec = LeaseStore(root, "web").read()
+    assert isinstance(rec, LeaseRecord)
+    assert (rec.holder.pid, rec.epoch, rec.state) == (new.pid, old_epoch + 1, LeaseState.HELD)
+    assert rec.child is not None
+    assert rec.child.pid == new_child
+    assert not pid_gone(new_child)

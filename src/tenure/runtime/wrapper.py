@@ -60,20 +60,24 @@ def _die_with_parent() -> None:  # pragma: no cover - runs in the child between 
         _PRCTL(PR_SET_PDEATHSIG, signal.SIGKILL)  # type: ignore[operator]
 
 
-def _supersede_older(family: str, version: str, root: Path) -> None:
-    """Mark an older live holder superseded and wait for it to leave; equal or newer: refuse."""
+def _supersede_older(family: str, version: str, root: Path) -> float:
+    """Mark an older live holder superseded and wait for it to leave; equal or newer: refuse.
+
+    Returns how long to wait for the lease: 0, or TTL + 2 heartbeats when the older holder did
+    not leave (stopped or wedged, it cannot see the mark) and only its confirmed expiry frees
+    the lease — the same rule `tenure.ensure` follows.
+    """
     timing = config.timing()
     store = LeaseStore(root, family)
     with locked(RootLayout(root).start_lock(family), timeout_s=2 * timing.ttl_s + 60):
         rec = held_record(store)
         if rec is None:
-            return
+            return 0.0
         h = rec.holder
         if not is_newer(version, h.version):
             raise LeaseHeld(family, h.pid, h.version, h.port, rec.epoch)
         bound = timing.ttl_s + 2 * timing.heartbeat_s
-        if not supersede(store, rec, version, bound):
-            raise LeaseHeld(family, h.pid, h.version, h.port, rec.epoch)
+        return 0.0 if supersede(store, rec, version, bound) else bound
 
 
 def _stop_child(child: subprocess.Popen[bytes], create_time: float) -> None:
@@ -93,11 +97,11 @@ def run(
 ) -> int:
     """Hold `family`'s lease while `command` runs; the exit code to leave with."""
     the_root = ensure_root(root or default_root())
-    launched = os.environ.get(config.FAMILY_ENV) == family
-    if not launched:
-        # Started by hand. A launcher (`tenure.ensure`) already superseded under the start
-        # lock it holds while we start, so taking that lock here would wait for ever.
-        _supersede_older(family, version, the_root)
+    wait: float | None = None  # spawned by a launcher: what it passed (TENURE_ACQUIRE_WAIT)
+    if os.environ.get(config.FAMILY_ENV) != family:
+        # Started by hand, so supersede here. A launcher (`tenure.ensure`) has done that under
+        # the start lock, which it holds while we start: taking it here would wait for ever.
+        wait = _supersede_older(family, version, the_root)
     port: int | None
     given_port, given_ports = config.spawned_as(family)
     if ports is None and given_port is not None:
@@ -110,7 +114,13 @@ def run(
     if port is not None:
         env[config.PORT_ENV] = str(port)
     with hold(
-        family, version=version, root=the_root, port=port, ports=ports, handle_signals=False
+        family,
+        version=version,
+        root=the_root,
+        port=port,
+        ports=ports,
+        wait_s=wait,
+        handle_signals=False,
     ) as held:
         child = subprocess.Popen(argv, env=env, preexec_fn=_die_with_parent)  # noqa: PLW1509
         facts = read_process(child.pid)
