@@ -90,9 +90,15 @@ def parse_port_range(raw: str, name: str = PORTS_ENV) -> tuple[int, int]:
     return lo, hi
 
 
+def launched_for(family: str) -> bool:
+    """Whether a launcher (`tenure.ensure`, the conformance kit) spawned this process for
+    `family`: it sets `TENURE_FAMILY`."""
+    return os.environ.get(FAMILY_ENV) == family
+
+
 def spawned_as(family: str) -> tuple[int | None, tuple[int, int] | None]:
     """The port and port range a launcher gave this process, when it spawned it for `family`."""
-    if os.environ.get(FAMILY_ENV) != family:
+    if not launched_for(family):
         return None, None
     raw_port, raw_ports = os.environ.get(PORT_ENV), os.environ.get(PORTS_ENV)
     port = parse_port_range(raw_port, PORT_ENV)[0] if raw_port else None
@@ -107,6 +113,6 @@ def acquire_wait(family: str) -> float:
     that is stopped, or an unreadable record), so the daemon waits instead of exiting held.
     """
     raw = os.environ.get(WAIT_ENV)
-    if not raw or os.environ.get(FAMILY_ENV) != family:
+    if not raw or not launched_for(family):
         return 0.0
     return _seconds(WAIT_ENV, raw)

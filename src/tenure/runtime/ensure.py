@@ -31,7 +31,7 @@ from tenure.core.notify import Notify, quiet
 from tenure.core.record import LeaseRecord, LeaseState, Unreadable
 from tenure.errors import DaemonStartError
 from tenure.runtime.doctor import LeaseReport, lease_report
-from tenure.runtime.supersede import held_record, supersede
+from tenure.runtime.supersede import fresh_lease, held_record, supersede
 from tenure.runtime.supervise import escalate
 
 SPAWN_TIMEOUT_S = 15.0
@@ -93,9 +93,8 @@ def _spawn(
     return spawn_detached(root, family, argv, env)
 
 
-def _must_wait(store: LeaseStore) -> bool:
+def _must_wait(rec: LeaseRecord | Unreadable | None) -> bool:
     """An unreadable record, or a live holder past its TTL: only a confirmed expiry takes it."""
-    rec = store.read()
     if isinstance(rec, Unreadable):
         return True
     return isinstance(rec, LeaseRecord) and holder_liveness(rec) is Liveness.ALIVE
@@ -119,7 +118,8 @@ def ensure(
         return _ensured(rec, "reused")
     bound = timing.ttl_s + 2 * timing.heartbeat_s
     with locked(RootLayout(the_root).start_lock(family), timeout_s=2 * timing.ttl_s + 60):
-        rec = held_record(store)
+        current = store.read()
+        rec = fresh_lease(current)
         action, wait = "started", 0.0
         if rec is not None:
             if not is_newer(version, rec.holder.version):
@@ -130,7 +130,7 @@ def ensure(
                 # the new daemon takes it once its own watch confirms that.
                 notify(f"{family} pid {rec.holder.pid} did not leave; taking over its lease")
                 wait = bound
-        elif _must_wait(store):
+        elif _must_wait(current):
             wait = bound
         proc = _spawn(family, command, the_root, version, ports, wait=wait)
 

@@ -86,7 +86,8 @@ class Held:
             loop.call_soon_threadsafe(event.set)
 
 
-def _signalled(governor: Governor) -> None:
+def signalled(governor: Governor) -> None:
+    """Retire `governor` for a signal (reason `signal`); safe to call from a signal handler."""
     # From a signal handler: hand the event to a thread, never re-enter the governor's lock.
     threading.Thread(target=governor.handle, args=(Event.SIGNALLED,), daemon=True).start()
 
@@ -154,7 +155,7 @@ def hold(
     if handle_signals and threading.current_thread() is threading.main_thread():
 
         def handler(_signum: int, _frame: FrameType | None) -> None:
-            _signalled(held.governor)
+            signalled(held.governor)
 
         for signum in HANDLED_SIGNALS:
             previous[signum] = signal.signal(signum, handler)
@@ -197,7 +198,7 @@ async def hold_async(
     if handle_signals:
         for signum in HANDLED_SIGNALS:
             with contextlib.suppress(NotImplementedError, RuntimeError):
-                loop.add_signal_handler(signum, _signalled, held.governor)
+                loop.add_signal_handler(signum, signalled, held.governor)
                 installed.append(signum)
     failed = False
     try:

@@ -214,8 +214,8 @@ class Governor:
         holder. A holder whose own clock says its lease ran out retires at once, not at its
         next heartbeat (spec: lease.md#fencing)."""
         with self._cond:
-            fenced = self.state is State.HOLDING and not self.holding()
             accepted = self.holding()
+            fenced = not accepted and self.state is State.HOLDING
             if accepted:
                 self._in_flight += 1
                 self._last_activity = self._mono()

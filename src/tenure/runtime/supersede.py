@@ -18,14 +18,18 @@ from tenure.adapters.tokens import read_token
 from tenure.adapters.waiting import wait_until
 from tenure.core.lease import LeaseStatus, Liveness, decide_supersede, lease_status
 from tenure.core.notify import Notify, quiet
-from tenure.core.record import LeaseRecord, LeaseState
+from tenure.core.record import LeaseRecord, LeaseState, Unreadable
 
 POLL_S = 0.01
 
 
 def held_record(store: LeaseStore) -> LeaseRecord | None:
     """The record if a live holder holds it and its lease is fresh."""
-    rec = store.read()
+    return fresh_lease(store.read())
+
+
+def fresh_lease(rec: LeaseRecord | Unreadable | None) -> LeaseRecord | None:
+    """`rec` when a live holder holds it and its lease is fresh, else None."""
     if not isinstance(rec, LeaseRecord):
         return None
     if lease_status(rec, holder_liveness(rec), time.time()) is not LeaseStatus.HELD:

@@ -18,7 +18,6 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 from collections.abc import Sequence
 from pathlib import Path
 from types import FrameType
@@ -30,10 +29,9 @@ from tenure.adapters.root import RootLayout, default_root, ensure_root
 from tenure.adapters.stopping import stop_verified
 from tenure.adapters.store import LeaseStore
 from tenure.core.lease import is_newer
-from tenure.core.lifecycle import Event
 from tenure.errors import LeaseHeld, TenureError
 from tenure.runtime.ensure import POLL_S, free_port
-from tenure.runtime.hold import hold
+from tenure.runtime.hold import hold, signalled
 from tenure.runtime.supersede import held_record, supersede
 
 CHILD_GRACE_S = 5.0  # between SIGTERM and SIGKILL for the child
@@ -98,7 +96,7 @@ def run(
     """Hold `family`'s lease while `command` runs; the exit code to leave with."""
     the_root = ensure_root(root or default_root())
     wait: float | None = None  # spawned by a launcher: what it passed (TENURE_ACQUIRE_WAIT)
-    if os.environ.get(config.FAMILY_ENV) != family:
+    if not config.launched_for(family):
         # Started by hand, so supersede here. A launcher (`tenure.ensure`) has done that under
         # the start lock, which it holds while we start: taking it here would wait for ever.
         wait = _supersede_older(family, version, the_root)
@@ -129,9 +127,7 @@ def run(
 
         def forward(_signum: int, _frame: FrameType | None) -> None:
             # A signal to the wrapper is a request to stop: the lease goes with the child.
-            threading.Thread(
-                target=held.governor.handle, args=(Event.SIGNALLED,), daemon=True
-            ).start()
+            signalled(held.governor)
 
         previous = {sig: signal.signal(sig, forward) for sig in FORWARDED}
         try:

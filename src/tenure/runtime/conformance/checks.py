@@ -164,16 +164,14 @@ def _left_cleanly(s: Session, d: Started, rec: LeaseRecord, name: str, reason: s
         problems.append("no tombstone for it in tombstones.jsonl")
     elif reason and marks[-1]["reason"] != reason:
         problems.append(f"tombstone reason {marks[-1]['reason']!r}, expected {reason!r}")
-    child = cur.child if cur is not None else rec.child
-    if child is not None and not gone_within(child.pid, child.create_time, s.opts.leave_grace_s):
-        problems.append(f"its governed child pid {child.pid} is still running")
     if problems:
         return Check(name, False, "; ".join(problems), took)
     said = f", tombstone {marks[-1]['reason']!r}" if marks else ""
-    return Check(name, True, f"left in {took:.2f}s, released{said}", took)
+    left = Check(name, True, f"left in {took:.2f}s, released{said}", took)
+    return and_child_gone(left, rec, s.opts.leave_grace_s)
 
 
-def _and_child_gone(check: Check, rec: LeaseRecord, grace_s: float) -> Check:
+def and_child_gone(check: Check, rec: LeaseRecord, grace_s: float) -> Check:
     """A holder that left must not leave its governed child (`tenure run`) behind."""
     child = rec.child
     if not check.passed or child is None or gone_within(child.pid, child.create_time, grace_s):
@@ -256,7 +254,7 @@ def lease_loss(s: Session, d: Started, rec: LeaseRecord) -> tuple[Check, Check]:
             f"pid {rec.holder.pid} still running {bound:.1f}s after its epoch {rec.epoch} "
             "was taken over",
         )
-    leave = _and_child_gone(leave, rec, s.opts.leave_grace_s)
+    leave = and_child_gone(leave, rec, s.opts.leave_grace_s)
     if wrote:
         shown = wrote[0][:200].decode("utf-8", "replace")
         fence = Check(
@@ -282,7 +280,7 @@ def root_removal(s: Session, d: Started, rec: LeaseRecord) -> tuple[Check, Check
         )
     else:
         leave = Check("leaves_on_root_removal", True, f"left in {took:.2f}s", took)
-    leave = _and_child_gone(leave, rec, s.opts.leave_grace_s)
+    leave = and_child_gone(leave, rec, s.opts.leave_grace_s)
     layout = RootLayout(s.root)
     written = [p.name for p in (layout.leases, layout.tokens) if p.is_dir() for p in p.iterdir()]
     if layout.tombstones.exists():
