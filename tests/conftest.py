@@ -26,6 +26,7 @@ import psutil
 import pytest
 from hypothesis import HealthCheck, settings
 
+from tenure.adapters.procinfo import lock_holder_pid
 from tenure.testing import Fleet, ProcessRegistry, make_fleet
 
 HERE = Path(__file__).parent
@@ -202,6 +203,24 @@ def remove_tree(path: Path) -> None:
         return not path.exists()
 
     wait_for(gone, what=f"{path} removed")
+
+
+def stop_outside_lock(pid: int, lock_path: Path) -> None:
+    """SIGSTOP `pid` at a moment it does not hold `lock_path` (not mid-heartbeat).
+
+    A holder stopped inside its record lock stalls every writer until it resumes (a stuck
+    lock: the doctor reports it); tests about a stopped holder mean one between heartbeats.
+    """
+
+    def stopped_unlocked() -> bool:
+        os.kill(pid, signal.SIGSTOP)
+        wait_for(lambda: psutil.Process(pid).status() == psutil.STATUS_STOPPED, what="SIGSTOP")
+        if lock_holder_pid(lock_path) != pid:
+            return True
+        os.kill(pid, signal.SIGCONT)
+        return False
+
+    wait_for(stopped_unlocked, what=f"pid {pid} to stop outside its record lock")
 
 
 def wait_for(

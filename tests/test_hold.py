@@ -22,7 +22,14 @@ from tenure.core.lease import decide_supersede
 from tenure.core.record import Child, Holder, LeaseRecord, LeaseState
 from tenure.core.timing import Timing
 from tenure.testing import ProcessRegistry, pid_gone
-from tests.conftest import HERE, block, popen_interruptible, remove_tree, wait_for
+from tests.conftest import (
+    HERE,
+    block,
+    popen_interruptible,
+    remove_tree,
+    stop_outside_lock,
+    wait_for,
+)
 
 EXAMPLE = HERE.parent / "examples" / "held.py"
 FAST = {"TENURE_LEASE_TTL": "3", "TENURE_HEARTBEAT": "0.5"}
@@ -281,8 +288,13 @@ def run_wrapped(
     registry.track(wrapper.pid)
 
     def child() -> int | None:
+        if wrapper.poll() is not None:
+            assert wrapper.stderr is not None
+            raise AssertionError(
+                f"tenure run exited {wrapper.returncode} before holding: {wrapper.stderr.read()}"
+            )
         rec = LeaseStore(root, "web").read()
-        kids = psutil.Process(wrapper.pid).children() if wrapper.poll() is None else []
+        kids = psutil.Process(wrapper.pid).children()
         held = isinstance(rec, LeaseRecord) and rec.holder.pid == wrapper.pid
         return kids[0].pid if held and kids else None
 
@@ -460,7 +472,7 @@ def test_ensure_takes_over_from_a_stopped_older_holder_which_then_leaves(
     root = tmp_path / "root"
     old = start(root, proc_registry, "1.0")
     old_epoch = record(root).epoch
-    os.kill(old.pid, signal.SIGSTOP)
+    stop_outside_lock(old.pid, LeaseStore(root, "indexer").lock_path)
     try:
         newer = ensure_via_cli(root, "2.0", proc_registry)
     finally:
@@ -483,7 +495,7 @@ def test_run_takes_over_from_a_stopped_older_wrapper_which_then_stops_its_child(
     root = tmp_path / "root"
     old, old_child = run_wrapped(root, proc_registry, "1.0")
     old_epoch = LeaseStore(root, "web").read().epoch  # type: ignore[union-attr]
-    os.kill(old.pid, signal.SIGSTOP)
+    stop_outside_lock(old.pid, LeaseStore(root, "web").lock_path)
     try:
         new, new_child = run_wrapped(root, proc_registry, "2.0")
     finally:
