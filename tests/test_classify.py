@@ -141,6 +141,13 @@ ROWS: list[tuple[str, ListenerFacts, Scope, CleanupClass, SkipReason | None]] = 
         SkipReason.CROSS_ROOT,
     ),
     (
+        "lease-aware-holder-living-in-another-namespace",
+        replace(tenure_daemon(), pid=None, create_time=None),
+        replace(SCOPE, lease=replace(SCOPE.lease, foreign="host b, boot 1234abcd, pid ns 7")),  # type: ignore[type-var]
+        NEVER,
+        SkipReason.LEASE_HOLDER,
+    ),
+    (
         "lease-aware-health-does-not-tie-to-listener",
         replace(tenure_daemon(), pid=501),
         SCOPE,

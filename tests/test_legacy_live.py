@@ -224,14 +224,20 @@ def test_boundary_ports_are_never_probed_and_survive(
 
 
 def test_reused_pid_is_not_signalled(env: dict[str, Path], proc_registry: ProcessRegistry) -> None:
-    """A candidate whose create_time no longer matches fails as identity_changed, with no signal."""
+    """A candidate whose start (ticks since boot) no longer matches fails as identity_changed,
+    with no signal; so does one known only by a create_time that no longer matches."""
     proc, _ = spawn_legacy(proc_registry, 9432, env["legacy"], "3.2.2")
     found = survey(SYNC, env["root"], legacy_root())
     (record,) = found.records
     assert record.cleanup_class is SAFE
-    stale_identity = replace(record, create_time=(record.create_time or 0) - 3600)
-    result = reap([stale_identity], SYNC, env["root"])
-    assert [(f.pid, f.failure_reason) for f in result.failed] == [(proc.pid, "identity_changed")]
+    assert record.start_ticks is not None
+    stale_ticks = replace(record, start_ticks=record.start_ticks - 1)
+    stale_ctime = replace(record, create_time=(record.create_time or 0) - 3600, start_ticks=None)
+    result = reap([stale_ticks, stale_ctime], SYNC, env["root"])
+    assert [(f.pid, f.failure_reason) for f in result.failed] == [
+        (proc.pid, "identity_changed"),
+        (proc.pid, "identity_changed"),
+    ]
     assert result.swept == []
     assert proc.poll() is None
     assert signals(env["journal"]) == []

@@ -50,7 +50,7 @@ def obs(
     unchanged_for: float = 0.0,
     floor: int = 0,
 ) -> Observation:
-    return Observation(current, liveness, now, unchanged_for, HB, floor)
+    return Observation(current, liveness, now, unchanged_for, floor)
 
 
 ACQUIRE_ROWS = [
@@ -81,16 +81,46 @@ ACQUIRE_ROWS = [
         id="wall-clock-jumped-forward-1h-with-holder-alive-does-not-expire",
     ),
     pytest.param(
-        obs(held(), now=T0 + 3600, unchanged_for=HB - 0.01),
+        obs(held(), now=T0 + 3600, unchanged_for=TTL / 2 - 0.01),
         AcquireVerdict.WAIT_CONFIRM,
         None,
-        id="wall-ttl-passed-but-unchanged-less-than-one-heartbeat-waits",
+        id="wall-ttl-passed-but-unchanged-less-than-half-the-records-ttl-waits",
     ),
     pytest.param(
-        obs(held(), now=T0 + TTL + 1, unchanged_for=HB),
+        obs(held(), now=T0 + TTL + 1, unchanged_for=TTL / 2),
         AcquireVerdict.TAKE_EXPIRED,
         8,
-        id="ttl-passed-and-unchanged-one-heartbeat-is-taken",
+        id="ttl-passed-and-unchanged-half-the-records-ttl-is-taken",
+    ),
+    pytest.param(
+        obs(held(), now=T0 + 30, unchanged_for=0.1),
+        AcquireVerdict.WAIT_CONFIRM,
+        None,
+        id="a-contender-whose-clock-runs-30s-ahead-cannot-take-a-renewing-holder",
+    ),
+    pytest.param(
+        obs(held(heartbeat_s=10.0), now=T0 + 3600, unchanged_for=9.0),
+        AcquireVerdict.WAIT_CONFIRM,
+        None,
+        id="the-records-own-longer-heartbeat-is-waited-for",
+    ),
+    pytest.param(
+        obs(held(), Liveness.FOREIGN),
+        AcquireVerdict.REFUSE_HELD,
+        None,
+        id="a-foreign-holder-is-refused",
+    ),
+    pytest.param(
+        obs(held(), Liveness.FOREIGN, now=T0 + 3600, unchanged_for=TTL),
+        AcquireVerdict.REFUSE_HELD,
+        None,
+        id="a-foreign-holder-is-never-expired-by-wall-time",
+    ),
+    pytest.param(
+        obs(held(), Liveness.FOREIGN, unchanged_for=TTL + 0.1),
+        AcquireVerdict.TAKE_EXPIRED,
+        8,
+        id="a-foreign-record-unchanged-past-its-ttl-is-taken",
     ),
     pytest.param(
         obs(held(), now=T0 - 3600, unchanged_for=TTL + 0.1),
@@ -142,10 +172,13 @@ def test_acquire_table(
 
 
 def test_refusal_names_the_holder() -> None:
-    """A refused acquire says who holds the lease and how long to wait."""
+    """A refused acquire says who holds the lease and how long to wait: the wall-clock
+    remainder (5 s) or, when longer, the half TTL of the record it must see unchanged."""
     decision = decide_acquire(obs(held(), now=T0 + 10), ME, "sync", TTL)
     assert decision.held_by == OLD
-    assert decision.wait_s == pytest.approx(5.0)
+    assert decision.wait_s == pytest.approx(TTL / 2)
+    later = decide_acquire(obs(held(), now=T0 + 10, unchanged_for=6.0), ME, "sync", TTL)
+    assert later.wait_s == pytest.approx(5.0)
 
 
 MINE = held(holder=ME, epoch=9)

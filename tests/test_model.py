@@ -121,7 +121,7 @@ class LeaseModel(RuleBasedStateMachine):
             self.liveness_of(self.record) if isinstance(self.record, LeaseRecord) else Liveness.DEAD
         )
         obs = Observation(
-            self.record, live, self.wall(), self.t - c.seen_since, HB, self.max_granted
+            self.record, live, self.wall(), self.t - c.seen_since, self.max_granted
         )
         me = Holder(
             pid=100 + c.idx,

@@ -41,11 +41,25 @@ class LockTimeout(TenureError, TimeoutError):
 class LeaseHeld(TenureError, RuntimeError):
     """Another live process holds the lease."""
 
-    def __init__(self, family: str, pid: int, version: str, port: int | None, epoch: int) -> None:
+    def __init__(
+        self,
+        family: str,
+        pid: int,
+        version: str,
+        port: int | None,
+        epoch: int,
+        *,
+        lives: str | None = None,
+        expiry: str | None = None,
+    ) -> None:
         where = f"on port {port}" if port is not None else "without a control port"
-        super().__init__(
-            f"{family} lease is held by pid {pid}, version {version}, {where}, at epoch {epoch}"
-        )
+        text = f"{family} lease is held by pid {pid}, version {version}, {where}, at epoch {epoch}"
+        if lives is not None:
+            text += f"; it lives elsewhere ({lives}) and is never signalled from here"
+        if expiry is not None:
+            text += f"; {expiry}"
+        super().__init__(text)
+        self.lives = lives  # where a foreign holder lives (lease.md#foreign), else None
         self.family = family
         self.pid = pid
         self.version = version

@@ -100,6 +100,7 @@ def scan(ports: range, pid_lookup: PidLookup = listening_pids) -> ScanResult:
                 create_time=None if proc is None or proc.create_time < 0 else proc.create_time,
                 cmdline=() if proc is None else proc.cmdline,
                 health=doc,
+                start_ticks=None if proc is None else proc.start_ticks,
             )
         )
     return ScanResult(listeners, time.monotonic() - t0)

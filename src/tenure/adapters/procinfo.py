@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import enum
 import os
+import signal
 from dataclasses import dataclass
 from pathlib import Path
 
 import psutil
 
 from tenure.adapters import guard
+from tenure.adapters.location import here
 from tenure.core.argv import argv_option
-from tenure.core.identity import same_create_time
+from tenure.core.identity import ProcessIdentity, is_foreign, same_start
 from tenure.core.lease import Liveness
 from tenure.core.record import LeaseRecord, LeaseState
 
@@ -25,6 +27,33 @@ class ProcessFacts:
     uid: int | None
     cmdline: tuple[str, ...]
     zombie: bool
+    start_ticks: int | None = None
+
+    @property
+    def ident(self) -> ProcessIdentity:
+        """The identity read now, here."""
+        return ProcessIdentity(self.pid, self.create_time, self.start_ticks, here())
+
+
+def start_ticks(pid: int) -> int | None:
+    """The process's start time in clock ticks since boot (Linux, field 22 of /proc/pid/stat).
+
+    None where /proc is not this process's own or has no such file: the caller then falls back
+    to psutil's create_time, which a wall-clock step moves.
+    """
+    if here() is None:
+        return None
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            data = fh.read(4096)
+    except OSError:
+        return None
+    # The command name (field 2) may hold spaces and parentheses: split after the last ')'.
+    fields = data[data.rfind(b")") + 2 :].split()
+    try:
+        return int(fields[19])
+    except (IndexError, ValueError):
+        return None
 
 
 def read_process(pid: int) -> ProcessFacts | None:
@@ -49,30 +78,36 @@ def read_process(pid: int) -> ProcessFacts | None:
         return ProcessFacts(pid=pid, create_time=-1.0, uid=None, cmdline=(), zombie=False)
     if status == psutil.STATUS_ZOMBIE:
         return None
-    return ProcessFacts(pid=pid, create_time=create_time, uid=uid, cmdline=cmdline, zombie=False)
+    ticks = start_ticks(pid)
+    return ProcessFacts(pid, create_time, uid, cmdline, zombie=False, start_ticks=ticks)
 
 
-def liveness(pid: int, create_time: float) -> Liveness:
-    """Whether the recorded process still runs; fails closed (unknown identity counts as alive)."""
-    facts = read_process(pid)
+def liveness(ident: ProcessIdentity) -> Liveness:
+    """Whether the recorded process still runs; fails closed (unknown identity counts as alive).
+
+    A process recorded in another boot or namespace is FOREIGN: its pid means nothing here.
+    """
+    if is_foreign(ident.where, here()):
+        return Liveness.FOREIGN
+    facts = read_process(ident.pid)
     if facts is None:
         return Liveness.DEAD
     if facts.create_time < 0:
         return Liveness.ALIVE
-    return Liveness.ALIVE if same_create_time(facts.create_time, create_time) else Liveness.REUSED
+    return Liveness.ALIVE if same_start(ident, facts.ident) else Liveness.REUSED
 
 
 def holder_liveness(rec: LeaseRecord) -> Liveness | None:
     """Whether a held record's holder still runs; None for a released record."""
     if rec.state is not LeaseState.HELD:
         return None
-    return liveness(rec.holder.pid, rec.holder.create_time)
+    return liveness(rec.holder.ident)
 
 
-def own_identity() -> tuple[int, float]:
-    """This process's pid and create_time."""
+def own_identity() -> ProcessIdentity:
+    """This process's identity, with where it lives."""
     pid = os.getpid()
-    return pid, psutil.Process(pid).create_time()
+    return ProcessIdentity(pid, psutil.Process(pid).create_time(), start_ticks(pid), here())
 
 
 class Mismatch(enum.StrEnum):
@@ -82,31 +117,70 @@ class Mismatch(enum.StrEnum):
     ACCESS_DENIED = "access_denied"
     IDENTITY_CHANGED = "identity_changed"
     OTHER_USER = "other_user"
+    FOREIGN = "foreign"  # recorded in another boot or namespace: never signalled from here
     TEST_GUARD = "test_guard"  # under a test, not a process the test started
 
 
 def check_identity(
-    pid: int, create_time: float | None, marker: tuple[str, str | None] | None
+    ident: ProcessIdentity, marker: tuple[str, str | None] | None
 ) -> Mismatch | None:
-    """Re-read `pid` and compare: start time, our uid, and argv marker `--name=value`.
+    """Re-read the process and compare: location, start, our uid, and argv marker `--name=value`.
 
     `marker` is (name, expected value); an expected None means the argv must carry no such
     marker. None when every check passes: only then may a signal follow, at once.
     """
-    facts = read_process(pid)
+    if is_foreign(ident.where, here()):
+        return Mismatch.FOREIGN
+    facts = read_process(ident.pid)
     if facts is None:
         return Mismatch.GONE
     if facts.create_time < 0:
         return Mismatch.ACCESS_DENIED
-    if create_time is None or not same_create_time(facts.create_time, create_time):
+    if not same_start(ident, facts.ident):
         return Mismatch.IDENTITY_CHANGED
     if facts.uid != os.getuid():
         return Mismatch.OTHER_USER
-    if not guard.allows(pid, facts.create_time):
+    if not guard.allows(facts.ident):
         return Mismatch.TEST_GUARD
     if marker is not None and argv_option(facts.cmdline, marker[0]) != marker[1]:
         return Mismatch.IDENTITY_CHANGED
     return None
+
+
+def signal_verified(
+    ident: ProcessIdentity, sig: signal.Signals, marker: tuple[str, str | None] | None = None
+) -> Mismatch | None:
+    """Send `sig` only to the process `ident` names; None when sent, else why not.
+
+    Where the platform has pidfds the order is open → verify → signal through the pidfd: a pid
+    recycled after the check can never receive it. Elsewhere: verify, then kill at once.
+    """
+    fd: int | None = None
+    pidfd_open = getattr(os, "pidfd_open", None)
+    if pidfd_open is not None and not is_foreign(ident.where, here()):
+        try:
+            fd = pidfd_open(ident.pid)
+        except ProcessLookupError:
+            return Mismatch.GONE
+        except OSError:
+            fd = None  # e.g. a kernel without pidfds: the weaker order below
+    try:
+        mismatch = check_identity(ident, marker)
+        if mismatch is not None:
+            return mismatch
+        try:
+            if fd is not None:
+                signal.pidfd_send_signal(fd, sig)
+            else:
+                os.kill(ident.pid, sig)
+        except ProcessLookupError:
+            return Mismatch.GONE
+        except PermissionError:
+            return Mismatch.ACCESS_DENIED
+        return None
+    finally:
+        if fd is not None:
+            os.close(fd)
 
 
 def lock_holder_pid(lock_path: Path) -> int | None:

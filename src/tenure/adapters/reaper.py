@@ -16,16 +16,15 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import psutil
-
 from tenure.adapters import config
 from tenure.adapters.http import request
 from tenure.adapters.probe import open_ports
-from tenure.adapters.procinfo import Mismatch, check_identity, read_process
+from tenure.adapters.procinfo import Mismatch, check_identity, read_process, signal_verified
 from tenure.adapters.tokens import read_token
 from tenure.adapters.waiting import wait_until
 from tenure.core.classify import CleanupClass, DaemonIdentityRecord, Governance
 from tenure.core.families import Family
+from tenure.core.identity import ProcessIdentity
 
 STEP_WAIT_S = 1.0
 
@@ -49,6 +48,7 @@ class FailureReason(enum.StrEnum):
     OTHER_USER = "other_user"
     OUT_OF_RANGE = "out_of_range"
     TEST_GUARD = "test_guard"  # under a test, the target is not a process the test started
+    FOREIGN = "foreign"  # lives in another boot or namespace: never signalled from here
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,10 +133,22 @@ def verify(rec: DaemonIdentityRecord) -> FailureReason | None:
         return FailureReason.IDENTITY_CHANGED  # a scope without a marker cannot be re-proved
     else:
         marker = None
-    mismatch = check_identity(rec.pid, rec.create_time, marker)
+    mismatch = check_identity(_ident(rec), marker)
     if mismatch is Mismatch.GONE:
         raise _Gone
     return None if mismatch is None else FailureReason(mismatch.value)
+
+
+def _ident(rec: DaemonIdentityRecord) -> ProcessIdentity:
+    assert rec.pid is not None
+    # A listener found through this machine's /proc lives here: no location to compare.
+    return ProcessIdentity(
+        rec.pid, -1.0 if rec.create_time is None else rec.create_time, rec.start_ticks
+    )
+
+
+def _marker(rec: DaemonIdentityRecord) -> tuple[str, str | None] | None:
+    return None if rec.root_marker_name is None else (rec.root_marker_name, rec.scope_id)
 
 
 def _wait_gone(pid: int, timeout: float) -> bool:
@@ -144,18 +156,14 @@ def _wait_gone(pid: int, timeout: float) -> bool:
 
 
 def _signal(rec: DaemonIdentityRecord, sig: signal.Signals, family: Family) -> FailureReason | None:
-    failure = verify(rec)
+    failure = verify(rec)  # raises _Gone; refuses a scope without a marker
     if failure is not None:
         return failure
-    assert rec.pid is not None
     _journal(rec, sig.name, family)
-    try:
-        psutil.Process(rec.pid).send_signal(sig)
-    except psutil.NoSuchProcess:
-        raise _Gone from None
-    except psutil.AccessDenied:
-        return FailureReason.ACCESS_DENIED
-    return None
+    mismatch = signal_verified(_ident(rec), sig, _marker(rec))
+    if mismatch is Mismatch.GONE:
+        raise _Gone
+    return None if mismatch is None else FailureReason(mismatch.value)
 
 
 def _end(rec: DaemonIdentityRecord, family: Family, root: Path) -> CleanupPath | FailureReason:

@@ -209,6 +209,16 @@ def root_identity(root: Path) -> RootIdentity | None:
     return RootIdentity(st.st_dev, st.st_ino, read_root_id(root))
 
 
+def root_stamp(root: Path) -> tuple[int, int, int] | None:
+    """(device, inode, ctime) of the root's `root.id`: a stat, not a read. A root recreated
+    where the old one was may reuse the directory's inode; its new `root.id` has a new ctime."""
+    try:
+        st = os.stat(RootLayout(root).root_id, follow_symlinks=False)
+    except OSError:
+        return None
+    return (st.st_dev, st.st_ino, st.st_ctime_ns)
+
+
 def default_root() -> Path:
     """`$TENURE_ROOT`, else the platform's per-user state dir for tenure."""
     override = config.root_override()

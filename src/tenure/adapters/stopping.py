@@ -1,18 +1,22 @@
 """The one verified stop (adapter): SIGTERM (+SIGCONT), then SIGKILL, identity re-checked each time.
 
-Used by `tenure <family> stop`, `tenure.stop`, `tenure run` for its child, and a new holder
-stopping a dead holder's surviving child. spec: docs/protocol/control.md#status-and-stop
+Used by `tenure <family> stop`, `tenure.stop`, and a new holder stopping a dead holder's
+surviving child. A process tenure started itself and has not reaped (`tenure run`'s child, the
+conformance kit's command) is stopped through its `Popen` instead: its pid cannot be reused
+before we reap it, so no identity check can refuse it (`stop_own_child`).
+spec: docs/protocol/control.md#status-and-stop
 """
 
 from __future__ import annotations
 
-import os
 import signal
+import subprocess
 import sys
 import threading
 
-from tenure.adapters.procinfo import Mismatch, check_identity, liveness
+from tenure.adapters.procinfo import Mismatch, liveness, signal_verified
 from tenure.adapters.waiting import wait_until
+from tenure.core.identity import ProcessIdentity
 from tenure.core.lease import Liveness
 from tenure.core.notify import Notify, quiet
 from tenure.errors import DaemonStartError
@@ -24,50 +28,62 @@ class StopRefused(DaemonStartError):
     """The process is not provably the one we mean to stop; no signal was sent."""
 
 
-def gone_within(pid: int, create_time: float, timeout: float) -> bool:
+def gone_within(ident: ProcessIdentity, timeout: float) -> bool:
     """Wait until the process with this identity is gone (a zombie counts as gone)."""
 
     def gone() -> bool:
-        return liveness(pid, create_time) is not Liveness.ALIVE
+        return liveness(ident) not in (Liveness.ALIVE, Liveness.FOREIGN)
 
     return wait_until(gone, timeout, POLL_S) is not None
 
 
 def stop_verified(
-    pid: int,
-    create_time: float,
+    ident: ProcessIdentity,
     label: str,
     *,
     marker: tuple[str, str | None] | None = None,
     wait_s: float = 10.0,
     notify: Notify = quiet,
 ) -> signal.Signals | None:
-    """Stop `pid`: SIGTERM (+SIGCONT, so a stopped process can act on it), then SIGKILL, each
-    right after re-checking its identity (pid, start time, uid, the test guard, and `marker`
-    in its argv when given). The signal that ended it, or None if it was gone before any.
-    Raises `StopRefused` when the process is not provably the one meant."""
+    """Stop the process `ident` names: SIGTERM (+SIGCONT, so a stopped process can act on it),
+    then SIGKILL, each sent through `signal_verified` (location, start, uid, the test guard,
+    and `marker` in its argv when given). The signal that ended it, or None if it was gone
+    before any. Raises `StopRefused` when the process is not provably the one meant."""
+    pid = ident.pid
     for sig in (signal.SIGTERM, signal.SIGKILL):
-        mismatch = check_identity(pid, create_time, marker)
+        mismatch = signal_verified(ident, sig, marker)
         if mismatch is Mismatch.GONE:
             return None
         if mismatch is not None:
             raise StopRefused(f"not signalling {label} pid {pid}: {mismatch.value}")
-        os.kill(pid, sig)
         if sig is signal.SIGTERM:
-            os.kill(pid, signal.SIGCONT)
+            signal_verified(ident, signal.SIGCONT, marker)
         notify(f"sent {sig.name} to {label} pid {pid}")
-        if gone_within(pid, create_time, wait_s):
+        if gone_within(ident, wait_s):
             return sig
     raise DaemonStartError(f"{label} pid {pid} still alive after SIGKILL")
 
 
-def stop_in_background(pid: int, create_time: float, label: str) -> threading.Thread:
+def stop_own_child(child: subprocess.Popen[bytes], grace_s: float) -> int:
+    """Stop a child this process started and has not reaped: SIGTERM (+SIGCONT), the grace
+    period, SIGKILL. Returns its exit status."""
+    if child.poll() is None:
+        child.send_signal(signal.SIGTERM)
+        child.send_signal(signal.SIGCONT)
+        try:
+            return child.wait(grace_s)
+        except subprocess.TimeoutExpired:
+            child.kill()
+    return child.wait()
+
+
+def stop_in_background(ident: ProcessIdentity, label: str) -> threading.Thread:
     """`stop_verified` in a daemon thread, saying on stderr what it did or why it did not."""
 
     def stop() -> None:
         try:
-            if stop_verified(pid, create_time, label) is not None:
-                print(f"tenure: stopped {label}, pid {pid}", file=sys.stderr)
+            if stop_verified(ident, label) is not None:
+                print(f"tenure: stopped {label}, pid {ident.pid}", file=sys.stderr)
         except DaemonStartError as exc:
             print(f"tenure: {exc}", file=sys.stderr)
 

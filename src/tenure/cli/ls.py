@@ -44,6 +44,7 @@ def _line(doc: dict[str, object]) -> str:
         f"port {doc['port'] or '-'}",
         f"v{doc['version']}",
         f"epoch {doc['epoch']}",
+        f"lives on {doc['lives']}" if doc.get("lives") else "",
         f"renewed {renewed:.1f}s ago" if isinstance(renewed, float) else "",
         f"expires in {expires:.1f}s" if isinstance(expires, float) else "",
         elsewhere,

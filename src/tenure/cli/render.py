@@ -61,6 +61,8 @@ def _lease_cells(lease: LeaseReport) -> list[str]:
     state = lease.state
     if state == "unreadable":
         state = f"unreadable ({lease.unreadable_reason})"
+    if lease.lives is not None:
+        state = f"foreign ({lease.lives})"
     return [
         lease.family,
         state,

@@ -7,11 +7,12 @@ table. Version or executable mismatch is evidence of staleness, never a reason t
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
 from tenure.core.argv import argv_option
 from tenure.core.classify_legacy import classify_legacy
-from tenure.core.identity import same_create_time
+from tenure.core.identity import ProcessIdentity, same_start
 from tenure.core.record import PROTOCOL
 from tenure.core.verdicts import (
     CleanupClass,
@@ -47,6 +48,7 @@ def classify(facts: ListenerFacts, scope: Scope) -> DaemonIdentityRecord:
         "port": facts.port,
         "pid": facts.pid,
         "create_time": facts.create_time,
+        "start_ticks": facts.start_ticks,
         "package_version": text_of(health, "package_version"),
     }
 
@@ -114,14 +116,15 @@ def classify(facts: ListenerFacts, scope: Scope) -> DaemonIdentityRecord:
 
 def _held_by(facts: ListenerFacts, lease: LeaseView) -> bool:
     """Whether the listener is the lease's holder, or the child its wrapper governs."""
-    if facts.create_time is None:
+    if facts.create_time is None or facts.pid is None:
         return False
-    pairs = [(lease.holder_pid, lease.holder_create_time)]
+    seen = ProcessIdentity(facts.pid, facts.create_time, facts.start_ticks)
+    known = [ProcessIdentity(lease.holder_pid, lease.holder_create_time, lease.holder_start_ticks)]
     if lease.child_pid is not None and lease.child_create_time is not None:
-        pairs.append((lease.child_pid, lease.child_create_time))
-    return any(
-        facts.pid == pid and same_create_time(facts.create_time, ctime) for pid, ctime in pairs
-    )
+        known.append(
+            ProcessIdentity(lease.child_pid, lease.child_create_time, lease.child_start_ticks)
+        )
+    return any(same_start(ident, seen) for ident in known)
 
 
 def _classify_lease_aware(
@@ -139,7 +142,7 @@ def _classify_lease_aware(
     lease = scope.lease
     is_holder = lease is not None and lease.held and facts.pid == lease.holder_pid
     if is_holder and facts.create_time is not None and lease is not None:
-        is_holder = same_create_time(facts.create_time, lease.holder_create_time)
+        is_holder = _held_by(facts, replace(lease, child_pid=None))
     if is_holder:
         source = IdentitySource.LEASE_RECORD
     extra = {
@@ -170,6 +173,16 @@ def _classify_lease_aware(
             **extra,
         )
     health_pid = int_of(health, "pid")
+    if lease is not None and lease.foreign is not None and health_pid == lease.holder_pid:
+        # Its pid is another namespace's: never matched against ours, never signalled.
+        return verdict(
+            never,
+            SkipReason.LEASE_HOLDER,
+            lease_gov,
+            IdentitySource.LEASE_RECORD,
+            [f"holds epoch {lease.epoch} from another namespace ({lease.foreign})"],
+            **extra,
+        )
     if health is not None and (health_pid != facts.pid or int_of(health, "port") != facts.port):
         return verdict(
             operator,

@@ -18,9 +18,13 @@ from tenure.core.record import Child, Holder, LeaseRecord, LeaseState, Supersess
 class Liveness(enum.StrEnum):
     """What an observer can prove about a recorded holder process."""
 
-    ALIVE = "alive"  # pid exists with the recorded create_time (or we cannot tell: fail closed)
+    ALIVE = "alive"  # pid exists with the recorded start (or we cannot tell: fail closed)
     DEAD = "dead"  # no such pid, or a zombie
-    REUSED = "reused"  # the pid exists but with another create_time
+    REUSED = "reused"  # the pid exists but with another start
+    FOREIGN = "foreign"  # it lives in another boot, pid or time namespace: cannot be seen here
+
+
+SEEN = frozenset({Liveness.ALIVE, Liveness.FOREIGN})  # a holder that may still be running
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,13 +33,13 @@ class Observation:
 
     `unchanged_for` is how long (observer's monotonic clock) this exact record has been seen
     without change; `unchanged_for` for an unreadable record counts the same bytes unchanged.
+    The observer's own heartbeat plays no part: expiry is judged on the record's terms.
     """
 
     current: LeaseRecord | Unreadable | None
     liveness: Liveness
     now_wall: float
     unchanged_for: float
-    heartbeat_s: float
     epoch_floor: int = 0  # highest epoch ever granted in this root, kept beside the record
 
 
@@ -73,22 +77,42 @@ class AcquireDecision:
     wait_s: float = 0.0  # how much longer the observer must watch before it may take
 
 
-def is_expired(rec: LeaseRecord, now_wall: float, unchanged_for: float, heartbeat_s: float) -> bool:
+def confirm_s(rec: LeaseRecord, foreign: bool = False) -> float:
+    """How long an observer must see `rec` unchanged before wall time may expire it.
+
+    The record's own terms: its heartbeat, never less than half its TTL — and the whole TTL
+    for a foreign holder, whose wall clock is not comparable at all (lease.md#expiry). No
+    observer's settings or clock can shorten it.
+    """
+    if foreign:
+        return rec.ttl_s
+    return max(rec.heartbeat_s or 0.0, rec.ttl_s / 2)
+
+
+def is_expired(
+    rec: LeaseRecord, now_wall: float, unchanged_for: float, foreign: bool = False
+) -> bool:
     """Whether a live holder's lease may be taken over (spec: lease.md#expiry).
 
     Wall time past the TTL counts only when the observer has also seen the record unchanged for
-    one heartbeat on its own monotonic clock, so a wall-clock jump alone never expires a live
+    `confirm_s` on its own monotonic clock, so a wall-clock jump alone never expires a live
     lease. A record unchanged for longer than the TTL on the monotonic clock is expired whatever
-    the wall clock says (a wall clock jumped backwards must not make a lease immortal).
+    the wall clock says (a wall clock jumped backwards must not make a lease immortal). A
+    foreign holder expires only by that second rule.
     """
+    if unchanged_for > rec.ttl_s:
+        return True
     wall_passed = now_wall - rec.renewed_at > rec.ttl_s
-    return (wall_passed and unchanged_for >= heartbeat_s) or unchanged_for > rec.ttl_s
+    return not foreign and wall_passed and unchanged_for >= confirm_s(rec)
 
 
-def _expiry_wait(rec: LeaseRecord, obs: Observation) -> float:
+def _expiry_wait(rec: LeaseRecord, obs: Observation, foreign: bool) -> float:
+    by_monotonic = rec.ttl_s - obs.unchanged_for
+    if foreign:
+        return max(by_monotonic, 0.0)
     by_wall = max(rec.ttl_s - (obs.now_wall - rec.renewed_at), 0.0)
-    combined = max(by_wall, obs.heartbeat_s - obs.unchanged_for)
-    return max(min(combined, rec.ttl_s - obs.unchanged_for), 0.0)
+    combined = max(by_wall, confirm_s(rec) - obs.unchanged_for)
+    return max(min(combined, by_monotonic), 0.0)
 
 
 def decide_acquire(
@@ -99,6 +123,7 @@ def decide_acquire(
     *,
     root_id: str | None = None,
     ports: tuple[int, int] | None = None,
+    heartbeat_s: float | None = None,
 ) -> AcquireDecision:
     """Decide whether `me` may take the family's lease now (in root instance `root_id`)."""
     cur = obs.current
@@ -115,6 +140,7 @@ def decide_acquire(
             state=LeaseState.HELD,
             root_id=root_id,
             ports=ports,
+            heartbeat_s=heartbeat_s,
         )
         return AcquireDecision(verdict, rec)
 
@@ -130,16 +156,18 @@ def decide_acquire(
         )
     if cur.state is LeaseState.RELEASED:
         return take(AcquireVerdict.TAKE_RELEASED, cur.epoch)
-    if obs.liveness is not Liveness.ALIVE:
+    if obs.liveness not in SEEN:
         return take(AcquireVerdict.TAKE_DEAD_HOLDER, cur.epoch)
     if cur.holder.nonce == me.nonce:
         # Our own record: acquiring again is a no-op renewal, never a new epoch.
         return AcquireDecision(AcquireVerdict.REFUSE_HELD, None, held_by=cur.holder)
-    if is_expired(cur, obs.now_wall, obs.unchanged_for, obs.heartbeat_s):
+    foreign = obs.liveness is Liveness.FOREIGN
+    if is_expired(cur, obs.now_wall, obs.unchanged_for, foreign):
         return take(AcquireVerdict.TAKE_EXPIRED, cur.epoch)
-    wall_passed = obs.now_wall - cur.renewed_at > cur.ttl_s
+    wall_passed = not foreign and obs.now_wall - cur.renewed_at > cur.ttl_s
     verdict = AcquireVerdict.WAIT_CONFIRM if wall_passed else AcquireVerdict.REFUSE_HELD
-    return AcquireDecision(verdict, None, held_by=cur.holder, wait_s=_expiry_wait(cur, obs))
+    wait = _expiry_wait(cur, obs, foreign)
+    return AcquireDecision(verdict, None, held_by=cur.holder, wait_s=wait)
 
 
 class RenewVerdict(enum.StrEnum):
@@ -270,6 +298,7 @@ class LeaseStatus(enum.StrEnum):
 
     HELD = "held"
     EXPIRED = "expired"  # held by a dead holder, or past its TTL by the record's own clock
+    FOREIGN = "foreign"  # held by a process in another boot or namespace (lease.md#foreign)
     RELEASED = "released"
     ABSENT = "absent"
     UNREADABLE = "unreadable"
@@ -289,6 +318,8 @@ def lease_status(
         return LeaseStatus.UNREADABLE
     if current.state is LeaseState.RELEASED:
         return LeaseStatus.RELEASED
+    if liveness is Liveness.FOREIGN:
+        return LeaseStatus.FOREIGN  # its wall clock and pids are not ours to judge
     if liveness is not None and liveness is not Liveness.ALIVE:
         return LeaseStatus.EXPIRED
     if now_wall - current.renewed_at > current.ttl_s:

@@ -11,6 +11,8 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+from tenure.core.identity import Location, ProcessIdentity
+
 PROTOCOL = "tenure/1"
 MAX_RECORD_BYTES = 64 * 1024
 MAX_TEXT = 256  # longest version, family or nonce a record may carry (lease.md#record)
@@ -35,6 +37,13 @@ class Holder:
     version: str
     port: int | None
     started_at: float
+    start_ticks: int | None = None  # clock ticks since boot (lease.md#identity); optional
+    where: Location | None = None  # where the pid means something; absent in older records
+
+    @property
+    def ident(self) -> ProcessIdentity:
+        """The holder process's identity, with its location."""
+        return ProcessIdentity(self.pid, self.create_time, self.start_ticks, self.where)
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,6 +52,7 @@ class Child:
 
     pid: int
     create_time: float
+    start_ticks: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,7 +79,16 @@ class LeaseRecord:
     root_id: str | None = None  # the root instance it was granted in (lease.md#fencing)
     ports: tuple[int, int] | None = None  # the family's port range, inclusive, when it has one
     child: Child | None = None  # the process a `tenure run` wrapper governs for the holder
+    heartbeat_s: float | None = None  # the holder's renew interval (lease.md#expiry); optional
     protocol: str = PROTOCOL
+
+    @property
+    def child_ident(self) -> ProcessIdentity | None:
+        """The governed child's identity; it lives where its holder lives."""
+        if self.child is None:
+            return None
+        c = self.child
+        return ProcessIdentity(c.pid, c.create_time, c.start_ticks, self.holder.where)
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,19 +111,34 @@ def encode(record: LeaseRecord) -> bytes:
     return data
 
 
+def _encode_holder(h: Holder) -> dict[str, Any]:
+    doc: dict[str, Any] = {
+        "pid": h.pid,
+        "create_time": h.create_time,
+        "nonce": h.nonce,
+        "version": h.version,
+        "port": h.port,
+        "started_at": h.started_at,
+    }
+    if h.start_ticks is not None:
+        doc["start_ticks"] = h.start_ticks
+    if h.where is not None:
+        w = h.where
+        doc["where"] = {
+            "boot_id": w.boot_id,
+            "pid_ns": w.pid_ns,
+            "time_ns": w.time_ns,
+            "host": w.host,
+        }
+    return doc
+
+
 def _encode(record: LeaseRecord) -> bytes:
     doc: dict[str, Any] = {
         "protocol": record.protocol,
         "family": record.family,
         "epoch": record.epoch,
-        "holder": {
-            "pid": record.holder.pid,
-            "create_time": record.holder.create_time,
-            "nonce": record.holder.nonce,
-            "version": record.holder.version,
-            "port": record.holder.port,
-            "started_at": record.holder.started_at,
-        },
+        "holder": _encode_holder(record.holder),
         "ttl_s": record.ttl_s,
         "renewed_at": record.renewed_at,
         "seq": record.seq,
@@ -123,6 +157,10 @@ def _encode(record: LeaseRecord) -> bytes:
         doc["ports"] = list(record.ports)
     if record.child is not None:
         doc["child"] = {"pid": record.child.pid, "create_time": record.child.create_time}
+        if record.child.start_ticks is not None:
+            doc["child"]["start_ticks"] = record.child.start_ticks
+    if record.heartbeat_s is not None:
+        doc["heartbeat_s"] = record.heartbeat_s
     return (json.dumps(doc, sort_keys=True, allow_nan=False) + "\n").encode()
 
 
@@ -180,6 +218,29 @@ def _object(doc: dict[str, Any], key: str) -> dict[str, Any]:
     return value
 
 
+def _optional_int(doc: dict[str, Any], key: str, lo: int, hi: int) -> int | None:
+    return None if doc.get(key) is None else _int(doc, key, lo, hi)
+
+
+def _parse_where(doc: Any) -> Location | None:
+    if doc is None:
+        return None
+    if not isinstance(doc, dict):
+        raise _Bad("holder.where: expected an object")
+    boot_id = _text(doc, "boot_id")
+    if not boot_id:
+        raise _Bad("holder.where.boot_id: empty")
+    host = doc.get("host", "")
+    if not isinstance(host, str) or len(host) > MAX_TEXT:
+        raise _Bad("holder.where.host: expected a short string")
+    return Location(
+        boot_id=boot_id,
+        pid_ns=_int(doc, "pid_ns", 0, MAX_EPOCH),
+        time_ns=_optional_int(doc, "time_ns", 0, MAX_EPOCH),
+        host=host,
+    )
+
+
 def _parse_holder(doc: dict[str, Any]) -> Holder:
     port = doc.get("port")
     if port is not None and (isinstance(port, bool) or not isinstance(port, int)):
@@ -196,6 +257,8 @@ def _parse_holder(doc: dict[str, Any]) -> Holder:
         version=_text(doc, "version"),
         port=port,
         started_at=_number(doc, "started_at"),
+        start_ticks=_optional_int(doc, "start_ticks", 0, MAX_EPOCH),
+        where=_parse_where(doc.get("where")),
     )
 
 
@@ -246,7 +309,11 @@ def parse(data: bytes) -> LeaseRecord | Unreadable:
             child = Child(
                 pid=_int(child_doc, "pid", 1, MAX_PID),
                 create_time=_number(child_doc, "create_time"),
+                start_ticks=_optional_int(child_doc, "start_ticks", 0, MAX_EPOCH),
             )
+        heartbeat_s = None if doc.get("heartbeat_s") is None else _number(doc, "heartbeat_s")
+        if heartbeat_s is not None and heartbeat_s <= 0:
+            raise _Bad("heartbeat_s: must be positive")
         root_id = doc.get("root_id")
         if root_id is not None and not (isinstance(root_id, str) and 0 < len(root_id) <= 64):
             raise _Bad("root_id: expected a short string or absent")
@@ -263,6 +330,7 @@ def parse(data: bytes) -> LeaseRecord | Unreadable:
             root_id=root_id,
             ports=ports,
             child=child,
+            heartbeat_s=heartbeat_s,
         )
     except _Bad as exc:
         return Unreadable(f"wrong shape: {exc}")

@@ -66,6 +66,7 @@ class ListenerFacts:
     create_time: float | None = None
     cmdline: tuple[str, ...] = ()
     health: Mapping[str, Any] | None = None
+    start_ticks: int | None = None  # clock ticks since boot, where the platform has them
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,6 +81,9 @@ class LeaseView:
     expired: bool
     child_pid: int | None = None  # a `tenure run` holder's governed child
     child_create_time: float | None = None
+    holder_start_ticks: int | None = None
+    child_start_ticks: int | None = None
+    foreign: str | None = None  # where the holder lives, when that is not here (lease.md#foreign)
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,6 +118,7 @@ class DaemonIdentityRecord:
     identity_source: IdentitySource
     evidence: tuple[str, ...] = ()
     create_time: float | None = None
+    start_ticks: int | None = None
     token_leaked: bool = False
     root_marker_name: str | None = field(default=None)
 

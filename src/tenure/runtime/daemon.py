@@ -62,7 +62,9 @@ class Daemon:
     def health(self) -> dict[str, Any]:
         """The /api/health document: memory only, never the token."""
         gov = self.governor
-        holding = gov.holding()
+        # A stat of root.id on every answer: once its root is removed or replaced, an old
+        # holder never answers `holder` beside the new one (lease.md#fencing).
+        holding = gov.holding() and gov.root_intact()
         return Health(
             status="ok" if holding else "retiring",
             daemon_family=self.family.name,

@@ -20,10 +20,10 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from tenure.adapters import config, guard
+from tenure.adapters import config
 from tenure.adapters.http import health
 from tenure.adapters.probe import open_ports
-from tenure.adapters.procinfo import read_process
+from tenure.adapters.procinfo import read_process, signal_verified
 from tenure.adapters.tombstones import read_tombstones
 from tenure.adapters.waiting import wait_until
 from tenure.core.families import SYNC
@@ -192,12 +192,14 @@ def _act_sigkill(ctx: _Ctx) -> None:
     )
     victim = ctx.pids["1.1"]
     facts = read_process(victim)
-    # Re-check it is still our daemon (argv marker of this root) right before the signal.
-    if facts is None or f"--tenure-root={ctx.root.resolve()}" not in facts.cmdline:
+    if facts is None:
         raise RuntimeError(f"pid {victim} is no longer the demo's sync daemon")
-    if not guard.allows(victim, facts.create_time):
-        raise RuntimeError(f"pid {victim} was not started under this test (signal guard)")
-    os.kill(victim, signal.SIGKILL)
+    # Re-checked (argv marker of this root, start, uid, the test guard) right before the signal.
+    mismatch = signal_verified(
+        facts.ident, signal.SIGKILL, ("tenure-root", str(ctx.root.resolve()))
+    )
+    if mismatch is not None:
+        raise RuntimeError(f"pid {victim} is not the demo's sync daemon: {mismatch.value}")
     _wait(lambda: _gone(victim))
     t0 = time.monotonic()
     third = _start(ctx, "1.1")

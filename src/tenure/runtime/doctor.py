@@ -40,7 +40,7 @@ class LeaseReport:
     """One family's lease as the doctor sees it."""
 
     family: str
-    state: str  # held / expired / released / absent / unreadable
+    state: str  # held / expired / foreign / released / absent / unreadable
     holder_pid: int | None = None
     port: int | None = None
     version: str | None = None
@@ -54,6 +54,7 @@ class LeaseReport:
     unreadable_reason: str | None = None
     lock_holder_pid: int | None = None
     record_path: str = ""
+    lives: str | None = None  # where a foreign holder lives (lease.md#foreign)
 
 
 @dataclass
@@ -128,6 +129,9 @@ def lease_report(root: Path, family: str, now: float) -> LeaseReport:
         holder_alive=alive,
         lock_holder_pid=lock_pid,
         record_path=path,
+        lives=rec.holder.where.describe()
+        if live is Liveness.FOREIGN and rec.holder.where is not None
+        else None,
     )
 
 
@@ -272,4 +276,5 @@ def lease_json(lease: LeaseReport) -> dict[str, Any]:
         "holder_answers": lease.holder_answers,
         "unreadable_reason": lease.unreadable_reason,
         "lock_holder_pid": lease.lock_holder_pid,
+        "lives": lease.lives,
     }

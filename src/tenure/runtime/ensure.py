@@ -26,12 +26,19 @@ from tenure.adapters.root import RootLayout, default_root, ensure_root
 from tenure.adapters.spawn import spawn_detached
 from tenure.adapters.store import LeaseStore
 from tenure.adapters.waiting import wait_until
-from tenure.core.lease import Liveness, is_newer
+from tenure.core.lease import SEEN, is_newer
 from tenure.core.notify import Notify, quiet
 from tenure.core.record import LeaseRecord, LeaseState, Unreadable
 from tenure.errors import DaemonStartError
 from tenure.runtime.doctor import LeaseReport, lease_report
-from tenure.runtime.supersede import fresh_lease, held_record, supersede
+from tenure.runtime.supersede import (
+    answers_as_holder,
+    fresh_lease,
+    held_record,
+    is_foreign_holder,
+    lease_held,
+    supersede,
+)
 from tenure.runtime.supervise import escalate
 
 SPAWN_TIMEOUT_S = 15.0
@@ -57,6 +64,14 @@ class Ensured:
 def _ensured(rec: LeaseRecord, action: str) -> Ensured:
     h = rec.holder
     return Ensured(rec.family, h.pid, h.port, h.version, rec.epoch, action)
+
+
+def _reuse(rec: LeaseRecord) -> Ensured:
+    """An equal or newer holder is reused; a foreign one only when it answers on loopback as
+    that holder (a shared network namespace), else `LeaseHeld` (lease.md#foreign)."""
+    if is_foreign_holder(rec) and not answers_as_holder(rec):
+        raise lease_held(rec)
+    return _ensured(rec, "reused")
 
 
 def free_port(ports: tuple[int, int] | None) -> int | None:
@@ -97,7 +112,7 @@ def _must_wait(rec: LeaseRecord | Unreadable | None) -> bool:
     """An unreadable record, or a live holder past its TTL: only a confirmed expiry takes it."""
     if isinstance(rec, Unreadable):
         return True
-    return isinstance(rec, LeaseRecord) and holder_liveness(rec) is Liveness.ALIVE
+    return isinstance(rec, LeaseRecord) and holder_liveness(rec) in SEEN
 
 
 def ensure(
@@ -115,15 +130,15 @@ def ensure(
     store = LeaseStore(the_root, family)
     rec = held_record(store)  # the fast path takes no lock and changes nothing
     if rec is not None and not is_newer(version, rec.holder.version):
-        return _ensured(rec, "reused")
+        return _reuse(rec)
     bound = timing.ttl_s + 2 * timing.heartbeat_s
     with locked(RootLayout(the_root).start_lock(family), timeout_s=2 * timing.ttl_s + 60):
         current = store.read()
-        rec = fresh_lease(current)
+        rec = fresh_lease(store, current)
         action, wait = "started", 0.0
         if rec is not None:
             if not is_newer(version, rec.holder.version):
-                return _ensured(rec, "reused")
+                return _reuse(rec)
             action = "superseded"
             if not supersede(store, rec, version, bound, notify):
                 # Stopped or wedged: it cannot see the mark. Its lease has run out by now;
@@ -160,7 +175,7 @@ def stop(family: str, root: Path | None = None, wait_s: float = 10.0) -> int | N
     """Stop the family's holder: SIGTERM (+SIGCONT), then SIGKILL, each after re-checking its
     identity (pid, start time, uid). Returns the pid stopped, or None when nothing held it."""
     rec = LeaseStore(root or default_root(), family).read()
-    if not isinstance(rec, LeaseRecord) or holder_liveness(rec) is not Liveness.ALIVE:
-        return None
+    if not isinstance(rec, LeaseRecord) or holder_liveness(rec) not in SEEN:
+        return None  # a foreign holder goes on to the verified stop, which refuses it
     escalate(rec, None, wait_s)
     return rec.holder.pid

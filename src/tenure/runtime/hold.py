@@ -17,6 +17,7 @@ spec: docs/protocol/lease.md#holder-lifecycle
 from __future__ import annotations
 
 import contextlib
+import os
 import signal
 import threading
 from collections.abc import AsyncIterator, Iterator
@@ -92,7 +93,7 @@ def signalled(governor: Governor) -> None:
     threading.Thread(target=governor.handle, args=(Event.SIGNALLED,), daemon=True).start()
 
 
-def _acquire(
+def _governor(
     family: str,
     version: str,
     *,
@@ -100,12 +101,9 @@ def _acquire(
     port: int | None,
     ports: tuple[int, int] | None,
     timing: Timing | None,
-    wait_s: float | None,
-) -> Held:
+) -> Governor:
     given_port, given_ports = config.spawned_as(family)
-    if wait_s is None:
-        wait_s = config.acquire_wait(family)
-    governor = Governor(
+    return Governor(
         ensure_root(root or default_root()),
         family,
         version,
@@ -113,13 +111,45 @@ def _acquire(
         ports=ports if ports is not None else given_ports,
         timing=timing,
     )
-    governor.acquire(wait_s=wait_s)  # raises LeaseHeld naming the holder
-    governor.start()
+
+
+def _take(governor: Governor, wait_s: float | None) -> Held:
+    """Acquire (raising `LeaseHeld` naming the holder) and start heartbeating. Interrupted on
+    the way — Ctrl-C, a cancelled task — nothing taken is left behind (`Governor.abandon`)."""
+    if wait_s is None:
+        wait_s = config.acquire_wait(governor.family)
+    try:
+        governor.acquire(wait_s=wait_s)
+        governor.start()
+    except BaseException:
+        with contextlib.suppress(Exception):
+            governor.abandon()
+        raise
     return Held(governor)
+
+
+# Signal handlers `hold` installed, by block, so a forked child gets the previous ones back.
+_INSTALLED: dict[int, dict[signal.Signals, Any]] = {}
+
+
+def _after_fork_in_child() -> None:
+    # spec: lease.md#fork — a child (a multiprocessing worker) must not retire its parent on
+    # SIGTERM: it gets the handlers it would have had without `hold`.
+    for previous in _INSTALLED.values():
+        for signum, old in previous.items():
+            with contextlib.suppress(ValueError, OSError, TypeError):
+                signal.signal(signum, old)
+    _INSTALLED.clear()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def _leave(held: Held, failed: bool) -> None:
     governor = held.governor
+    if governor.forked:
+        return  # a forked child leaving the block: the lease is its parent's (lease.md#fork)
     if governor.state is State.HOLDING:
         governor.retire(RetireReason.FAULT if failed else RetireReason.SHUTDOWN, drain=not failed)
     governor.wait_retired(governor.timing.drain_s + 5)
@@ -148,9 +178,8 @@ def hold(
     tombstone with reason `signal`) instead of raising; the previous handlers come back when
     the block ends. `handle_signals=False` leaves signals to the caller.
     """
-    held = _acquire(
-        family, version, root=root, port=port, ports=ports, timing=timing, wait_s=wait_s
-    )
+    governor = _governor(family, version, root=root, port=port, ports=ports, timing=timing)
+    held = _take(governor, wait_s)
     previous: dict[signal.Signals, Any] = {}
     if handle_signals and threading.current_thread() is threading.main_thread():
 
@@ -159,6 +188,7 @@ def hold(
 
         for signum in HANDLED_SIGNALS:
             previous[signum] = signal.signal(signum, handler)
+        _INSTALLED[id(previous)] = previous
     failed = False
     try:
         yield held
@@ -168,8 +198,10 @@ def hold(
         failed = True
         raise
     finally:
-        for signum, old in previous.items():
-            signal.signal(signum, old)
+        _INSTALLED.pop(id(previous), None)
+        if not governor.forked:
+            for signum, old in previous.items():
+                signal.signal(signum, old)
         _leave(held, failed)
 
 
@@ -182,17 +214,28 @@ async def hold_async(
     port: int | None = None,
     ports: tuple[int, int] | None = None,
     timing: Timing | None = None,
+    wait_s: float | None = None,
     handle_signals: bool = True,
 ) -> AsyncIterator[Held]:
     """`hold` for asyncio daemons: `async with tenure.hold_async(...) as held`, then
-    `await held.wait_async()`. Signals go through the loop (`add_signal_handler`)."""
+    `await held.wait_async()`. Signals go through the loop (`add_signal_handler`).
+
+    Cancelled while it waits for the lease (`asyncio.wait_for`, a task group), it gives up at
+    once, and a lease taken meanwhile is released with a tombstone: nothing keeps heartbeating
+    for a caller that left.
+    """
     import asyncio  # noqa: PLC0415  (see Held.wait_async)
 
-    held = await asyncio.to_thread(
-        lambda: _acquire(
-            family, version, root=root, port=port, ports=ports, timing=timing, wait_s=None
-        )
+    governor = await asyncio.to_thread(
+        _governor, family, version, root=root, port=port, ports=ports, timing=timing
     )
+    try:
+        held = await asyncio.to_thread(_take, governor, wait_s)
+    except asyncio.CancelledError:
+        # The acquiring thread runs on: `abandon` stops it and releases what it took. Not a
+        # daemon thread, so the interpreter waits for the release before it exits.
+        threading.Thread(target=governor.abandon, name="tenure-abandon").start()
+        raise
     loop = asyncio.get_running_loop()
     installed: list[signal.Signals] = []
     if handle_signals:
@@ -200,6 +243,11 @@ async def hold_async(
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.add_signal_handler(signum, signalled, held.governor)
                 installed.append(signum)
+    # A forked child gets the default dispositions back instead of the loop's.
+    defaults = {
+        s: signal.default_int_handler if s is signal.SIGINT else signal.SIG_DFL for s in installed
+    }
+    _INSTALLED[id(defaults)] = defaults
     failed = False
     try:
         yield held
@@ -209,6 +257,7 @@ async def hold_async(
         failed = True
         raise
     finally:
+        _INSTALLED.pop(id(defaults), None)
         for signum in installed:
             loop.remove_signal_handler(signum)
         await asyncio.to_thread(_leave, held, failed)

@@ -7,6 +7,7 @@ A daemon creates a `Governor`, calls `acquire()`, `start()`, wraps each unit of 
 from __future__ import annotations
 
 import contextlib
+import os
 import secrets
 import sys
 import threading
@@ -16,10 +17,11 @@ from pathlib import Path
 
 from tenure.adapters import config
 from tenure.adapters.procinfo import own_identity
-from tenure.adapters.root import RootIdentity, ensure_root_id, root_identity
+from tenure.adapters.root import RootIdentity, ensure_root_id, root_identity, root_stamp
 from tenure.adapters.stopping import stop_in_background
 from tenure.adapters.store import LeaseStore
 from tenure.core import lease as machine
+from tenure.core.identity import ProcessIdentity
 from tenure.core.lease import (
     TAKES,
     AcquireDecision,
@@ -28,7 +30,7 @@ from tenure.core.lease import (
     RenewVerdict,
 )
 from tenure.core.lifecycle import Action, Event, RetireReason, State, Transition, event_for, step
-from tenure.core.record import Child, Holder, LeaseRecord, Unreadable
+from tenure.core.record import Child, Holder, LeaseRecord, LeaseState, Unreadable
 from tenure.core.timing import (
     Timing,
 )
@@ -80,14 +82,16 @@ class Governor:
         self.family = family
         self.version = version
         self.timing = timing or config.timing()
-        pid, ctime = own_identity()
+        ident = own_identity()
         self.me = Holder(
-            pid=pid,
-            create_time=ctime,
+            pid=ident.pid,
+            create_time=ident.create_time,
             nonce=secrets.token_hex(8),
             version=version,
             port=port,
             started_at=wall(),
+            start_ticks=ident.start_ticks,
+            where=ident.where,
         )
         self._on_retire = on_retire
         self._mono, self._wall = mono, wall
@@ -109,9 +113,21 @@ class Governor:
         self._watcher = Watcher(mono)
         # The root instance the lease was granted in; another instance means we are fenced.
         self._root_ident: RootIdentity | None = None
+        self._root_stamp: tuple[int, int, int] | None = None
         self._fenced = False
-        self._orphan: Child | None = None  # a dead holder's governed child, to stop
+        self._orphan: ProcessIdentity | None = None  # a dead holder's governed child, to stop
         self.last_fault: str | None = None  # the latest transient heartbeat error, for health
+        self._abandoned = threading.Event()  # the caller gave up while we were acquiring
+        self._attempt = threading.Lock()  # one acquire attempt, or `abandon`, at a time
+
+    @property
+    def forked(self) -> bool:
+        """True in a child forked from the holding process: it never speaks for the lease.
+
+        spec: lease.md#fork — the child must not write, release, tombstone or heartbeat, and
+        must not take the parent's locks (another thread may have held them at fork time).
+        """
+        return os.getpid() != self.me.pid
 
     # --- acquiring -------------------------------------------------------------------------
 
@@ -122,30 +138,23 @@ class Governor:
         if self.state is not State.ACQUIRING:
             # spec: lease.md#holder-lifecycle — a holder that retired never holds again.
             raise Retiring(f"{self.family} governor is {self.state.value}: start a new one")
-        watcher = self._watcher
         deadline = self._mono() + wait_s
         told = False
         while True:
-            ident = root_identity(self.root)
-            if ident is not None and ident.root_id is None:
-                ensure_root_id(self.root)  # a root made by hand gets its instance id now
-                ident = root_identity(self.root)
-            root_id = None if ident is None else ident.root_id
-            decision = self.store.transact(self._acquire_decider(watcher, root_id))
-            if decision.verdict in TAKES and decision.write is not None:
-                self._stop_orphan()
-                self._root_ident = ident
-                self.epoch = decision.write.epoch
-                self.handle(Event.ACQUIRED)
-                self._last_renew = self._mono()
-                self._last_activity = self._mono()
-                return decision.write
+            # One attempt at a time against `abandon`, so a caller that gives up never leaves
+            # a lease taken behind its back (lease.md#holder-lifecycle).
+            with self._attempt:
+                if self._abandoned.is_set():
+                    raise Retiring(f"{self.family}: the caller gave up acquiring the lease")
+                decision = self._attempt_once()
+                if decision.write is not None:
+                    return decision.write
             if self._mono() >= deadline:
                 break
             if on_wait is not None and not told:
                 on_wait(decision)
                 told = True
-            time.sleep(ACQUIRE_POLL_S)
+            self._abandoned.wait(ACQUIRE_POLL_S)
         current = self.store.read()
         if isinstance(current, Unreadable):
             raise LeaseUnreadable(self.store.record_path, current.reason)
@@ -153,20 +162,45 @@ class Governor:
         epoch = current.epoch if isinstance(current, LeaseRecord) else 0
         raise LeaseHeld(self.family, held.pid, held.version, held.port, epoch)
 
+    def _attempt_once(self) -> AcquireDecision:
+        """One acquire attempt; the decision, with `write` set only when we took the lease."""
+        ident = root_identity(self.root)
+        if ident is not None and ident.root_id is None:
+            ensure_root_id(self.root)  # a root made by hand gets its instance id now
+            ident = root_identity(self.root)
+        root_id = None if ident is None else ident.root_id
+        decision = self.store.transact(self._acquire_decider(self._watcher, root_id))
+        if decision.verdict not in TAKES or decision.write is None:
+            return AcquireDecision(decision.verdict, None, decision.held_by, decision.wait_s)
+        self._stop_orphan()
+        self._root_ident = ident
+        self._root_stamp = root_stamp(self.root)
+        self.epoch = decision.write.epoch
+        self.handle(Event.ACQUIRED)
+        self._last_renew = self._mono()
+        self._last_activity = self._mono()
+        return decision
+
     def _acquire_decider(
         self, watcher: Watcher, root_id: str | None
     ) -> Callable[[LeaseRecord | Unreadable | None], tuple[AcquireDecision, LeaseRecord | None]]:
         def decide(
             current: LeaseRecord | Unreadable | None,
         ) -> tuple[AcquireDecision, LeaseRecord | None]:
-            obs = observe(self.store, watcher, current, self.timing.heartbeat_s, self._wall)
+            obs = observe(self.store, watcher, current, self._wall)
             decision = machine.decide_acquire(
-                obs, self.me, self.family, self.timing.ttl_s, root_id=root_id, ports=self.ports
+                obs,
+                self.me,
+                self.family,
+                self.timing.ttl_s,
+                root_id=root_id,
+                ports=self.ports,
+                heartbeat_s=self.timing.heartbeat_s,
             )
             if decision.verdict is AcquireVerdict.TAKE_DEAD_HOLDER and isinstance(
                 current, LeaseRecord
             ):
-                self._orphan = current.child
+                self._orphan = current.child_ident
             return decision, decision.write
 
         return decide
@@ -176,9 +210,7 @@ class Governor:
         Linux, or a missed one) is stopped by its recorded identity. spec: control.md#run"""
         orphan, self._orphan = self._orphan, None
         if orphan is not None:
-            stop_in_background(
-                orphan.pid, orphan.create_time, f"{self.family} child of a dead holder"
-            )
+            stop_in_background(orphan, f"{self.family} child of a dead holder")
 
     # --- running ---------------------------------------------------------------------------
 
@@ -191,7 +223,21 @@ class Governor:
 
     def holding(self) -> bool:
         """True while this process may act as holder: not retiring and within its own TTL."""
+        if self.forked:
+            return False
         return self.state is State.HOLDING and self._mono() - self._last_renew <= self.timing.ttl_s
+
+    def root_intact(self) -> bool:
+        """Whether the root is still the instance the lease was granted in, by a stat of its
+        `root.id` (health asks on every answer). Only when the stat differs is the root's
+        identity read, so a `root.id` merely touched does not fence a healthy holder."""
+        stamp = root_stamp(self.root)
+        if stamp is not None and stamp == self._root_stamp:
+            return True
+        if stamp is None or self._root_changed_quietly():
+            return False
+        self._root_stamp = stamp
+        return True
 
     @property
     def root_id(self) -> str | None:
@@ -213,6 +259,8 @@ class Governor:
         """Mark one unit of in-flight work; refuses (`Retiring`) when retiring or no longer
         holder. A holder whose own clock says its lease ran out retires at once, not at its
         next heartbeat (spec: lease.md#fencing)."""
+        if self.forked:
+            raise Retiring(f"{self.family}: a forked child does not hold its parent's lease")
         with self._cond:
             accepted = self.holding()
             fenced = not accepted and self.state is State.HOLDING
@@ -255,6 +303,8 @@ class Governor:
         until this holder's own lease deadline passes on its monotonic clock, then
         LEASE_EXPIRED (spec: lease.md#faults).
         """
+        if self.forked:
+            return Event.LEASE_LOST  # never heartbeat for the parent (lease.md#fork)
         with self._cond:
             idle_for = self._mono() - self._last_activity
             if self.timing.idle_enabled and self._in_flight == 0 and idle_for > self.timing.idle_s:
@@ -291,6 +341,8 @@ class Governor:
 
     def handle(self, event: Event) -> Transition:
         """Feed one event to the lifecycle table and perform the action it returns."""
+        if self.forked:
+            return step(self.state, event)  # a forked child acts on nothing (lease.md#fork)
         with self._cond:
             transition = step(self.state, event)
             self.state = transition.next
@@ -342,6 +394,8 @@ class Governor:
             return True  # cannot tell: writing nothing is the safe side
 
     def _release_and_record(self, reason: RetireReason) -> None:
+        if self.forked:
+            return
         release_and_record(
             self.store,
             self.me,
@@ -351,15 +405,40 @@ class Governor:
             now_wall=self._wall(),
         )
 
-    def record_child(self, pid: int, create_time: float) -> bool:
+    def record_child(self, ident: ProcessIdentity) -> bool:
         """Name the process this holder governs (`tenure run`) in the record; False if not ours."""
-        child = Child(pid=pid, create_time=create_time)
+        if self.forked:
+            return False
+        child = Child(ident.pid, ident.create_time, ident.start_ticks)
 
         def decide(current: LeaseRecord | Unreadable | None) -> tuple[bool, LeaseRecord | None]:
             write = machine.with_child(current, self.epoch, self.me.nonce, child)
             return write is not None, write
 
         return self.store.transact(decide)
+
+    def abandon(self) -> None:
+        """The caller gave up while acquiring (cancelled, interrupted): a lease taken on its
+        behalf is released at once, with a tombstone, and this governor never holds."""
+        self._abandoned.set()
+        if self.forked:
+            return
+        with self._attempt:  # an attempt in flight finishes first: its result is seen below
+            if self.state is State.ACQUIRING:
+                # An interrupt between the write and ACQUIRED: the record says it is ours.
+                current = self.store.read()
+                if (
+                    isinstance(current, LeaseRecord)
+                    and current.holder.nonce == self.me.nonce
+                    and current.state is LeaseState.HELD
+                ):
+                    self.epoch = current.epoch
+                    self._release_and_record(RetireReason.SHUTDOWN)
+                self.handle(Event.REFUSED)
+                return
+            if self.state is State.HOLDING:
+                self.retire(RetireReason.SHUTDOWN, drain=False)
+        self.wait_retired(self.timing.drain_s + 5)
 
     def wait_retired(self, timeout: float | None = None) -> RetireReason | None:
         """Block until retirement finished; the reason, or None on timeout."""

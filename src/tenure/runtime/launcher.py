@@ -23,11 +23,11 @@ from tenure.adapters.store import LeaseStore, log_path
 from tenure.adapters.waiting import wait_until
 from tenure.core.families import EXIT_HELD, Family
 from tenure.core.health import Health, parse_health
-from tenure.core.lease import Liveness, is_newer
+from tenure.core.lease import SEEN, Liveness, is_newer
 from tenure.core.notify import Notify, quiet
 from tenure.core.record import LeaseRecord, LeaseState, Unreadable
 from tenure.errors import DaemonStartError
-from tenure.runtime.supersede import supersede
+from tenure.runtime.supersede import is_foreign_holder, lease_held, supersede
 
 SPAWN_TIMEOUT_S = 10.0  # spawn → healthy bound, on top of any wait for an expiring holder
 RETIRE_WAIT_S = 15.0  # bound on waiting for a superseded holder to leave
@@ -122,12 +122,21 @@ def healthy_holder(store: LeaseStore) -> tuple[LeaseRecord | None, Health | None
     rec = store.read()
     if not isinstance(rec, LeaseRecord) or rec.state is not LeaseState.HELD:
         return None, None
-    if liveness(rec.holder.pid, rec.holder.create_time) is not Liveness.ALIVE:
+    live = liveness(rec.holder.ident)
+    if live not in SEEN:
         return None, None
     if rec.holder.port is None:
         return rec, None
     doc = fetch_health(rec.holder.port)
-    if doc and doc.pid == rec.holder.pid and doc.is_holder and doc.epoch == rec.epoch:
+    # A foreign holder (lease.md#foreign) must also name this root instance: its pid alone
+    # could be anybody's in a namespace that does not share ours.
+    if (
+        doc
+        and doc.pid == rec.holder.pid
+        and doc.is_holder
+        and doc.epoch == rec.epoch
+        and (live is Liveness.ALIVE or doc.root_id == rec.root_id)
+    ):
         return rec, doc
     return rec, None
 
@@ -210,6 +219,13 @@ def start(
                     return info_from_health(doc, "reused")
                 supersede(store, rec, version, RETIRE_WAIT_S, notify)
                 # If it has not left yet, the new daemon waits for the lease to expire.
+                action, wait = "superseded", expiry_wait
+            elif rec is not None and is_foreign_holder(rec):
+                # Alive where we cannot see it and not answering here: never taken over while
+                # its record changes; a newer version asks through the record only.
+                if not is_newer(version, rec.holder.version):
+                    raise lease_held(rec)
+                supersede(store, rec, version, RETIRE_WAIT_S, notify)
                 action, wait = "superseded", expiry_wait
             elif rec is not None:
                 wait = expiry_wait

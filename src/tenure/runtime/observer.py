@@ -37,19 +37,17 @@ def observe(
     store: LeaseStore,
     watcher: Watcher,
     current: LeaseRecord | Unreadable | None,
-    heartbeat_s: float,
     wall: Callable[[], float] = time.time,
 ) -> Observation:
     """Gather the facts `machine.decide_acquire` needs about the current record."""
     live = Liveness.DEAD
     if isinstance(current, LeaseRecord):
-        live = liveness(current.holder.pid, current.holder.create_time)
+        live = liveness(current.holder.ident)
     return Observation(
         current=current,
         liveness=live,
         now_wall=wall(),
         unchanged_for=watcher.unchanged_for(store.read_raw()),
-        heartbeat_s=heartbeat_s,
         epoch_floor=store.epoch_floor(),
     )
 

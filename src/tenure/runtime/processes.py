@@ -11,6 +11,7 @@ from pathlib import Path
 import psutil
 
 from tenure.adapters import guard
+from tenure.adapters.procinfo import read_process
 
 STOP_GRACE_S = 3.0
 
@@ -31,10 +32,11 @@ class ProcessRegistry:
 
     def track(self, pid: int) -> None:
         """Register a pid this test caused to exist (e.g. a detached daemon)."""
+        facts = read_process(pid)
         with contextlib.suppress(psutil.NoSuchProcess):
-            proc = psutil.Process(pid)
-            self._procs.append(proc)
-            guard.allow(pid, proc.create_time())
+            self._procs.append(psutil.Process(pid))
+            if facts is not None:
+                guard.allow(facts.ident)
 
     def track_root(self, root: Path) -> list[int]:
         """Register every process whose argv carries `--tenure-root=<root>`; returns their pids."""

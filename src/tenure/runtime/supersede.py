@@ -11,30 +11,92 @@ from __future__ import annotations
 import os
 import time
 
-from tenure.adapters.http import request
+from tenure.adapters.http import health, request
 from tenure.adapters.procinfo import holder_liveness, liveness
 from tenure.adapters.store import LeaseStore
 from tenure.adapters.tokens import read_token
 from tenure.adapters.waiting import wait_until
-from tenure.core.lease import LeaseStatus, Liveness, decide_supersede, lease_status
+from tenure.core.health import parse_health
+from tenure.core.lease import SEEN, Liveness, confirm_s, decide_supersede
 from tenure.core.notify import Notify, quiet
 from tenure.core.record import LeaseRecord, LeaseState, Unreadable
+from tenure.errors import LeaseHeld
 
 POLL_S = 0.01
 
 
 def held_record(store: LeaseStore) -> LeaseRecord | None:
     """The record if a live holder holds it and its lease is fresh."""
-    return fresh_lease(store.read())
+    return fresh_lease(store, store.read())
 
 
-def fresh_lease(rec: LeaseRecord | Unreadable | None) -> LeaseRecord | None:
-    """`rec` when a live holder holds it and its lease is fresh, else None."""
-    if not isinstance(rec, LeaseRecord):
+def fresh_lease(store: LeaseStore, rec: LeaseRecord | Unreadable | None) -> LeaseRecord | None:
+    """`rec` when a live (or foreign) holder holds it and still renews it, else None.
+
+    Fresh by this process's wall clock is enough. Past its TTL by that clock, the record is
+    judged on its own terms (lease.md#expiry): our clock may run ahead, so the holder counts as
+    renewing if the record changes within `confirm_s` on our monotonic clock.
+    """
+    if not isinstance(rec, LeaseRecord) or rec.state is not LeaseState.HELD:
         return None
-    if lease_status(rec, holder_liveness(rec), time.time()) is not LeaseStatus.HELD:
+    live = holder_liveness(rec)
+    if live not in SEEN:
         return None
-    return rec
+    if time.time() - rec.renewed_at <= rec.ttl_s:
+        return rec
+    confirm = confirm_s(rec, foreign=live is Liveness.FOREIGN)
+    changed = wait_until(lambda: store.read() != rec or None, confirm, POLL_S * 5)
+    if changed is None:
+        return None
+    now = store.read()
+    if (
+        isinstance(now, LeaseRecord)
+        and now.state is LeaseState.HELD
+        and now.epoch == rec.epoch
+        and now.holder.nonce == rec.holder.nonce
+    ):
+        return now
+    return None
+
+
+def answers_as_holder(rec: LeaseRecord) -> bool:
+    """Whether `rec`'s holder answers health on its control port as that very holder (pid,
+    epoch and root id agree): how a foreign holder in a shared network namespace is reused.
+
+    A `tenure run` record's port belongs to the child it governs, which gets no request.
+    """
+    h = rec.holder
+    if h.port is None or rec.child is not None:
+        return False
+    doc = parse_health(health(h.port))
+    return (
+        doc is not None
+        and doc.is_holder
+        and doc.pid == h.pid
+        and doc.epoch == rec.epoch
+        and doc.root_id == rec.root_id
+    )
+
+
+def is_foreign_holder(rec: LeaseRecord) -> bool:
+    """Whether the record's holder lives in another boot or namespace (lease.md#foreign)."""
+    return holder_liveness(rec) is Liveness.FOREIGN
+
+
+def lease_held(rec: LeaseRecord) -> LeaseHeld:
+    """The refusal naming `rec`'s holder: where it lives when foreign, and its expiry."""
+    h = rec.holder
+    foreign = is_foreign_holder(rec)
+    left = rec.renewed_at + rec.ttl_s - time.time()
+    if foreign:
+        expiry = (
+            f"its lease runs until its record stays unchanged for {rec.ttl_s:g}s "
+            f"(by its own clock {max(left, 0.0):.1f}s from now)"
+        )
+    else:
+        expiry = f"its lease expires in {max(left, 0.0):.1f}s unless renewed"
+    lives = h.where.describe() if foreign and h.where is not None else None
+    return LeaseHeld(rec.family, h.pid, h.version, h.port, rec.epoch, lives=lives, expiry=expiry)
 
 
 def has_left(store: LeaseStore, rec: LeaseRecord) -> bool:
@@ -46,7 +108,7 @@ def has_left(store: LeaseStore, rec: LeaseRecord) -> bool:
         or cur.state is LeaseState.RELEASED
     ):
         return True
-    return liveness(rec.holder.pid, rec.holder.create_time) is not Liveness.ALIVE
+    return liveness(rec.holder.ident) not in SEEN
 
 
 def supersede(
@@ -58,7 +120,9 @@ def supersede(
     store.transact(
         lambda cur: (None, decide_supersede(cur, version, os.getpid(), time.time()).write)
     )
-    token = read_token(store.root, store.family, h.pid)
+    # A foreign holder is asked through the record only: its port and pid are not ours to
+    # trust, and the token must never go to whoever listens on that port here.
+    token = None if is_foreign_holder(rec) else read_token(store.root, store.family, h.pid)
     if token is not None and h.port is not None:
         request(
             h.port,

@@ -17,6 +17,7 @@ from tenure.adapters.root import check_root
 from tenure.adapters.stopping import gone_within, stop_verified
 from tenure.adapters.store import LeaseStore, log_path
 from tenure.adapters.tokens import read_token
+from tenure.adapters.waiting import wait_until
 from tenure.core.families import Family
 from tenure.core.notify import Notify, quiet
 from tenure.core.record import LeaseRecord
@@ -28,6 +29,7 @@ from tenure.runtime.launcher import (
     info_from_health,
     start,
 )
+from tenure.runtime.supersede import has_left, is_foreign_holder
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,7 +93,7 @@ def stop(family: Family, root: Path, notify: Notify = quiet) -> DaemonInfo | Non
                 f"no token for {family.name} pid {rec.holder.pid}; cannot stop it"
             )
         request(rec.holder.port, "POST", "/api/shutdown", token=token)
-        if _wait_gone(rec, STOP_WAIT_S):
+        if _wait_gone(store, rec, STOP_WAIT_S):
             return info_from_health(doc, "stopped")
         notify(f"{family.name} pid {rec.holder.pid} did not leave after shutdown; escalating")
     else:
@@ -130,10 +132,11 @@ def escalate(
 ) -> signal.Signals | None:
     """Stop the record's holder with the verified escalation (`stopping.stop_verified`)."""
     h = rec.holder
-    return stop_verified(
-        h.pid, h.create_time, rec.family, marker=marker, wait_s=wait_s, notify=notify
-    )
+    return stop_verified(h.ident, rec.family, marker=marker, wait_s=wait_s, notify=notify)
 
 
-def _wait_gone(rec: LeaseRecord, timeout: float) -> bool:
-    return gone_within(rec.holder.pid, rec.holder.create_time, timeout)
+def _wait_gone(store: LeaseStore, rec: LeaseRecord, timeout: float) -> bool:
+    if is_foreign_holder(rec):
+        # Its process cannot be seen from here: it has gone when the record says so.
+        return wait_until(lambda: has_left(store, rec), timeout, 0.02) is not None
+    return gone_within(rec.holder.ident, timeout)

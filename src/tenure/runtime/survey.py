@@ -59,10 +59,15 @@ def lease_view(root: Path, family: str, now: float) -> LeaseView | None:
         holder_create_time=rec.holder.create_time,
         holder_started_at=rec.holder.started_at,
         epoch=rec.epoch,
-        held=status in (LeaseStatus.HELD, LeaseStatus.EXPIRED),
+        held=status in (LeaseStatus.HELD, LeaseStatus.EXPIRED, LeaseStatus.FOREIGN),
         expired=status is LeaseStatus.EXPIRED,
         child_pid=None if rec.child is None else rec.child.pid,
         child_create_time=None if rec.child is None else rec.child.create_time,
+        holder_start_ticks=rec.holder.start_ticks,
+        child_start_ticks=None if rec.child is None else rec.child.start_ticks,
+        foreign=rec.holder.where.describe()
+        if status is LeaseStatus.FOREIGN and rec.holder.where is not None
+        else None,
     )
 
 

@@ -26,13 +26,13 @@ from tenure.adapters import config, guard
 from tenure.adapters.files import locked
 from tenure.adapters.procinfo import read_process
 from tenure.adapters.root import RootLayout, default_root, ensure_root
-from tenure.adapters.stopping import stop_verified
+from tenure.adapters.stopping import stop_own_child
 from tenure.adapters.store import LeaseStore
 from tenure.core.lease import is_newer
-from tenure.errors import LeaseHeld, TenureError
+from tenure.errors import TenureError
 from tenure.runtime.ensure import POLL_S, free_port
 from tenure.runtime.hold import hold, signalled
-from tenure.runtime.supersede import held_record, supersede
+from tenure.runtime.supersede import held_record, lease_held, supersede
 
 CHILD_GRACE_S = 5.0  # between SIGTERM and SIGKILL for the child
 FORWARDED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
@@ -71,18 +71,10 @@ def _supersede_older(family: str, version: str, root: Path) -> float:
         rec = held_record(store)
         if rec is None:
             return 0.0
-        h = rec.holder
-        if not is_newer(version, h.version):
-            raise LeaseHeld(family, h.pid, h.version, h.port, rec.epoch)
+        if not is_newer(version, rec.holder.version):
+            raise lease_held(rec)
         bound = timing.ttl_s + 2 * timing.heartbeat_s
         return 0.0 if supersede(store, rec, version, bound) else bound
-
-
-def _stop_child(child: subprocess.Popen[bytes], create_time: float) -> None:
-    try:
-        stop_verified(child.pid, create_time, "child", wait_s=CHILD_GRACE_S)
-    except TenureError as exc:
-        print(f"tenure run: {exc}", file=sys.stderr)
 
 
 def run(
@@ -122,8 +114,8 @@ def run(
     ) as held:
         child = subprocess.Popen(argv, env=env, preexec_fn=_die_with_parent)  # noqa: PLW1509
         facts = read_process(child.pid)
-        create_time = facts.create_time if facts is not None else -1.0
-        guard.allow(child.pid, create_time)  # under a test kit, the child is the test's too
+        if facts is not None:
+            guard.allow(facts.ident)  # under a test kit, the child is the test's too
 
         def forward(_signum: int, _frame: FrameType | None) -> None:
             # A signal to the wrapper is a request to stop: the lease goes with the child.
@@ -135,15 +127,16 @@ def run(
                 # Best effort, for readers (the doctor counts the child as the holder's): a root
                 # removed meanwhile is the heartbeat's business, not a reason to fail here.
                 with contextlib.suppress(OSError, TenureError):
-                    held.governor.record_child(child.pid, create_time)
+                    held.governor.record_child(facts.ident)
             while child.poll() is None and not held.retiring.wait(POLL_S * 5):
                 pass
         finally:
             # Whatever happened, the child never outlives its governor's lease.
             stopped_by_us = child.poll() is None
-            if stopped_by_us:
-                _stop_child(child, create_time)
-            code = child.wait()
+            # Our own unreaped child: its pid cannot be reused until we reap it, so it is
+            # stopped through its Popen and no identity check (which a clock step could
+            # fool) stands in the way.
+            code = stop_own_child(child, CHILD_GRACE_S)
             for sig, old in previous.items():
                 signal.signal(sig, old)
     if stopped_by_us:

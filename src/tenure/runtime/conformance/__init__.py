@@ -95,7 +95,7 @@ def _first_session(s: Session, d: Started, rec: LeaseRecord, t0: float) -> list[
     renewed = renews(s, rec)
     current = s.record() or rec
     private = keeps_token_private(s, current)
-    if liveness(rec.holder.pid, rec.holder.create_time) is not Liveness.ALIVE:
+    if liveness(rec.holder.ident) is not Liveness.ALIVE:
         died = Check("leaves_on_sigterm", False, "it was gone before SIGTERM: it died by itself")
         return [taken, second, renewed, private, died]
     return [taken, second, renewed, private, sigterm(s, d, current)]

@@ -11,12 +11,12 @@ from dataclasses import replace
 import psutil
 
 from tenure.adapters.http import health
-from tenure.adapters.procinfo import check_identity, liveness, own_identity
+from tenure.adapters.procinfo import liveness, own_identity, read_process, signal_verified
 from tenure.adapters.root import RootLayout, ensure_root, read_root_id
 from tenure.adapters.stopping import gone_within
 from tenure.adapters.tombstones import read_tombstones
 from tenure.adapters.waiting import wait_until
-from tenure.core.identity import same_create_time
+from tenure.core.identity import same_start
 from tenure.core.lease import Liveness, SupersedeVerdict, decide_supersede, parse_version
 from tenure.core.record import Holder, LeaseRecord, LeaseState, Unreadable
 from tenure.runtime.conformance.report import Check
@@ -33,12 +33,15 @@ def takes_lease(s: Session, d: Started, rec: LeaseRecord, t0: float) -> Check:
         problems.append(f"epoch {rec.epoch} (the first grant is 1)")
     if s.store.epoch_floor() < rec.epoch:
         problems.append(f"{s.store.floor_path.name} holds {s.store.epoch_floor()} < {rec.epoch}")
-    try:
-        real = psutil.Process(rec.holder.pid).create_time()
-        if not same_create_time(real, rec.holder.create_time):
-            problems.append(f"holder.create_time {rec.holder.create_time} but the process {real}")
-    except psutil.Error:
+    real = read_process(rec.holder.pid)
+    if real is None:
         problems.append(f"holder pid {rec.holder.pid} is not running")
+    elif not same_start(rec.holder.ident, real.ident):
+        problems.append(
+            f"holder start (create_time {rec.holder.create_time}, ticks "
+            f"{rec.holder.start_ticks}) is not the process's ({real.create_time}, "
+            f"{real.start_ticks})"
+        )
     if rec.root_id is not None and rec.root_id != read_root_id(s.root):
         problems.append(f"root_id {rec.root_id!r} is not this root's {read_root_id(s.root)!r}")
     if opts.ports is not None and rec.ports not in (None, opts.ports):
@@ -174,15 +177,15 @@ def _left_cleanly(s: Session, d: Started, rec: LeaseRecord, name: str, reason: s
 def and_child_gone(check: Check, rec: LeaseRecord, grace_s: float) -> Check:
     """A holder that left must not leave its governed child (`tenure run`) behind."""
     child = rec.child
-    if not check.passed or child is None or gone_within(child.pid, child.create_time, grace_s):
+    ident = rec.child_ident
+    if not check.passed or child is None or ident is None or gone_within(ident, grace_s):
         return check
     return replace(check, passed=False, detail=f"its governed child pid {child.pid} still runs")
 
 
 def sigterm(s: Session, d: Started, rec: LeaseRecord) -> Check:
-    if check_identity(rec.holder.pid, rec.holder.create_time, None) is not None:
+    if signal_verified(rec.holder.ident, signal.SIGTERM) is not None:
         return Check("leaves_on_sigterm", False, f"pid {rec.holder.pid} is not ours to signal")
-    os.kill(rec.holder.pid, signal.SIGTERM)
     return _left_cleanly(s, d, rec, "leaves_on_sigterm", "")
 
 
@@ -215,8 +218,11 @@ def supersession(s: Session, d: Started, rec: LeaseRecord) -> Check:
 
 def _steal(s: Session, rec: LeaseRecord) -> bytes:
     """Take the lease from under the holder, as a takeover by another holder would."""
-    pid, ctime = own_identity()
-    thief = Holder(pid, ctime, "c0ffee" * 2 + "kit0", rec.holder.version, None, time.time())
+    me = own_identity()
+    thief = Holder(
+        me.pid, me.create_time, "c0ffee" * 2 + "kit0", rec.holder.version, None, time.time(),
+        me.start_ticks, me.where,
+    )  # fmt: skip
 
     def take(cur: LeaseRecord | Unreadable | None) -> tuple[None, LeaseRecord]:
         base = cur if isinstance(cur, LeaseRecord) else rec
@@ -241,7 +247,7 @@ def lease_loss(s: Session, d: Started, rec: LeaseRecord) -> tuple[Check, Check]:
         raw = s.store.read_raw() or b""
         if raw != stolen and not wrote:
             wrote.append(raw)
-        return liveness(rec.holder.pid, rec.holder.create_time) is not Liveness.ALIVE
+        return liveness(rec.holder.ident) is not Liveness.ALIVE
 
     left = wait_until(gone, bound, POLL_S)
     took = time.monotonic() - t0

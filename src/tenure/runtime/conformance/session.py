@@ -13,8 +13,9 @@ from pathlib import Path
 import psutil
 
 from tenure.adapters import config, guard
+from tenure.adapters.procinfo import read_process
 from tenure.adapters.root import ensure_root
-from tenure.adapters.stopping import gone_within, stop_verified
+from tenure.adapters.stopping import gone_within, stop_own_child, stop_verified
 from tenure.adapters.store import LeaseStore, read_record_strict
 from tenure.adapters.waiting import wait_until
 from tenure.core.record import Holder, LeaseRecord, LeaseState
@@ -102,8 +103,9 @@ class Session:
                 stderr=subprocess.STDOUT,
                 start_new_session=True,  # a Ctrl-C meant for the kit is not the daemon's
             )
-        with contextlib.suppress(psutil.Error):
-            guard.allow(proc.pid, psutil.Process(proc.pid).create_time())
+        facts = read_process(proc.pid)
+        if facts is not None:
+            guard.allow(facts.ident)
         daemon = Started(proc)
         self.started.append(daemon)
         return daemon
@@ -176,7 +178,7 @@ class Session:
         assert daemon.holder is not None
         t0 = time.monotonic()
         h = daemon.holder
-        if not gone_within(h.pid, h.create_time, timeout):
+        if not gone_within(h.ident, timeout):
             return None
         return time.monotonic() - t0
 
@@ -187,14 +189,12 @@ class Session:
     def close(self) -> None:
         """Stop every copy still running, by verified identity, then reap them."""
         for daemon in self.started:
-            if daemon.proc.poll() is None:
-                with contextlib.suppress(TenureError, psutil.Error):
-                    ctime = psutil.Process(daemon.proc.pid).create_time()
-                    stop_verified(daemon.proc.pid, ctime, "conformance daemon", wait_s=5.0)
+            # Our own unreaped child: stopped through its Popen, never refused by identity.
+            stop_own_child(daemon.proc, 5.0)
             h = daemon.holder
             if h is not None and h.pid != daemon.proc.pid:
                 with contextlib.suppress(TenureError):
-                    stop_verified(h.pid, h.create_time, "conformance daemon", wait_s=5.0)
+                    stop_verified(h.ident, "conformance daemon", wait_s=5.0)
             with contextlib.suppress(subprocess.TimeoutExpired):
                 daemon.proc.wait(10)
 
