@@ -93,7 +93,7 @@ ACQUIRE_ROWS = [
         id="ttl-passed-and-unchanged-half-the-records-ttl-is-taken",
     ),
     pytest.param(
-        obs(held(), now=T0 + 30, unchanged_for=0.1),
+        obs(held(), now=T0 + 30, unchanged_for=TTL / 2 - 0.5),
         AcquireVerdict.WAIT_CONFIRM,
         None,
         id="a-contender-whose-clock-runs-30s-ahead-cannot-take-a-renewing-holder",

@@ -1,4 +1,5 @@
-"""Stateful model: 2-4 contenders racing for one lease under crashes, pauses and clock jumps.
+"""Stateful model: 2-4 contenders racing for one lease under crashes, pauses and clock jumps,
+each contender with a wall clock of its own and some of them in another pid namespace.
 
 The model drives only the pure decisions (tenure.core.lease) against a simulated store, shared
 monotonic time and a jumpable wall clock. Writes happen atomically, as under the real lock.
@@ -40,6 +41,8 @@ class Contender:
     last_renew: float = 0.0
     seen_version: int = -1
     seen_since: float = 0.0
+    skew: float = 0.0  # this process's wall clock minus the true one
+    ns: int = 0  # pid namespace: another one's processes cannot be seen (lease.md#foreign)
 
     @property
     def nonce(self) -> str:
@@ -63,27 +66,32 @@ class LeaseModel(RuleBasedStateMachine):
         self.contenders: list[Contender] = []
         self.stale_renewals = 0
 
-    @initialize(n=st.integers(min_value=2, max_value=4))
-    def setup(self, n: int) -> None:
-        self.contenders = [Contender(i) for i in range(n)]
+    @initialize(namespaces=st.lists(st.integers(0, 1), min_size=2, max_size=4))
+    def setup(self, namespaces: list[int]) -> None:
+        self.contenders = [Contender(i, ns=ns) for i, ns in enumerate(namespaces)]
 
     # --- helpers -------------------------------------------------------------------------
 
-    def wall(self) -> float:
-        return self.t + self.wall_offset
+    def wall(self, c: Contender | None = None) -> float:
+        return self.t + self.wall_offset + (0.0 if c is None else c.skew)
 
     def write(self, rec: LeaseRecord) -> None:
         self.record = rec
         self.version += 1
 
-    def liveness_of(self, rec: LeaseRecord) -> Liveness:
-        for c in self.contenders:
-            if c.nonce == rec.holder.nonce:
-                return Liveness.DEAD if c.crashed else Liveness.ALIVE
+    def holder_of(self, rec: LeaseRecord) -> Contender | None:
+        return next((c for c in self.contenders if c.nonce == rec.holder.nonce), None)
+
+    def liveness_of(self, rec: LeaseRecord, observer: Contender) -> Liveness:
+        holder = self.holder_of(rec)
+        if holder is not None and holder.ns != observer.ns:
+            return Liveness.FOREIGN  # alive or not, it cannot be seen from here
+        if holder is not None:
+            return Liveness.DEAD if holder.crashed else Liveness.ALIVE
         return Liveness.DEAD  # an earlier incarnation: the pid is gone
 
     def beat(self, c: Contender) -> None:
-        decision = decide_renew(self.record, c.epoch, c.nonce, self.t - c.last_renew, self.wall())
+        decision = decide_renew(self.record, c.epoch, c.nonce, self.t - c.last_renew, self.wall(c))
         if decision.verdict is RenewVerdict.RENEWED:
             assert decision.write is not None
             if c.epoch != self.max_granted:
@@ -92,7 +100,7 @@ class LeaseModel(RuleBasedStateMachine):
             c.last_renew = self.t
             return
         c.holder = False
-        release = decide_release(self.record, c.epoch, c.nonce, self.wall())
+        release = decide_release(self.record, c.epoch, c.nonce, self.wall(c))
         if release.write is not None:
             self.write(release.write)
 
@@ -118,22 +126,25 @@ class LeaseModel(RuleBasedStateMachine):
         if c.seen_version != self.version:
             c.seen_version, c.seen_since = self.version, self.t
         live = (
-            self.liveness_of(self.record) if isinstance(self.record, LeaseRecord) else Liveness.DEAD
+            self.liveness_of(self.record, c)
+            if isinstance(self.record, LeaseRecord)
+            else Liveness.DEAD
         )
-        obs = Observation(
-            self.record, live, self.wall(), self.t - c.seen_since, self.max_granted
-        )
+        obs = Observation(self.record, live, self.wall(c), self.t - c.seen_since, self.max_granted)
         me = Holder(
             pid=100 + c.idx,
             create_time=float(c.incarnation),
             nonce=c.nonce,
             version="1.0",
             port=None,
-            started_at=self.wall(),
+            started_at=self.wall(c),
         )
-        decision = decide_acquire(obs, me, "sync", TTL)
+        decision = decide_acquire(obs, me, "sync", TTL, heartbeat_s=HB)
         if decision.verdict in TAKES:
             assert decision.write is not None
+            if isinstance(self.record, LeaseRecord) and (old := self.holder_of(self.record)):
+                renewing = old.holder and not old.crashed and self.t - old.last_renew < TTL / 2
+                assert not renewing, "a holder renewing on time was evicted"
             assert decision.write.epoch > self.max_granted, "epochs must strictly increase"
             self.max_granted = decision.write.epoch
             self.write(decision.write)
@@ -172,6 +183,11 @@ class LeaseModel(RuleBasedStateMachine):
     def jump_wall_clock(self, delta: float) -> None:
         """NTP or a user moved the wall clock."""
         self.wall_offset += delta
+
+    @rule(i=st.integers(0, 3), skew=st.sampled_from([-30.0, 30.0, 3600.0]))
+    def skew_clock(self, i: int, skew: float) -> None:
+        """One process's wall clock runs ahead or behind the others'."""
+        self.pick(i).skew = skew
 
     @precondition(lambda self: self.record is not None)
     @rule()

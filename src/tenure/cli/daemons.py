@@ -111,6 +111,11 @@ def _print_status(st: Status, name: str, as_json: bool) -> None:
         typer.echo(f"log: {clean(st.log)}")
         for line in _reaper_lines(st.info, name):
             typer.echo(clean(line))
+    elif st.state == "foreign":
+        typer.echo(
+            f"{name} daemon pid {st.pid} holds the lease (epoch {st.epoch}) from elsewhere "
+            f"({clean(st.lives)}); tenure never signals it from here"
+        )
     elif st.state == "not_answering":
         typer.echo(
             f"{name} daemon pid {st.pid} holds the lease (epoch {st.epoch}, port "

@@ -34,7 +34,7 @@ from tenure.runtime.supersede import has_left, is_foreign_holder
 
 @dataclass(frozen=True, slots=True)
 class Status:
-    """What `status` knows: `state` is running, not_answering or absent."""
+    """What `status` knows: `state` is running, not_answering, foreign or absent."""
 
     state: str
     info: DaemonInfo | None = None
@@ -43,6 +43,7 @@ class Status:
     epoch: int | None = None
     expires_in_s: float | None = None
     log: str | None = None
+    lives: str | None = None  # where a foreign holder lives (lease.md#foreign)
 
     def to_json(self) -> dict[str, Any]:
         """JSON-ready dict."""
@@ -55,6 +56,7 @@ class Status:
             "epoch": self.epoch,
             "expires_in_s": self.expires_in_s,
             "log": self.log,
+            "lives": self.lives,
         }
 
 
@@ -74,6 +76,10 @@ def status(family: Family, root: Path) -> Status:
         info = info_from_health(doc, "running")
         return Status("running", info, info.pid, info.port, info.epoch, log=log)
     expires = round(rec.renewed_at + rec.ttl_s - time.time(), 1)
+    if is_foreign_holder(rec) and rec.holder.where is not None:
+        lives = rec.holder.where.describe()
+        h = rec.holder
+        return Status("foreign", None, h.pid, h.port, rec.epoch, expires, log, lives)
     return Status("not_answering", None, rec.holder.pid, rec.holder.port, rec.epoch, expires, log)
 
 
