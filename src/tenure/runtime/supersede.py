@@ -12,11 +12,13 @@ import os
 import time
 
 from tenure.adapters.http import health, request
+from tenure.adapters.location import here
 from tenure.adapters.procinfo import holder_liveness, liveness
 from tenure.adapters.store import LeaseStore
 from tenure.adapters.tokens import read_token
 from tenure.adapters.waiting import wait_until
 from tenure.core.health import parse_health
+from tenure.core.identity import is_foreign
 from tenure.core.lease import SEEN, Liveness, confirm_s, decide_supersede
 from tenure.core.notify import Notify, quiet
 from tenure.core.record import LeaseRecord, LeaseState, Unreadable
@@ -79,8 +81,11 @@ def answers_as_holder(rec: LeaseRecord) -> bool:
 
 
 def is_foreign_holder(rec: LeaseRecord) -> bool:
-    """Whether the record's holder lives in another boot or namespace (lease.md#foreign)."""
-    return holder_liveness(rec) is Liveness.FOREIGN
+    """Whether the record's holder lives in another boot or namespace (lease.md#foreign).
+
+    Decided from the record's location alone: no process is read.
+    """
+    return is_foreign(rec.holder.where, here())
 
 
 def lease_held(rec: LeaseRecord) -> LeaseHeld:
