@@ -67,6 +67,10 @@ class LeaseHeld(TenureError, RuntimeError):
         self.epoch = epoch
 
 
+class ScanIncomplete(TenureError, OSError):
+    """A port scan could not open its sockets (too many open files): nothing was concluded."""
+
+
 class LeaseUnreadable(TenureError, ValueError):
     """The lease record exists but cannot be parsed."""
 

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import os
 
-from tenure.errors import ConfigError
+from tenure.core.inputs import check_version
 
 # The single source of the package version (pyproject reads it from here).
 __version__ = "0.1.0"
 VERSION_ENV = "TENURE_VERSION"
-MAX_VERSION_CHARS = 256  # the record codec's bound on every text field
 
 
 def package_version() -> str:
@@ -24,11 +23,4 @@ def current_version() -> str:
 
 def checked_version() -> str:
     """`current_version()`, refused when a record could not carry it (lease.md#record)."""
-    version = current_version()
-    if len(version) > MAX_VERSION_CHARS or not version.isprintable() or not version.strip():
-        shown = version[:40] + ("…" if len(version) > 40 else "")
-        raise ConfigError(
-            f"{VERSION_ENV}={shown!r} is not a usable version: at most {MAX_VERSION_CHARS} "
-            "printable characters"
-        )
-    return version
+    return check_version(current_version(), VERSION_ENV)

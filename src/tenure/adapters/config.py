@@ -11,6 +11,7 @@ import os
 from pathlib import Path
 
 from tenure.core.families import Family
+from tenure.core.inputs import parse_ports
 from tenure.core.timing import DEFAULT_IDLE_S, Timing
 from tenure.errors import ConfigError
 
@@ -78,16 +79,8 @@ def legacy_env() -> dict[str, str]:
 
 
 def parse_port_range(raw: str, name: str = PORTS_ENV) -> tuple[int, int]:
-    """`LO-HI` (inclusive, within 1..65535) or one port `P`."""
-    lo_text, _, hi_text = raw.partition("-")
-    try:
-        lo = int(lo_text)
-        hi = int(hi_text) if hi_text else lo
-    except ValueError:
-        raise ConfigError(f"{name}={raw[:40]!r} is not LO-HI") from None
-    if not 1 <= lo <= hi <= 65535:
-        raise ConfigError(f"{name}={raw[:40]!r} is out of range: LO-HI within 1..65535")
-    return lo, hi
+    """`LO-HI` (inclusive, within 1..65535, at most 1024 ports) or one port `P`."""
+    return parse_ports(raw, name)
 
 
 def launched_for(family: str) -> bool:

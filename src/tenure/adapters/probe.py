@@ -19,8 +19,10 @@ import psutil
 from tenure.adapters.http import LOOPBACK, health
 from tenure.adapters.procinfo import read_process
 from tenure.core.classify import ListenerFacts
+from tenure.errors import ScanIncomplete
 
 CONNECT_TIMEOUT_S = 0.05
+MAX_SOCKETS = 64  # sockets one scan holds at once, whatever the range (and health probes)
 
 PidLookup = Callable[[], dict[int, int]]
 
@@ -39,13 +41,36 @@ def listening_pids() -> dict[int, int]:
 
 
 def open_ports(ports: Iterable[int], timeout: float = CONNECT_TIMEOUT_S) -> list[int]:
-    """Ports on 127.0.0.1 that accept a TCP connection, all tried at once (non-blocking)."""
+    """Ports on 127.0.0.1 that accept a TCP connection, tried (non-blocking) in batches.
+
+    At most `MAX_SOCKETS` sockets are open at once whatever the range, so a wide range cannot
+    exhaust the descriptor limit; when the process is out of descriptors anyway, the scan says
+    so (`ScanIncomplete`) instead of guessing. spec: classification.md#scanning
+    """
+    todo = list(ports)
+    found: list[int] = []
+    for i in range(0, len(todo), MAX_SOCKETS):
+        found += _open_batch(todo[i : i + MAX_SOCKETS], timeout)
+    return sorted(found)
+
+
+def _socket() -> socket.socket:
+    try:
+        return socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    except OSError as exc:
+        if exc.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
+            why = (exc.strerror or "no descriptors").lower()
+            raise ScanIncomplete(exc.errno, why) from None
+        raise
+
+
+def _open_batch(ports: list[int], timeout: float) -> list[int]:
     sel = selectors.DefaultSelector()
     pending: dict[int, tuple[socket.socket, int]] = {}
     found: list[int] = []
     try:
         for port in ports:
-            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            sock = _socket()
             sock.setblocking(False)
             code = sock.connect_ex((LOOPBACK, port))
             if code == 0:
@@ -68,7 +93,7 @@ def open_ports(ports: Iterable[int], timeout: float = CONNECT_TIMEOUT_S) -> list
         for sock, _port in pending.values():
             sock.close()
         sel.close()
-    return sorted(found)
+    return found
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,7 +111,7 @@ def scan(ports: range, pid_lookup: PidLookup = listening_pids) -> ScanResult:
     if not live:
         return ScanResult([], time.monotonic() - t0)
     pids = pid_lookup()
-    with ThreadPoolExecutor(max_workers=min(len(live), 64)) as pool:
+    with ThreadPoolExecutor(max_workers=min(len(live), MAX_SOCKETS)) as pool:
         answers = list(pool.map(health, live))
     listeners = []
     for port, doc in zip(live, answers, strict=True):

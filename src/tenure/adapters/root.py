@@ -15,6 +15,7 @@ from pathlib import Path
 
 from tenure.adapters import config
 from tenure.adapters.files import DIR_MODE, NotRegularFile, read_nofollow, write_new
+from tenure.core.inputs import check_family
 from tenure.errors import RootError
 
 SUBDIRS = ("leases", "tokens", "logs")
@@ -23,7 +24,11 @@ ROOT_ID_FILE = "root.id"
 
 @dataclass(frozen=True, slots=True)
 class RootLayout:
-    """Every path in a daemon root, in one place (spec: root.md#layout)."""
+    """Every path in a daemon root, in one place (spec: root.md#layout).
+
+    Every per-family path checks the family name first (`ConfigError`): no name can address a
+    file outside `leases/`, `tokens/` or `logs/` (root.md#family-names).
+    """
 
     root: Path
 
@@ -34,19 +39,19 @@ class RootLayout:
 
     def record(self, family: str) -> Path:
         """The family's lease record."""
-        return self.leases / f"{family}.json"
+        return self.leases / f"{check_family(family)}.json"
 
     def lock(self, family: str) -> Path:
         """The lock file guarding every write of the family's record."""
-        return self.leases / f"{family}.lock"
+        return self.leases / f"{check_family(family)}.lock"
 
     def epoch_floor(self, family: str) -> Path:
         """The highest epoch ever granted for the family."""
-        return self.leases / f"{family}.epoch"
+        return self.leases / f"{check_family(family)}.epoch"
 
     def start_lock(self, family: str) -> Path:
         """The lock that serialises check → spawn → wait-healthy of `start`."""
-        return self.leases / f"{family}.start.lock"
+        return self.leases / f"{check_family(family)}.start.lock"
 
     @property
     def tombstones(self) -> Path:
@@ -65,7 +70,7 @@ class RootLayout:
 
     def token(self, family: str, pid: int) -> Path:
         """Where the daemon `pid` of `family` keeps its control token."""
-        return self.tokens / f"{family}.{pid}.token"
+        return self.tokens / f"{check_family(family)}.{pid}.token"
 
     @property
     def logs(self) -> Path:
@@ -74,7 +79,7 @@ class RootLayout:
 
     def log(self, family: str) -> Path:
         """A family's daemon log (rotated to `.1` by the daemon)."""
-        return self.logs / f"{family}.log"
+        return self.logs / f"{check_family(family)}.log"
 
     @property
     def root_id(self) -> Path:

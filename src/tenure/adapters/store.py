@@ -20,6 +20,7 @@ from tenure.adapters.files import (
     read_nofollow,
 )
 from tenure.adapters.root import RootLayout, ensure_subdir
+from tenure.core.inputs import check_family
 from tenure.core.record import LeaseRecord, Unreadable, encode, parse
 from tenure.errors import RootError
 
@@ -61,6 +62,9 @@ class LeaseStore:
 
     root: Path
     family: str
+
+    def __post_init__(self) -> None:
+        check_family(self.family)  # before any file is touched (root.md#family-names)
 
     @property
     def record_path(self) -> Path:

@@ -92,8 +92,9 @@ def note(message: str) -> None:
 
 
 def error(message: str) -> None:
-    """An error line on stderr, shown even with --quiet."""
-    typer.echo(clean(f"error: {message}"), err=True)
+    """An error on stderr, shown even with --quiet. A message of several lines (a start error
+    with its log's tail) keeps its line breaks; every other control character is escaped."""
+    typer.echo("\n".join(clean(line) for line in f"error: {message}".split("\n")), err=True)
 
 
 def emit_json(doc: dict[str, Any]) -> None:

@@ -42,7 +42,8 @@ def conformance_cmd(
 ) -> None:
     """Check that a daemon command speaks the tenure/1 lease protocol (real processes)."""
     from tenure.adapters.config import parse_port_range  # noqa: PLC0415
-    from tenure.errors import ConfigError  # noqa: PLC0415
+    from tenure.core.inputs import check_family  # noqa: PLC0415
+    from tenure.errors import ConfigError, TenureError  # noqa: PLC0415
     from tenure.runtime.conformance import Options, run_conformance  # noqa: PLC0415
 
     command = list(ctx.args)
@@ -53,6 +54,7 @@ def conformance_cmd(
         error("--ttl must be 1..86400 seconds and --heartbeat 0.05 s..TTL/2")
         raise typer.Exit(EXIT_USAGE)
     try:
+        check_family(family, "--family")
         port_range = parse_port_range(ports, "--ports") if ports else None
     except ConfigError as exc:
         error(str(exc))
@@ -63,12 +65,16 @@ def conformance_cmd(
     except KeyboardInterrupt:
         error("interrupted; every daemon the kit started was stopped")
         raise typer.Exit(EXIT_INTERRUPTED) from None
-    except OSError as exc:
-        error(f"cannot run {command[0]!r}: {exc.strerror or exc}")
-        raise typer.Exit(EXIT_USAGE) from None
-    except ValueError as exc:
+    except ValueError as exc:  # ConfigError too: a command that cannot be run
         error(str(exc))
         raise typer.Exit(EXIT_USAGE) from None
+    except (OSError, TenureError) as exc:
+        # The kit's own work failed (a full disk, no descriptors): no verdict on the daemon.
+        error(
+            f"the conformance kit could not run its checks: {exc}; "
+            "this says nothing about the daemon"
+        )
+        raise typer.Exit(EXIT_ATTENTION) from None
     if as_json:
         emit_json(report.to_json())
     else:

@@ -25,6 +25,7 @@ from tenure.cli.common import (
     resolve_root,
 )
 from tenure.core.families import Family
+from tenure.core.inputs import is_family_name
 from tenure.errors import TenureError
 from tenure.version import checked_version
 
@@ -207,8 +208,8 @@ def logs_cmd(
     """Show a daemon's log (rotated file included); -f follows it until Ctrl-C."""
     from tenure.adapters.logview import LogFollower, last_lines  # noqa: PLC0415
 
-    if not family.replace("-", "").replace("_", "").isalnum():
-        error(f"{family!r} is not a family name")
+    if not is_family_name(family):
+        error(f"{clean(repr(family))} is not a family name")
         raise typer.Exit(EXIT_USAGE)
     the_root = resolve_root(root)
     for line in last_lines(the_root, family, lines):

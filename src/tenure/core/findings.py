@@ -214,12 +214,23 @@ def build_findings(
     root_problem: RootProblem | None,
     leases: Sequence[LeaseFacts],
     cands: Sequence[DaemonIdentityRecord],
+    unscanned: Sequence[tuple[str, str]] = (),
 ) -> list[Finding]:
-    """Findings from gathered facts."""
+    """Findings from gathered facts; `unscanned` holds (family, why) of ranges not scanned."""
     out: list[Finding] = []
     if root_problem is not None:
         severity, fix = root_remediation(root_problem)
         out.append(Finding("root_permissions", severity, root_problem.message, fix))
+    for family, why in unscanned:
+        out.append(
+            Finding(
+                f"not_scanned:{family}",
+                "warning",
+                f"{family} ports were not scanned: {why}",
+                "no tenure command can raise the descriptor limit: close descriptors or raise "
+                "ulimit -n, then run tenure auth doctor again",
+            )
+        )
     for lease in leases:
         out += _lease_findings(lease)
     out += _legacy_findings(cands)

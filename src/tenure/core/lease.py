@@ -222,7 +222,7 @@ def parse_version(text: str) -> Version | None:
     """A PEP 440 version, or None when the text is not one."""
     try:
         return Version(text)
-    except InvalidVersion:
+    except (InvalidVersion, ValueError):  # ValueError: more digits than int() converts
         return None
 
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from tenure.core.identity import Location, ProcessIdentity
+from tenure.core.inputs import is_family_name
 
 PROTOCOL = "tenure/1"
 MAX_RECORD_BYTES = 64 * 1024
@@ -213,6 +214,13 @@ def _ports(value: Any) -> tuple[int, int] | None:
     return (value[0], value[1])
 
 
+def _family(doc: dict[str, Any]) -> str:
+    name = _text(doc, "family")
+    if not is_family_name(name):
+        raise _Bad(f"family {name[:40]!r} is not a family name")
+    return name
+
+
 def _object(doc: dict[str, Any], key: str) -> dict[str, Any]:
     value: dict[str, Any] = _field(doc, key, dict)
     return value
@@ -319,7 +327,7 @@ def parse(data: bytes) -> LeaseRecord | Unreadable:
             raise _Bad("root_id: expected a short string or absent")
         return LeaseRecord(
             protocol=protocol,
-            family=_text(doc, "family"),
+            family=_family(doc),
             epoch=epoch,
             holder=_parse_holder(_object(doc, "holder")),
             ttl_s=ttl_s,

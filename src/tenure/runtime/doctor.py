@@ -174,7 +174,9 @@ def build_report_findings(report: DoctorReport) -> list[Finding]:
         )
         for lease in report.leases
     ]
-    return build_findings(report.root_problem, leases, [r for _, r in report.candidates()])
+    unscanned = [(s.family.name, s.not_scanned) for s in report.surveys if s.not_scanned]
+    cands = [r for _, r in report.candidates()]
+    return build_findings(report.root_problem, leases, cands, unscanned)
 
 
 def _iso(ts: float) -> str:

@@ -11,6 +11,7 @@ spec: docs/protocol/control.md#ensure
 
 from __future__ import annotations
 
+import os
 import subprocess
 import time
 from collections.abc import Sequence
@@ -26,6 +27,7 @@ from tenure.adapters.root import RootLayout, default_root, ensure_root
 from tenure.adapters.spawn import spawn_detached
 from tenure.adapters.store import LeaseStore
 from tenure.adapters.waiting import wait_until
+from tenure.core.inputs import check_family, check_ports, check_version
 from tenure.core.lease import SEEN, is_newer
 from tenure.core.notify import Notify, quiet
 from tenure.core.record import LeaseRecord, LeaseState, Unreadable
@@ -121,12 +123,16 @@ def ensure(
     *,
     version: str,
     ports: tuple[int, int] | None = None,
-    root: Path | None = None,
+    root: str | os.PathLike[str] | None = None,
     notify: Notify = quiet,
 ) -> Ensured:
     """Exactly one daemon of `family` for this root, at `version` or newer; see the module doc."""
+    check_family(family)  # before any file is touched
+    check_version(version)
+    if ports is not None:
+        check_ports(*ports)
     timing = config.timing()
-    the_root = ensure_root(root or default_root())
+    the_root = ensure_root(_root(root))
     store = LeaseStore(the_root, family)
     rec = held_record(store)  # the fast path takes no lock and changes nothing
     if rec is not None and not is_newer(version, rec.holder.version):
@@ -166,15 +172,21 @@ def ensure(
         return _ensured(fresh, action)
 
 
-def status(family: str, root: Path | None = None) -> LeaseReport:
+def _root(root: str | os.PathLike[str] | None) -> Path:
+    return Path(root) if root is not None else default_root()
+
+
+def status(family: str, root: str | os.PathLike[str] | None = None) -> LeaseReport:
     """The family's lease as `tenure ls` shows it (read-only)."""
-    return lease_report(root or default_root(), family, time.time())
+    return lease_report(_root(root), check_family(family), time.time())
 
 
-def stop(family: str, root: Path | None = None, wait_s: float = 10.0) -> int | None:
+def stop(
+    family: str, root: str | os.PathLike[str] | None = None, wait_s: float = 10.0
+) -> int | None:
     """Stop the family's holder: SIGTERM (+SIGCONT), then SIGKILL, each after re-checking its
     identity (pid, start time, uid). Returns the pid stopped, or None when nothing held it."""
-    rec = LeaseStore(root or default_root(), family).read()
+    rec = LeaseStore(_root(root), check_family(family)).read()
     if not isinstance(rec, LeaseRecord) or holder_liveness(rec) not in SEEN:
         return None  # a foreign holder goes on to the verified stop, which refuses it
     escalate(rec, None, wait_s)

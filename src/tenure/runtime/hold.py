@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 from tenure.adapters import config
 from tenure.adapters.root import default_root, ensure_root
+from tenure.core.inputs import check_family, check_ports, check_version
 from tenure.core.lifecycle import Event, RetireReason, State
 from tenure.core.timing import Timing
 from tenure.errors import Retiring
@@ -97,14 +98,18 @@ def _governor(
     family: str,
     version: str,
     *,
-    root: Path | None,
+    root: str | os.PathLike[str] | None,
     port: int | None,
     ports: tuple[int, int] | None,
     timing: Timing | None,
 ) -> Governor:
+    check_family(family)  # before any file is touched
+    check_version(version)
+    if ports is not None:
+        check_ports(*ports)
     given_port, given_ports = config.spawned_as(family)
     return Governor(
-        ensure_root(root or default_root()),
+        ensure_root(Path(root) if root is not None else default_root()),
         family,
         version,
         port=port if port is not None else given_port,
@@ -160,7 +165,7 @@ def hold(
     family: str,
     *,
     version: str,
-    root: Path | None = None,
+    root: str | os.PathLike[str] | None = None,
     port: int | None = None,
     ports: tuple[int, int] | None = None,
     timing: Timing | None = None,
@@ -210,7 +215,7 @@ async def hold_async(
     family: str,
     *,
     version: str,
-    root: Path | None = None,
+    root: str | os.PathLike[str] | None = None,
     port: int | None = None,
     ports: tuple[int, int] | None = None,
     timing: Timing | None = None,

@@ -26,6 +26,7 @@ class FamilyLine:
     lease: LeaseReport
     others: dict[str, int] = field(default_factory=dict)  # cleanup class → count
     scanned: bool = False  # False for families without a known port range
+    not_scanned: str | None = None  # why a known range could not be scanned
 
     def to_json(self) -> dict[str, Any]:
         """JSON-ready dict."""
@@ -39,6 +40,8 @@ class FamilyLine:
         """What the doctor would say about the other listeners, in a few words."""
         if not self.scanned:
             return "no port range known"
+        if self.not_scanned is not None:
+            return f"not scanned: {self.not_scanned}"
         safe = self.others.get(CleanupClass.SAFE_AUTO.value, 0)
         operator = self.others.get(CleanupClass.OPERATOR_REQUIRED.value, 0)
         if operator:
@@ -59,9 +62,10 @@ def gather(root: Path, legacy_root: Path) -> list[FamilyLine]:
             lines.append(FamilyLine(lease))
             continue
         others: dict[str, int] = {}
-        for rec in survey(family, root, legacy_root).records:
+        found = survey(family, root, legacy_root)
+        for rec in found.records:
             if rec.skip_reason is SkipReason.LEASE_HOLDER:
                 continue
             others[rec.cleanup_class.value] = others.get(rec.cleanup_class.value, 0) + 1
-        lines.append(FamilyLine(lease, others, scanned=True))
+        lines.append(FamilyLine(lease, others, scanned=True, not_scanned=found.not_scanned))
     return lines

@@ -8,7 +8,6 @@ family's own cleanup. Each works on exactly one family's range.
 from __future__ import annotations
 
 import os
-import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,9 +21,11 @@ from tenure.adapters.store import LeaseStore
 from tenure.core import speckitty
 from tenure.core.classify import DaemonIdentityRecord, LeaseView, Scope, classify
 from tenure.core.families import FAMILIES, Family
+from tenure.core.inputs import is_family_name
 from tenure.core.lease import LeaseStatus, lease_status
 from tenure.core.record import LeaseRecord
 from tenure.core.timing import DRAIN_TIMEOUT_S, Timing
+from tenure.errors import ScanIncomplete
 
 
 def legacy_root(override: Path | None = None) -> Path:
@@ -104,6 +105,7 @@ class Survey:
     scope: Scope
     records: list[DaemonIdentityRecord]
     elapsed_s: float
+    not_scanned: str | None = None  # why the ports were not scanned (too many open files)
 
 
 def survey(
@@ -111,12 +113,12 @@ def survey(
 ) -> Survey:
     """Scan the family's ports and classify every listener. Read-only."""
     scope = gather_scope(family, root, legacy)
-    result = scan(config.ports(family), pid_lookup)
+    try:
+        result = scan(config.ports(family), pid_lookup)
+    except ScanIncomplete as exc:
+        return Survey(family, scope, [], 0.0, not_scanned=exc.strerror or str(exc))
     records = [classify(facts, scope) for facts in result.listeners]
     return Survey(family, scope, sorted(records, key=lambda r: r.port), result.elapsed_s)
-
-
-_FAMILY_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
 
 
 def family_names(root: Path) -> list[str]:
@@ -128,7 +130,7 @@ def family_names(root: Path) -> list[str]:
         entries = []
     for entry in entries:
         name = entry.removesuffix(".json")
-        if entry.endswith(".json") and _FAMILY_NAME.fullmatch(name) and name not in names:
+        if entry.endswith(".json") and is_family_name(name) and name not in names:
             names.append(name)
     return names
 

@@ -28,6 +28,7 @@ from tenure.adapters.procinfo import read_process
 from tenure.adapters.root import RootLayout, default_root, ensure_root
 from tenure.adapters.stopping import stop_own_child
 from tenure.adapters.store import LeaseStore
+from tenure.core.inputs import check_family, check_version
 from tenure.core.lease import is_newer
 from tenure.errors import TenureError
 from tenure.runtime.ensure import POLL_S, free_port
@@ -86,6 +87,8 @@ def run(
     root: Path | None = None,
 ) -> int:
     """Hold `family`'s lease while `command` runs; the exit code to leave with."""
+    check_family(family)  # before any file is touched (root.md#family-names)
+    check_version(version)
     the_root = ensure_root(root or default_root())
     wait: float | None = None  # spawned by a launcher: what it passed (TENURE_ACQUIRE_WAIT)
     if not config.launched_for(family):

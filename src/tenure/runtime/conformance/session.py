@@ -19,7 +19,7 @@ from tenure.adapters.stopping import gone_within, stop_own_child, stop_verified
 from tenure.adapters.store import LeaseStore, read_record_strict
 from tenure.adapters.waiting import wait_until
 from tenure.core.record import Holder, LeaseRecord, LeaseState
-from tenure.errors import TenureError
+from tenure.errors import ConfigError, TenureError
 from tenure.runtime.ensure import free_port
 
 POLL_S = 0.02
@@ -95,14 +95,19 @@ class Session:
             env[config.PORT_ENV] = str(port)
             env[config.PORTS_ENV] = f"{opts.ports[0]}-{opts.ports[1]}"
         with open(self.output, "ab") as out:
-            proc = subprocess.Popen(
-                argv,
-                env=env,
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,  # a Ctrl-C meant for the kit is not the daemon's
-            )
+            try:
+                proc = subprocess.Popen(
+                    argv,
+                    env=env,
+                    stdin=subprocess.DEVNULL,
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,  # a Ctrl-C meant for the kit is not the daemon's
+                )
+            except (FileNotFoundError, PermissionError, NotADirectoryError) as exc:
+                # The command itself cannot be run: the caller's mistake (a usage error),
+                # unlike a full disk or no descriptors, which are the kit's own trouble.
+                raise ConfigError(f"cannot run {argv[0]!r}: {exc.strerror or exc}") from None
         facts = read_process(proc.pid)
         if facts is not None:
             guard.allow(facts.ident)

@@ -1,0 +1,74 @@
+"""The one codec for names, versions and port ranges that come from outside (pure).
+
+Every entry point — library, CLI, environment, record read — runs its input through here, so
+what tenure accepts is exactly what `tenure ls` and the doctor can list, and no name can
+address a path outside `leases/`. spec: docs/protocol/root.md#family-names
+"""
+
+from __future__ import annotations
+
+import re
+
+from tenure.errors import ConfigError
+
+FAMILY_PATTERN = r"[a-z0-9][a-z0-9_-]{0,63}"
+_FAMILY = re.compile(FAMILY_PATTERN)
+MAX_VERSION_CHARS = 256  # the record codec's bound on every text field (lease.md#record)
+MAX_RANGE_PORTS = 1024  # widest port range a family may have (root.md#family-names)
+
+
+def _shown(text: str) -> str:
+    return repr(text[:40] + ("…" if len(text) > 40 else ""))
+
+
+def is_family_name(name: str) -> bool:
+    """Whether `name` is a family name tenure accepts (and lists)."""
+    return _FAMILY.fullmatch(name) is not None
+
+
+def check_family(name: str, what: str = "family") -> str:
+    """`name` when it is a family name, else `ConfigError` in one line."""
+    if not isinstance(name, str) or not is_family_name(name):
+        shown = _shown(name) if isinstance(name, str) else type(name).__name__
+        raise ConfigError(
+            f"{what} {shown} is not a family name: 1 to 64 of a-z, 0-9, '-' and '_', "
+            "starting with a letter or digit"
+        )
+    return name
+
+
+def check_version(text: str, what: str = "version") -> str:
+    """`text` when a lease record can carry it: 1 to 256 printable characters."""
+    if (
+        not isinstance(text, str)
+        or not text.strip()
+        or len(text) > MAX_VERSION_CHARS
+        or not text.isprintable()
+    ):
+        shown = _shown(text) if isinstance(text, str) else type(text).__name__
+        raise ConfigError(
+            f"{what}={shown} is not a usable version: 1 to {MAX_VERSION_CHARS} printable characters"
+        )
+    return text
+
+
+def check_ports(lo: int, hi: int, what: str = "ports") -> tuple[int, int]:
+    """An inclusive port range within 1..65535 and at most `MAX_RANGE_PORTS` wide."""
+    if not 1 <= lo <= hi <= 65535:
+        raise ConfigError(f"{what}={lo}-{hi} is out of range: LO-HI within 1..65535")
+    if hi - lo + 1 > MAX_RANGE_PORTS:
+        raise ConfigError(
+            f"{what}={lo}-{hi} is {hi - lo + 1} ports wide: at most {MAX_RANGE_PORTS}"
+        )
+    return lo, hi
+
+
+def parse_ports(raw: str, what: str) -> tuple[int, int]:
+    """`LO-HI` (inclusive) or one port `P`, checked by `check_ports`."""
+    lo_text, _, hi_text = raw.partition("-")
+    try:
+        lo = int(lo_text)
+        hi = int(hi_text) if hi_text else lo
+    except ValueError:
+        raise ConfigError(f"{what}={_shown(raw)} is not LO-HI") from None
+    return check_ports(lo, hi, what)
