@@ -1,0 +1,69 @@
+"""Who is on the other end of a loopback connection (adapter): the peer socket's owner uid.
+
+On Linux the kernel answers one exact question over sock_diag netlink ("the TCP socket bound
+to 127.0.0.1:<peer port> and connected to 127.0.0.1:<server port>: whose is it?"), in
+microseconds whatever the number of sockets; where that is not available the socket table
+(`/proc/net/tcp`) is read; elsewhere the answer is None ("unknown"), which callers treat as
+another user's. spec: docs/protocol/control.md#limits
+"""
+
+from __future__ import annotations
+
+import socket
+import struct
+
+NETLINK_SOCK_DIAG = 4
+SOCK_DIAG_BY_FAMILY = 20
+NLM_F_REQUEST = 1
+NLMSG_ERROR = 2
+NO_COOKIE = 0xFFFFFFFF
+_HEADER = struct.Struct("=IHHII")  # nlmsghdr: len, type, flags, seq, pid
+_REQUEST = struct.Struct("=BBBBI")  # inet_diag_req_v2: family, protocol, ext, pad, states
+_UID_AT = _HEADER.size + 4 + 48 + 12  # inet_diag_msg: 4 bytes, sockid, expires/rq/wq, uid
+LOOPBACK4 = socket.inet_pton(socket.AF_INET, "127.0.0.1") + bytes(12)
+TABLE = "/proc/net/tcp"
+MAX_TABLE_BYTES = 8 * 1024 * 1024
+
+
+def _diag(peer_port: int, server_port: int) -> int | None:
+    sockid = struct.pack("!HH16s16s", peer_port, server_port, LOOPBACK4, LOOPBACK4)
+    sockid += struct.pack("=III", 0, NO_COOKIE, NO_COOKIE)
+    body = _REQUEST.pack(socket.AF_INET, socket.IPPROTO_TCP, 0, 0, 0xFFFFFFFF) + sockid
+    head = _HEADER.pack(_HEADER.size + len(body), SOCK_DIAG_BY_FAMILY, NLM_F_REQUEST, 1, 0)
+    with socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM, NETLINK_SOCK_DIAG) as nl:
+        nl.settimeout(0.5)
+        nl.sendto(head + body, (0, 0))
+        reply = nl.recv(8192)
+    if len(reply) < _UID_AT + 4:
+        return None
+    kind = _HEADER.unpack_from(reply)[1]
+    if kind != SOCK_DIAG_BY_FAMILY:
+        return None
+    uid: int = struct.unpack_from("=I", reply, _UID_AT)[0]
+    return uid
+
+
+def _table(peer_port: int, server_port: int) -> int | None:
+    want_local, want_remote = f":{peer_port:04X}", f":{server_port:04X}"
+    try:
+        with open(TABLE, "rb") as fh:
+            data = fh.read(MAX_TABLE_BYTES)
+    except OSError:
+        return None
+    for raw in data.decode("ascii", "replace").splitlines()[1:]:
+        parts = raw.split()
+        # sl local rem st tx:rx tr:when retr uid timeout inode ...
+        if len(parts) > 7 and parts[1].endswith(want_local) and parts[2].endswith(want_remote):
+            return int(parts[7]) if parts[7].isdigit() else None
+    return None
+
+
+def peer_uid(peer_port: int, server_port: int) -> int | None:
+    """The uid owning the IPv4 loopback client socket (local port `peer_port`, remote
+    `server_port`), or None when it cannot be told."""
+    if not hasattr(socket, "AF_NETLINK"):
+        return None
+    try:
+        return _diag(peer_port, server_port)
+    except OSError:
+        return _table(peer_port, server_port)
