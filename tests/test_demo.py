@@ -131,14 +131,19 @@ def test_a_stop_signal_stops_everything_the_demo_started(
 
 def test_the_built_wheel_installs_and_runs_in_a_clean_venv(tmp_path: Path) -> None:
     """Wheel and sdist carry LICENSE and py.typed; installed alone, -V, ls and demo work and
-    `import tenure` loads neither typer nor rich."""
+    `import tenure` loads neither typer nor rich. Hermetic: built without an isolated build
+    environment and installed without an index, the dependencies taken from the running
+    environment, so it passes on an offline laptop too."""
+    import sysconfig
     import tarfile
     import zipfile
 
+    pytest.importorskip("hatchling", reason="building offline needs hatchling installed")
     repo = Path(__file__).resolve().parent.parent
     dist = tmp_path / "dist"
+    build = ["--no-isolation", "--sdist", "--wheel", "--outdir", str(dist), str(repo)]
     subprocess.run(
-        [sys.executable, "-m", "build", "--sdist", "--wheel", "--outdir", str(dist), str(repo)],
+        [sys.executable, "-m", "build", *build],
         check=True,
         capture_output=True,
         timeout=600,
@@ -153,13 +158,34 @@ def test_the_built_wheel_installs_and_runs_in_a_clean_venv(tmp_path: Path) -> No
     assert any(m.endswith("/LICENSE") for m in members)
     assert any(m.endswith("/src/tenure/py.typed") for m in members)
     venv = tmp_path / "venv"
-    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=300)
     subprocess.run(
-        [str(venv / "bin" / "python"), "-m", "pip", "install", "-q", str(wheel)],
+        [sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True, timeout=300
+    )
+    target = ["--python", str(venv / "bin" / "python")]
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            *target,
+            "install",
+            "-q",
+            "--no-index",
+            "--no-deps",
+            str(wheel),
+        ],
         check=True,
         capture_output=True,
         timeout=600,
     )
+    # The dependencies: the running environment's site-packages, after the venv's own (a bare
+    # path in a .pth file: its editable tenure finder is not activated, the wheel's tenure wins).
+    site = subprocess.run(
+        [str(venv / "bin" / "python"), "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"],
+        capture_output=True, text=True, check=True,
+    ).stdout.strip()  # fmt: skip
+    deps = {sysconfig.get_path("purelib"), sysconfig.get_path("platlib")}
+    (Path(site) / "running-env-deps.pth").write_text("\n".join(sorted(deps)) + "\n")
     env = {
         **os.environ,
         "TENURE_ROOT": str(tmp_path / "root"),

@@ -198,13 +198,15 @@ def reap(
     root: Path,
     *,
     allow_operator: bool | Confirm = False,
+    into: ReapResult | None = None,
 ) -> ReapResult:
     """Clean `safe_auto` candidates (and `operator_required` when allowed); report exactly.
 
     `skipped` holds the operator_required candidates left alone (and any that exited before
-    we acted); never_touch listeners never appear in the result.
+    we acted); never_touch listeners never appear in the result. Each outcome is added to
+    `into` (default: a new result) as it happens, so an interrupt loses none of them.
     """
-    result = ReapResult()
+    result = ReapResult() if into is None else into
     for rec in records:
         # never_touch listeners are not candidates; they are reported by the survey, not here.
         if rec.cleanup_class is CleanupClass.NEVER_TOUCH:

@@ -21,7 +21,7 @@ from tenure.adapters.files import (
 )
 from tenure.adapters.root import RootLayout, ensure_subdir
 from tenure.core.inputs import check_family
-from tenure.core.record import LeaseRecord, Unreadable, encode, parse
+from tenure.core.record import LeaseRecord, LeaseState, Unreadable, encode, parse
 from tenure.errors import RootError
 
 T = TypeVar("T")
@@ -126,6 +126,23 @@ class LeaseStore:
                     atomic_write(self.floor_path, f"{write.epoch}\n".encode())
                 atomic_write(self.record_path, encode(write))
         return result
+
+    def prune_if_released_before(self, cutoff_wall: float) -> bool:
+        """Remove the record when it says `released` at a time before `cutoff_wall`, under the
+        lock; True when removed. The lock, start lock and epoch floor stay: a waiter may hold
+        the lock file, and epochs must keep rising (lease.md#pruning)."""
+        with locked(self.lock_path, LOCK_TIMEOUT_S):
+            current = read_record_strict(self.record_path)
+            if (
+                not isinstance(current, LeaseRecord)
+                or current.state is not LeaseState.RELEASED
+                or current.renewed_at >= cutoff_wall
+            ):
+                return False
+            if current.epoch > self.epoch_floor():
+                atomic_write(self.floor_path, f"{current.epoch}\n".encode())
+            os.unlink(self.record_path)
+        return True
 
 
 def log_path(root: Path, family: str) -> Path:

@@ -50,8 +50,16 @@ class PipeSafeStdout:
 
 def main() -> None:
     """Console-script entry point."""
+    from tenure.cli.common import EXIT_ATTENTION, EXIT_USAGE, error  # noqa: PLC0415
+    from tenure.errors import ConfigError, TenureError  # noqa: PLC0415
+
     sys.stdout = PipeSafeStdout(sys.stdout)  # type: ignore[assignment,unused-ignore]
     try:
         app()
     except KeyboardInterrupt:
         sys.exit(130)
+    except TenureError as exc:
+        # The last net: a command that did not catch its own error says it in one line
+        # (bad configuration: 2, anything else: 1), never as a traceback.
+        error(str(exc))
+        sys.exit(EXIT_USAGE if isinstance(exc, ConfigError) else EXIT_ATTENTION)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import signal
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -13,6 +14,7 @@ from tenure.cli.common import (
     EXIT_ATTENTION,
     EXIT_INTERRUPTED,
     EXIT_OK,
+    EXIT_TERMINATED,
     EXIT_USAGE,
     JSON_OPTION,
     LEGACY_ROOT_OPTION,
@@ -81,11 +83,11 @@ def doctor_cmd(  # noqa: PLR0917  (typer maps each parameter to an option)
         live.run(lambda: doctor.gather(the_root, legacy), Console(file=sys.stdout))
         raise typer.Exit(EXIT_OK)
     report = doctor.gather(the_root, legacy)
-    interrupted = False
+    interrupted, terminated = False, False
     if reset:
         # --json is for machines: it never prompts (doctor-json.md#reset).
         done = _reset(report, the_root, force, interactive=not as_json)
-        interrupted = done.interrupted
+        interrupted, terminated = done.interrupted, done.terminated
         report = doctor.gather(the_root, legacy)
         report.reset_result = done.result
         if done.pending:
@@ -107,13 +109,13 @@ def doctor_cmd(  # noqa: PLR0917  (typer maps each parameter to an option)
         render(report)
     if interrupted:
         note("interrupted: the reset stopped before every candidate was handled")
-        raise typer.Exit(EXIT_INTERRUPTED)
+        raise typer.Exit(EXIT_TERMINATED if terminated else EXIT_INTERRUPTED)
     raise typer.Exit(EXIT_ATTENTION if report.needs_attention() else EXIT_OK)
 
 
 def _reset(report: DoctorReport, root: Path, force: bool, *, interactive: bool) -> Cleanup:
     """The cleanup use-case, asking on a terminal (never in JSON mode) unless forced."""
-    from tenure.runtime.cleanup import cleanup  # noqa: PLC0415
+    from tenure.runtime.cleanup import Terminated, cleanup  # noqa: PLC0415
 
     def ask(rec: DaemonIdentityRecord) -> bool:
         evidence = "; ".join(rec.evidence)
@@ -129,5 +131,14 @@ def _reset(report: DoctorReport, root: Path, force: bool, *, interactive: bool) 
         except typer.Abort:
             raise KeyboardInterrupt from None
 
+    def terminated(_signum: int, _frame: object) -> None:
+        raise Terminated  # stops the reset between steps; what was done is reported
+
     on_tty = interactive and not force and sys.stdin.isatty()
-    return cleanup(report.surveys, root, force=force, confirm=ask if on_tty else None, notify=note)
+    previous = signal.signal(signal.SIGTERM, terminated)
+    try:
+        return cleanup(
+            report.surveys, root, force=force, confirm=ask if on_tty else None, notify=note
+        )
+    finally:
+        signal.signal(signal.SIGTERM, previous)

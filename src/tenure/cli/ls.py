@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from pathlib import Path
 
 import typer
@@ -16,6 +17,7 @@ from tenure.cli.common import (
     ROOT_OPTION,
     clean,
     fail,
+    note,
     resolve_root,
 )
 from tenure.errors import TenureError
@@ -67,12 +69,20 @@ def ls_cmd(
         the_root = resolve_root(root)
         if the_root.exists():
             check_root(the_root)
+        pruned = overview.prune_released(the_root, time.time()) if the_root.exists() else []
         lines = overview.gather(the_root, engine.legacy_root(legacy_root))
     except (TenureError, OSError) as exc:
         fail(exc, as_json)
+    if pruned:
+        note(f"pruned the records of {', '.join(pruned)}: released more than 30 days ago")
     docs = [line.to_json() for line in lines]
     if as_json:
-        doc = {"schema_version": overview.SCHEMA_VERSION, "root": str(the_root), "families": docs}
+        doc = {
+            "schema_version": overview.SCHEMA_VERSION,
+            "root": str(the_root),
+            "families": docs,
+            "pruned": pruned,
+        }
         sys.stdout.write(json.dumps(doc, sort_keys=True) + "\n")
     else:
         typer.echo(clean(f"root {the_root}"))

@@ -16,6 +16,7 @@ DEFAULT_TTL_S = 15.0
 DEFAULT_HEARTBEAT_S = 5.0
 DEFAULT_IDLE_S = 900.0  # same as the legacy 3.2.4 daemons' idle retirement
 DRAIN_TIMEOUT_S = 10.0  # bound on waiting for in-flight work when retiring
+PRUNE_RELEASED_AFTER_S = 30 * 86_400.0  # a record released this long ago is removed (lease.md)
 
 TTL_MIN_S, TTL_MAX_S = 1.0, 86_400.0
 HEARTBEAT_MIN_S = 0.05

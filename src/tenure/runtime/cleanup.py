@@ -26,6 +26,11 @@ class Cleanup:
     result: ReapResult = field(default_factory=ReapResult)
     pending: list[DaemonIdentityRecord] = field(default_factory=list)
     interrupted: bool = False
+    terminated: bool = False  # the interrupt was SIGTERM (exit 143), not Ctrl-C (130)
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM during a cleanup, raised by the caller's handler: stop between steps."""
 
 
 def cleanup(
@@ -56,9 +61,10 @@ def cleanup(
         for found in surveys:
             if any(r.cleanup_class is not CleanupClass.NEVER_TOUCH for r in found.records):
                 notify(f"resetting {found.family.name}: {len(found.records)} listeners")
-            done.result.extend(reap(found.records, found.family, root, allow_operator=allow))
-    except (KeyboardInterrupt, EOFError):
+            reap(found.records, found.family, root, allow_operator=allow, into=done.result)
+    except (KeyboardInterrupt, EOFError) as exc:
         done.interrupted = True
+        done.terminated = isinstance(exc, Terminated)
     return done
 
 

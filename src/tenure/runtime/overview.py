@@ -11,8 +11,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tenure.adapters.store import LeaseStore
 from tenure.core import schemas
 from tenure.core.classify import CleanupClass, SkipReason
+from tenure.core.timing import PRUNE_RELEASED_AFTER_S
 from tenure.runtime.doctor import LeaseReport, lease_json, lease_report
 from tenure.runtime.survey import family_names, family_of, survey
 
@@ -49,6 +51,17 @@ class FamilyLine:
         if safe:
             return "tenure auth doctor --reset"
         return "ok"
+
+
+def prune_released(root: Path, now: float) -> list[str]:
+    """Remove the records of families released more than 30 days ago (never their lock, start
+    lock or epoch floor); the families pruned. spec: lease.md#pruning"""
+    pruned = []
+    for name in family_names(root):
+        store = LeaseStore(root, name)
+        if store.prune_if_released_before(now - PRUNE_RELEASED_AFTER_S):
+            pruned.append(name)
+    return pruned
 
 
 def gather(root: Path, legacy_root: Path) -> list[FamilyLine]:
