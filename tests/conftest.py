@@ -84,6 +84,7 @@ PORT_BLOCKS: dict[str, PortBlock] = {
 # The conformance kit checks daemons of test_hold's kinds: one block, serialised by its lock.
 PORT_BLOCKS["test_conformance"] = PORT_BLOCKS["test_hold"]
 PORT_BLOCKS["test_identity"] = PORT_BLOCKS["test_hold"]
+PORT_BLOCKS["test_hostile"] = PORT_BLOCKS["test_doctor"]
 # Both real ranges, for the tests marked realports.
 REAL_PORTS = [*range(9236, 9338), *range(9399, 9451)]
 LOCK_DIR = Path(tempfile.gettempdir())

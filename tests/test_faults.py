@@ -384,7 +384,9 @@ def test_aborted_client_connections_log_one_line_each_and_no_traceback(fleet: Fl
             s.sendall(b"POST /api/work HTTP/1.1\r\nContent-Length: 10")
     big = json.dumps({"x": "y" * 10_000}).encode()
     with socket.create_connection(("127.0.0.1", started["port"]), timeout=5) as s:
-        s.sendall(b"POST /api/retire HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: %d\r\n\r\n" % len(big))
+        s.sendall(
+            b"POST /api/retire HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: %d\r\n\r\n" % len(big)
+        )
         reply = s.recv(4096)
     assert b" 413 " in reply.split(b"\r\n", 1)[0]
     wait_for(lambda: health_ok(started["port"]), what="the daemon still answering")

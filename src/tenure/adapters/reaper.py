@@ -199,15 +199,19 @@ def reap(
     *,
     allow_operator: bool | Confirm = False,
     into: ReapResult | None = None,
+    should_stop: Callable[[], bool] = lambda: False,
 ) -> ReapResult:
     """Clean `safe_auto` candidates (and `operator_required` when allowed); report exactly.
 
     `skipped` holds the operator_required candidates left alone (and any that exited before
     we acted); never_touch listeners never appear in the result. Each outcome is added to
-    `into` (default: a new result) as it happens, so an interrupt loses none of them.
+    `into` (default: a new result) as it happens, and `should_stop` is asked between
+    candidates, never inside one's escalation: an interrupted reset reports exactly what it did.
     """
     result = ReapResult() if into is None else into
     for rec in records:
+        if should_stop():
+            break
         # never_touch listeners are not candidates; they are reported by the survey, not here.
         if rec.cleanup_class is CleanupClass.NEVER_TOUCH:
             continue

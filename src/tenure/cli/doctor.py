@@ -87,7 +87,7 @@ def doctor_cmd(  # noqa: PLR0917  (typer maps each parameter to an option)
     if reset:
         # --json is for machines: it never prompts (doctor-json.md#reset).
         done = _reset(report, the_root, force, interactive=not as_json)
-        interrupted, terminated = done.interrupted, done.terminated
+        interrupted, terminated = done.interrupted, signal.SIGTERM in _STOPS
         report = doctor.gather(the_root, legacy)
         report.reset_result = done.result
         if done.pending:
@@ -115,7 +115,7 @@ def doctor_cmd(  # noqa: PLR0917  (typer maps each parameter to an option)
 
 def _reset(report: DoctorReport, root: Path, force: bool, *, interactive: bool) -> Cleanup:
     """The cleanup use-case, asking on a terminal (never in JSON mode) unless forced."""
-    from tenure.runtime.cleanup import Terminated, cleanup  # noqa: PLC0415
+    from tenure.runtime.cleanup import cleanup  # noqa: PLC0415
 
     def ask(rec: DaemonIdentityRecord) -> bool:
         evidence = "; ".join(rec.evidence)
@@ -131,14 +131,23 @@ def _reset(report: DoctorReport, root: Path, force: bool, *, interactive: bool) 
         except typer.Abort:
             raise KeyboardInterrupt from None
 
-    def terminated(_signum: int, _frame: object) -> None:
-        raise Terminated  # stops the reset between steps; what was done is reported
-
     on_tty = interactive and not force and sys.stdin.isatty()
-    previous = signal.signal(signal.SIGTERM, terminated)
+    # SIGTERM (and Ctrl-C when no prompt is waiting) stops the reset between candidates, never
+    # inside one's escalation, so the report says exactly what was done.
+    wanted = (signal.SIGTERM,) if on_tty else (signal.SIGTERM, signal.SIGINT)
+    previous = {sig: signal.signal(sig, lambda signum, _f: _STOPS.append(signum)) for sig in wanted}
     try:
         return cleanup(
-            report.surveys, root, force=force, confirm=ask if on_tty else None, notify=note
+            report.surveys,
+            root,
+            force=force,
+            confirm=ask if on_tty else None,
+            notify=note,
+            should_stop=lambda: bool(_STOPS),
         )
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+_STOPS: list[int] = []  # signals that asked a running reset to stop

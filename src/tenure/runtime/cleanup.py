@@ -26,11 +26,6 @@ class Cleanup:
     result: ReapResult = field(default_factory=ReapResult)
     pending: list[DaemonIdentityRecord] = field(default_factory=list)
     interrupted: bool = False
-    terminated: bool = False  # the interrupt was SIGTERM (exit 143), not Ctrl-C (130)
-
-
-class Terminated(KeyboardInterrupt):
-    """SIGTERM during a cleanup, raised by the caller's handler: stop between steps."""
 
 
 def cleanup(
@@ -40,11 +35,13 @@ def cleanup(
     force: bool = False,
     confirm: Confirm | None = None,
     notify: Notify = quiet,
+    should_stop: Callable[[], bool] = lambda: False,
 ) -> Cleanup:
     """Clean `safe_auto` listeners of every surveyed family; `operator_required` ones only with
     `force`, or when `confirm` says yes (without either they are listed in `pending`).
 
-    Ctrl-C (or a closed prompt) stops between candidates: what was done so far is returned with
+    Ctrl-C at a prompt (or a closed prompt), or `should_stop()` turning true (the caller's
+    signal handler), stops between candidates: what was done so far is returned with
     `interrupted` set, never lost.
     """
     done = Cleanup()
@@ -61,10 +58,19 @@ def cleanup(
         for found in surveys:
             if any(r.cleanup_class is not CleanupClass.NEVER_TOUCH for r in found.records):
                 notify(f"resetting {found.family.name}: {len(found.records)} listeners")
-            reap(found.records, found.family, root, allow_operator=allow, into=done.result)
-    except (KeyboardInterrupt, EOFError) as exc:
+            reap(
+                found.records,
+                found.family,
+                root,
+                allow_operator=allow,
+                into=done.result,
+                should_stop=should_stop,
+            )
+            if should_stop():
+                done.interrupted = True
+                break
+    except (KeyboardInterrupt, EOFError):
         done.interrupted = True
-        done.terminated = isinstance(exc, Terminated)
     return done
 
 
