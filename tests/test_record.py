@@ -9,6 +9,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from tenure.core.identity import Location
+from tenure.core.inputs import FAMILY_PATTERN
 from tenure.core.record import (
     PROTOCOL,
     Child,
@@ -32,10 +34,19 @@ holders = st.builds(
     version=text,
     port=st.none() | st.integers(min_value=1, max_value=65535),
     started_at=finite,
+    start_ticks=st.none() | st.integers(min_value=0, max_value=2**53),
+    where=st.none()
+    | st.builds(
+        Location,
+        boot_id=st.text(min_size=1, max_size=40),
+        pid_ns=st.integers(min_value=0, max_value=2**53),
+        time_ns=st.none() | st.integers(min_value=0, max_value=2**53),
+        host=text,
+    ),
 )
 records = st.builds(
     LeaseRecord,
-    family=text,
+    family=st.from_regex(FAMILY_PATTERN, fullmatch=True),
     epoch=st.integers(min_value=0, max_value=2**53),
     holder=holders,
     ttl_s=st.floats(min_value=0.001, allow_nan=False, allow_infinity=False),
@@ -51,7 +62,9 @@ records = st.builds(
         Child,
         pid=st.integers(1, 2**31 - 1),
         create_time=st.floats(allow_nan=False, allow_infinity=False),
+        start_ticks=st.none() | st.integers(min_value=0, max_value=2**53),
     ),
+    heartbeat_s=st.none() | st.floats(min_value=0.001, allow_nan=False, allow_infinity=False),
 )
 
 
