@@ -63,6 +63,7 @@ records = st.builds(
         pid=st.integers(1, 2**31 - 1),
         create_time=st.floats(allow_nan=False, allow_infinity=False),
         start_ticks=st.none() | st.integers(min_value=0, max_value=2**53),
+        tree=st.none() | st.text("0123456789abcdef", min_size=1, max_size=16),
     ),
     heartbeat_s=st.none() | st.floats(min_value=0.001, allow_nan=False, allow_infinity=False),
 )

@@ -58,6 +58,23 @@ def _table(peer_port: int, server_port: int) -> int | None:
     return None
 
 
+def established_on(port: int) -> int:
+    """How many established TCP connections have `port` as their local port (this network
+    namespace; 0 where the socket table cannot be read)."""
+    want = f":{port:04X}"
+    count = 0
+    for table in (TABLE, TABLE + "6"):
+        try:
+            with open(table, "rb") as fh:
+                data = fh.read(MAX_TABLE_BYTES)
+        except OSError:
+            continue
+        for raw in data.decode("ascii", "replace").splitlines()[1:]:
+            parts = raw.split()
+            count += len(parts) > 3 and parts[1].endswith(want) and parts[3] == "01"
+    return count
+
+
 def peer_uid(peer_port: int, server_port: int) -> int | None:
     """The uid owning the IPv4 loopback client socket (local port `peer_port`, remote
     `server_port`), or None when it cannot be told."""

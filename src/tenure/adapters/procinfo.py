@@ -5,6 +5,7 @@ from __future__ import annotations
 import enum
 import os
 import signal
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -104,6 +105,16 @@ def holder_liveness(rec: LeaseRecord) -> Liveness | None:
     return liveness(rec.holder.ident)
 
 
+def child_identity(pid: int) -> ProcessIdentity | None:
+    """The identity of a child this process has not reaped yet — also when it already exited
+    (a zombie keeps its pid and start until reaped)."""
+    try:
+        create_time = psutil.Process(pid).create_time()
+    except psutil.Error:
+        return None
+    return ProcessIdentity(pid, create_time, start_ticks(pid), here())
+
+
 def own_identity() -> ProcessIdentity:
     """This process's identity, with where it lives."""
     pid = os.getpid()
@@ -148,9 +159,13 @@ def check_identity(
 
 
 def signal_verified(
-    ident: ProcessIdentity, sig: signal.Signals, marker: tuple[str, str | None] | None = None
+    ident: ProcessIdentity,
+    sig: signal.Signals,
+    marker: tuple[str, str | None] | None = None,
+    proof: Callable[[int], bool] | None = None,
 ) -> Mismatch | None:
-    """Send `sig` only to the process `ident` names; None when sent, else why not.
+    """Send `sig` only to the process `ident` names; None when sent, else why not. `proof`,
+    when given, must also hold for the pid (a tree member's descent or cookie).
 
     Where the platform has pidfds the order is open → verify → signal through the pidfd: a pid
     recycled after the check can never receive it. Elsewhere: verify, then kill at once.
@@ -166,6 +181,8 @@ def signal_verified(
             fd = None  # e.g. a kernel without pidfds: the weaker order below
     try:
         mismatch = check_identity(ident, marker)
+        if mismatch is None and proof is not None and not proof(ident.pid):
+            mismatch = Mismatch.IDENTITY_CHANGED
         if mismatch is not None:
             return mismatch
         try:

@@ -27,7 +27,7 @@ RUN_EPILOG = (
 )
 
 
-def run_cmd(
+def run_cmd(  # noqa: PLR0917  (typer maps each parameter to an option)
     ctx: typer.Context,
     family: str = typer.Option(
         ..., "--family", envvar="TENURE_FAMILY", help="The daemon family to hold the lease of."
@@ -41,10 +41,18 @@ def run_cmd(
         envvar="TENURE_PORTS",
         help="LO-HI: the family's port range; {port} is the first free one.",
     ),
+    idle_seconds: float = typer.Option(
+        0.0,
+        "--idle-seconds",
+        min=0.0,
+        max=31_622_400.0,
+        help="Retire after this long with no connection open on the child's port (0: never).",
+    ),
     root: Path | None = ROOT_OPTION,
     _quiet: bool = QUIET_OPTION,
 ) -> None:
-    """Hold a family's lease for a daemon that cannot be changed, and stop it when it must go."""
+    """Hold a family's lease for a daemon that cannot be changed, and stop its whole process
+    tree when it must go."""
     from tenure.adapters.config import parse_port_range  # noqa: PLC0415
     from tenure.runtime import wrapper  # noqa: PLC0415  (keeps `tenure --help` fast)
 
@@ -54,7 +62,14 @@ def run_cmd(
         raise typer.Exit(EXIT_USAGE)
     try:
         port_range = parse_port_range(ports, "--ports") if ports else None
-        code = wrapper.run(family, version, command, ports=port_range, root=resolve_root(root))
+        code = wrapper.run(
+            family,
+            version,
+            command,
+            ports=port_range,
+            root=resolve_root(root),
+            idle_s=idle_seconds,
+        )
     except LeaseHeld as exc:
         error(f"{exc}; an equal or newer version already runs")
         raise typer.Exit(EXIT_ATTENTION) from None

@@ -328,14 +328,20 @@ def lease_status(
 
 
 def with_child(
-    current: LeaseRecord | Unreadable | None, epoch: int, nonce: str, child: Child
+    current: LeaseRecord | Unreadable | None,
+    epoch: int,
+    nonce: str,
+    child: Child,
+    port: int | None = None,
 ) -> LeaseRecord | None:
-    """The record naming `child` as the holder's governed process; None unless it is ours."""
+    """The record naming `child` as the holder's governed process (and `port` as the holder's,
+    when given); None unless the record is ours."""
     if (
         isinstance(current, LeaseRecord)
         and current.epoch == epoch
         and current.holder.nonce == nonce
         and current.state is LeaseState.HELD
     ):
-        return replace(current, child=child)
+        holder = current.holder if port is None else replace(current.holder, port=port)
+        return replace(current, child=child, holder=holder)
     return None

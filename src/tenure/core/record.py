@@ -54,6 +54,7 @@ class Child:
     pid: int
     create_time: float
     start_ticks: int | None = None
+    tree: str | None = None  # the cookie its process tree inherits (control.md#run)
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,6 +161,8 @@ def _encode(record: LeaseRecord) -> bytes:
         doc["child"] = {"pid": record.child.pid, "create_time": record.child.create_time}
         if record.child.start_ticks is not None:
             doc["child"]["start_ticks"] = record.child.start_ticks
+        if record.child.tree is not None:
+            doc["child"]["tree"] = record.child.tree
     if record.heartbeat_s is not None:
         doc["heartbeat_s"] = record.heartbeat_s
     return (json.dumps(doc, sort_keys=True, allow_nan=False) + "\n").encode()
@@ -212,6 +215,14 @@ def _ports(value: Any) -> tuple[int, int] | None:
     if not ok:
         raise _Bad("ports: expected [lo, hi] within 1..65535")
     return (value[0], value[1])
+
+
+def _tree(value: Any) -> str | None:
+    if value is None:
+        return None
+    if not (isinstance(value, str) and 0 < len(value) <= 64 and value.isalnum()):
+        raise _Bad("child.tree: expected a short alphanumeric cookie")
+    return value
 
 
 def _family(doc: dict[str, Any]) -> str:
@@ -318,6 +329,7 @@ def parse(data: bytes) -> LeaseRecord | Unreadable:
                 pid=_int(child_doc, "pid", 1, MAX_PID),
                 create_time=_number(child_doc, "create_time"),
                 start_ticks=_optional_int(child_doc, "start_ticks", 0, MAX_EPOCH),
+                tree=_tree(child_doc.get("tree")),
             )
         heartbeat_s = None if doc.get("heartbeat_s") is None else _number(doc, "heartbeat_s")
         if heartbeat_s is not None and heartbeat_s <= 0:

@@ -76,7 +76,9 @@ def _reuse(rec: LeaseRecord) -> Ensured:
     return _ensured(rec, "reused")
 
 
-def free_port(ports: tuple[int, int] | None) -> int | None:
+def free_port(ports: tuple[int, int] | None, prefer: int | None = None) -> int | None:
+    """The first free port of the range; `prefer` (the previous holder's port) when it is in
+    the range and free again, so an upgrade keeps the port clients know."""
     if ports is None:
         return None
     candidates = range(ports[0], ports[1] + 1)
@@ -84,7 +86,7 @@ def free_port(ports: tuple[int, int] | None) -> int | None:
     free = [p for p in candidates if p not in busy]
     if not free:
         raise DaemonStartError(f"no free port in {ports[0]}-{ports[1]}")
-    return free[0]
+    return prefer if prefer in free else free[0]
 
 
 def _spawn(

@@ -36,7 +36,10 @@ from tenure.runtime.holder import Governor
 if TYPE_CHECKING:
     import asyncio
 
-HANDLED_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+# SIGHUP too (a closed terminal, a service manager's reload): a graceful retirement everywhere.
+HANDLED_SIGNALS = tuple(
+    getattr(signal, name) for name in ("SIGTERM", "SIGINT", "SIGHUP") if hasattr(signal, name)
+)
 
 
 class Held:

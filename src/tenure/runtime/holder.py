@@ -13,15 +13,18 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from pathlib import Path
 
 from tenure.adapters import config
+from tenure.adapters.location import here
 from tenure.adapters.procinfo import own_identity
 from tenure.adapters.root import RootIdentity, ensure_root_id, root_identity, root_stamp
 from tenure.adapters.stopping import stop_in_background
 from tenure.adapters.store import LeaseStore
+from tenure.adapters.tree import Tree, stop_tree
 from tenure.core import lease as machine
-from tenure.core.identity import ProcessIdentity
+from tenure.core.identity import ProcessIdentity, is_foreign
 from tenure.core.lease import (
     TAKES,
     AcquireDecision,
@@ -47,6 +50,7 @@ from tenure.runtime.observer import Watcher, observe, release_and_record
 __all__ = ["ACQUIRE_POLL_S", "Governor", "RetireReason", "Watcher", "observe"]
 
 ACQUIRE_POLL_S = 0.05
+ORPHAN_GRACE_S = 5.0  # a replaced holder's tree: SIGTERM, this long, then SIGKILL
 
 
 _RENEW_TO_EVENT = {
@@ -115,7 +119,8 @@ class Governor:
         self._root_ident: RootIdentity | None = None
         self._root_stamp: tuple[int, int, int] | None = None
         self._fenced = False
-        self._orphan: ProcessIdentity | None = None  # a dead holder's governed child, to stop
+        self._orphan: LeaseRecord | None = None  # a replaced holder whose tree must be stopped
+        self._orphan_stop: threading.Thread | None = None
         self.last_fault: str | None = None  # the latest transient heartbeat error, for health
         self._abandoned = threading.Event()  # the caller gave up while we were acquiring
         self._attempt = threading.Lock()  # one acquire attempt, or `abandon`, at a time
@@ -197,20 +202,45 @@ class Governor:
                 ports=self.ports,
                 heartbeat_s=self.timing.heartbeat_s,
             )
-            if decision.verdict is AcquireVerdict.TAKE_DEAD_HOLDER and isinstance(
-                current, LeaseRecord
+            # A replaced holder's tree is stopped; a foreign holder's pids are not ours.
+            if (
+                decision.verdict in (AcquireVerdict.TAKE_DEAD_HOLDER, AcquireVerdict.TAKE_EXPIRED)
+                and isinstance(current, LeaseRecord)
+                and current.child is not None
+                and not is_foreign(current.holder.where, here())
             ):
-                self._orphan = current.child_ident
+                self._orphan = current
             return decision, decision.write
 
         return decide
 
     def _stop_orphan(self) -> None:
-        """A dead `tenure run` holder's child that outlived it (no parent-death signal outside
-        Linux, or a missed one) is stopped by its recorded identity. spec: control.md#run"""
+        """The governed tree of a `tenure run` holder we replaced (dead, or expired: stopped,
+        wedged) is stopped, in the background: every member by its cookie, uid and start, or,
+        in a record without a cookie, the child by its recorded identity. spec: control.md#run"""
         orphan, self._orphan = self._orphan, None
-        if orphan is not None:
-            stop_in_background(orphan, f"{self.family} child of a dead holder")
+        if orphan is None or orphan.child is None:
+            return
+        child, ident = orphan.child, orphan.child_ident
+        if child.tree is None:
+            if ident is not None:
+                self._orphan_stop = stop_in_background(
+                    ident, f"{self.family} child of a dead holder"
+                )
+            return
+        tree = Tree(child.tree, None, child.start_ticks)
+        self._orphan_stop = threading.Thread(
+            target=stop_tree, args=(tree, None, ORPHAN_GRACE_S), name="tenure-orphans", daemon=True
+        )
+        self._orphan_stop.start()
+
+    def settle_takeover(self, timeout: float) -> bool:
+        """Wait until the tree of the holder we replaced is stopped (break before make); True
+        when it is (or there was none)."""
+        if self._orphan_stop is not None:
+            self._orphan_stop.join(timeout)
+            return not self._orphan_stop.is_alive()
+        return True
 
     # --- running ---------------------------------------------------------------------------
 
@@ -405,14 +435,19 @@ class Governor:
             now_wall=self._wall(),
         )
 
-    def record_child(self, ident: ProcessIdentity) -> bool:
-        """Name the process this holder governs (`tenure run`) in the record; False if not ours."""
+    def record_child(
+        self, ident: ProcessIdentity, tree: str | None = None, port: int | None = None
+    ) -> bool:
+        """Name the process (and the tree cookie) this holder governs (`tenure run`) in the
+        record, and the port it chose once it held; False if the record is not ours."""
         if self.forked:
             return False
-        child = Child(ident.pid, ident.create_time, ident.start_ticks)
+        child = Child(ident.pid, ident.create_time, ident.start_ticks, tree)
+        if port is not None:
+            self.me = replace(self.me, port=port)
 
         def decide(current: LeaseRecord | Unreadable | None) -> tuple[bool, LeaseRecord | None]:
-            write = machine.with_child(current, self.epoch, self.me.nonce, child)
+            write = machine.with_child(current, self.epoch, self.me.nonce, child, port)
             return write is not None, write
 
         return self.store.transact(decide)

@@ -15,24 +15,29 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import os
+import secrets
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from types import FrameType
 
 from tenure.adapters import config, guard
 from tenure.adapters.files import locked
-from tenure.adapters.procinfo import read_process
+from tenure.adapters.peers import established_on
+from tenure.adapters.procinfo import child_identity
 from tenure.adapters.root import RootLayout, default_root, ensure_root
-from tenure.adapters.stopping import stop_own_child
 from tenure.adapters.store import LeaseStore
+from tenure.adapters.tree import COOKIE_ENV, Tree, become_subreaper, reap_orphans, stop_tree
 from tenure.core.inputs import check_family, check_version
 from tenure.core.lease import is_newer
-from tenure.errors import TenureError
+from tenure.core.record import LeaseRecord
+from tenure.errors import ConfigError, Retiring, TenureError
 from tenure.runtime.ensure import POLL_S, free_port
-from tenure.runtime.hold import hold, signalled
+from tenure.runtime.hold import Held, hold, signalled
 from tenure.runtime.supersede import held_record, lease_held, supersede
 
 CHILD_GRACE_S = 5.0  # between SIGTERM and SIGKILL for the child
@@ -54,7 +59,7 @@ def _load_prctl() -> object | None:
 _PRCTL = _load_prctl()
 
 
-def _die_with_parent() -> None:  # pragma: no cover - runs in the child between fork and exec
+def _pdeathsig() -> None:  # pragma: no cover - runs in the child between fork and exec
     if _PRCTL is not None:
         _PRCTL(PR_SET_PDEATHSIG, signal.SIGKILL)  # type: ignore[operator]
 
@@ -85,8 +90,10 @@ def run(
     *,
     ports: tuple[int, int] | None = None,
     root: Path | None = None,
+    idle_s: float = 0.0,
 ) -> int:
-    """Hold `family`'s lease while `command` runs; the exit code to leave with."""
+    """Hold `family`'s lease while `command`'s process tree runs; the exit code to leave with.
+    `idle_s` > 0 retires it after that long without a connection on its port (0: never)."""
     check_family(family)  # before any file is touched (root.md#family-names)
     check_version(version)
     the_root = ensure_root(root or default_root())
@@ -95,53 +102,90 @@ def run(
         # Started by hand, so supersede here. A launcher (`tenure.ensure`) has done that under
         # the start lock, which it holds while we start: taking it here would wait for ever.
         wait = _supersede_older(family, version, the_root)
-    port: int | None
-    given_port, given_ports = config.spawned_as(family)
-    if ports is None and given_port is not None:
-        # Spawned by `tenure.ensure` (or the conformance kit): its port was chosen for us.
-        port, ports = given_port, given_ports
+    port, given_ports = config.spawned_as(family)
+    if ports is None and port is not None:
+        ports = given_ports  # spawned by `tenure.ensure` or the kit: the port was chosen for us
     else:
-        port = free_port(ports)
-    argv = [a.replace("{port}", str(port)) if port is not None else a for a in command]
-    env = {**os.environ, config.FAMILY_ENV: family, config.ROOT_ENV: str(the_root)}
-    if port is not None:
-        env[config.PORT_ENV] = str(port)
+        port = None  # chosen once we hold, when a replaced holder's tree has let go of it
+    if ports is None and any("{port}" in arg for arg in command):
+        raise ConfigError("the command uses {port}: give the family's port range (--ports LO-HI)")
+    last = LeaseStore(the_root, family).read()
+    keep = last.holder.port if isinstance(last, LeaseRecord) else None
+    # Descendants that daemonize come back to us, not to init (control.md#run).
+    become_subreaper()
+    timing = replace(config.timing(), idle_s=idle_s)  # idle is opt-in for `run`
     with hold(
         family,
         version=version,
         root=the_root,
         port=port,
         ports=ports,
+        timing=timing,
         wait_s=wait,
         handle_signals=False,
     ) as held:
-        child = subprocess.Popen(argv, env=env, preexec_fn=_die_with_parent)  # noqa: PLW1509
-        facts = read_process(child.pid)
-        if facts is not None:
-            guard.allow(facts.ident)  # under a test kit, the child is the test's too
+        # Break before make: a replaced holder's tree is gone before our child starts, so its
+        # port is free again and an upgrade keeps it.
+        held.governor.settle_takeover(2 * CHILD_GRACE_S + 1)
+        if port is None:
+            port = free_port(ports, prefer=keep)
+        return _serve(held, command, port, idle_s)
+    return 0  # `Retiring` ended the block (the lease went before the child started)
 
-        def forward(_signum: int, _frame: FrameType | None) -> None:
-            # A signal to the wrapper is a request to stop: the lease goes with the child.
-            signalled(held.governor)
 
-        previous = {sig: signal.signal(sig, forward) for sig in FORWARDED}
-        try:
-            if facts is not None:
-                # Best effort, for readers (the doctor counts the child as the holder's): a root
-                # removed meanwhile is the heartbeat's business, not a reason to fail here.
-                with contextlib.suppress(OSError, TenureError):
-                    held.governor.record_child(facts.ident)
-            while child.poll() is None and not held.retiring.wait(POLL_S * 5):
-                pass
-        finally:
-            # Whatever happened, the child never outlives its governor's lease.
-            stopped_by_us = child.poll() is None
-            # Our own unreaped child: its pid cannot be reused until we reap it, so it is
-            # stopped through its Popen and no identity check (which a clock step could
-            # fool) stands in the way.
-            code = stop_own_child(child, CHILD_GRACE_S)
-            for sig, old in previous.items():
-                signal.signal(sig, old)
+def _serve(held: Held, command: Sequence[str], port: int | None, idle_s: float) -> int:
+    """Start the child (its own session, the tree's cookie), govern the tree, end all of it."""
+    argv = [a.replace("{port}", str(port)) if port is not None else a for a in command]
+    cookie = secrets.token_hex(8)
+    gov = held.governor
+    env = {**os.environ, config.FAMILY_ENV: gov.family, config.ROOT_ENV: str(gov.root)}
+    env[COOKIE_ENV] = cookie
+    if port is not None:
+        env[config.PORT_ENV] = str(port)
+    # prctl only, resolved before the fork (see _load_prctl); its own session and group.
+    child = subprocess.Popen(argv, env=env, start_new_session=True, preexec_fn=_pdeathsig)  # noqa: PLW1509
+    ident = child_identity(child.pid)  # unreaped: readable even if it exited at once
+    if ident is not None:
+        guard.allow(ident)  # under a test kit, the child is the test's too
+    tree = Tree(cookie, os.getpid(), None if ident is None else ident.start_ticks)
+
+    def forward(_signum: int, _frame: FrameType | None) -> None:
+        # A signal to the wrapper is a request to stop: the lease goes with the tree.
+        signalled(gov)
+
+    previous = {sig: signal.signal(sig, forward) for sig in FORWARDED}
+    try:
+        if ident is not None:
+            # Best effort, for readers (the doctor counts the child as the holder's): a root
+            # removed meanwhile is the heartbeat's business, not a reason to fail here.
+            with contextlib.suppress(OSError, TenureError):
+                gov.record_child(ident, cookie, port)
+        _govern(held, child, port if idle_s > 0 else None)
+    finally:
+        # Retired, or fenced (a newer holder took over and ended the tree): not the child's
+        # own exit, so not its exit code.
+        stopped_by_us = child.poll() is None or reap_orphans(child) or not gov.holding()
+        # Whatever happened, no member of the tree outlives its governor's lease.
+        stop_tree(tree, child, CHILD_GRACE_S)
+        code = child.wait()
+        for sig, old in previous.items():
+            signal.signal(sig, old)
     if stopped_by_us:
-        return 0  # the wrapper retired (and took the child with it): a normal end
+        return 0  # the wrapper retired (and took the tree with it): a normal end
     return code if code >= 0 else 128 - code
+
+
+def _govern(held: Held, child: subprocess.Popen[bytes], idle_port: int | None) -> None:
+    """Hold while any member of the tree lives (a child that exits after daemonizing is not
+    the end) and until retirement begins; with `--idle-seconds`, a connection open on the
+    child's port counts as work."""
+    last_look = 0.0
+    while not held.retiring.wait(POLL_S * 5):
+        exited = child.poll() is not None
+        if not reap_orphans(child) and exited:
+            return  # the whole tree ended by itself
+        if idle_port is not None and time.monotonic() - last_look >= 1.0:
+            last_look = time.monotonic()
+            if established_on(idle_port):
+                with contextlib.suppress(Retiring), held.work():
+                    pass

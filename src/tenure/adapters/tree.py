@@ -1,0 +1,194 @@
+"""A governed process tree (adapter): who belongs to it, keeping it reaped, ending all of it.
+
+`tenure run` starts its child with an inherited cookie (`TENURE_TREE=<nonce>` in the
+environment, as Jenkins' process-tree killer marks builds) in a session of its own, and on
+Linux makes itself the child subreaper, so a descendant that daemonizes (`setsid … &`, a double
+fork) is re-parented to the wrapper instead of init. Members are the wrapper's descendants by
+parent links plus same-user processes carrying the cookie that started after the tree did.
+The one escape: a descendant that scrubs its environment *and* leaves the subreaper (only
+possible where there is none, or after the wrapper was SIGKILLed) — see control.md#run.
+spec: docs/protocol/control.md#run
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from tenure.adapters import guard
+from tenure.adapters.procinfo import read_process, signal_verified
+from tenure.core.identity import ProcessIdentity
+
+COOKIE_ENV = "TENURE_TREE"
+PR_SET_CHILD_SUBREAPER = 36
+POLL_S = 0.02
+
+
+@dataclass(frozen=True, slots=True)
+class Tree:
+    """How to recognise a tree's members: its cookie, the process it descends from, and the
+    start (ticks since boot) before which nothing belongs to it."""
+
+    cookie: str
+    root_pid: int | None  # the governing wrapper (None: gone, e.g. a dead holder's tree)
+    since_ticks: int | None
+
+    def members(self) -> list[ProcessIdentity]:
+        """The live members now (never the wrapper itself, never another user's process)."""
+        table = dict(_processes())
+        kids: dict[int, list[int]] = {}
+        for pid, (ppid, _ticks) in table.items():
+            kids.setdefault(ppid, []).append(pid)
+        found: set[int] = set()
+        todo = list(kids.get(self.root_pid, [])) if self.root_pid is not None else []
+        while todo:
+            pid = todo.pop()
+            if pid not in found:
+                found.add(pid)
+                todo.extend(kids.get(pid, []))
+        for pid, (_ppid, ticks) in table.items():
+            if pid not in found and self._started_in(ticks) and self._carries_cookie(pid):
+                found.add(pid)
+        found.discard(os.getpid())
+        out = []
+        for pid in sorted(found):
+            facts = read_process(pid)
+            if (
+                facts is not None
+                and facts.uid == os.getuid()
+                and self._started_in(facts.start_ticks)
+            ):
+                out.append(facts.ident)
+        return out
+
+    def proves(self, pid: int) -> bool:
+        """Whether `pid` is provably a member (checked again right before each signal)."""
+        return self._descends(pid) or self._carries_cookie(pid)
+
+    def _started_in(self, ticks: int | None) -> bool:
+        return self.since_ticks is None or (ticks is not None and ticks >= self.since_ticks)
+
+    def _carries_cookie(self, pid: int) -> bool:
+        try:
+            with open(f"/proc/{pid}/environ", "rb") as fh:
+                env = fh.read(1 << 20)
+        except OSError:
+            return False
+        return f"{COOKIE_ENV}={self.cookie}".encode() in env.split(b"\0")
+
+    def _descends(self, pid: int) -> bool:
+        if self.root_pid is None:
+            return False
+        seen = 0
+        while pid > 1 and seen < 4096:
+            ppid = _ppid(pid)
+            if ppid == self.root_pid:
+                return True
+            if ppid is None:
+                return False
+            pid, seen = ppid, seen + 1
+        return False
+
+
+def _stat(pid: int) -> tuple[int, int] | None:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            data = fh.read(4096)
+    except OSError:
+        return None
+    fields = data[data.rfind(b")") + 2 :].split()
+    try:
+        return int(fields[1]), int(fields[19])  # ppid (field 4), start ticks (field 22)
+    except (IndexError, ValueError):
+        return None
+
+
+def _ppid(pid: int) -> int | None:
+    found = _stat(pid)
+    return None if found is None else found[0]
+
+
+def _processes() -> Iterator[tuple[int, tuple[int, int]]]:
+    try:
+        names = os.listdir("/proc")
+    except OSError:
+        return
+    for name in names:
+        if name.isdigit():
+            found = _stat(int(name))
+            if found is not None:
+                yield int(name), found
+
+
+def become_subreaper() -> bool:
+    """Make this process the child subreaper of its descendants (Linux); False elsewhere."""
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return False
+    return bool(prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0)
+
+
+def reap_orphans(child: subprocess.Popen[bytes]) -> bool:
+    """Reap descendants re-parented to us that exited; True while any child of ours remains.
+
+    `waitid(WNOWAIT)` peeks, so the Popen child's status is never taken from Popen (reaping it
+    here would make Popen report 0).
+    """
+    flags = os.WEXITED | os.WNOHANG | os.WNOWAIT
+    while True:
+        try:
+            found = os.waitid(os.P_ALL, 0, flags)
+        except ChildProcessError:
+            return False
+        if found is None:
+            return True  # children, none exited
+        if found.si_pid == child.pid:
+            return True  # Popen's to reap (its next poll)
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(found.si_pid, 0)
+
+
+def signal_tree(tree: Tree, sig: signal.Signals) -> int:
+    """Send `sig` to every member, each through `signal_verified` plus the tree's own proof
+    (descent or cookie); the number signalled."""
+    sent = 0
+    for ident in tree.members():
+        if tree.proves(ident.pid):
+            guard.allow(ident)  # the test guard learns the members of a tree it governs
+        if signal_verified(ident, sig, proof=tree.proves) is None:
+            sent += 1
+    return sent
+
+
+def stop_tree(tree: Tree, child: subprocess.Popen[bytes] | None, grace_s: float) -> None:
+    """End the whole tree: SIGTERM (+SIGCONT) to the child (through its Popen) and to every
+    member, the grace period, then SIGKILL to what is left; reaped as it goes."""
+
+    def alive() -> bool:
+        if child is not None:
+            child.poll()
+            reap_orphans(child)
+        return (child is not None and child.returncode is None) or bool(tree.members())
+
+    for sig, wait in ((signal.SIGTERM, grace_s), (signal.SIGKILL, grace_s)):
+        if child is not None and child.poll() is None:
+            child.send_signal(sig)
+            child.send_signal(signal.SIGCONT)
+        signal_tree(tree, sig)
+        if sig is signal.SIGTERM:
+            signal_tree(tree, signal.SIGCONT)  # a stopped member must be able to act on it
+        deadline = time.monotonic() + wait
+        while alive() and time.monotonic() < deadline:
+            time.sleep(POLL_S)
+        if not alive():
+            return

@@ -1,0 +1,223 @@
+"""`tenure run` governs a process tree, not a pid (control.md#run): grandchildren, `setsid … &`
+children and double forks come back to the wrapper (child subreaper), carry the tree's cookie,
+and go with it on supersession, stop, a SIGKILLed wrapper's takeover, and root removal."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import tenure
+from tenure.adapters.probe import open_ports
+from tenure.adapters.store import LeaseStore
+from tenure.adapters.tree import COOKIE_ENV
+from tenure.core.record import LeaseRecord, LeaseState
+from tenure.testing import ProcessRegistry
+from tests.conftest import PY, block, remove_tree, stop_outside_lock, wait_for
+
+BLOCK = block(__name__)
+assert BLOCK.extra is not None
+PORTS = f"{BLOCK.extra[0]}-{BLOCK.extra[1]}"
+FAST = {"TENURE_LEASE_TTL": "3", "TENURE_HEARTBEAT": "0.5"}
+SERVE = f"{PY} -m http.server {{port}} --bind 127.0.0.1"
+DOUBLE_FORK = (
+    "import os, sys\n"
+    "if os.fork() == 0:\n"
+    "    os.setsid()\n"
+    "    if os.fork() == 0:\n"
+    "        os.execv(sys.executable, [sys.executable, '-m', 'http.server', sys.argv[1],"
+    " '--bind', '127.0.0.1'])\n"
+    "    os._exit(0)\n"
+    "os.wait()\n"
+)
+SHAPES = {
+    "grandchild": ["sh", "-c", f"{SERVE}; echo done"],
+    "setsid-background": ["sh", "-c", f"setsid {SERVE} > /dev/null 2>&1 &"],
+    "double-fork": [PY, "-c", DOUBLE_FORK, "{port}"],
+}
+DAEMONIZING = {"setsid-background", "double-fork"}
+
+
+def start(
+    root: Path, registry: ProcessRegistry, version: str, shape: str
+) -> subprocess.Popen[bytes]:
+    argv = [PY, "-m", "tenure", "run", "--family", "web", "--version", version, "--ports", PORTS]
+    wrapper = registry.spawn(
+        [*argv, "--", *SHAPES[shape]], env={**os.environ, **FAST, "TENURE_ROOT": str(root)}
+    )
+    wait_for(
+        lambda: serving(root, wrapper.pid), what=f"{shape} under tenure run {version} to serve"
+    )
+    return wrapper
+
+
+def record(root: Path) -> LeaseRecord:
+    rec = LeaseStore(root, "web").read()
+    assert isinstance(rec, LeaseRecord)
+    return rec
+
+
+def serving(root: Path, holder: int) -> bool:
+    rec = LeaseStore(root, "web").read()
+    if not (isinstance(rec, LeaseRecord) and rec.holder.pid == holder and rec.child):
+        return False
+    return rec.holder.port is not None and open_ports([rec.holder.port]) == [rec.holder.port]
+
+
+def members(cookie: str) -> list[int]:
+    """Live processes carrying the tree's cookie (zombies count as gone)."""
+    found = []
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            env = Path(f"/proc/{name}/environ").read_bytes().split(b"\0")
+            state = Path(f"/proc/{name}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if f"{COOKIE_ENV}={cookie}".encode() in env and state != "Z":
+            found.append(int(name))
+    return found
+
+
+def tree_of(root: Path) -> tuple[str, int]:
+    rec = record(root)
+    assert rec.child is not None
+    assert rec.child.tree is not None
+    assert rec.holder.port is not None
+    return rec.child.tree, rec.holder.port
+
+
+def assert_tree_gone(cookie: str, port: int) -> None:
+    wait_for(lambda: members(cookie) == [], what=f"every process of tree {cookie} to end")
+    wait_for(lambda: open_ports([port]) == [], what=f"port {port} to close")
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+def test_supersession_ends_the_whole_old_tree_and_keeps_the_port(
+    tmp_path: Path, proc_registry: ProcessRegistry, shape: str
+) -> None:
+    """A newer `tenure run` starts only after every process of the old tree is gone, and its
+    server takes the old port."""
+    root = tmp_path / "root"
+    start(root, proc_registry, "1.0", shape)
+    cookie, port = tree_of(root)
+    if shape in DAEMONIZING:
+        # The direct child has exited: the daemonized server still holds the lease.
+        wait_for(lambda: len(members(cookie)) == 1, what="the launcher part of the tree to exit")
+        assert record(root).state is LeaseState.HELD
+    new = start(root, proc_registry, "2.0", shape)
+    assert members(cookie) == []
+    new_cookie, new_port = tree_of(root)
+    assert (new_port, record(root).holder.pid) == (port, new.pid)
+    assert new_cookie != cookie
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+def test_stop_ends_the_whole_tree(
+    tmp_path: Path, proc_registry: ProcessRegistry, shape: str
+) -> None:
+    """`tenure.stop` retires the wrapper, which ends every member before it releases."""
+    root = tmp_path / "root"
+    start(root, proc_registry, "1.0", shape)
+    cookie, port = tree_of(root)
+    tenure.stop("web", root=root)
+    assert_tree_gone(cookie, port)
+    assert record(root).state is LeaseState.RELEASED
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+def test_after_the_wrapper_is_killed_the_next_start_ends_the_old_tree(
+    tmp_path: Path, proc_registry: ProcessRegistry, shape: str
+) -> None:
+    """SIGKILL of the wrapper (no parent-death signal reaches a grandchild): the next holder
+    finds the survivors by cookie, user and start time and ends them before its own child."""
+    root = tmp_path / "root"
+    old = start(root, proc_registry, "1.0", shape)
+    cookie, port = tree_of(root)
+    old.kill()
+    old.wait(30)
+    new = start(root, proc_registry, "1.0", shape)
+    assert members(cookie) == []
+    assert record(root).holder.pid == new.pid
+    assert tree_of(root)[1] == port
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+def test_removing_the_root_ends_the_whole_tree(
+    tmp_path: Path, proc_registry: ProcessRegistry, shape: str
+) -> None:
+    """No root, no lease, no tree."""
+    root = tmp_path / "root"
+    wrapper = start(root, proc_registry, "1.0", shape)
+    cookie, port = tree_of(root)
+    remove_tree(root)
+    assert wrapper.wait(60) == 0
+    assert_tree_gone(cookie, port)
+
+
+def test_a_stopped_wrappers_tree_is_ended_once_its_lease_expired(
+    tmp_path: Path, proc_registry: ProcessRegistry
+) -> None:
+    """SIGSTOP the 1.0 wrapper, start 1.1: once the old lease expired the old tree is gone and
+    exactly one server listens, on the old port."""
+    root = tmp_path / "root"
+    old = start(root, proc_registry, "1.0", "grandchild")
+    cookie, port = tree_of(root)
+    stop_outside_lock(old.pid, LeaseStore(root, "web").lock_path)
+    try:
+        new = start(root, proc_registry, "1.1", "grandchild")
+        assert members(cookie) == []
+        assert record(root).holder.pid == new.pid
+        assert open_ports(range(BLOCK.extra[0], BLOCK.extra[1] + 1)) == [port]  # type: ignore[index]
+    finally:
+        os.kill(old.pid, signal.SIGCONT)
+    assert old.wait(60) == 0
+
+
+IDLE_CLIENT = (
+    "import sys, time, urllib.request\n"
+    "while True:\n"
+    "    urllib.request.urlopen(f'http://127.0.0.1:{sys.argv[1]}/', timeout=5).read()\n"
+    "    time.sleep(1)\n"
+)
+
+
+def test_run_does_not_retire_a_busy_server_as_idle(
+    tmp_path: Path, proc_registry: ProcessRegistry
+) -> None:
+    """Idle is opt-in for `tenure run`: with TENURE_IDLE_SECONDS=2 in its environment and a
+    request every second, the server is still governed after more than three idle periods."""
+    root = tmp_path / "root"
+    argv = [PY, "-m", "tenure", "run", "--family", "web", "--version", "1", "--ports", PORTS]
+    env = {**os.environ, **FAST, "TENURE_ROOT": str(root), "TENURE_IDLE_SECONDS": "2"}
+    wrapper = proc_registry.spawn([*argv, "--", *SHAPES["grandchild"]], env=env)
+    wait_for(lambda: serving(root, wrapper.pid), what="the server to serve")
+    _cookie, port = tree_of(root)
+    proc_registry.spawn([sys.executable, "-c", IDLE_CLIENT, str(port)])
+    first = record(root)
+    wait_for(lambda: record(root).seq >= first.seq + 14, what="7 s of renewals")  # 3.5 idle periods
+    assert wrapper.poll() is None
+    assert record(root).holder.pid == wrapper.pid
+
+
+def test_run_with_idle_seconds_retires_a_server_nobody_talks_to(
+    tmp_path: Path, proc_registry: ProcessRegistry
+) -> None:
+    """`--idle-seconds 1`: with no connection on its port, the tree retires (tombstone idle)."""
+    root = tmp_path / "root"
+    argv = [PY, "-m", "tenure", "run", "--family", "web", "--version", "1", "--ports", PORTS]
+    argv += ["--idle-seconds", "1", "--", *SHAPES["grandchild"]]
+    wrapper = proc_registry.spawn(argv, env={**os.environ, **FAST, "TENURE_ROOT": str(root)})
+    wait_for(lambda: serving(root, wrapper.pid), what="the server to serve")
+    cookie, port = tree_of(root)
+    assert wrapper.wait(60) == 0
+    assert_tree_gone(cookie, port)
+    from tenure.adapters.tombstones import read_tombstones
+
+    assert [t["reason"] for t in read_tombstones(root)] == ["idle"]
