@@ -42,6 +42,23 @@ def fleet(tmp_path: Path, proc_registry: ProcessRegistry) -> Fleet:
     )
 
 
+def tenure_cli(
+    *args: str, root: Path | None = None, prefix: tuple[str, ...] = (), **env: str
+) -> subprocess.CompletedProcess[str]:
+    """`tenure ARGS` (after `prefix`, e.g. prlimit), in `root`, with `env` added."""
+    full = {**os.environ, **env}
+    if root is not None:
+        full["TENURE_ROOT"] = str(root)
+    return subprocess.run(
+        [*prefix, PY, "-m", "tenure", *args],
+        env=full,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
 def files_under(path: Path) -> set[str]:
     return {str(p.relative_to(path)) for p in path.rglob("*")} if path.exists() else set()
 
@@ -60,14 +77,7 @@ def test_a_family_name_that_ls_could_not_list_is_refused_before_any_file_is_touc
     base = tmp_path / "home"
     base.mkdir()
     root = base / "a" / "root"
-    run = subprocess.run(
-        [PY, "-m", "tenure", "run", "--family", name, "--version", "1.0", "--", PY, "-c", "pass"],
-        env={**os.environ, "TENURE_ROOT": str(root)},
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    run = tenure_cli("run", "--family", name, "--version", "1.0", "--", PY, "-c", "pass", root=root)
     assert run.returncode == 2, run.stderr
     assert run.stderr.count("\n") == 1
     assert "is not a family name" in run.stderr
@@ -91,14 +101,7 @@ def test_a_record_naming_an_unlistable_family_is_unreadable() -> None:
 
 def test_logs_of_a_name_outside_the_grammar_is_a_usage_error(tmp_path: Path) -> None:
     """`tenure logs ../x` says so in one line and reads nothing."""
-    run = subprocess.run(
-        [PY, "-m", "tenure", "logs", "../x"],
-        env={**os.environ, "TENURE_ROOT": str(tmp_path / "root")},
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    run = tenure_cli("logs", "../x", root=tmp_path / "root")
     assert (run.returncode, run.stderr.count("\n")) == (2, 1), run.stderr
 
 
@@ -116,29 +119,8 @@ def wide_record(root: Path, family: str, ports: tuple[int, int]) -> None:
 
 def test_a_wide_range_is_refused_at_the_entry_point(tmp_path: Path) -> None:
     """`tenure run --ports 2000-9000` is a usage error naming the limit."""
-    run = subprocess.run(
-        [
-            PY,
-            "-m",
-            "tenure",
-            "run",
-            "--family",
-            "web",
-            "--version",
-            "1",
-            "--ports",
-            "2000-9000",
-            "--",
-            PY,
-            "-c",
-            "pass",
-        ],
-        env={**os.environ, "TENURE_ROOT": str(tmp_path / "root")},
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    argv = ["run", "--family", "web", "--version", "1", "--ports", "2000-9000"]
+    run = tenure_cli(*argv, "--", PY, "-c", "pass", root=tmp_path / "root")
     assert run.returncode == 2, run.stderr
     assert "at most 1024" in run.stderr
 
@@ -153,23 +135,8 @@ def test_a_wide_range_in_a_record_is_scanned_with_a_bounded_number_of_sockets(
     wide_record(fleet.root, "wide", (20000, 21100))
 
     def doctor(nofile: int) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [
-                "prlimit",
-                f"--nofile={nofile}:{nofile}",
-                PY,
-                "-m",
-                "tenure",
-                "auth",
-                "doctor",
-                "--json",
-            ],
-            env=fleet.env,
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
-        )
+        limit = ("prlimit", f"--nofile={nofile}:{nofile}")
+        return tenure_cli("auth", "doctor", "--json", prefix=limit, **fleet.env)
 
     roomy = doctor(256)
     assert "Traceback" not in roomy.stderr
@@ -179,14 +146,7 @@ def test_a_wide_range_in_a_record_is_scanned_with_a_bounded_number_of_sockets(
     assert "Traceback" not in tight.stderr
     ids = [f["id"] for f in json.loads(tight.stdout)["findings"]]
     assert "not_scanned:wide" in ids
-    listed = subprocess.run(
-        ["prlimit", "--nofile=60:60", PY, "-m", "tenure", "ls", "--json"],
-        env=fleet.env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    listed = tenure_cli("ls", "--json", prefix=("prlimit", "--nofile=60:60"), **fleet.env)
     assert listed.returncode == 0, listed.stderr
     (wide,) = [f for f in json.loads(listed.stdout)["families"] if f["family"] == "wide"]
     assert wide["doctor_says"].startswith("not scanned")
@@ -330,14 +290,7 @@ def test_a_version_a_record_cannot_carry_is_a_usage_error(tmp_path: Path, versio
     """`tenure run --version V` refuses it in one line (exit 2); `tenure.ensure` raises
     ConfigError; neither touches a file."""
     root = tmp_path / "root"
-    run = subprocess.run(
-        [PY, "-m", "tenure", "run", "--family", "web", "--version", version, "--", PY, "-c", "1"],
-        env={**os.environ, "TENURE_ROOT": str(root)},
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    run = tenure_cli("run", "--family", "web", "--version", version, "--", PY, "-c", "1", root=root)
     assert run.returncode == 2, run.stderr
     assert "Traceback" not in run.stderr
     with pytest.raises(ConfigError):
@@ -347,14 +300,7 @@ def test_a_version_a_record_cannot_carry_is_a_usage_error(tmp_path: Path, versio
 
 def test_bad_timing_in_the_environment_is_a_usage_error_for_the_doctor(tmp_path: Path) -> None:
     """`TENURE_RETIRE_GRACE=abc tenure auth doctor` exits 2 in one line."""
-    run = subprocess.run(
-        [PY, "-m", "tenure", "auth", "doctor"],
-        env={**os.environ, "TENURE_ROOT": str(tmp_path / "root"), "TENURE_RETIRE_GRACE": "abc"},
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    run = tenure_cli("auth", "doctor", root=tmp_path / "root", TENURE_RETIRE_GRACE="abc")
     assert (run.returncode, run.stderr.count("\n")) == (2, 1), run.stderr
     assert "TENURE_RETIRE_GRACE" in run.stderr
 

@@ -44,6 +44,13 @@ def start_ticks(pid: int) -> int | None:
     """
     if here() is None:
         return None
+    found = parent_and_start(pid)
+    return None if found is None else found[1]
+
+
+def parent_and_start(pid: int) -> tuple[int, int] | None:
+    """(parent pid, start ticks since boot) from /proc/pid/stat (fields 4 and 22); None when
+    there is no such process or no /proc."""
     try:
         with open(f"/proc/{pid}/stat", "rb") as fh:
             data = fh.read(4096)
@@ -52,7 +59,7 @@ def start_ticks(pid: int) -> int | None:
     # The command name (field 2) may hold spaces and parentheses: split after the last ')'.
     fields = data[data.rfind(b")") + 2 :].split()
     try:
-        return int(fields[19])
+        return int(fields[1]), int(fields[19])
     except (IndexError, ValueError):
         return None
 

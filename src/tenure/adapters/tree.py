@@ -23,12 +23,12 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from tenure.adapters import guard
-from tenure.adapters.procinfo import read_process, signal_verified
+from tenure.adapters.procinfo import parent_and_start, read_process, signal_verified
 from tenure.core.identity import ProcessIdentity
 
 COOKIE_ENV = "TENURE_TREE"
 PR_SET_CHILD_SUBREAPER = 36
-POLL_S = 0.02
+POLL_S = 0.05  # a /proc scan per poll while a tree is ending
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,21 +97,8 @@ class Tree:
         return False
 
 
-def _stat(pid: int) -> tuple[int, int] | None:
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as fh:
-            data = fh.read(4096)
-    except OSError:
-        return None
-    fields = data[data.rfind(b")") + 2 :].split()
-    try:
-        return int(fields[1]), int(fields[19])  # ppid (field 4), start ticks (field 22)
-    except (IndexError, ValueError):
-        return None
-
-
 def _ppid(pid: int) -> int | None:
-    found = _stat(pid)
+    found = parent_and_start(pid)
     return None if found is None else found[0]
 
 
@@ -122,7 +109,7 @@ def _processes() -> Iterator[tuple[int, tuple[int, int]]]:
         return
     for name in names:
         if name.isdigit():
-            found = _stat(int(name))
+            found = parent_and_start(int(name))
             if found is not None:
                 yield int(name), found
 
