@@ -105,12 +105,15 @@ def test_supersession_ends_the_whole_old_tree_and_keeps_the_port(
     """A newer `tenure run` starts only after every process of the old tree is gone, and its
     server takes the old port."""
     root = tmp_path / "root"
-    start(root, proc_registry, "1.0", shape)
+    old = start(root, proc_registry, "1.0", shape)
     cookie, port = tree_of(root)
     if shape in DAEMONIZING:
-        # The direct child has exited: the daemonized server still holds the lease.
+        # The direct child has exited: the daemonized server keeps the lease held.
         wait_for(lambda: len(members(cookie)) == 1, what="the launcher part of the tree to exit")
-        assert record(root).state is LeaseState.HELD
+        seq = record(root).seq
+        wait_for(lambda: record(root).seq >= seq + 2, what="two more renewals")
+        assert old.poll() is None
+        assert len(members(cookie)) == 1
     new = start(root, proc_registry, "2.0", shape)
     assert members(cookie) == []
     new_cookie, new_port = tree_of(root)
@@ -221,3 +224,26 @@ def test_run_with_idle_seconds_retires_a_server_nobody_talks_to(
     from tenure.adapters.tombstones import read_tombstones
 
     assert [t["reason"] for t in read_tombstones(root)] == ["idle"]
+
+
+def test_an_upgrade_keeps_the_port_even_when_a_lower_one_is_free(
+    tmp_path: Path, proc_registry: ProcessRegistry
+) -> None:
+    """The old server took the second port (the first was busy); when the first frees up, the
+    upgrade still lands on the port clients know."""
+    import socket
+
+    root = tmp_path / "root"
+    assert BLOCK.extra is not None
+    squatter = socket.socket()
+    squatter.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # past earlier TIME_WAITs
+    squatter.bind(("127.0.0.1", BLOCK.extra[0]))
+    squatter.listen()
+    try:
+        start(root, proc_registry, "1.0", "grandchild")
+    finally:
+        squatter.close()
+    _cookie, port = tree_of(root)
+    assert port == BLOCK.extra[0] + 1
+    start(root, proc_registry, "2.0", "grandchild")
+    assert tree_of(root)[1] == port
