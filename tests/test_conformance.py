@@ -142,3 +142,70 @@ def test_a_command_that_never_holds_fails_every_check_in_words() -> None:
     assert first["name"] == "takes_lease"
     assert "exited with code 3 before holding the lease" in first["detail"]
     assert not any(c["passed"] for c in doc["checks"])
+
+
+LEAKY = """
+import os, subprocess, sys
+import tenure
+
+marker = sys.argv[1]
+helper = [sys.executable, "-c", "import time; time.sleep(600)", marker]
+kids = [subprocess.Popen(helper) for _ in range(5)]
+kids.append(subprocess.Popen(helper, start_new_session=True))  # a setsid child too
+with tenure.hold(os.environ["TENURE_FAMILY"], version=os.environ["TENURE_VERSION"]) as held:
+    while not held.retiring.wait(0.05):
+        with held.work():
+            pass
+os._exit(0)  # leaves its helpers running
+"""
+
+LOCKLESS = """
+import contextlib, os
+import tenure.adapters.store as store
+
+store.locked = lambda *_a, **_k: contextlib.nullcontext()  # every lock removed
+import tenure
+
+with tenure.hold(os.environ["TENURE_FAMILY"], version=os.environ["TENURE_VERSION"]) as held:
+    while not held.retiring.wait(0.05):
+        with held.work():
+            pass
+"""
+
+
+def marked(marker: str) -> list[int]:
+    """Live processes whose argv carries `marker`."""
+    found = []
+    for name in os.listdir("/proc"):
+        if name.isdigit():
+            try:
+                argv = Path(f"/proc/{name}/cmdline").read_bytes().split(b"\0")
+            except OSError:
+                continue
+            if marker.encode() in argv:
+                found.append(int(name))
+    return found
+
+
+def test_a_daemon_that_leaves_processes_behind_fails_and_the_kit_ends_them() -> None:
+    """Six helpers (one in its own session) outlive each leave: `leaves_nothing_behind` fails,
+    naming them, and no helper is running once the kit is done."""
+    marker = f"leaky-helper-{os.getpid()}"
+    done = tenure("conformance", "--json", "--", sys.executable, "-c", LEAKY, marker)
+    assert done.returncode == 1, done.stderr
+    checks = {c["name"]: c for c in json.loads(done.stdout)["checks"]}
+    assert checks["leaves_on_sigterm"]["passed"]
+    behind = checks["leaves_nothing_behind"]
+    assert not behind["passed"]
+    assert marker in behind["detail"]
+    assert marked(marker) == []
+
+
+def test_a_daemon_that_writes_without_the_lock_fails_takes_the_lock() -> None:
+    """A `tenure.hold` daemon with its locking removed renews while the kit holds the flock."""
+    done = tenure("conformance", "--json", "--", sys.executable, "-c", LOCKLESS)
+    assert done.returncode == 1, done.stderr
+    checks = {c["name"]: c for c in json.loads(done.stdout)["checks"]}
+    assert not checks["takes_the_lock"]["passed"]
+    assert "writes without the lock" in checks["takes_the_lock"]["detail"]
+    assert [n for n, c in checks.items() if not c["passed"]] == ["takes_the_lock"]

@@ -81,7 +81,11 @@ class Tree:
                 env = fh.read(1 << 20)
         except OSError:
             return False
-        return f"{COOKIE_ENV}={self.cookie}".encode() in env.split(b"\0")
+        prefix = f"{COOKIE_ENV}=".encode()
+        for var in env.split(b"\0"):
+            if var.startswith(prefix):
+                return self.cookie.encode() in var[len(prefix) :].split(b",")
+        return False
 
     def _descends(self, pid: int) -> bool:
         if self.root_pid is None:
@@ -112,6 +116,12 @@ def _processes() -> Iterator[tuple[int, tuple[int, int]]]:
             found = parent_and_start(int(name))
             if found is not None:
                 yield int(name), found
+
+
+def inherit_cookie(inherited: str | None, cookie: str) -> str:
+    """The cookie variable for a tree nested in another (the kit running `tenure run`): every
+    enclosing tree keeps finding its members."""
+    return cookie if not inherited else f"{inherited},{cookie}"
 
 
 def become_subreaper() -> bool:

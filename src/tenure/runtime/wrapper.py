@@ -31,7 +31,14 @@ from tenure.adapters.peers import established_on
 from tenure.adapters.procinfo import child_identity
 from tenure.adapters.root import RootLayout, default_root, ensure_root
 from tenure.adapters.store import LeaseStore
-from tenure.adapters.tree import COOKIE_ENV, Tree, become_subreaper, reap_orphans, stop_tree
+from tenure.adapters.tree import (
+    COOKIE_ENV,
+    Tree,
+    become_subreaper,
+    inherit_cookie,
+    reap_orphans,
+    stop_tree,
+)
 from tenure.core.inputs import check_family, check_version
 from tenure.core.lease import is_newer
 from tenure.core.record import LeaseRecord
@@ -139,7 +146,7 @@ def _serve(held: Held, command: Sequence[str], port: int | None, idle_s: float) 
     cookie = secrets.token_hex(8)
     gov = held.governor
     env = {**os.environ, config.FAMILY_ENV: gov.family, config.ROOT_ENV: str(gov.root)}
-    env[COOKIE_ENV] = cookie
+    env[COOKIE_ENV] = inherit_cookie(os.environ.get(COOKIE_ENV), cookie)
     if port is not None:
         env[config.PORT_ENV] = str(port)
     # prctl only, resolved before the fork (see _load_prctl); its own session and group.

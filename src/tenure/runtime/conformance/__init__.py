@@ -35,6 +35,7 @@ from tenure.runtime.conformance.checks import (
     sigterm,
     supersession,
     takes_lease,
+    takes_the_lock,
 )
 from tenure.runtime.conformance.report import CHECKS, Check, Report
 from tenure.runtime.conformance.session import Failed, Options, Session, Started
@@ -65,6 +66,8 @@ def run_conformance(
     if opts.ports is None and any("{port}" in arg for arg in command):
         raise ValueError("the command uses {port}: give the family's port range (--ports LO-HI)")
     checks: list[Check] = []
+    left_behind: list[str] = []
+    held = False
     workdir = Path(tempfile.mkdtemp(prefix="tenure-conformance-"))
     try:
         for names, body in _PLAN:
@@ -80,6 +83,9 @@ def run_conformance(
                     if names[0] == "takes_lease":
                         found[0] = Check("takes_lease", False, str(exc))
             checks.extend(found)
+            left_behind += s.left_behind
+            held = held or any(d.holder is not None for d in s.started)
+        checks.append(_nothing_behind(left_behind, held))
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     order = {name: i for i, name in enumerate(CHECKS)}
@@ -93,17 +99,46 @@ def _first_session(s: Session, d: Started, rec: LeaseRecord, t0: float) -> list[
     taken = takes_lease(s, d, rec, t0)
     second = refuses_second_copy(s, rec)
     renewed = renews(s, rec)
+    locks = takes_the_lock(s)
     current = s.record() or rec
     private = keeps_token_private(s, current)
     if liveness(rec.holder.ident) is not Liveness.ALIVE:
         died = Check("leaves_on_sigterm", False, "it was gone before SIGTERM: it died by itself")
-        return [taken, second, renewed, private, died]
-    return [taken, second, renewed, private, sigterm(s, d, current)]
+        return [taken, second, renewed, locks, private, died]
+    return [taken, second, renewed, locks, private, sigterm(s, d, current)]
 
 
 _PLAN: tuple[tuple[tuple[str, ...], Body], ...] = (
-    (CHECKS[:5], _first_session),
+    (
+        (
+            "takes_lease",
+            "refuses_second_copy",
+            "renews",
+            "takes_the_lock",
+            "keeps_token_private",
+            "leaves_on_sigterm",
+        ),
+        _first_session,
+    ),
     (("leaves_on_supersession",), lambda s, d, rec, _t: [supersession(s, d, rec)]),
-    (CHECKS[6:8], lambda s, d, rec, _t: list(lease_loss(s, d, rec))),
-    (CHECKS[8:10], lambda s, d, rec, _t: list(root_removal(s, d, rec))),
+    (
+        ("leaves_on_lease_loss", "no_write_after_losing_epoch"),
+        lambda s, d, rec, _t: list(lease_loss(s, d, rec)),
+    ),
+    (
+        ("leaves_on_root_removal", "no_write_into_a_new_root"),
+        lambda s, d, rec, _t: list(root_removal(s, d, rec)),
+    ),
 )
+
+
+def _nothing_behind(left: list[str], held: bool) -> Check:
+    if not held:
+        return Check("leaves_nothing_behind", False, "not run: it never held the lease")
+    if not left:
+        return Check("leaves_nothing_behind", True, "no process of its tree outlived it")
+    return Check(
+        "leaves_nothing_behind",
+        False,
+        "it left processes running after it left (the kit ended them): " + "; ".join(left),
+    )

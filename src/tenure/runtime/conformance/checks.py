@@ -10,6 +10,7 @@ from dataclasses import replace
 
 import psutil
 
+from tenure.adapters.files import locked
 from tenure.adapters.http import health
 from tenure.adapters.procinfo import liveness, own_identity, read_process, signal_verified
 from tenure.adapters.root import RootLayout, ensure_root, read_root_id
@@ -19,6 +20,7 @@ from tenure.adapters.waiting import wait_until
 from tenure.core.identity import same_start
 from tenure.core.lease import Liveness, SupersedeVerdict, decide_supersede, parse_version
 from tenure.core.record import Holder, LeaseRecord, LeaseState, Unreadable
+from tenure.errors import LockTimeout
 from tenure.runtime.conformance.report import Check
 from tenure.runtime.conformance.session import POLL_S, Failed, Session, Started, private_file
 
@@ -181,6 +183,29 @@ def and_child_gone(check: Check, rec: LeaseRecord, grace_s: float) -> Check:
     if not check.passed or child is None or ident is None or gone_within(ident, grace_s):
         return check
     return replace(check, passed=False, detail=f"its governed child pid {child.pid} still runs")
+
+
+def takes_the_lock(s: Session) -> Check:
+    """Hold `<family>.lock` (flock, as every writer must) for two heartbeats: a daemon that
+    takes the lock before each write cannot renew meanwhile."""
+    hold_s = 2.2 * s.opts.heartbeat_s
+    try:
+        with locked(s.store.lock_path, timeout_s=s.opts.ttl_s):
+            before = s.record()
+            time.sleep(hold_s)  # the daemon's heartbeats fall inside this window
+            after = s.record()
+    except LockTimeout:
+        return Check("takes_the_lock", False, f"{s.store.lock_path.name} stayed locked")
+    if before is None or after is None:
+        return Check("takes_the_lock", False, "the record went away while the kit held the lock")
+    if after.seq != before.seq:
+        return Check(
+            "takes_the_lock",
+            False,
+            f"it renewed (seq {before.seq} → {after.seq}) while the kit held "
+            f"leases/{s.store.lock_path.name} with flock(2): it writes without the lock",
+        )
+    return Check("takes_the_lock", True, f"no write during {hold_s:.2f}s under the kit's lock")
 
 
 def sigterm(s: Session, d: Started, rec: LeaseRecord) -> Check:

@@ -9,6 +9,7 @@ CHECKS = (
     "takes_lease",
     "refuses_second_copy",
     "renews",
+    "takes_the_lock",
     "keeps_token_private",
     "leaves_on_sigterm",
     "leaves_on_supersession",
@@ -16,6 +17,7 @@ CHECKS = (
     "no_write_after_losing_epoch",
     "leaves_on_root_removal",
     "no_write_into_a_new_root",
+    "leaves_nothing_behind",
 )
 
 

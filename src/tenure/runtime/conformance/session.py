@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import contextlib
 import os
+import secrets
 import subprocess
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import psutil
@@ -17,6 +18,7 @@ from tenure.adapters.procinfo import read_process
 from tenure.adapters.root import ensure_root
 from tenure.adapters.stopping import gone_within, stop_own_child, stop_verified
 from tenure.adapters.store import LeaseStore, read_record_strict
+from tenure.adapters.tree import COOKIE_ENV, Tree, inherit_cookie, stop_tree
 from tenure.adapters.waiting import wait_until
 from tenure.core.record import Holder, LeaseRecord, LeaseState
 from tenure.errors import ConfigError, TenureError
@@ -58,6 +60,10 @@ class Session:
         self.command = list(command)
         self.opts = opts
         self.dir = workdir / tag
+        # Every process the daemon starts inherits this cookie: the kit finds, reports and
+        # ends what outlives the daemon (control.md#conformance).
+        self.tree = Tree(secrets.token_hex(8), None, None)
+        self.left_behind: list[str] = []
         self.dir.mkdir(mode=0o700)
         self.root = ensure_root(self.dir / "root")
         self.store = LeaseStore(self.root, opts.family)
@@ -90,6 +96,7 @@ class Session:
             "TENURE_LEASE_TTL": f"{opts.ttl_s:g}",
             "TENURE_HEARTBEAT": f"{opts.heartbeat_s:g}",
             "TENURE_IDLE_SECONDS": "0",
+            COOKIE_ENV: inherit_cookie(os.environ.get(COOKIE_ENV), self.tree.cookie),
         }
         if port is not None and opts.ports is not None:
             env[config.PORT_ENV] = str(port)
@@ -111,6 +118,8 @@ class Session:
         facts = read_process(proc.pid)
         if facts is not None:
             guard.allow(facts.ident)
+            if self.tree.since_ticks is None:
+                self.tree = replace(self.tree, since_ticks=facts.start_ticks)
         daemon = Started(proc)
         self.started.append(daemon)
         return daemon
@@ -192,7 +201,16 @@ class Session:
         return rec.ttl_s + self.opts.leave_grace_s
 
     def close(self) -> None:
-        """Stop every copy still running, by verified identity, then reap them."""
+        """Stop every copy still running, by verified identity, then reap them; then end the
+        rest of the tree, noting what outlived daemons that had all left by themselves."""
+        left = bool(self.started) and all(d.proc.poll() is not None for d in self.started)
+        self._stop_started()
+        if left:
+            wait_until(lambda: not self.tree.members(), 2.0, POLL_S * 5)
+            self.left_behind = [_described(i.pid) for i in self.tree.members()]
+        stop_tree(self.tree, None, 5.0)
+
+    def _stop_started(self) -> None:
         for daemon in self.started:
             # Our own unreaped child: stopped through its Popen, never refused by identity.
             stop_own_child(daemon.proc, 5.0)
@@ -202,6 +220,12 @@ class Session:
                     stop_verified(h.ident, "conformance daemon", wait_s=5.0)
             with contextlib.suppress(subprocess.TimeoutExpired):
                 daemon.proc.wait(10)
+
+
+def _described(pid: int) -> str:
+    facts = read_process(pid)
+    argv = " ".join(facts.cmdline) if facts is not None else "?"
+    return f"pid {pid} ({argv[:120]})"
 
 
 def _substitute(arg: str, values: dict[str, str]) -> str:
