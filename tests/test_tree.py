@@ -247,3 +247,40 @@ def test_an_upgrade_keeps_the_port_even_when_a_lower_one_is_free(
     assert port == BLOCK.extra[0] + 1
     start(root, proc_registry, "2.0", "grandchild")
     assert tree_of(root)[1] == port
+
+
+SLOW = (
+    "import http.server, signal, sys, threading, time\n"
+    "port, log = int(sys.argv[1]), sys.argv[2]\n"
+    "def note(what):\n"
+    "    with open(log, 'a') as fh:\n"
+    "        fh.write(f'{what} {time.monotonic()!r}\\n')\n"
+    "def leave(*_):\n"
+    "    time.sleep(2)  # a server that takes 2 s to shut down\n"
+    "    note('exited')\n"
+    "    sys.exit(0)\n"
+    "signal.signal(signal.SIGTERM, leave)\n"
+    "server = http.server.HTTPServer(('127.0.0.1', port), http.server.SimpleHTTPRequestHandler)\n"
+    "note('started')\n"
+    "threading.Thread(target=server.serve_forever, daemon=True).start()\n"
+    "while True:\n"
+    "    time.sleep(1)\n"
+)
+
+
+def test_an_upgrade_breaks_before_it_makes(tmp_path: Path, proc_registry: ProcessRegistry) -> None:
+    """The old server takes 2 s to exit on SIGTERM: the new one starts only after it has
+    exited (CLOCK_MONOTONIC, shared by both), on the same port."""
+    root = tmp_path / "root"
+    log = tmp_path / "events"
+    SHAPES["slow"] = [PY, "-c", SLOW, "{port}", str(log)]
+    try:
+        start(root, proc_registry, "1.0", "slow")
+        _cookie, port = tree_of(root)
+        start(root, proc_registry, "2.0", "slow")
+    finally:
+        del SHAPES["slow"]
+    events = [line.split() for line in log.read_text().splitlines()]
+    assert [e[0] for e in events] == ["started", "exited", "started"]
+    assert float(events[2][1]) > float(events[1][1])
+    assert tree_of(root)[1] == port

@@ -155,11 +155,13 @@ def reap_orphans(child: subprocess.Popen[bytes]) -> bool:
             os.waitpid(found.si_pid, 0)
 
 
-def signal_tree(tree: Tree, sig: signal.Signals) -> int:
-    """Send `sig` to every member, each through `signal_verified` plus the tree's own proof
-    (descent or cookie); the number signalled."""
+def signal_tree(tree: Tree, sig: signal.Signals, skip: int | None = None) -> int:
+    """Send `sig` to every member but `skip` (a child signalled through its Popen), each
+    through `signal_verified` plus the tree's own proof (descent or cookie); how many."""
     sent = 0
     for ident in tree.members():
+        if ident.pid == skip:
+            continue
         if tree.proves(ident.pid):
             guard.allow(ident)  # the test guard learns the members of a tree it governs
         if signal_verified(ident, sig, proof=tree.proves) is None:
@@ -181,9 +183,10 @@ def stop_tree(tree: Tree, child: subprocess.Popen[bytes] | None, grace_s: float)
         if child is not None and child.poll() is None:
             child.send_signal(sig)
             child.send_signal(signal.SIGCONT)
-        signal_tree(tree, sig)
+        skip = None if child is None else child.pid
+        signal_tree(tree, sig, skip)
         if sig is signal.SIGTERM:
-            signal_tree(tree, signal.SIGCONT)  # a stopped member must be able to act on it
+            signal_tree(tree, signal.SIGCONT, skip)  # a stopped member must be able to act
         deadline = time.monotonic() + wait
         while alive() and time.monotonic() < deadline:
             time.sleep(POLL_S)

@@ -124,6 +124,7 @@ class Governor:
         self.last_fault: str | None = None  # the latest transient heartbeat error, for health
         self._abandoned = threading.Event()  # the caller gave up while we were acquiring
         self._attempt = threading.Lock()  # one acquire attempt, or `abandon`, at a time
+        self._release_gate: threading.Event | None = None
 
     @property
     def forked(self) -> bool:
@@ -233,6 +234,11 @@ class Governor:
             target=stop_tree, args=(tree, None, ORPHAN_GRACE_S), name="tenure-orphans", daemon=True
         )
         self._orphan_stop.start()
+
+    def release_after(self, gate: threading.Event) -> None:
+        """Retirement releases the lease only once `gate` is set (within the drain bound):
+        `tenure run` sets it when its whole tree is gone."""
+        self._release_gate = gate
 
     def settle_takeover(self, timeout: float) -> bool:
         """Wait until the tree of the holder we replaced is stopped (break before make); True
@@ -409,6 +415,9 @@ class Governor:
             with self._cond:
                 while self._in_flight and self._mono() < deadline and not self._no_drain.is_set():
                     self._cond.wait(deadline - self._mono())
+            if self._release_gate is not None:
+                # What this holder governs must be gone before the lease is: break before make.
+                self._release_gate.wait(max(deadline - self._mono(), 0.0))
             if not self._fenced and not self._root_changed_quietly():
                 self._release_and_record(reason)
         finally:

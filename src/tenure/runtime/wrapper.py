@@ -19,6 +19,7 @@ import secrets
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Sequence
 from dataclasses import replace
@@ -120,7 +121,8 @@ def run(
     keep = last.holder.port if isinstance(last, LeaseRecord) else None
     # Descendants that daemonize come back to us, not to init (control.md#run).
     become_subreaper()
-    timing = replace(config.timing(), idle_s=idle_s)  # idle is opt-in for `run`
+    # Idle is opt-in for `run`; the drain bound covers ending the tree (SIGTERM, grace, SIGKILL).
+    timing = replace(config.timing(), idle_s=idle_s, drain_s=2 * CHILD_GRACE_S + 2)
     with hold(
         family,
         version=version,
@@ -161,6 +163,8 @@ def _serve(held: Held, command: Sequence[str], port: int | None, idle_s: float) 
         signalled(gov)
 
     previous = {sig: signal.signal(sig, forward) for sig in FORWARDED}
+    tree_gone = threading.Event()
+    gov.release_after(tree_gone)  # the lease goes only after the whole tree (control.md#run)
     try:
         if ident is not None:
             # Best effort, for readers (the doctor counts the child as the holder's): a root
@@ -175,6 +179,7 @@ def _serve(held: Held, command: Sequence[str], port: int | None, idle_s: float) 
         # Whatever happened, no member of the tree outlives its governor's lease.
         stop_tree(tree, child, CHILD_GRACE_S)
         code = child.wait()
+        tree_gone.set()
         for sig, old in previous.items():
             signal.signal(sig, old)
     if stopped_by_us:
