@@ -338,23 +338,22 @@ def test_the_kit_tells_its_own_failure_from_a_command_it_cannot_run(tmp_path: Pa
     )
     assert missing.returncode == 2, missing.stderr
     assert "cannot run" in missing.stderr
-    if not AS_ROOT or shutil.which("unshare") is None:
-        pytest.skip("a full disk is staged with a tmpfs in a mount namespace, which needs root")
-    # Every temporary directory the kit could use is a full tmpfs (no inode left).
-    stage = (
-        "mount -t tmpfs -o size=64k,nr_inodes=16 tmpfs /tmp && mount --bind /tmp /var/tmp && "
-        "cd /tmp && for i in $(seq 64); do touch f$i 2>/dev/null || break; done; "
-        'exec "$@"'
+    if not AS_ROOT:
+        pytest.skip("a full disk is staged with a tmpfs, which needs root")
+    full = tmp_path / "full"
+    full.mkdir()
+    subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=64k,nr_inodes=8", "tmpfs", str(full)], check=True
     )
-    in_full = ["unshare", "-m", "--propagation", "private", "sh", "-c", stage, "sh"]
-    kit = subprocess.run(
-        [*in_full, PY, "-m", "tenure", "conformance", "--", PY, "-c", "pass"],
-        env={k: v for k, v in os.environ.items() if k not in ("TMPDIR", "TEMP", "TMP")},
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    try:
+        for i in range(64):  # every inode taken: nothing more can be created there
+            try:
+                (full / f"filler{i}").touch()
+            except OSError:
+                break
+        kit = tenure_cli("conformance", "--workdir", str(full), "--", PY, "-c", "pass")
+    finally:
+        subprocess.run(["umount", "-l", str(full)], check=False)
     assert kit.returncode == 1, kit.stderr
     assert "says nothing about the daemon" in kit.stderr
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import typer
 
 from tenure.cli.common import (
@@ -29,6 +31,11 @@ CONFORMANCE_EPILOG = (
 )
 
 
+WORKDIR_OPTION = typer.Option(
+    None, "--workdir", help="Where to make the temporary roots (default: the temp dir)."
+)
+
+
 def conformance_cmd(
     ctx: typer.Context,
     *,
@@ -37,6 +44,7 @@ def conformance_cmd(
     ports: str | None = typer.Option(None, "--ports", help="LO-HI: the family's port range."),
     ttl: float = typer.Option(2.0, "--ttl", help="Lease TTL to run it with, in seconds."),
     heartbeat: float = typer.Option(0.25, "--heartbeat", help="Heartbeat to run it with."),
+    workdir: Path | None = WORKDIR_OPTION,
     as_json: bool = JSON_OPTION,
     _quiet: bool = QUIET_OPTION,
 ) -> None:
@@ -59,7 +67,7 @@ def conformance_cmd(
     except ConfigError as exc:
         error(str(exc))
         raise typer.Exit(EXIT_USAGE) from None
-    opts = Options(family, version, port_range, ttl, heartbeat)
+    opts = Options(family, version, port_range, ttl, heartbeat, workdir=workdir)
     try:
         report = run_conformance(command, opts, notify=note)
     except KeyboardInterrupt:

@@ -68,7 +68,7 @@ def run_conformance(
     checks: list[Check] = []
     left_behind: list[str] = []
     held = False
-    workdir = Path(tempfile.mkdtemp(prefix="tenure-conformance-"))
+    workdir = Path(tempfile.mkdtemp(prefix="tenure-conformance-", dir=opts.workdir))
     try:
         for names, body in _PLAN:
             notify(f"checking {', '.join(names)}")

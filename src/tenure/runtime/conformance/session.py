@@ -39,6 +39,7 @@ class Options:
     start_timeout_s: float = 30.0  # spawn → holding, generous for a loaded machine
     leave_grace_s: float = 5.0  # on top of one TTL, for a process to notice and exit
     env: dict[str, str] = field(default_factory=dict)
+    workdir: Path | None = None  # where the temporary roots go (default: the temp dir)
 
 
 class Failed(Exception):
