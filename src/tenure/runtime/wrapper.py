@@ -67,9 +67,15 @@ def _load_prctl() -> object | None:
 _PRCTL = _load_prctl()
 
 
+_WRAPPER_PID = os.getpid()  # the parent the child checks it still has (set again before Popen)
+
+
 def _pdeathsig() -> None:  # pragma: no cover - runs in the child between fork and exec
     if _PRCTL is not None:
         _PRCTL(PR_SET_PDEATHSIG, signal.SIGKILL)  # type: ignore[operator]
+        # The wrapper may have died between fork and prctl: no signal would come then.
+        if os.getppid() != _WRAPPER_PID:
+            os.kill(os.getpid(), signal.SIGKILL)
 
 
 def _supersede_older(family: str, version: str, root: Path) -> float:
@@ -151,6 +157,8 @@ def _serve(held: Held, command: Sequence[str], port: int | None, idle_s: float) 
     env[COOKIE_ENV] = inherit_cookie(os.environ.get(COOKIE_ENV), cookie)
     if port is not None:
         env[config.PORT_ENV] = str(port)
+    global _WRAPPER_PID  # noqa: PLW0603  (read by _pdeathsig in the forked child)
+    _WRAPPER_PID = os.getpid()
     # prctl only, resolved before the fork (see _load_prctl); its own session and group.
     child = subprocess.Popen(argv, env=env, start_new_session=True, preexec_fn=_pdeathsig)  # noqa: PLW1509
     ident = child_identity(child.pid)  # unreaped: readable even if it exited at once
