@@ -13,7 +13,6 @@ spec: docs/protocol/control.md#run
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import os
 import signal
 import subprocess
@@ -128,6 +127,8 @@ def become_subreaper() -> bool:
     """Make this process the child subreaper of its descendants (Linux); False elsewhere."""
     if not sys.platform.startswith("linux"):
         return False
+    import ctypes  # noqa: PLC0415  (only `tenure run` needs it; `import tenure` stays lean)
+
     try:
         prctl = ctypes.CDLL(None, use_errno=True).prctl
     except (OSError, AttributeError):
