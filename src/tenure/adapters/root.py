@@ -224,6 +224,11 @@ def root_stamp(root: Path) -> tuple[int, int, int] | None:
     return (st.st_dev, st.st_ino, st.st_ctime_ns)
 
 
+def given_or_default(root: str | os.PathLike[str] | None) -> Path:
+    """The root a caller named (a str or a path), else `default_root()`."""
+    return Path(root) if root is not None else default_root()
+
+
 def default_root() -> Path:
     """`$TENURE_ROOT`, else the platform's per-user state dir for tenure."""
     override = config.root_override()

@@ -63,6 +63,14 @@ def check_ports(lo: int, hi: int, what: str = "ports") -> tuple[int, int]:
     return lo, hi
 
 
+def check_daemon(family: str, version: str, ports: tuple[int, int] | None = None) -> None:
+    """What every entry point that names a daemon checks before touching a file."""
+    check_family(family)
+    check_version(version)
+    if ports is not None:
+        check_ports(*ports)
+
+
 def parse_ports(raw: str, what: str) -> tuple[int, int]:
     """`LO-HI` (inclusive) or one port `P`, checked by `check_ports`."""
     lo_text, _, hi_text = raw.partition("-")

@@ -23,11 +23,11 @@ from tenure.adapters import config
 from tenure.adapters.files import locked
 from tenure.adapters.probe import open_ports
 from tenure.adapters.procinfo import holder_liveness
-from tenure.adapters.root import RootLayout, default_root, ensure_root
+from tenure.adapters.root import RootLayout, ensure_root, given_or_default
 from tenure.adapters.spawn import spawn_detached
 from tenure.adapters.store import LeaseStore
 from tenure.adapters.waiting import wait_until
-from tenure.core.inputs import check_family, check_ports, check_version
+from tenure.core.inputs import check_daemon, check_family
 from tenure.core.lease import SEEN, is_newer
 from tenure.core.notify import Notify, quiet
 from tenure.core.record import LeaseRecord, LeaseState, Unreadable
@@ -129,12 +129,9 @@ def ensure(
     notify: Notify = quiet,
 ) -> Ensured:
     """Exactly one daemon of `family` for this root, at `version` or newer; see the module doc."""
-    check_family(family)  # before any file is touched
-    check_version(version)
-    if ports is not None:
-        check_ports(*ports)
+    check_daemon(family, version, ports)  # before any file is touched
     timing = config.timing()
-    the_root = ensure_root(_root(root))
+    the_root = ensure_root(given_or_default(root))
     store = LeaseStore(the_root, family)
     rec = held_record(store)  # the fast path takes no lock and changes nothing
     if rec is not None and not is_newer(version, rec.holder.version):
@@ -174,13 +171,9 @@ def ensure(
         return _ensured(fresh, action)
 
 
-def _root(root: str | os.PathLike[str] | None) -> Path:
-    return Path(root) if root is not None else default_root()
-
-
 def status(family: str, root: str | os.PathLike[str] | None = None) -> LeaseReport:
     """The family's lease as `tenure ls` shows it (read-only)."""
-    return lease_report(_root(root), check_family(family), time.time())
+    return lease_report(given_or_default(root), check_family(family), time.time())
 
 
 def stop(
@@ -188,7 +181,7 @@ def stop(
 ) -> int | None:
     """Stop the family's holder: SIGTERM (+SIGCONT), then SIGKILL, each after re-checking its
     identity (pid, start time, uid). Returns the pid stopped, or None when nothing held it."""
-    rec = LeaseStore(_root(root), check_family(family)).read()
+    rec = LeaseStore(given_or_default(root), check_family(family)).read()
     if not isinstance(rec, LeaseRecord) or holder_liveness(rec) not in SEEN:
         return None  # a foreign holder goes on to the verified stop, which refuses it
     escalate(rec, None, wait_s)

@@ -21,13 +21,12 @@ import os
 import signal
 import threading
 from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 
 from tenure.adapters import config
-from tenure.adapters.root import default_root, ensure_root
-from tenure.core.inputs import check_family, check_ports, check_version
+from tenure.adapters.root import ensure_root, given_or_default
+from tenure.core.inputs import check_daemon
 from tenure.core.lifecycle import Event, RetireReason, State
 from tenure.core.timing import Timing
 from tenure.errors import Retiring
@@ -106,13 +105,10 @@ def _governor(
     ports: tuple[int, int] | None,
     timing: Timing | None,
 ) -> Governor:
-    check_family(family)  # before any file is touched
-    check_version(version)
-    if ports is not None:
-        check_ports(*ports)
+    check_daemon(family, version, ports)  # before any file is touched
     given_port, given_ports = config.spawned_as(family)
     return Governor(
-        ensure_root(Path(root) if root is not None else default_root()),
+        ensure_root(given_or_default(root)),
         family,
         version,
         port=port if port is not None else given_port,

@@ -40,7 +40,7 @@ from tenure.adapters.tree import (
     reap_orphans,
     stop_tree,
 )
-from tenure.core.inputs import check_family, check_version
+from tenure.core.inputs import check_daemon
 from tenure.core.lease import is_newer
 from tenure.core.record import LeaseRecord
 from tenure.errors import ConfigError, Retiring, TenureError
@@ -108,8 +108,7 @@ def run(
 ) -> int:
     """Hold `family`'s lease while `command`'s process tree runs; the exit code to leave with.
     `idle_s` > 0 retires it after that long without a connection on its port (0: never)."""
-    check_family(family)  # before any file is touched (root.md#family-names)
-    check_version(version)
+    check_daemon(family, version, ports)  # before any file is touched (root.md#family-names)
     the_root = ensure_root(root or default_root())
     wait: float | None = None  # spawned by a launcher: what it passed (TENURE_ACQUIRE_WAIT)
     if not config.launched_for(family):
