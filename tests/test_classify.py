@@ -121,6 +121,28 @@ def legacy(
 
 
 EXPIRED = replace(SCOPE, lease=replace(SCOPE.lease, expired=True))  # type: ignore[type-var]
+# A `tenure run` holder (pid 500) SIGKILLed; its child started at tick 1000 headed tree "c00k1e".
+GONE_TREE = replace(
+    SCOPE,
+    lease=replace(
+        SCOPE.lease,  # type: ignore[type-var]
+        expired=True,
+        holder_gone=True,
+        tree="c00k1e",
+        child_pid=501,
+        child_create_time=NOW - 90,
+        child_start_ticks=1000,
+    ),
+)
+SURVIVOR = ListenerFacts(
+    port=9411,
+    pid=777,
+    uid=UID,
+    create_time=NOW - 80,
+    cmdline=("python3", "-m", "http.server", "9411"),
+    start_ticks=1200,
+    tree_cookies=("outer", "c00k1e"),
+)
 
 # (id, facts, scope, class, reason) in the order of docs/protocol/classification.md
 ROWS: list[tuple[str, ListenerFacts, Scope, CleanupClass, SkipReason | None]] = [
@@ -191,6 +213,7 @@ ROWS: list[tuple[str, ListenerFacts, Scope, CleanupClass, SkipReason | None]] = 
         NEVER,
         SkipReason.LEASE_HOLDER,
     ),
+    ("member-of-a-gone-holders-tree", SURVIVOR, GONE_TREE, SAFE, None),
     (
         "legacy-dashboard-fingerprint",
         ListenerFacts(
@@ -295,6 +318,45 @@ def test_docs_table_equals_the_tested_table() -> None:
             documented.append((cells[1], cells[3], cells[4] or None))
     tested = [(r[0], r[3].value, None if r[4] is None else r[4].value) for r in ROWS]
     assert documented == tested
+
+
+@pytest.mark.parametrize(
+    ("why", "facts", "scope"),
+    [
+        (
+            "holder alive",
+            SURVIVOR,
+            replace(GONE_TREE, lease=replace(GONE_TREE.lease, holder_gone=False)),
+        ),  # type: ignore[type-var]
+        ("another tree", replace(SURVIVOR, tree_cookies=("0ther",)), GONE_TREE),
+        ("no cookie", replace(SURVIVOR, tree_cookies=()), GONE_TREE),
+        ("started before the tree", replace(SURVIVOR, start_ticks=999), GONE_TREE),
+        (
+            "no ticks, created before the tree",
+            replace(SURVIVOR, start_ticks=None, create_time=NOW - 95),
+            GONE_TREE,
+        ),
+        (
+            "holder lives in another namespace",
+            SURVIVOR,
+            replace(GONE_TREE, lease=replace(GONE_TREE.lease, foreign="host b")),  # type: ignore[type-var]
+        ),
+    ],
+)
+def test_a_tree_cookie_proves_membership_only_of_a_gone_holders_tree(
+    why: str, facts: ListenerFacts, scope: Scope
+) -> None:
+    """The cookie alone proves nothing: the holder must be gone (here, provably) and the
+    process must have started no earlier than the tree's head."""
+    record = classify(facts, scope)
+    assert record.cleanup_class is not SAFE, why
+    assert record.tree_cookie is None
+
+
+def test_a_tree_member_verdict_carries_the_cookie_the_reaper_rechecks() -> None:
+    record = classify(SURVIVOR, GONE_TREE)
+    assert record.identity_source.value == "tree_cookie"
+    assert record.tree_cookie == "c00k1e"
 
 
 @pytest.mark.parametrize("version", ["3.2.2", "3.2.3", "3.2.4"])

@@ -4,6 +4,7 @@ and go with it on supersession, stop, a SIGKILLed wrapper's takeover, and root r
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -284,3 +285,45 @@ def test_an_upgrade_breaks_before_it_makes(tmp_path: Path, proc_registry: Proces
     assert [e[0] for e in events] == ["started", "exited", "started"]
     assert float(events[2][1]) > float(events[1][1])
     assert tree_of(root)[1] == port
+
+
+def test_doctor_names_a_gone_holders_survivor_and_reset_ends_it(
+    tmp_path: Path, proc_registry: ProcessRegistry
+) -> None:
+    """SIGKILL of the wrapper and nobody starts the family again: the grandchild still listens.
+    The doctor shows it as the gone holder's (safe_auto, proven by the cookie), not a third
+    party's, and `--reset` ends it (classification.md row member-of-a-gone-holders-tree)."""
+    root = tmp_path / "root"
+    wrapper = start(root, proc_registry, "1.0", "grandchild")
+    cookie, port = tree_of(root)
+    wrapper.kill()
+    wrapper.wait(30)
+    wait_for(lambda: len(members(cookie)) == 1, what="only the listening grandchild to remain")
+    env = {**os.environ, "TENURE_ROOT": str(root), "SPEC_KITTY_HOME": str(tmp_path / "legacy")}
+
+    def doctor(*args: str) -> dict[str, object]:
+        proc = subprocess.run(
+            [PY, "-m", "tenure", "auth", "doctor", "--json", *args],
+            env=env,
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=120,
+        )
+        assert proc.returncode in (0, 1), proc.stderr
+        doc = json.loads(proc.stdout)
+        assert isinstance(doc, dict)
+        return doc
+
+    try:
+        found = [d for d in doctor()["candidates"] if d["port"] == port]  # type: ignore[union-attr]
+        assert [(d["cleanup_class"], d["identity_source"]) for d in found] == [
+            ("safe_auto", "tree_cookie")
+        ]
+        assert members(cookie) != []  # the doctor alone touches nothing
+        swept = doctor("--reset")["reset_result"]["swept"]  # type: ignore[index]
+        assert [s["port"] for s in swept] == [port]
+        assert_tree_gone(cookie, port)
+    finally:
+        for pid in members(cookie):  # by pid, each proven ours by the cookie
+            os.kill(pid, signal.SIGKILL)

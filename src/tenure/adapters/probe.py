@@ -7,6 +7,7 @@ because every probe runs at once. spec: docs/protocol/classification.md#scanning
 from __future__ import annotations
 
 import errno
+import os
 import selectors
 import socket
 import time
@@ -17,7 +18,7 @@ from dataclasses import dataclass
 import psutil
 
 from tenure.adapters.http import LOOPBACK, health
-from tenure.adapters.procinfo import read_process
+from tenure.adapters.procinfo import read_process, tree_cookies
 from tenure.core.classify import ListenerFacts
 from tenure.errors import ScanIncomplete
 
@@ -126,6 +127,7 @@ def scan(ports: range, pid_lookup: PidLookup = listening_pids) -> ScanResult:
                 cmdline=() if proc is None else proc.cmdline,
                 health=doc,
                 start_ticks=None if proc is None else proc.start_ticks,
+                tree_cookies=tree_cookies(proc.pid) if proc and proc.uid == os.getuid() else (),
             )
         )
     return ScanResult(listeners, time.monotonic() - t0)

@@ -64,6 +64,25 @@ def parent_and_start(pid: int) -> tuple[int, int] | None:
         return None
 
 
+TREE_COOKIE_ENV = "TENURE_TREE"  # the cookie `tenure run` gives its tree (control.md#run)
+
+
+def tree_cookies(pid: int) -> tuple[str, ...]:
+    """The tree cookies `pid` carries in its environment (`TENURE_TREE=a,b`: nested trees);
+    () when it carries none or its environment cannot be read (another user's process)."""
+    try:
+        with open(f"/proc/{pid}/environ", "rb") as fh:
+            env = fh.read(1 << 20)
+    except OSError:
+        return ()
+    prefix = f"{TREE_COOKIE_ENV}=".encode()
+    for var in env.split(b"\0"):
+        if var.startswith(prefix):
+            value = var[len(prefix) :].decode("ascii", "replace")
+            return tuple(c for c in value.split(",")[:16] if c)
+    return ()
+
+
 def read_process(pid: int) -> ProcessFacts | None:
     """Facts for `pid`, or None when there is no such process (or it is a zombie)."""
     try:

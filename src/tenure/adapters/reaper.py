@@ -16,10 +16,16 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tenure.adapters import config
+from tenure.adapters import config, guard
 from tenure.adapters.http import request
 from tenure.adapters.probe import open_ports
-from tenure.adapters.procinfo import Mismatch, check_identity, read_process, signal_verified
+from tenure.adapters.procinfo import (
+    Mismatch,
+    check_identity,
+    read_process,
+    signal_verified,
+    tree_cookies,
+)
 from tenure.adapters.tokens import read_token
 from tenure.adapters.waiting import wait_until
 from tenure.core.classify import CleanupClass, DaemonIdentityRecord, Governance
@@ -136,7 +142,14 @@ def verify(rec: DaemonIdentityRecord) -> FailureReason | None:
     mismatch = check_identity(_ident(rec), marker)
     if mismatch is Mismatch.GONE:
         raise _Gone
+    if mismatch is None and not _in_tree(rec, rec.pid):
+        mismatch = Mismatch.IDENTITY_CHANGED
     return None if mismatch is None else FailureReason(mismatch.value)
+
+
+def _in_tree(rec: DaemonIdentityRecord, pid: int) -> bool:
+    """A tree member's proof, re-read before each signal: it still carries the cookie."""
+    return rec.tree_cookie is None or rec.tree_cookie in tree_cookies(pid)
 
 
 def _ident(rec: DaemonIdentityRecord) -> ProcessIdentity:
@@ -156,11 +169,13 @@ def _wait_gone(pid: int, timeout: float) -> bool:
 
 
 def _signal(rec: DaemonIdentityRecord, sig: signal.Signals, family: Family) -> FailureReason | None:
+    if rec.tree_cookie is not None and rec.pid is not None and _in_tree(rec, rec.pid):
+        guard.allow(_ident(rec))  # the test guard learns the members of a tree (control.md#run)
     failure = verify(rec)  # raises _Gone; refuses a scope without a marker
     if failure is not None:
         return failure
     _journal(rec, sig.name, family)
-    mismatch = signal_verified(_ident(rec), sig, _marker(rec))
+    mismatch = signal_verified(_ident(rec), sig, _marker(rec), proof=lambda p: _in_tree(rec, p))
     if mismatch is Mismatch.GONE:
         raise _Gone
     return None if mismatch is None else FailureReason(mismatch.value)

@@ -22,10 +22,16 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from tenure.adapters import guard
-from tenure.adapters.procinfo import parent_and_start, read_process, signal_verified
+from tenure.adapters.procinfo import (
+    TREE_COOKIE_ENV,
+    parent_and_start,
+    read_process,
+    signal_verified,
+    tree_cookies,
+)
 from tenure.core.identity import ProcessIdentity
 
-COOKIE_ENV = "TENURE_TREE"
+COOKIE_ENV = TREE_COOKIE_ENV
 PR_SET_CHILD_SUBREAPER = 36
 POLL_S = 0.05  # a /proc scan per poll while a tree is ending
 
@@ -75,16 +81,7 @@ class Tree:
         return self.since_ticks is None or (ticks is not None and ticks >= self.since_ticks)
 
     def _carries_cookie(self, pid: int) -> bool:
-        try:
-            with open(f"/proc/{pid}/environ", "rb") as fh:
-                env = fh.read(1 << 20)
-        except OSError:
-            return False
-        prefix = f"{COOKIE_ENV}=".encode()
-        for var in env.split(b"\0"):
-            if var.startswith(prefix):
-                return self.cookie.encode() in var[len(prefix) :].split(b",")
-        return False
+        return self.cookie in tree_cookies(pid)
 
     def _descends(self, pid: int) -> bool:
         if self.root_pid is None:

@@ -12,7 +12,7 @@ from typing import Any
 
 from tenure.core.argv import argv_option
 from tenure.core.classify_legacy import classify_legacy
-from tenure.core.identity import ProcessIdentity, same_start
+from tenure.core.identity import CREATE_TIME_TOLERANCE_S, ProcessIdentity, same_start
 from tenure.core.record import PROTOCOL
 from tenure.core.verdicts import (
     CleanupClass,
@@ -111,7 +111,38 @@ def classify(facts: ListenerFacts, scope: Scope) -> DaemonIdentityRecord:
             [f"holds epoch {lease.epoch} of the {scope.family.name} lease"],
             daemon_family=scope.family.name,
         )
+    if lease is not None and _orphaned_member(facts, lease):
+        # A process of the tree a gone holder governed (`tenure run`'s grandchild that outlived
+        # a SIGKILLed wrapper): proven by the tree's cookie, our uid and its start.
+        return verdict(
+            CleanupClass.SAFE_AUTO,
+            None,
+            Governance.LEASE,
+            IdentitySource.TREE_COOKIE,
+            [
+                f"member of tree {lease.tree} whose holder (pid {lease.holder_pid}, epoch "
+                f"{lease.epoch}) is gone"
+            ],
+            daemon_family=scope.family.name,
+            tree_cookie=lease.tree,
+        )
     return classify_legacy(facts, scope, health, verdict)
+
+
+def _orphaned_member(facts: ListenerFacts, lease: LeaseView) -> bool:
+    """Whether the listener carries the cookie of the tree a gone holder governed and started
+    no earlier than that tree's head (a cookie copied into an older process proves nothing)."""
+    if lease.tree is None or not lease.holder_gone or lease.foreign is not None:
+        return False
+    if lease.tree not in facts.tree_cookies or facts.pid is None:
+        return False
+    if facts.start_ticks is not None and lease.child_start_ticks is not None:
+        return facts.start_ticks >= lease.child_start_ticks
+    return (
+        facts.create_time is not None
+        and lease.child_create_time is not None
+        and facts.create_time >= lease.child_create_time - CREATE_TIME_TOLERANCE_S
+    )
 
 
 def _held_by(facts: ListenerFacts, lease: LeaseView) -> bool:

@@ -45,6 +45,7 @@ class IdentitySource(enum.StrEnum):
     HEALTH_SELF_REPORT = "health_self_report"
     CMDLINE_MARKER = "cmdline_marker"
     LEASE_RECORD = "lease_record"
+    TREE_COOKIE = "tree_cookie"  # carries the cookie of the tree a gone holder governed
     NONE = "none"
 
 
@@ -67,6 +68,7 @@ class ListenerFacts:
     cmdline: tuple[str, ...] = ()
     health: Mapping[str, Any] | None = None
     start_ticks: int | None = None  # clock ticks since boot, where the platform has them
+    tree_cookies: tuple[str, ...] = ()  # `TENURE_TREE` in its environment (our uid only)
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,6 +86,8 @@ class LeaseView:
     holder_start_ticks: int | None = None
     child_start_ticks: int | None = None
     foreign: str | None = None  # where the holder lives, when that is not here (lease.md#foreign)
+    tree: str | None = None  # the cookie of the tree the record's `child` heads (control.md#run)
+    holder_gone: bool = False  # released, or its holder provably dead here (not foreign)
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,6 +125,7 @@ class DaemonIdentityRecord:
     start_ticks: int | None = None
     token_leaked: bool = False
     root_marker_name: str | None = field(default=None)
+    tree_cookie: str | None = None  # the proof a reaper re-checks for a tree member
 
     def to_json(self) -> dict[str, Any]:
         """JSON-ready dict (never contains a token)."""

@@ -22,7 +22,7 @@ from tenure.core import speckitty
 from tenure.core.classify import DaemonIdentityRecord, LeaseView, Scope, classify
 from tenure.core.families import FAMILIES, Family
 from tenure.core.inputs import is_family_name
-from tenure.core.lease import LeaseStatus, lease_status
+from tenure.core.lease import LeaseStatus, Liveness, lease_status
 from tenure.core.record import LeaseRecord
 from tenure.core.timing import DRAIN_TIMEOUT_S, Timing
 from tenure.errors import ScanIncomplete
@@ -54,7 +54,8 @@ def lease_view(root: Path, family: str, now: float) -> LeaseView | None:
     rec = LeaseStore(root, family).read()
     if not isinstance(rec, LeaseRecord):
         return None
-    status = lease_status(rec, holder_liveness(rec), now)
+    live = holder_liveness(rec)
+    status = lease_status(rec, live, now)
     return LeaseView(
         holder_pid=rec.holder.pid,
         holder_create_time=rec.holder.create_time,
@@ -69,6 +70,8 @@ def lease_view(root: Path, family: str, now: float) -> LeaseView | None:
         foreign=rec.holder.where.describe()
         if status is LeaseStatus.FOREIGN and rec.holder.where is not None
         else None,
+        tree=None if rec.child is None else rec.child.tree,
+        holder_gone=live is None or live in (Liveness.DEAD, Liveness.REUSED),
     )
 
 
