@@ -11,6 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import jsonschema
 import pytest
 
 import tenure
@@ -20,6 +21,7 @@ from tenure.adapters.tree import COOKIE_ENV
 from tenure.core.record import LeaseRecord, LeaseState
 from tenure.testing import ProcessRegistry
 from tests.conftest import PY, block, remove_tree, stop_outside_lock, wait_for
+from tests.test_doctor import SCHEMA
 
 BLOCK = block(__name__)
 assert BLOCK.extra is not None
@@ -312,6 +314,7 @@ def test_doctor_names_a_gone_holders_survivor_and_reset_ends_it(
         )
         assert proc.returncode in (0, 1), proc.stderr
         doc = json.loads(proc.stdout)
+        jsonschema.validate(doc, SCHEMA)  # the new identity source is part of the schema
         assert isinstance(doc, dict)
         return doc
 
