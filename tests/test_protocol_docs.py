@@ -75,3 +75,34 @@ def test_the_conformance_table_lists_exactly_the_kits_checks() -> None:
     text = (DOCS / "control.md").read_text().split("## Conformance", 1)[1]
     documented = re.findall(r"^\| `([a-z_]+)` \|", text, flags=re.MULTILINE)
     assert documented == list(CHECKS)
+
+
+def test_the_bounds_table_is_the_code() -> None:
+    """control.md#bounds lists every bound with the value `tenure.core.timing` defines."""
+    from tenure.core import timing
+
+    t = timing.Timing(ttl_s=9.0, heartbeat_s=2.0)
+    code = {
+        "leave_wait": f"T + 2 H ({timing.leave_wait(t):g} at T=9, H=2)",
+        "start_lock_wait": f"2 T + 60 s ({timing.start_lock_wait(t):g} at T=9)",
+        "SPAWN_TIMEOUT_S": f"{timing.SPAWN_TIMEOUT_S:g} s",
+        "START_ATTEMPTS": f"{timing.START_ATTEMPTS}",
+        "REAPER_REPORT_WAIT_S": f"{timing.REAPER_REPORT_WAIT_S:g} s",
+        "TREE_STOP": f"SIGTERM, {timing.TREE_STOP.grace_s:g} s, SIGKILL, "
+        f"{timing.TREE_STOP.kill_wait_s:g} s; whole tree",
+        "HOLDER_STOP": f"SIGTERM, {timing.HOLDER_STOP.grace_s:g} s, SIGKILL, "
+        f"{timing.HOLDER_STOP.kill_wait_s:g} s; the holder",
+        "RUN_DRAIN_S": f"{timing.RUN_DRAIN_S:g} s",
+        "POLL_S": f"{timing.POLL_S * 1000:g} ms",
+        "SCAN_POLL_S": f"{timing.SCAN_POLL_S * 1000:g} ms",
+    }
+    assert timing.leave_wait(t) == 13.0 and timing.start_lock_wait(t) == 78.0
+    assert timing.TREE_STOP.tree and not timing.HOLDER_STOP.tree
+    section = (DOCS / "control.md").read_text().split("## Bounds", 1)[1].split("\n## ", 1)[0]
+    documented = {}
+    for line in section.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) == 3 and cells[0].startswith("`"):
+            documented[cells[0].strip("`")] = cells[1]
+    expected = {k: v.split(" (")[0] for k, v in code.items()}
+    assert documented == expected

@@ -21,9 +21,8 @@ from tenure.adapters.waiting import wait_until
 from tenure.core.identity import ProcessIdentity
 from tenure.core.lease import Liveness
 from tenure.core.notify import Notify, quiet
+from tenure.core.timing import HOLDER_STOP, POLL_S, StopPolicy
 from tenure.errors import DaemonStartError
-
-POLL_S = 0.01
 
 
 class StopRefused(DaemonStartError):
@@ -44,14 +43,16 @@ def stop_verified(
     label: str,
     *,
     marker: tuple[str, str | None] | None = None,
-    wait_s: float = 10.0,
+    policy: StopPolicy = HOLDER_STOP,
     notify: Notify = quiet,
 ) -> signal.Signals | None:
-    """Stop the process `ident` names: SIGTERM (+SIGCONT, so a stopped process can act on it),
-    then SIGKILL, each sent through `signal_verified` (location, start, uid, the test guard,
-    and `marker` in its argv when given). The signal that ended it, or None if it was gone
-    before any. Raises `StopRefused` when the process is not provably the one meant."""
+    """Stop the process `ident` names under `policy`: SIGTERM (+SIGCONT, so a stopped process
+    can act on it), the grace period, then SIGKILL, each sent through `signal_verified`
+    (location, start, uid, the test guard, and `marker` in its argv when given). The signal
+    that ended it, or None if it was gone before any. Raises `StopRefused` when the process is
+    not provably the one meant."""
     pid = ident.pid
+    waits = {signal.SIGTERM: policy.grace_s, signal.SIGKILL: policy.kill_wait_s}
     for sig in (signal.SIGTERM, signal.SIGKILL):
         mismatch = signal_verified(ident, sig, marker)
         if mismatch is Mismatch.GONE:
@@ -61,7 +62,7 @@ def stop_verified(
         if sig is signal.SIGTERM:
             signal_verified(ident, signal.SIGCONT, marker)
         notify(f"sent {sig.name} to {label} pid {pid}")
-        if gone_within(ident, wait_s):
+        if gone_within(ident, waits[sig]):
             return sig
     raise DaemonStartError(f"{label} pid {pid} still alive after SIGKILL")
 
@@ -87,23 +88,23 @@ def exited_within(child: subprocess.Popen[bytes], timeout: float) -> bool:
     return True
 
 
-def stop_own_child(child: subprocess.Popen[bytes], grace_s: float) -> int:
+def stop_own_child(child: subprocess.Popen[bytes], policy: StopPolicy) -> int:
     """Stop a child this process started and has not reaped: SIGTERM (+SIGCONT), the grace
     period, SIGKILL. Returns its exit status."""
     if child.poll() is None:
         child.send_signal(signal.SIGTERM)
         child.send_signal(signal.SIGCONT)
-        if not exited_within(child, grace_s):
+        if not exited_within(child, policy.grace_s):
             child.kill()
     return child.wait()
 
 
-def stop_in_background(ident: ProcessIdentity, label: str) -> threading.Thread:
+def stop_in_background(ident: ProcessIdentity, label: str, policy: StopPolicy) -> threading.Thread:
     """`stop_verified` in a daemon thread, saying on stderr what it did or why it did not."""
 
     def stop() -> None:
         try:
-            if stop_verified(ident, label) is not None:
+            if stop_verified(ident, label, policy=policy) is not None:
                 print(f"tenure: stopped {label}, pid {ident.pid}", file=sys.stderr)
         except DaemonStartError as exc:
             print(f"tenure: {exc}", file=sys.stderr)

@@ -30,10 +30,10 @@ from tenure.adapters.procinfo import (
     tree_cookies,
 )
 from tenure.core.identity import ProcessIdentity
+from tenure.core.timing import SCAN_POLL_S, StopPolicy
 
 COOKIE_ENV = TREE_COOKIE_ENV
 PR_SET_CHILD_SUBREAPER = 36
-POLL_S = 0.05  # a /proc scan per poll while a tree is ending
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,9 +167,9 @@ def signal_tree(tree: Tree, sig: signal.Signals, skip: int | None = None) -> int
     return sent
 
 
-def stop_tree(tree: Tree, child: subprocess.Popen[bytes] | None, grace_s: float) -> None:
-    """End the whole tree: SIGTERM (+SIGCONT) to the child (through its Popen) and to every
-    member, the grace period, then SIGKILL to what is left; reaped as it goes."""
+def stop_tree(tree: Tree, child: subprocess.Popen[bytes] | None, policy: StopPolicy) -> None:
+    """End the whole tree under `policy`: SIGTERM (+SIGCONT) to the child (through its Popen)
+    and to every member, the grace period, then SIGKILL to what is left; reaped as it goes."""
 
     def alive() -> bool:
         if child is not None:
@@ -177,7 +177,7 @@ def stop_tree(tree: Tree, child: subprocess.Popen[bytes] | None, grace_s: float)
             reap_orphans(child)
         return (child is not None and child.returncode is None) or bool(tree.members())
 
-    for sig, wait in ((signal.SIGTERM, grace_s), (signal.SIGKILL, grace_s)):
+    for sig, wait in ((signal.SIGTERM, policy.grace_s), (signal.SIGKILL, policy.kill_wait_s)):
         if child is not None and child.poll() is None:
             child.send_signal(sig)
             child.send_signal(signal.SIGCONT)
@@ -187,6 +187,6 @@ def stop_tree(tree: Tree, child: subprocess.Popen[bytes] | None, grace_s: float)
             signal_tree(tree, signal.SIGCONT, skip)  # a stopped member must be able to act
         deadline = time.monotonic() + wait
         while alive() and time.monotonic() < deadline:
-            time.sleep(POLL_S)
+            time.sleep(SCAN_POLL_S)
         if not alive():
             return

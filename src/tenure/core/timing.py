@@ -86,3 +86,53 @@ class Timing:
             heartbeat_s=ttl / 3 if hb is None else hb,
             idle_s=idle_default if idle is None else idle,
         )
+
+
+# Bounds on every wait, in one place (control.md#bounds). Each start path, stop and takeover
+# reads them from here, so they cannot drift apart again.
+
+POLL_S = 0.01  # one cheap look (a record read, a process check) while waiting for an event
+SCAN_POLL_S = 0.05  # one /proc scan (a tree's members) while waiting for a tree to end
+SPAWN_TIMEOUT_S = 15.0  # spawn → holding (and healthy), on top of any wait for an old lease
+REAPER_REPORT_WAIT_S = 5.0  # how long `start` waits to report its startup reaper's result
+START_ATTEMPTS = 3  # a spawned daemon that stood down (the lease was taken meanwhile) is retried
+
+
+def leave_wait(timing: Timing) -> float:
+    """How long a superseded or expiring holder has to leave: one TTL and two heartbeats
+    (it sees the mark within a heartbeat; a stopped one can only let its lease run out)."""
+    return timing.ttl_s + 2 * timing.heartbeat_s
+
+
+def start_lock_wait(timing: Timing) -> float:
+    """How long a start waits for the family's start lock: another start may be waiting out
+    an old holder's lease (`leave_wait`) and then the spawn (`SPAWN_TIMEOUT_S`) under it."""
+    return 2 * timing.ttl_s + 60.0
+
+
+@dataclass(frozen=True, slots=True)
+class StopPolicy:
+    """How a process (or a whole tree) is stopped: SIGTERM (+SIGCONT, so a stopped process can
+    act on it), `grace_s`, SIGKILL, `kill_wait_s` before it counts as surviving."""
+
+    grace_s: float
+    kill_wait_s: float = 5.0
+    tree: bool = False  # every member of the tree, not only the process
+
+    @property
+    def bound_s(self) -> float:
+        """The longest a stop under this policy takes."""
+        return self.grace_s + self.kill_wait_s
+
+    def with_grace(self, grace_s: float) -> StopPolicy:
+        """The same policy with another grace period (a caller's `wait_s`)."""
+        return StopPolicy(grace_s, self.kill_wait_s, self.tree)
+
+
+# A governed child and its tree (`tenure run`, a replaced holder's orphans, the kit's command).
+TREE_STOP = StopPolicy(grace_s=5.0, kill_wait_s=5.0, tree=True)
+# A lease holder (`tenure <family> stop`, `tenure.stop`): its grace covers its own drain and,
+# for a `tenure run` holder, ending its tree before it releases.
+HOLDER_STOP = StopPolicy(grace_s=DRAIN_TIMEOUT_S + TREE_STOP.bound_s / 2, kill_wait_s=5.0)
+# The wrapper's drain: its tree's whole stop, plus time to release.
+RUN_DRAIN_S = TREE_STOP.bound_s + 2.0

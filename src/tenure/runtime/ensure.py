@@ -31,6 +31,13 @@ from tenure.core.inputs import check_daemon, check_family
 from tenure.core.lease import SEEN, is_newer
 from tenure.core.notify import Notify, quiet
 from tenure.core.record import LeaseRecord, LeaseState, Unreadable
+from tenure.core.timing import (
+    HOLDER_STOP,
+    POLL_S,
+    SPAWN_TIMEOUT_S,
+    leave_wait,
+    start_lock_wait,
+)
 from tenure.errors import DaemonStartError
 from tenure.runtime.doctor import LeaseReport, lease_report
 from tenure.runtime.supersede import (
@@ -42,9 +49,6 @@ from tenure.runtime.supersede import (
     supersede,
 )
 from tenure.runtime.supervise import escalate
-
-SPAWN_TIMEOUT_S = 15.0
-POLL_S = 0.02
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,8 +140,8 @@ def ensure(
     rec = held_record(store)  # the fast path takes no lock and changes nothing
     if rec is not None and not is_newer(version, rec.holder.version):
         return _reuse(rec)
-    bound = timing.ttl_s + 2 * timing.heartbeat_s
-    with locked(RootLayout(the_root).start_lock(family), timeout_s=2 * timing.ttl_s + 60):
+    bound = leave_wait(timing)
+    with locked(RootLayout(the_root).start_lock(family), timeout_s=start_lock_wait(timing)):
         current = store.read()
         rec = fresh_lease(store, current)
         action, wait = "started", 0.0
@@ -177,12 +181,13 @@ def status(family: str, root: str | os.PathLike[str] | None = None) -> LeaseRepo
 
 
 def stop(
-    family: str, root: str | os.PathLike[str] | None = None, wait_s: float = 10.0
+    family: str, root: str | os.PathLike[str] | None = None, wait_s: float = HOLDER_STOP.grace_s
 ) -> int | None:
-    """Stop the family's holder: SIGTERM (+SIGCONT), then SIGKILL, each after re-checking its
-    identity (pid, start time, uid). Returns the pid stopped, or None when nothing held it."""
+    """Stop the family's holder: SIGTERM (+SIGCONT), `wait_s` for it to leave, then SIGKILL,
+    each after re-checking its identity (pid, start time, uid). Returns the pid stopped, or
+    None when nothing held it."""
     rec = LeaseStore(given_or_default(root), check_family(family)).read()
     if not isinstance(rec, LeaseRecord) or holder_liveness(rec) not in SEEN:
         return None  # a foreign holder goes on to the verified stop, which refuses it
-    escalate(rec, None, wait_s)
+    escalate(rec, None, HOLDER_STOP.with_grace(wait_s))
     return rec.holder.pid

@@ -34,9 +34,7 @@ from tenure.core.lease import (
 )
 from tenure.core.lifecycle import Action, Event, RetireReason, State, Transition, event_for, step
 from tenure.core.record import Child, Holder, LeaseRecord, LeaseState, Unreadable
-from tenure.core.timing import (
-    Timing,
-)
+from tenure.core.timing import TREE_STOP, Timing
 from tenure.errors import (
     LeaseHeld,
     LeaseLost,
@@ -50,7 +48,6 @@ from tenure.runtime.observer import Watcher, observe, release_and_record
 __all__ = ["ACQUIRE_POLL_S", "Governor", "RetireReason", "Watcher", "observe"]
 
 ACQUIRE_POLL_S = 0.05
-ORPHAN_GRACE_S = 5.0  # a replaced holder's tree: SIGTERM, this long, then SIGKILL
 
 
 _RENEW_TO_EVENT = {
@@ -226,12 +223,12 @@ class Governor:
         if child.tree is None:
             if ident is not None:
                 self._orphan_stop = stop_in_background(
-                    ident, f"{self.family} child of a dead holder"
+                    ident, f"{self.family} child of a dead holder", TREE_STOP
                 )
             return
         tree = Tree(child.tree, None, child.start_ticks)
         self._orphan_stop = threading.Thread(
-            target=stop_tree, args=(tree, None, ORPHAN_GRACE_S), name="tenure-orphans", daemon=True
+            target=stop_tree, args=(tree, None, TREE_STOP), name="tenure-orphans", daemon=True
         )
         self._orphan_stop.start()
 

@@ -26,14 +26,17 @@ from tenure.core.health import Health, parse_health
 from tenure.core.lease import SEEN, Liveness, is_newer
 from tenure.core.notify import Notify, quiet
 from tenure.core.record import LeaseRecord, LeaseState, Unreadable
+from tenure.core.timing import (
+    POLL_S,
+    REAPER_REPORT_WAIT_S,
+    SCAN_POLL_S,
+    SPAWN_TIMEOUT_S,
+    START_ATTEMPTS,
+    leave_wait,
+    start_lock_wait,
+)
 from tenure.errors import DaemonStartError
 from tenure.runtime.supersede import is_foreign_holder, lease_held, supersede
-
-SPAWN_TIMEOUT_S = 10.0  # spawn → healthy bound, on top of any wait for an expiring holder
-RETIRE_WAIT_S = 15.0  # bound on waiting for a superseded holder to leave
-STOP_WAIT_S = 10.0
-REAPER_REPORT_WAIT_S = 5.0  # how long start waits to report its startup reaper's result
-POLL_S = 0.01
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,7 +116,7 @@ def _after_reaper(doc: Health, action: str) -> DaemonInfo:
         return fresh if fresh is not None and fresh.startup_reaper != "pending" else None
 
     if doc.startup_reaper == "pending":
-        doc = wait_until(reaper_finished, REAPER_REPORT_WAIT_S, 0.05) or doc
+        doc = wait_until(reaper_finished, REAPER_REPORT_WAIT_S, SCAN_POLL_S) or doc
     return info_from_health(doc, action)
 
 
@@ -208,16 +211,16 @@ def start(
     rec, doc = healthy_holder(store)
     if rec is not None and doc is not None and not is_newer(version, rec.holder.version):
         return info_from_health(doc, "reused")
-    expiry_wait = timing.ttl_s + 2 * timing.heartbeat_s
+    expiry_wait = leave_wait(timing)
     start_lock = RootLayout(root).start_lock(family.name)
-    with locked(start_lock, timeout_s=2 * timing.ttl_s + 60):
-        for _attempt in range(3):
+    with locked(start_lock, timeout_s=start_lock_wait(timing)):
+        for _attempt in range(START_ATTEMPTS):
             rec, doc = healthy_holder(store)
             action, wait = "started", 0.0
             if rec is not None and doc is not None:
                 if not is_newer(version, rec.holder.version):
                     return info_from_health(doc, "reused")
-                supersede(store, rec, version, RETIRE_WAIT_S, notify)
+                supersede(store, rec, version, expiry_wait, notify)
                 # If it has not left yet, the new daemon waits for the lease to expire.
                 action, wait = "superseded", expiry_wait
             elif rec is not None and is_foreign_holder(rec):
@@ -225,7 +228,7 @@ def start(
                 # its record changes; a newer version asks through the record only.
                 if not is_newer(version, rec.holder.version):
                     raise lease_held(rec)
-                supersede(store, rec, version, RETIRE_WAIT_S, notify)
+                supersede(store, rec, version, expiry_wait, notify)
                 action, wait = "superseded", expiry_wait
             elif rec is not None:
                 wait = expiry_wait
@@ -247,6 +250,6 @@ def start(
             if ready is not None:
                 return _after_reaper(ready, action)
         raise DaemonStartError(
-            f"{family.name}: could not start or reuse a daemon after 3 attempts; "
+            f"{family.name}: could not start or reuse a daemon after {START_ATTEMPTS} attempts; "
             f"see tenure auth doctor and {log_path(root, family.name)}"
         )

@@ -22,9 +22,8 @@ from tenure.core.identity import is_foreign
 from tenure.core.lease import SEEN, Liveness, confirm_s, decide_supersede
 from tenure.core.notify import Notify, quiet
 from tenure.core.record import LeaseRecord, LeaseState, Unreadable
+from tenure.core.timing import POLL_S
 from tenure.errors import LeaseHeld
-
-POLL_S = 0.01
 
 
 def held_record(store: LeaseStore) -> LeaseRecord | None:

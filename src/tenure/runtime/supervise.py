@@ -21,9 +21,9 @@ from tenure.adapters.waiting import wait_until
 from tenure.core.families import Family
 from tenure.core.notify import Notify, quiet
 from tenure.core.record import LeaseRecord
+from tenure.core.timing import HOLDER_STOP, POLL_S, StopPolicy
 from tenure.errors import DaemonStartError
 from tenure.runtime.launcher import (
-    STOP_WAIT_S,
     DaemonInfo,
     healthy_holder,
     info_from_health,
@@ -99,12 +99,12 @@ def stop(family: Family, root: Path, notify: Notify = quiet) -> DaemonInfo | Non
                 f"no token for {family.name} pid {rec.holder.pid}; cannot stop it"
             )
         request(rec.holder.port, "POST", "/api/shutdown", token=token)
-        if _wait_gone(store, rec, STOP_WAIT_S):
+        if _wait_gone(store, rec, HOLDER_STOP.grace_s):
             return info_from_health(doc, "stopped")
         notify(f"{family.name} pid {rec.holder.pid} did not leave after shutdown; escalating")
     else:
         notify(f"{family.name} holder pid {rec.holder.pid} is alive but not answering; escalating")
-    sig = escalate(rec, ("tenure-root", str(root.resolve())), STOP_WAIT_S, notify)
+    sig = escalate(rec, ("tenure-root", str(root.resolve())), HOLDER_STOP, notify)
     return DaemonInfo(
         url=f"http://{LOOPBACK}:{rec.holder.port}",
         port=rec.holder.port or 0,
@@ -133,16 +133,16 @@ def restart(
 def escalate(
     rec: LeaseRecord,
     marker: tuple[str, str | None] | None,
-    wait_s: float,
+    policy: StopPolicy,
     notify: Notify = quiet,
 ) -> signal.Signals | None:
     """Stop the record's holder with the verified escalation (`stopping.stop_verified`)."""
     h = rec.holder
-    return stop_verified(h.ident, rec.family, marker=marker, wait_s=wait_s, notify=notify)
+    return stop_verified(h.ident, rec.family, marker=marker, policy=policy, notify=notify)
 
 
 def _wait_gone(store: LeaseStore, rec: LeaseRecord, timeout: float) -> bool:
     if is_foreign_holder(rec):
         # Its process cannot be seen from here: it has gone when the record says so.
-        return wait_until(lambda: has_left(store, rec), timeout, 0.02) is not None
+        return wait_until(lambda: has_left(store, rec), timeout, POLL_S) is not None
     return gone_within(rec.holder.ident, timeout)

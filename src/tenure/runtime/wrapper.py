@@ -43,12 +43,18 @@ from tenure.adapters.tree import (
 from tenure.core.inputs import check_daemon
 from tenure.core.lease import is_newer
 from tenure.core.record import LeaseRecord
+from tenure.core.timing import (
+    POLL_S,
+    RUN_DRAIN_S,
+    TREE_STOP,
+    leave_wait,
+    start_lock_wait,
+)
 from tenure.errors import ConfigError, Retiring, TenureError
-from tenure.runtime.ensure import POLL_S, free_port
+from tenure.runtime.ensure import free_port
 from tenure.runtime.hold import Held, hold, signalled
 from tenure.runtime.supersede import held_record, lease_held, supersede
 
-CHILD_GRACE_S = 5.0  # between SIGTERM and SIGKILL for the child
 FORWARDED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 PR_SET_PDEATHSIG = 1
 
@@ -87,13 +93,13 @@ def _supersede_older(family: str, version: str, root: Path) -> float:
     """
     timing = config.timing()
     store = LeaseStore(root, family)
-    with locked(RootLayout(root).start_lock(family), timeout_s=2 * timing.ttl_s + 60):
+    with locked(RootLayout(root).start_lock(family), timeout_s=start_lock_wait(timing)):
         rec = held_record(store)
         if rec is None:
             return 0.0
         if not is_newer(version, rec.holder.version):
             raise lease_held(rec)
-        bound = timing.ttl_s + 2 * timing.heartbeat_s
+        bound = leave_wait(timing)
         return 0.0 if supersede(store, rec, version, bound) else bound
 
 
@@ -127,7 +133,7 @@ def run(
     # Descendants that daemonize come back to us, not to init (control.md#run).
     become_subreaper()
     # Idle is opt-in for `run`; the drain bound covers ending the tree (SIGTERM, grace, SIGKILL).
-    timing = replace(config.timing(), idle_s=idle_s, drain_s=2 * CHILD_GRACE_S + 2)
+    timing = replace(config.timing(), idle_s=idle_s, drain_s=RUN_DRAIN_S)
     with hold(
         family,
         version=version,
@@ -140,7 +146,7 @@ def run(
     ) as held:
         # Break before make: a replaced holder's tree is gone before our child starts, so its
         # port is free again and an upgrade keeps it.
-        held.governor.settle_takeover(2 * CHILD_GRACE_S + 1)
+        held.governor.settle_takeover(TREE_STOP.bound_s + 1)
         if port is None:
             port = free_port(ports, prefer=keep)
         return _serve(held, command, port, idle_s)
@@ -184,7 +190,7 @@ def _serve(held: Held, command: Sequence[str], port: int | None, idle_s: float) 
         # own exit, so not its exit code.
         stopped_by_us = child.poll() is None or reap_orphans(child) or not gov.holding()
         # Whatever happened, no member of the tree outlives its governor's lease.
-        stop_tree(tree, child, CHILD_GRACE_S)
+        stop_tree(tree, child, TREE_STOP)
         code = child.wait()
         tree_gone.set()
         for sig, old in previous.items():

@@ -20,9 +20,10 @@ from tenure.adapters.waiting import wait_until
 from tenure.core.identity import same_start
 from tenure.core.lease import Liveness, SupersedeVerdict, decide_supersede, parse_version
 from tenure.core.record import Holder, LeaseRecord, LeaseState, Unreadable
+from tenure.core.timing import POLL_S
 from tenure.errors import LockTimeout
 from tenure.runtime.conformance.report import Check
-from tenure.runtime.conformance.session import POLL_S, Failed, Session, Started, private_file
+from tenure.runtime.conformance.session import Failed, Session, Started, private_file
 
 
 def takes_lease(s: Session, d: Started, rec: LeaseRecord, t0: float) -> Check:

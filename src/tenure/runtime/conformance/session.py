@@ -21,10 +21,9 @@ from tenure.adapters.store import LeaseStore, read_record_strict
 from tenure.adapters.tree import COOKIE_ENV, Tree, inherit_cookie, stop_tree
 from tenure.adapters.waiting import wait_until
 from tenure.core.record import Holder, LeaseRecord, LeaseState
+from tenure.core.timing import POLL_S, SCAN_POLL_S, TREE_STOP
 from tenure.errors import ConfigError, TenureError
 from tenure.runtime.ensure import free_port
-
-POLL_S = 0.02
 
 
 @dataclass(frozen=True, slots=True)
@@ -207,18 +206,18 @@ class Session:
         left = bool(self.started) and all(d.proc.poll() is not None for d in self.started)
         self._stop_started()
         if left:
-            wait_until(lambda: not self.tree.members(), 2.0, POLL_S * 5)
+            wait_until(lambda: not self.tree.members(), 2.0, SCAN_POLL_S)
             self.left_behind = [_described(i.pid) for i in self.tree.members()]
-        stop_tree(self.tree, None, 5.0)
+        stop_tree(self.tree, None, TREE_STOP)
 
     def _stop_started(self) -> None:
         for daemon in self.started:
             # Our own unreaped child: stopped through its Popen, never refused by identity.
-            stop_own_child(daemon.proc, 5.0)
+            stop_own_child(daemon.proc, TREE_STOP)
             h = daemon.holder
             if h is not None and h.pid != daemon.proc.pid:
                 with contextlib.suppress(TenureError):
-                    stop_verified(h.ident, "conformance daemon", wait_s=5.0)
+                    stop_verified(h.ident, "conformance daemon", policy=TREE_STOP)
             with contextlib.suppress(subprocess.TimeoutExpired):
                 daemon.proc.wait(10)
 
