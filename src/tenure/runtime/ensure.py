@@ -30,23 +30,21 @@ from tenure.adapters.waiting import wait_until
 from tenure.core.inputs import check_daemon, check_family
 from tenure.core.lease import SEEN, is_newer
 from tenure.core.notify import Notify, quiet
-from tenure.core.record import LeaseRecord, LeaseState, Unreadable
+from tenure.core.record import LeaseRecord, LeaseState
 from tenure.core.timing import (
     HOLDER_STOP,
     POLL_S,
     SPAWN_TIMEOUT_S,
-    leave_wait,
     start_lock_wait,
 )
 from tenure.errors import DaemonStartError
 from tenure.runtime.doctor import LeaseReport, lease_report
 from tenure.runtime.supersede import (
     answers_as_holder,
-    fresh_lease,
     held_record,
     is_foreign_holder,
     lease_held,
-    supersede,
+    prepare_start,
 )
 from tenure.runtime.supervise import escalate
 
@@ -72,10 +70,14 @@ def _ensured(rec: LeaseRecord, action: str) -> Ensured:
     return Ensured(rec.family, h.pid, h.port, h.version, rec.epoch, action)
 
 
+def _usable(rec: LeaseRecord) -> bool:
+    """An equal or newer live holder is reused; a foreign one only when it answers on loopback
+    as that holder (a shared network namespace), else `LeaseHeld` (lease.md#foreign)."""
+    return not is_foreign_holder(rec) or answers_as_holder(rec)
+
+
 def _reuse(rec: LeaseRecord) -> Ensured:
-    """An equal or newer holder is reused; a foreign one only when it answers on loopback as
-    that holder (a shared network namespace), else `LeaseHeld` (lease.md#foreign)."""
-    if is_foreign_holder(rec) and not answers_as_holder(rec):
+    if not _usable(rec):
         raise lease_held(rec)
     return _ensured(rec, "reused")
 
@@ -116,13 +118,6 @@ def _spawn(
     return spawn_detached(root, family, argv, env)
 
 
-def _must_wait(rec: LeaseRecord | Unreadable | None) -> bool:
-    """An unreadable record, or a live holder past its TTL: only a confirmed expiry takes it."""
-    if isinstance(rec, Unreadable):
-        return True
-    return isinstance(rec, LeaseRecord) and holder_liveness(rec) in SEEN
-
-
 def ensure(
     family: str,
     command: Sequence[str],
@@ -140,23 +135,11 @@ def ensure(
     rec = held_record(store)  # the fast path takes no lock and changes nothing
     if rec is not None and not is_newer(version, rec.holder.version):
         return _reuse(rec)
-    bound = leave_wait(timing)
     with locked(RootLayout(the_root).start_lock(family), timeout_s=start_lock_wait(timing)):
-        current = store.read()
-        rec = fresh_lease(store, current)
-        action, wait = "started", 0.0
-        if rec is not None:
-            if not is_newer(version, rec.holder.version):
-                return _reuse(rec)
-            action = "superseded"
-            if not supersede(store, rec, version, bound, notify):
-                # Stopped or wedged: it cannot see the mark. Its lease has run out by now;
-                # the new daemon takes it once its own watch confirms that.
-                notify(f"{family} pid {rec.holder.pid} did not leave; taking over its lease")
-                wait = bound
-        elif _must_wait(current):
-            wait = bound
-        proc = _spawn(family, command, the_root, version, ports, wait=wait)
+        plan = prepare_start(store, version, timing, _usable, notify)
+        if plan.reuse is not None:
+            return _ensured(plan.reuse, plan.action)
+        proc = _spawn(family, command, the_root, version, ports, wait=plan.wait_s)
 
         def holds() -> LeaseRecord | None:
             if proc.poll() is not None:
@@ -169,10 +152,10 @@ def ensure(
                 return now if now.state is LeaseState.HELD else None
             return None
 
-        fresh = wait_until(holds, SPAWN_TIMEOUT_S + bound, POLL_S)
+        fresh = wait_until(holds, SPAWN_TIMEOUT_S + plan.wait_s, POLL_S)
         if fresh is None:
             raise DaemonStartError(f"{family} daemon pid {proc.pid} did not take its lease")
-        return _ensured(fresh, action)
+        return _ensured(fresh, plan.action)
 
 
 def status(family: str, root: str | os.PathLike[str] | None = None) -> LeaseReport:

@@ -25,18 +25,17 @@ from tenure.core.families import EXIT_HELD, Family
 from tenure.core.health import Health, parse_health
 from tenure.core.lease import SEEN, Liveness, is_newer
 from tenure.core.notify import Notify, quiet
-from tenure.core.record import LeaseRecord, LeaseState, Unreadable
+from tenure.core.record import LeaseRecord, LeaseState
 from tenure.core.timing import (
     POLL_S,
     REAPER_REPORT_WAIT_S,
     SCAN_POLL_S,
     SPAWN_TIMEOUT_S,
     START_ATTEMPTS,
-    leave_wait,
     start_lock_wait,
 )
 from tenure.errors import DaemonStartError
-from tenure.runtime.supersede import is_foreign_holder, lease_held, supersede
+from tenure.runtime.supersede import prepare_start
 
 
 @dataclass(frozen=True, slots=True)
@@ -211,44 +210,27 @@ def start(
     rec, doc = healthy_holder(store)
     if rec is not None and doc is not None and not is_newer(version, rec.holder.version):
         return info_from_health(doc, "reused")
-    expiry_wait = leave_wait(timing)
     start_lock = RootLayout(root).start_lock(family.name)
     with locked(start_lock, timeout_s=start_lock_wait(timing)):
+        answered: list[Health] = []
+
+        def answers(rec: LeaseRecord) -> bool:
+            # Reused only when it answers health as the record's holder (not wedged).
+            found = healthy_holder(store)
+            if found[0] is None or found[1] is None or found[0].epoch != rec.epoch:
+                return False
+            answered.append(found[1])
+            return True
+
         for _attempt in range(START_ATTEMPTS):
-            rec, doc = healthy_holder(store)
-            action, wait = "started", 0.0
-            if rec is not None and doc is not None:
-                if not is_newer(version, rec.holder.version):
-                    return info_from_health(doc, "reused")
-                supersede(store, rec, version, expiry_wait, notify)
-                # If it has not left yet, the new daemon waits for the lease to expire.
-                action, wait = "superseded", expiry_wait
-            elif rec is not None and is_foreign_holder(rec):
-                # Alive where we cannot see it and not answering here: never taken over while
-                # its record changes; a newer version asks through the record only.
-                if not is_newer(version, rec.holder.version):
-                    raise lease_held(rec)
-                supersede(store, rec, version, expiry_wait, notify)
-                action, wait = "superseded", expiry_wait
-            elif rec is not None:
-                wait = expiry_wait
-                notify(
-                    f"{family.name} holder pid {rec.holder.pid} is alive but not answering; "
-                    f"waiting up to {wait:.0f}s for its lease (epoch {rec.epoch}) to expire"
-                )
-            elif isinstance(current := store.read(), Unreadable):
-                # spec: lease.md#unreadable — taken only after it stayed unchanged for one TTL,
-                # as seen by the daemon we spawn now (its watcher starts with it).
-                wait = expiry_wait
-                notify(
-                    f"{family.name} lease record is unreadable ({current.reason}); waiting up "
-                    f"to {wait:.0f}s for it to stay unchanged one TTL, then taking it over"
-                )
+            plan = prepare_start(store, version, timing, answers, notify)
+            if plan.reuse is not None:
+                return info_from_health(answered[-1], plan.action)
             log_from = log_size(root, family.name)
-            proc = spawn(family, root, wait, spawn_env)
-            ready = _wait_ready(proc, store, SPAWN_TIMEOUT_S + wait, log_from)
+            proc = spawn(family, root, plan.wait_s, spawn_env)
+            ready = _wait_ready(proc, store, SPAWN_TIMEOUT_S + plan.wait_s, log_from)
             if ready is not None:
-                return _after_reaper(ready, action)
+                return _after_reaper(ready, plan.action)
         raise DaemonStartError(
             f"{family.name}: could not start or reuse a daemon after {START_ATTEMPTS} attempts; "
             f"see tenure auth doctor and {log_path(root, family.name)}"

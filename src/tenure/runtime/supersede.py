@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 
 from tenure.adapters.http import health, request
 from tenure.adapters.location import here
@@ -19,10 +21,10 @@ from tenure.adapters.tokens import read_token
 from tenure.adapters.waiting import wait_until
 from tenure.core.health import parse_health
 from tenure.core.identity import is_foreign
-from tenure.core.lease import SEEN, Liveness, confirm_s, decide_supersede
+from tenure.core.lease import SEEN, Liveness, confirm_s, decide_supersede, is_newer
 from tenure.core.notify import Notify, quiet
 from tenure.core.record import LeaseRecord, LeaseState, Unreadable
-from tenure.core.timing import POLL_S
+from tenure.core.timing import POLL_S, Timing, leave_wait
 from tenure.errors import LeaseHeld
 
 
@@ -136,3 +138,70 @@ def supersede(
             payload={"reason": "superseded", "by": version},
         )
     return wait_until(lambda: has_left(store, rec), wait_s, POLL_S) is not None
+
+
+@dataclass(frozen=True, slots=True)
+class Prepared:
+    """What a start does after `prepare_start`: reuse `reuse`, or take the lease (spawning
+    when the caller spawns), waiting up to `wait_s` for an old lease to be let go."""
+
+    action: str  # reused / started / superseded
+    wait_s: float = 0.0
+    reuse: LeaseRecord | None = None
+
+
+def prepare_start(
+    store: LeaseStore,
+    version: str,
+    timing: Timing,
+    usable: Callable[[LeaseRecord], bool] | None,
+    notify: Notify = quiet,
+) -> Prepared:
+    """The one start algorithm, run under the family's start lock (control.md#start) by
+    `tenure <family> start`, `tenure.ensure` and `tenure run`:
+
+    - a live holder at `version` or newer: reused when `usable` says so (e.g. it answers as
+      holder); a foreign one that is not usable is refused (`LeaseHeld`), a local one that is
+      not (wedged) is waited out; with `usable=None` (a holder that cannot reuse: `tenure run`
+      by hand) it is refused;
+    - an older live holder: superseded; if it has not left within `leave_wait` (stopped, it
+      cannot see the mark) its lease is waited out;
+    - an unreadable record or a live holder past its TTL: waited out (only a confirmed expiry
+      takes it);
+    - otherwise: started at once.
+    """
+    bound = leave_wait(timing)
+    current = store.read()
+    rec = fresh_lease(store, current)
+    if rec is not None:
+        h = rec.holder
+        if not is_newer(version, h.version):
+            if usable is not None and usable(rec):
+                return Prepared("reused", reuse=rec)
+            if usable is None or is_foreign_holder(rec):
+                raise lease_held(rec)
+            notify(
+                f"{store.family} holder pid {h.pid} is alive but not answering; waiting up to "
+                f"{bound:.0f}s for its lease (epoch {rec.epoch}) to expire"
+            )
+            return Prepared("started", bound)
+        if supersede(store, rec, version, bound, notify):
+            return Prepared("superseded")
+        # Stopped or wedged: it cannot see the mark. Its lease has run out by now; the new
+        # holder takes it once its own watch confirms that.
+        notify(f"{store.family} pid {h.pid} did not leave; taking over its lease")
+        return Prepared("superseded", bound)
+    if isinstance(current, Unreadable):
+        # spec: lease.md#unreadable — taken only after it stayed unchanged for one TTL.
+        notify(
+            f"{store.family} lease record is unreadable ({current.reason}); waiting up to "
+            f"{bound:.0f}s for it to stay unchanged one TTL, then taking it over"
+        )
+        return Prepared("started", bound)
+    if isinstance(current, LeaseRecord) and holder_liveness(current) in SEEN:
+        notify(
+            f"{store.family} holder pid {current.holder.pid} is past its lease; waiting up to "
+            f"{bound:.0f}s for its expiry to be confirmed"
+        )
+        return Prepared("started", bound)
+    return Prepared("started")

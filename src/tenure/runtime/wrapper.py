@@ -41,19 +41,17 @@ from tenure.adapters.tree import (
     stop_tree,
 )
 from tenure.core.inputs import check_daemon
-from tenure.core.lease import is_newer
 from tenure.core.record import LeaseRecord
 from tenure.core.timing import (
     POLL_S,
     RUN_DRAIN_S,
     TREE_STOP,
-    leave_wait,
     start_lock_wait,
 )
 from tenure.errors import ConfigError, Retiring, TenureError
 from tenure.runtime.ensure import free_port
 from tenure.runtime.hold import Held, hold, signalled
-from tenure.runtime.supersede import held_record, lease_held, supersede
+from tenure.runtime.supersede import prepare_start
 
 FORWARDED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 PR_SET_PDEATHSIG = 1
@@ -94,13 +92,7 @@ def _supersede_older(family: str, version: str, root: Path) -> float:
     timing = config.timing()
     store = LeaseStore(root, family)
     with locked(RootLayout(root).start_lock(family), timeout_s=start_lock_wait(timing)):
-        rec = held_record(store)
-        if rec is None:
-            return 0.0
-        if not is_newer(version, rec.holder.version):
-            raise lease_held(rec)
-        bound = leave_wait(timing)
-        return 0.0 if supersede(store, rec, version, bound) else bound
+        return prepare_start(store, version, timing, usable=None).wait_s
 
 
 def run(
