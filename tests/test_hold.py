@@ -112,6 +112,33 @@ def test_supersession_through_the_record_needs_no_http(
     assert [t["reason"] for t in read_tombstones(root)] == ["superseded"]
 
 
+def test_a_newer_copy_started_directly_supersedes_the_running_one(
+    tmp_path: Path, proc_registry: ProcessRegistry
+) -> None:
+    """No launcher: `tenure.hold` with a newer version marks the record, the old copy (no HTTP)
+    leaves within a heartbeat, and the new one holds; an older copy is still refused."""
+    root = tmp_path / "root"
+    old = start(root, proc_registry, "1.0")
+    new = start(root, proc_registry, "1.1")  # returns once it holds
+    out, err = old.communicate(timeout=60)
+    assert old.returncode == 0, err
+    assert "retiring: superseded" in out
+    rec = record(root)
+    assert (rec.holder.pid, rec.holder.version, rec.state) == (new.pid, "1.1", LeaseState.HELD)
+    assert [t["reason"] for t in read_tombstones(root)] == ["superseded"]
+    older = subprocess.run(
+        [sys.executable, str(EXAMPLE), str(root), "1.0"],
+        env={**os.environ, **FAST},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert older.returncode == 1
+    assert f"held by pid {new.pid}, version 1.1" in older.stderr
+    assert new.poll() is None
+
+
 def test_removing_the_root_retires_the_holder(
     tmp_path: Path, proc_registry: ProcessRegistry
 ) -> None:

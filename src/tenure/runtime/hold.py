@@ -25,12 +25,14 @@ from types import FrameType
 from typing import TYPE_CHECKING, Any
 
 from tenure.adapters import config
-from tenure.adapters.root import ensure_root, given_or_default
+from tenure.adapters.files import locked
+from tenure.adapters.root import RootLayout, ensure_root, given_or_default
 from tenure.core.inputs import check_daemon
 from tenure.core.lifecycle import Event, RetireReason, State
-from tenure.core.timing import Timing
+from tenure.core.timing import Timing, start_lock_wait
 from tenure.errors import Retiring
 from tenure.runtime.holder import Governor
+from tenure.runtime.supersede import prepare_start
 
 if TYPE_CHECKING:
     import asyncio
@@ -117,11 +119,26 @@ def _governor(
     )
 
 
+def make_way(governor: Governor) -> float:
+    """Under the family's start lock: an older live holder is asked to retire and waited for
+    (at most `leave_wait`); how much longer to wait for its lease when it did not leave. An
+    equal or newer live holder raises `LeaseHeld` (it is never superseded by an older one)."""
+    g = governor
+    with locked(RootLayout(g.root).start_lock(g.family), timeout_s=start_lock_wait(g.timing)):
+        plan = prepare_start(g.store, g.version, g.timing, usable=None)
+    # Only a supersession adds a wait: any other lease is judged by `acquire` as before.
+    return plan.wait_s if plan.action == "superseded" else 0.0
+
+
 def _take(governor: Governor, wait_s: float | None) -> Held:
     """Acquire (raising `LeaseHeld` naming the holder) and start heartbeating. Interrupted on
     the way — Ctrl-C, a cancelled task — nothing taken is left behind (`Governor.abandon`)."""
     if wait_s is None:
         wait_s = config.acquire_wait(governor.family)
+    if not config.launched_for(governor.family):
+        # Started directly (a service manager, by hand, a test): an older live holder is
+        # superseded here, as a launcher does under its start lock (lease.md#supersession).
+        wait_s = max(wait_s, make_way(governor))
     try:
         governor.acquire(wait_s=wait_s)
         governor.start()

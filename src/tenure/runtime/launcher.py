@@ -200,7 +200,11 @@ def start(
     `legacy_root` is the spec-kitty root its startup reaper looks at (default: the daemon's
     `$SPEC_KITTY_HOME` or `~/.spec-kitty`).
     """
-    spawn_env = None if legacy_root is None else {"SPEC_KITTY_HOME": str(legacy_root)}
+    # TENURE_FAMILY: launched for the family, so the daemon's `hold` leaves supersession to
+    # this start, which did it under the start lock it holds while the daemon starts.
+    spawn_env = {config.FAMILY_ENV: family.name}
+    if legacy_root is not None:
+        spawn_env["SPEC_KITTY_HOME"] = str(legacy_root)
     # Refuse bad configuration here, in one line, rather than in a daemon's log.
     timing = config.timing(family.idle_s)
     config.ports(family)

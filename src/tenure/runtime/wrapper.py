@@ -27,10 +27,9 @@ from pathlib import Path
 from types import FrameType
 
 from tenure.adapters import config, guard
-from tenure.adapters.files import locked
 from tenure.adapters.peers import established_on
 from tenure.adapters.procinfo import child_identity
-from tenure.adapters.root import RootLayout, default_root, ensure_root
+from tenure.adapters.root import default_root, ensure_root
 from tenure.adapters.store import LeaseStore
 from tenure.adapters.tree import (
     COOKIE_ENV,
@@ -46,12 +45,10 @@ from tenure.core.timing import (
     POLL_S,
     RUN_DRAIN_S,
     TREE_STOP,
-    start_lock_wait,
 )
 from tenure.errors import ConfigError, Retiring, TenureError
 from tenure.runtime.ensure import free_port
 from tenure.runtime.hold import Held, hold, signalled
-from tenure.runtime.supersede import prepare_start
 
 FORWARDED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 PR_SET_PDEATHSIG = 1
@@ -82,19 +79,6 @@ def _pdeathsig() -> None:  # pragma: no cover - runs in the child between fork a
             os.kill(os.getpid(), signal.SIGKILL)
 
 
-def _supersede_older(family: str, version: str, root: Path) -> float:
-    """Mark an older live holder superseded and wait for it to leave; equal or newer: refuse.
-
-    Returns how long to wait for the lease: 0, or TTL + 2 heartbeats when the older holder did
-    not leave (stopped or wedged, it cannot see the mark) and only its confirmed expiry frees
-    the lease — the same rule `tenure.ensure` follows.
-    """
-    timing = config.timing()
-    store = LeaseStore(root, family)
-    with locked(RootLayout(root).start_lock(family), timeout_s=start_lock_wait(timing)):
-        return prepare_start(store, version, timing, usable=None).wait_s
-
-
 def run(
     family: str,
     version: str,
@@ -108,11 +92,6 @@ def run(
     `idle_s` > 0 retires it after that long without a connection on its port (0: never)."""
     check_daemon(family, version, ports)  # before any file is touched (root.md#family-names)
     the_root = ensure_root(root or default_root())
-    wait: float | None = None  # spawned by a launcher: what it passed (TENURE_ACQUIRE_WAIT)
-    if not config.launched_for(family):
-        # Started by hand, so supersede here. A launcher (`tenure.ensure`) has done that under
-        # the start lock, which it holds while we start: taking it here would wait for ever.
-        wait = _supersede_older(family, version, the_root)
     port, given_ports = config.spawned_as(family)
     if ports is None and port is not None:
         ports = given_ports  # spawned by `tenure.ensure` or the kit: the port was chosen for us
@@ -133,7 +112,6 @@ def run(
         port=port,
         ports=ports,
         timing=timing,
-        wait_s=wait,
         handle_signals=False,
     ) as held:
         # Break before make: a replaced holder's tree is gone before our child starts, so its
