@@ -96,8 +96,10 @@ def test_the_bounds_table_is_the_code() -> None:
         "POLL_S": f"{timing.POLL_S * 1000:g} ms",
         "SCAN_POLL_S": f"{timing.SCAN_POLL_S * 1000:g} ms",
     }
-    assert timing.leave_wait(t) == 13.0 and timing.start_lock_wait(t) == 78.0
-    assert timing.TREE_STOP.tree and not timing.HOLDER_STOP.tree
+    assert timing.leave_wait(t) == 13.0
+    assert timing.start_lock_wait(t) == 78.0
+    assert timing.TREE_STOP.tree
+    assert not timing.HOLDER_STOP.tree
     section = (DOCS / "control.md").read_text().split("## Bounds", 1)[1].split("\n## ", 1)[0]
     documented = {}
     for line in section.splitlines():

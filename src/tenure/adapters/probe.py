@@ -105,15 +105,20 @@ class ScanResult:
     elapsed_s: float
 
 
-def scan(ports: range, pid_lookup: PidLookup = listening_pids) -> ScanResult:
-    """Gather facts for every listener on `ports` (loopback only)."""
+def scan(
+    ports: range, pid_lookup: PidLookup = listening_pids, ask: Callable[[int], bool] | None = None
+) -> ScanResult:
+    """Gather facts for every listener on `ports` (loopback only). `GET /api/health` goes only
+    to the ports `ask` allows (default: all); the others get nothing but the connect."""
     t0 = time.monotonic()
     live = open_ports(ports)
     if not live:
         return ScanResult([], time.monotonic() - t0)
     pids = pid_lookup()
-    with ThreadPoolExecutor(max_workers=min(len(live), MAX_SOCKETS)) as pool:
-        answers = list(pool.map(health, live))
+    asked = [p for p in live if ask is None or ask(p)]
+    with ThreadPoolExecutor(max_workers=max(1, min(len(asked), MAX_SOCKETS))) as pool:
+        found = dict(zip(asked, pool.map(health, asked), strict=True))
+    answers = [found.get(p) for p in live]
     listeners = []
     for port, doc in zip(live, answers, strict=True):
         pid = pids.get(port)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import typer
 from typer.core import TyperGroup
 
@@ -9,7 +11,21 @@ from tenure.cli.common import EXIT_CODES_HELP, examples
 from tenure.version import current_version
 
 # How often people reach for each command: the help lists them in this order.
-ORDER = ("sync", "dashboard", "ls", "logs", "doctor", "auth", "run", "demo", "conformance")
+ORDER = (
+    "sync",
+    "dashboard",
+    "ls",
+    "status",
+    "logs",
+    "stop",
+    "restart",
+    "doctor",
+    "auth",
+    "run",
+    "demo",
+    "conformance",
+)
+VERBS = ("start", "status", "stop", "restart", "logs")
 
 
 class ByUse(TyperGroup):
@@ -19,6 +35,20 @@ class ByUse(TyperGroup):
         names = list(super().list_commands(ctx))
         return sorted(names, key=lambda n: ORDER.index(n) if n in ORDER else len(ORDER))
 
+    # Typed loosely: typer vendors its own click in recent versions and uses click before.
+    def resolve_command(self, ctx: Any, args: list[str]) -> Any:
+        """`tenure redis stop` (docker's and systemctl's order reversed) is answered with the
+        command that exists, in one line."""
+        if len(args) >= 2 and args[1] in VERBS and self.get_command(ctx, args[0]) is None:
+            if args[1] == "start":
+                ctx.fail(
+                    f"No such command {args[0]!r}. tenure starts only its own families "
+                    f"(sync, dashboard); {args[0]} is started by its own tool (tenure.ensure) "
+                    f"or with 'tenure run --family {args[0]} …'"
+                )
+            ctx.fail(f"No such command {args[0]!r}. Did you mean 'tenure {args[1]} {args[0]}'?")
+        return super().resolve_command(ctx, args)
+
 
 app = typer.Typer(
     cls=ByUse,
@@ -27,6 +57,7 @@ app = typer.Typer(
     epilog=EXIT_CODES_HELP,
     add_completion=True,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 
@@ -63,6 +94,7 @@ def _register() -> None:
     from tenure.cli.doctor import DOCTOR_EPILOG, auth_app, doctor_cmd  # noqa: PLC0415
     from tenure.cli.ls import ls_cmd  # noqa: PLC0415
     from tenure.cli.run import RUN_EPILOG, run_cmd  # noqa: PLC0415
+    from tenure.cli.verbs import restart_cmd, status_cmd, stop_cmd  # noqa: PLC0415
     from tenure.core.families import DASHBOARD, SYNC  # noqa: PLC0415
 
     app.add_typer(family_app(SYNC), name="sync")
@@ -71,6 +103,11 @@ def _register() -> None:
         "logs",
         epilog=examples("tenure logs sync", "tenure logs sync -n 100", "tenure logs sync -f"),
     )(logs_cmd)
+    app.command("status", epilog=examples("tenure status sync", "tenure status indexer --json"))(
+        status_cmd
+    )
+    app.command("stop", epilog=examples("tenure stop sync", "tenure stop indexer"))(stop_cmd)
+    app.command("restart", epilog=examples("tenure restart sync"))(restart_cmd)
     app.add_typer(family_app(DASHBOARD), name="dashboard")
     app.command(
         "doctor",

@@ -60,10 +60,29 @@ def examples(*lines: str) -> str:
 
 
 def resolve_root(root: Path | None) -> Path:
-    """The root to use: the option, else $TENURE_ROOT, else the platform default."""
+    """The root to use: the option, else $TENURE_ROOT, else the platform default; absolute,
+    so what is printed names the same directory from anywhere."""
     from tenure.adapters.root import default_root  # noqa: PLC0415  (filelock is slow to import)
 
-    return root if root is not None else default_root()
+    return (root if root is not None else default_root()).expanduser().absolute()
+
+
+def lease_timing(doc: dict[str, Any]) -> str:
+    """A lease's timing in words that cannot be misread (`lease_json`'s fields): a released
+    lease says when it was released, a dead holder's lease shows no countdown, an expired one
+    says how long ago it expired; "" when there is no timing to tell (absent, unreadable)."""
+    state, renewed, expires = doc.get("state"), doc.get("renewed_ago_s"), doc.get("expires_in_s")
+    if not isinstance(renewed, int | float):
+        return ""
+    if state == "released":
+        return f"released {renewed:.1f}s ago"
+    if state == "expired" and doc.get("holder_alive") is False:
+        return f"holder gone (dead); last renewed {renewed:.1f}s ago"
+    if not isinstance(expires, int | float):
+        return f"renewed {renewed:.1f}s ago"
+    if expires < 0 or state == "expired":
+        return f"renewed {renewed:.1f}s ago, expired {max(-expires, 0.0):.1f}s ago"
+    return f"renewed {renewed:.1f}s ago, expires in {expires:.1f}s"
 
 
 def clean(text: object) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -75,7 +76,7 @@ def _reaper_lines(info: DaemonInfo, family: str) -> list[str]:
     return lines or ["startup reaper: nothing to clean"]
 
 
-def _start_or_restart(
+def start_or_restart(
     what: str, family: Family, root: Path | None, legacy_root: Path | None, as_json: bool
 ) -> None:
     """`start` or `restart`: run it, then print the daemon, its reaper's work and its log."""
@@ -126,6 +127,35 @@ def _print_status(st: Status, name: str, as_json: bool) -> None:
         typer.echo(f"no {name} daemon running")
 
 
+def show_status(family: Family, root: Path | None, as_json: bool) -> None:
+    """`tenure <family> status` / `tenure status <family>` for a built-in family."""
+    from tenure.runtime import supervise  # noqa: PLC0415  (keeps --help fast)
+
+    try:
+        st = supervise.status(family, resolve_root(root))
+    except (TenureError, OSError) as exc:
+        fail(exc, as_json)
+    _print_status(st, family.name, as_json)
+    if st.state != "running":
+        raise typer.Exit(EXIT_ATTENTION)
+
+
+def stop_family(family: Family, root: Path | None, as_json: bool) -> None:
+    """`tenure <family> stop` / `tenure stop <family>` for a built-in family."""
+    from tenure.runtime import supervise  # noqa: PLC0415  (keeps --help fast)
+
+    try:
+        info = supervise.stop(family, resolve_root(root), notify=note)
+    except (TenureError, OSError) as exc:
+        fail(exc, as_json)
+    if as_json:
+        emit_json({"stopped": info is not None, "daemon": None if info is None else info.to_json()})
+    elif info is None:
+        typer.echo(f"no {family.name} daemon running")
+    else:
+        typer.echo(_human(info, family.name))
+
+
 def family_app(family: Family) -> typer.Typer:
     """The start/status/stop/restart sub-app for one family."""
     name = family.name
@@ -143,7 +173,7 @@ def family_app(family: Family) -> typer.Typer:
         _quiet: bool = QUIET_OPTION,
     ) -> None:
         """Ensure exactly one healthy daemon for this root and print it."""
-        _start_or_restart("start", family, root, legacy_root, as_json)
+        start_or_restart("start", family, root, legacy_root, as_json)
 
     @sub.command("status", epilog=examples(f"tenure {name} status", f"tenure {name} status --json"))
     def status_cmd(
@@ -152,15 +182,7 @@ def family_app(family: Family) -> typer.Typer:
         _quiet: bool = QUIET_OPTION,
     ) -> None:
         """Show the daemon's state (read-only). Exit 1 unless it runs and answers."""
-        from tenure.runtime import supervise  # noqa: PLC0415  (keeps --help fast)
-
-        try:
-            st = supervise.status(family, resolve_root(root))
-        except (TenureError, OSError) as exc:
-            fail(exc, as_json)
-        _print_status(st, name, as_json)
-        if st.state != "running":
-            raise typer.Exit(EXIT_ATTENTION)
+        show_status(family, root, as_json)
 
     @sub.command("stop", epilog=examples(f"tenure {name} stop", f"tenure {name} stop --json"))
     def stop_cmd(
@@ -169,19 +191,7 @@ def family_app(family: Family) -> typer.Typer:
         _quiet: bool = QUIET_OPTION,
     ) -> None:
         """Stop the daemon (authenticated shutdown; a wedged one by verified SIGTERM/SIGKILL)."""
-        from tenure.runtime import supervise  # noqa: PLC0415  (keeps --help fast)
-
-        try:
-            info = supervise.stop(family, resolve_root(root), notify=note)
-        except (TenureError, OSError) as exc:
-            fail(exc, as_json)
-        if as_json:
-            doc = {"stopped": info is not None, "daemon": None if info is None else info.to_json()}
-            emit_json(doc)
-        elif info is None:
-            typer.echo(f"no {name} daemon running")
-        else:
-            typer.echo(_human(info, name))
+        stop_family(family, root, as_json)
 
     @sub.command(
         "restart", epilog=examples(f"tenure {name} restart", f"tenure {name} restart --json")
@@ -193,7 +203,7 @@ def family_app(family: Family) -> typer.Typer:
         _quiet: bool = QUIET_OPTION,
     ) -> None:
         """Stop the daemon gracefully, then start a fresh one (the epoch goes up)."""
-        _start_or_restart("restart", family, root, legacy_root, as_json)
+        start_or_restart("restart", family, root, legacy_root, as_json)
 
     return sub
 
@@ -211,7 +221,13 @@ def logs_cmd(
     if not is_family_name(family):
         error(f"{clean(repr(family))} is not a family name")
         raise typer.Exit(EXIT_USAGE)
+    from tenure.adapters.store import log_path  # noqa: PLC0415
+
     the_root = resolve_root(root)
+    path = log_path(the_root, family)
+    if not (os.path.lexists(path) or os.path.lexists(f"{path}.1")):
+        error(f"no {family} log in {the_root}: no {family} daemon has run with this root")
+        raise typer.Exit(EXIT_ATTENTION)
     for line in last_lines(the_root, family, lines):
         typer.echo(clean(line))
     if not follow:

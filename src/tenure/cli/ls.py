@@ -17,6 +17,7 @@ from tenure.cli.common import (
     ROOT_OPTION,
     clean,
     fail,
+    lease_timing,
     note,
     resolve_root,
 )
@@ -38,8 +39,6 @@ def _line(doc: dict[str, object]) -> str:
         elsewhere += f" → {advice}"
     if doc["state"] in ("absent", "unreadable"):
         return f"{doc['family']:<10} {doc['state']:<8} {elsewhere}"
-    renewed = doc["renewed_ago_s"]
-    expires = doc["expires_in_s"]
     parts = [
         f"{doc['family']:<10} {doc['state']:<8}",
         f"pid {doc['holder_pid']}",
@@ -47,8 +46,7 @@ def _line(doc: dict[str, object]) -> str:
         f"v{doc['version']}",
         f"epoch {doc['epoch']}",
         f"lives on {doc['lives']}" if doc.get("lives") else "",
-        f"renewed {renewed:.1f}s ago" if isinstance(renewed, float) else "",
-        f"expires in {expires:.1f}s" if isinstance(expires, float) else "",
+        lease_timing(doc),
         elsewhere,
     ]
     return "  ".join(p for p in parts if p)

@@ -10,7 +10,7 @@ import sys
 import time
 from typing import TYPE_CHECKING, Any
 
-from tenure.cli.common import clean
+from tenure.cli.common import clean, lease_timing
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -18,12 +18,6 @@ if TYPE_CHECKING:
 
     from tenure.core.classify import DaemonIdentityRecord
     from tenure.runtime.doctor import DoctorReport, LeaseReport
-
-
-def _ago(seconds: float | None) -> str:
-    if seconds is None:
-        return "-"
-    return f"{seconds:.1f}s" if abs(seconds) < 120 else f"{seconds / 60:.0f}m"
 
 
 WIDE = 110  # at or above this many columns the doctor uses tables; below, one block per item
@@ -38,6 +32,17 @@ def render(report: DoctorReport, console: Console | None = None) -> None:
     from rich.console import Console  # noqa: PLC0415
 
     console = console or Console(file=sys.stdout)
+    if not console.is_terminal and console.file is sys.stdout:
+        # Piped or redirected: the same layout without the padding Rich adds to every line.
+        with console.capture() as captured:
+            _render(report, console)
+        for line in captured.get().splitlines():
+            sys.stdout.write(line.rstrip() + "\n")
+        return
+    _render(report, console)
+
+
+def _render(report: DoctorReport, console: Console) -> None:
     layout = _Tables(console) if console.width >= WIDE else _Blocks(console)
     layout.header(report)
     layout.leases(report)
@@ -63,6 +68,14 @@ def _lease_cells(lease: LeaseReport) -> list[str]:
         state = f"unreadable ({lease.unreadable_reason})"
     if lease.lives is not None:
         state = f"foreign ({lease.lives})"
+    if state == "expired" and lease.holder_alive is False:
+        state = "expired (holder dead)"
+    held = lease.state in ("held", "expired", "foreign")
+    if lease.holder_answers is None:
+        # Not asked: no control port (a `tenure.hold` daemon, a `tenure run` child) or not held.
+        answers = "n/a (no control port)" if held and lease.holder_alive else "-"
+    else:
+        answers = "yes" if lease.holder_answers else "NO"
     return [
         lease.family,
         state,
@@ -70,11 +83,16 @@ def _lease_cells(lease: LeaseReport) -> list[str]:
         str(lease.port or "-"),
         lease.version or "-",
         str(lease.epoch if lease.epoch is not None else "-"),
-        f"{_ago(lease.renewed_ago_s)} ago" if lease.renewed_ago_s is not None else "-",
-        _ago(lease.expires_in_s),
+        lease_timing(_lease_json(lease)) or "-",
         f"{sup['version']} (pid {sup['pid']})" if sup else "-",
-        {True: "yes", False: "NO", None: "-"}[lease.holder_answers],
+        answers,
     ]
+
+
+def _lease_json(lease: LeaseReport) -> dict[str, Any]:
+    from tenure.runtime.doctor import lease_json  # noqa: PLC0415
+
+    return lease_json(lease)
 
 
 def _when(at: object) -> str:
@@ -112,8 +130,7 @@ class _Tables:
                 "port",
                 "version",
                 "epoch",
-                "renewed",
-                "expires in",
+                "lease",
                 "superseded by",
                 "answers",
             ),
@@ -183,16 +200,14 @@ class _Blocks:
         self.c.print()
         self._line("Leases")
         for lease in report.leases:
-            fam, state, pid, port, version, epoch, renewed, expires, sup, answers = _lease_cells(
-                lease
-            )
+            fam, state, pid, port, version, epoch, timing, sup, answers = _lease_cells(lease)
+            if lease.holder_pid is None:  # absent or unreadable: nothing else to tell
+                self._line(f"{fam:<10} {state}", 2)
+                continue
             self._line(f"{fam:<10} {state}  pid {pid}  port {port}  epoch {epoch}", 2)
             superseded = f"; superseded by {sup}" if sup != "-" else ""
-            self._line(
-                f"version {version}; renewed {renewed}; expires in {expires}; "
-                f"answers {answers}{superseded}",
-                13,
-            )
+            asked = f"; answers {answers}" if answers != "-" else ""
+            self._line(f"version {version}; {timing}{asked}{superseded}", 13)
 
     def daemons(self, report: DoctorReport) -> None:
         self.c.print()
@@ -255,7 +270,13 @@ def _reset_rows(report: DoctorReport) -> list[tuple[str, str, str, str]]:
     res = report.reset_result
     assert res is not None
     rows = [
-        ("swept", str(s.pid), str(s.port), f"{s.cleanup_path} ({s.reason}, {s.package_version})")
+        (
+            "swept",
+            str(s.pid),
+            str(s.port),
+            f"{s.cleanup_path} ({s.reason}"
+            + (f", version {s.package_version})" if s.package_version else ")"),
+        )
         for s in res.swept
     ]
     rows += [

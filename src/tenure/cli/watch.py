@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import time
 from collections import deque
 from collections.abc import Callable
@@ -73,7 +74,7 @@ class Watch:
 
     def frame(self, report: DoctorReport) -> RenderableType:
         """The renderable for this look (the doctor's layout plus the event log)."""
-        from rich.console import Group  # noqa: PLC0415
+        from rich.console import Console, Group  # noqa: PLC0415
         from rich.text import Text  # noqa: PLC0415
 
         from tenure.cli.render import render  # noqa: PLC0415
@@ -82,9 +83,17 @@ class Watch:
         for event in events_between(self.previous, report):
             self.events.append(f"{stamp}  {event}")
         self.previous = report
-        with self.console.capture() as captured:
-            render(report, self.console)
-        body = Text.from_ansi(captured.get())
+        # Rendered on a console of its own: captured on the live console, each frame would
+        # also capture the live region (the previous frame) through Live's render hook.
+        scratch = Console(
+            file=io.StringIO(),
+            width=self.console.width,
+            color_system="truecolor" if self.console.color_system else None,
+            force_terminal=self.console.is_terminal,
+            no_color=self.console.no_color,
+        )
+        render(report, scratch)
+        body = Text.from_ansi(scratch.file.getvalue())  # type: ignore[attr-defined]
         log = Text("\n".join(self.events) if self.events else "(no changes yet)")
         title = Text(f"watching — refreshed {stamp}, every {REFRESH_S:.0f}s; Ctrl-C leaves")
         return Group(title, body, Text("What happened"), log)
@@ -95,7 +104,15 @@ def run(gather: Callable[[], DoctorReport], console: Console) -> None:
     from rich.live import Live  # noqa: PLC0415
 
     watch = Watch(console)
-    with Live(watch.frame(gather()), console=console, auto_refresh=False) as live:
+    # The alternate screen, cropped to the terminal: each frame replaces the last whole, even
+    # when it is taller than the terminal.
+    with Live(
+        watch.frame(gather()),
+        console=console,
+        auto_refresh=False,
+        screen=True,
+        vertical_overflow="crop",
+    ) as live:
         try:
             while True:
                 time.sleep(REFRESH_S)

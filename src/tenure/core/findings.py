@@ -46,7 +46,9 @@ class LeaseFacts:
     unreadable_reason: str | None = None
     lock_holder_pid: int | None = None
     holder_pid: int | None = None
-    holder_answers: bool | None = None
+    holder_answers: bool | None = None  # None: not asked (no control port)
+    holder_alive: bool | None = None
+    builtin: bool = False  # tenure can start it itself (`tenure <family> start`)
 
 
 def plural(n: int, word: str, words: str | None = None) -> str:
@@ -118,7 +120,9 @@ def _lease_findings(lease: LeaseFacts) -> list[Finding]:
                 f"lease_unreadable:{fam}",
                 "critical",
                 f"{fam} lease record is unreadable: {lease.unreadable_reason}",
-                f"rm {lease.record_path} && tenure {fam} start",
+                f"rm {lease.record_path} && tenure {fam} start"
+                if lease.builtin
+                else f"rm {lease.record_path}  (the family's next start takes the lease)",
             )
         )
     if lease.lock_holder_pid is not None:
@@ -136,8 +140,20 @@ def _lease_findings(lease: LeaseFacts) -> list[Finding]:
             Finding(
                 f"holder_not_answering:{fam}",
                 "critical",
-                f"{fam} lease holder pid {lease.holder_pid} does not answer health",
-                f"tenure {fam} stop  (verified SIGTERM, then SIGKILL)",
+                f"{fam} lease holder pid {lease.holder_pid} does not answer health on its "
+                "control port",
+                f"tenure stop {fam}  (verified SIGTERM, then SIGKILL)",
+            )
+        )
+    elif lease.state == "expired" and lease.holder_alive and lease.holder_answers is None:
+        # A holder judged on its own terms (no control port): alive, yet not renewing.
+        out.append(
+            Finding(
+                f"holder_not_renewing:{fam}",
+                "critical",
+                f"{fam} lease holder pid {lease.holder_pid} is alive but stopped renewing its "
+                "lease (stopped or wedged); the family's next start takes the lease over",
+                f"tenure stop {fam}  (verified SIGTERM, then SIGKILL)",
             )
         )
     return out

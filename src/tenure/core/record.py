@@ -40,6 +40,7 @@ class Holder:
     started_at: float
     start_ticks: int | None = None  # clock ticks since boot (lease.md#identity); optional
     where: Location | None = None  # where the pid means something; absent in older records
+    control: bool = False  # `port` serves tenure's control plane (GET /api/health, control.md)
 
     @property
     def ident(self) -> ProcessIdentity:
@@ -124,6 +125,8 @@ def _encode_holder(h: Holder) -> dict[str, Any]:
     }
     if h.start_ticks is not None:
         doc["start_ticks"] = h.start_ticks
+    if h.control:
+        doc["control"] = True
     if h.where is not None:
         w = h.where
         doc["where"] = {
@@ -269,6 +272,11 @@ def _parse_holder(doc: dict[str, Any]) -> Holder:
     create_time = _number(doc, "create_time")
     if create_time < 0:
         raise _Bad("holder.create_time: negative")
+    control = doc.get("control", False)
+    if not isinstance(control, bool):
+        raise _Bad("holder.control: expected a boolean")
+    if control and port is None:
+        raise _Bad("holder.control: true without a port")
     return Holder(
         pid=_int(doc, "pid", 1, MAX_PID),
         create_time=create_time,
@@ -278,6 +286,7 @@ def _parse_holder(doc: dict[str, Any]) -> Holder:
         started_at=_number(doc, "started_at"),
         start_ticks=_optional_int(doc, "start_ticks", 0, MAX_EPOCH),
         where=_parse_where(doc.get("where")),
+        control=control,
     )
 
 

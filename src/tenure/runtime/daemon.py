@@ -127,6 +127,7 @@ def run(
             timing=config.timing(family.idle_s),
             wait_s=acquire_wait,
             handle_signals=False,
+            control=True,
         ) as held:
             daemon = Daemon(family, root, version, server, held)
             daemons.append(daemon)

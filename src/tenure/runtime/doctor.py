@@ -22,6 +22,7 @@ from tenure.adapters.store import LeaseStore
 from tenure.adapters.tombstones import read_tombstones
 from tenure.core import schemas
 from tenure.core.classify import CleanupClass, DaemonIdentityRecord
+from tenure.core.families import FAMILIES
 from tenure.core.findings import Finding, LeaseFacts, RootProblem, build_findings, remediation_for
 from tenure.core.health import parse_health
 from tenure.core.lease import Liveness, lease_status
@@ -102,9 +103,9 @@ def lease_report(root: Path, family: str, now: float) -> LeaseReport:
             lock_holder_pid=lock_pid,
             record_path=path,
         )
-    answers = None
-    if rec.state is LeaseState.HELD:
-        doc = parse_health(health(rec.holder.port)) if rec.holder.port is not None else None
+    answers = None  # not asked: a holder without a control port is judged by its record
+    if rec.state is LeaseState.HELD and rec.holder.control and rec.holder.port is not None:
+        doc = parse_health(health(rec.holder.port))
         answers = doc is not None and doc.pid == rec.holder.pid
     live = holder_liveness(rec)
     alive = None if live is None else live is Liveness.ALIVE
@@ -171,6 +172,8 @@ def build_report_findings(report: DoctorReport) -> list[Finding]:
             lock_holder_pid=lease.lock_holder_pid,
             holder_pid=lease.holder_pid,
             holder_answers=lease.holder_answers if lease.holder_alive else None,
+            holder_alive=lease.holder_alive,
+            builtin=lease.family in FAMILIES,
         )
         for lease in report.leases
     ]
@@ -276,6 +279,7 @@ def lease_json(lease: LeaseReport) -> dict[str, Any]:
         "expires_in_s": lease.expires_in_s,
         "superseded_by": lease.superseded_by,
         "holder_answers": lease.holder_answers,
+        "holder_alive": lease.holder_alive,
         "unreadable_reason": lease.unreadable_reason,
         "lock_holder_pid": lease.lock_holder_pid,
         "lives": lease.lives,

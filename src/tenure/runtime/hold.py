@@ -106,6 +106,7 @@ def _governor(
     port: int | None,
     ports: tuple[int, int] | None,
     timing: Timing | None,
+    control: bool = False,
 ) -> Governor:
     check_daemon(family, version, ports)  # before any file is touched
     given_port, given_ports = config.spawned_as(family)
@@ -116,6 +117,7 @@ def _governor(
         port=port if port is not None else given_port,
         ports=ports if ports is not None else given_ports,
         timing=timing,
+        control=control,
     )
 
 
@@ -187,19 +189,24 @@ def hold(
     timing: Timing | None = None,
     wait_s: float | None = None,
     handle_signals: bool = True,
+    control: bool = False,
 ) -> Iterator[Held]:
     """Hold `family`'s lease for the duration of the block (or raise `LeaseHeld`).
 
-    `port` is the daemon's control port and `ports` its family's range (recorded in the lease
+    `port` is the port the daemon serves and `ports` its family's range (recorded in the lease
     so `tenure ls` and the doctor scan it); both default to what `tenure.ensure` passed in
     `TENURE_PORT` / `TENURE_PORTS`. `wait_s` is how long to wait for a lease that is expiring
     (default: what `tenure.ensure` passed in `TENURE_ACQUIRE_WAIT`, else 0).
 
     In the main thread, SIGTERM and SIGINT retire the daemon gracefully (drain, release,
     tombstone with reason `signal`) instead of raising; the previous handlers come back when
-    the block ends. `handle_signals=False` leaves signals to the caller.
+    the block ends. `handle_signals=False` leaves signals to the caller. `control=True` says
+    `port` serves tenure's control plane (`GET /api/health`, control.md#endpoints); without it
+    no reader sends the port anything but a connect.
     """
-    governor = _governor(family, version, root=root, port=port, ports=ports, timing=timing)
+    governor = _governor(
+        family, version, root=root, port=port, ports=ports, timing=timing, control=control
+    )
     held = _take(governor, wait_s)
     previous: dict[signal.Signals, Any] = {}
     if handle_signals and threading.current_thread() is threading.main_thread():

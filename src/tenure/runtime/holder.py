@@ -73,6 +73,7 @@ class Governor:
         port: int | None = None,
         ports: tuple[int, int] | None = None,
         timing: Timing | None = None,
+        control: bool = False,
         on_retire: Callable[[RetireReason], None] | None = None,
         mono: Callable[[], float] = time.monotonic,
         wall: Callable[[], float] = time.time,
@@ -93,6 +94,7 @@ class Governor:
             started_at=wall(),
             start_ticks=ident.start_ticks,
             where=ident.where,
+            control=control and port is not None,
         )
         self._on_retire = on_retire
         self._mono, self._wall = mono, wall

@@ -66,10 +66,11 @@ def answers_as_holder(rec: LeaseRecord) -> bool:
     """Whether `rec`'s holder answers health on its control port as that very holder (pid,
     epoch and root id agree): how a foreign holder in a shared network namespace is reused.
 
-    A `tenure run` record's port belongs to the child it governs, which gets no request.
+    Only a control port is asked (`holder.control`): a service port, such as a `tenure run`
+    child's, gets no request.
     """
     h = rec.holder
-    if h.port is None or rec.child is not None:
+    if h.port is None or not h.control:
         return False
     doc = parse_health(health(h.port))
     return (
@@ -129,7 +130,7 @@ def supersede(
     # A foreign holder is asked through the record only: its port and pid are not ours to
     # trust, and the token must never go to whoever listens on that port here.
     token = None if is_foreign_holder(rec) else read_token(store.root, store.family, h.pid)
-    if token is not None and h.port is not None:
+    if token is not None and h.port is not None and h.control:
         request(
             h.port,
             "POST",

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -117,11 +118,25 @@ def survey(
     """Scan the family's ports and classify every listener. Read-only."""
     scope = gather_scope(family, root, legacy)
     try:
-        result = scan(config.ports(family), pid_lookup)
+        result = scan(config.ports(family), pid_lookup, ask=_askable(family, root))
     except ScanIncomplete as exc:
         return Survey(family, scope, [], 0.0, not_scanned=exc.strerror or str(exc))
     records = [classify(facts, scope) for facts in result.listeners]
     return Survey(family, scope, sorted(records, key=lambda r: r.port), result.elapsed_s)
+
+
+def _askable(family: Family, root: Path) -> Callable[[int], bool]:
+    """Which listeners get `GET /api/health` (control.md#what-tenure-sends): only in the
+    built-in families' ranges, where spec-kitty's daemons are recognised by their answer, and
+    never the port of a holder without a control plane (a `tenure.hold` daemon's service, a
+    `tenure run` child). In any other family's range a connect is all a listener gets."""
+    if family.name not in FAMILIES:
+        return lambda _port: False
+    rec = LeaseStore(root, family.name).read()
+    quiet = set()
+    if isinstance(rec, LeaseRecord) and rec.holder.port is not None and not rec.holder.control:
+        quiet.add(rec.holder.port)
+    return lambda port: port not in quiet
 
 
 def family_names(root: Path) -> list[str]:

@@ -1,0 +1,313 @@
+"""Adopting tenure end to end (issue: adopters' and operators' surfaces): holders judged on
+their own terms, no HTTP to servers that are not tenure's, systemctl's verbs for every family,
+remediations that exist, words that cannot be misread, and `--watch` on a real terminal."""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import re
+import select
+import signal
+import struct
+import subprocess
+import termios
+from pathlib import Path
+from typing import Any
+
+import psutil
+import pyte
+
+from tenure.adapters.probe import open_ports
+from tenure.adapters.store import LeaseStore
+from tenure.core.record import LeaseRecord
+from tenure.testing import ProcessRegistry, pid_gone
+from tests.conftest import HERE, PY, block, block_fleet, popen_interruptible, wait_for
+
+BLOCK = block(__name__)
+assert BLOCK.extra is not None
+LO, HI = BLOCK.extra
+FAST = {"TENURE_LEASE_TTL": "3", "TENURE_HEARTBEAT": "0.5"}
+HELD = HERE.parent / "examples" / "held.py"
+# A listener that appends every byte it receives to a file: it must stay empty.
+LOGGER = (
+    "import socket, sys\n"
+    "s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n"
+    "s.bind(('127.0.0.1', int(sys.argv[1]))); s.listen(16)\n"
+    "while True:\n"
+    "    c, _ = s.accept(); c.settimeout(1.0)\n"
+    "    try:\n"
+    "        while data := c.recv(65536):\n"
+    "            open(sys.argv[2], 'ab').write(data)\n"
+    "    except OSError:\n"
+    "        pass\n"
+    "    c.close()\n"
+)
+
+
+def env_for(root: Path, **extra: str) -> dict[str, str]:
+    return {
+        **os.environ,
+        **FAST,
+        "TENURE_ROOT": str(root),
+        "TENURE_SYNC_PORTS": BLOCK.sync_env,
+        "TENURE_DASHBOARD_PORTS": BLOCK.dashboard_env,
+        "SPEC_KITTY_HOME": str(root.parent / "legacy"),
+        **extra,
+    }
+
+
+def tenure(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [PY, "-m", "tenure", *args],
+        env=env_for(root),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def doctor(root: Path) -> tuple[dict[str, Any], int]:
+    done = tenure(root, "auth", "doctor", "--json")
+    assert done.returncode in (0, 1), done.stderr
+    doc: dict[str, Any] = json.loads(done.stdout)
+    return doc, done.returncode
+
+
+def start_held(root: Path, registry: ProcessRegistry) -> subprocess.Popen[str]:
+    """examples/held.py: a `tenure.hold` daemon without a port or HTTP."""
+    proc = popen_interruptible(
+        [PY, str(HELD), str(root), "1.0"], env=env_for(root), stdout=subprocess.PIPE
+    )
+    registry.popens.append(proc)  # type: ignore[arg-type]
+    registry.track(proc.pid)
+    assert proc.stdout is not None
+    assert proc.stdout.readline().startswith("holding epoch")
+    return proc
+
+
+def start_run(root: Path, registry: ProcessRegistry, log: Path) -> subprocess.Popen[bytes]:
+    """A byte-logging server under `tenure run` in the custom family `web`."""
+    argv = [PY, "-m", "tenure", "run", "--family", "web", "--version", "1.0"]
+    argv += ["--ports", f"{LO}-{HI}", "--", PY, "-c", LOGGER, "{port}", str(log)]
+    wrapper = registry.spawn(argv, env=env_for(root))
+
+    def serving() -> bool:
+        rec = LeaseStore(root, "web").read()
+        return (
+            isinstance(rec, LeaseRecord)
+            and rec.child is not None
+            and rec.holder.port is not None
+            and open_ports([rec.holder.port]) == [rec.holder.port]
+        )
+
+    wait_for(serving, what="the logging server under tenure run to listen")
+    return wrapper
+
+
+def test_holders_are_judged_on_their_own_terms_and_servers_get_no_http(
+    tmp_path: Path, proc_registry: ProcessRegistry
+) -> None:
+    """A `hold` daemon without HTTP and a `tenure run` child are healthy: the doctor exits 0
+    with no critical finding; neither the recorded child nor a stranger listening in the custom
+    family's range receives a single byte from `tenure ls`, the doctor or `tenure status`."""
+    root = tmp_path / "root"
+    stray_log, child_log = tmp_path / "stray.bytes", tmp_path / "child.bytes"
+    stray_log.touch()
+    child_log.touch()
+    stray = proc_registry.spawn([PY, "-c", LOGGER, str(HI), str(stray_log)])
+    wait_for(lambda: open_ports([HI]) == [HI], what="the stray listener")
+    start_held(root, proc_registry)
+    start_run(root, proc_registry, child_log)
+    assert tenure(root, "ls", "--json").returncode == 0
+    doc, code = doctor(root)
+    assert code == 0, doc["findings"]
+    assert [f for f in doc["findings"] if f["severity"] == "critical"] == []
+    leases = {lease["family"]: lease for lease in doc["leases"]}
+    for fam in ("indexer", "web"):
+        assert (leases[fam]["state"], leases[fam]["holder_answers"]) == ("held", None)
+    assert {c["port"] for c in doc["candidates"] if c["scan_family"] == "web"} >= {HI}
+    for fam in ("indexer", "web"):
+        status = tenure(root, "status", fam)
+        assert status.returncode == 0, status.stdout + status.stderr
+        assert f"{fam} held" in status.stdout
+    assert stray.poll() is None
+    assert (stray_log.read_bytes(), child_log.read_bytes()) == (b"", b"")
+
+
+def shell_fix(root: Path, remediation: str) -> None:
+    """Run a finding's remediation as an operator would (the text before a two-space note)."""
+    command = remediation.split("  (", maxsplit=1)[0].replace("tenure ", f"{PY} -m tenure ")
+    done = subprocess.run(
+        ["bash", "-c", command],
+        env=env_for(root),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, (command, done.stdout, done.stderr)
+
+
+def test_a_stopped_hold_daemon_is_not_renewing_and_tenure_stop_fixes_it(
+    tmp_path: Path, proc_registry: ProcessRegistry
+) -> None:
+    """SIGSTOP a `hold` daemon (no control port): once its lease expired the doctor says it is
+    alive but not renewing (critical, exit 1); its remediation, run as printed, removes it."""
+    root = tmp_path / "root"
+    held = start_held(root, proc_registry)
+    held.send_signal(signal.SIGSTOP)
+    try:
+
+        def finding() -> dict[str, Any] | None:
+            doc, code = doctor(root)
+            found = [f for f in doc["findings"] if f["id"] == "holder_not_renewing:indexer"]
+            return found[0] if found and code == 1 else None
+
+        found = wait_for(finding, what="the doctor to see the stopped holder")
+        assert isinstance(found, dict)
+        assert found["remediation"].startswith("tenure stop indexer")
+        shell_fix(root, found["remediation"])
+    finally:
+        if held.poll() is None:
+            held.send_signal(signal.SIGCONT)
+    assert held.wait(60) == 0  # SIGTERM + SIGCONT: it retired gracefully
+    doc, code = doctor(root)
+    assert code == 0, doc["findings"]
+    assert "retired" in tenure(root, "ls").stdout or "released" in tenure(root, "ls").stdout
+
+
+def test_a_wedged_sync_daemon_is_fixed_by_the_remediation_as_printed(
+    tmp_path: Path, proc_registry: ProcessRegistry
+) -> None:
+    """holder_not_answering names `tenure stop sync`, a command that exists and removes it."""
+    fleet = block_fleet(BLOCK, tmp_path, proc_registry, **FAST)
+    started = fleet.start("sync")
+    proc = psutil.Process(started["pid"])
+    proc.suspend()
+    try:
+        done = fleet.cli("auth", "doctor", "--json", check=False)
+        doc = json.loads(done.stdout)
+        (found,) = [f for f in doc["findings"] if f["id"] == "holder_not_answering:sync"]
+        assert found["remediation"].startswith("tenure stop sync")
+        command = found["remediation"].split("  (", maxsplit=1)[0]
+        fixed = fleet.cli(*command.split()[1:], check=False)
+        assert fixed.returncode == 0, fixed.stderr
+    finally:
+        if proc.is_running():
+            proc.resume()
+    wait_for(lambda: pid_gone(started["pid"]), what="the wedged daemon to be stopped")
+    after = json.loads(fleet.cli("auth", "doctor", "--json", check=False).stdout)
+    assert "holder_not_answering:sync" not in {f["id"] for f in after["findings"]}
+
+
+def test_systemctl_and_docker_habits_get_an_answer(tmp_path: Path) -> None:
+    """`tenure redis stop` says what exists; `logs` of nothing fails in one line; `restart` of
+    a family tenure cannot start says so; no `<bool>` in help and no padding when piped."""
+    root = tmp_path / "root"
+    wrong = tenure(root, "redis", "stop")
+    assert wrong.returncode == 2
+    assert "Did you mean 'tenure stop redis'?" in wrong.stderr
+    logs = tenure(root, "logs", "nosuch")
+    assert logs.returncode == 1
+    assert logs.stderr.count("\n") == 1
+    assert "no nosuch log" in logs.stderr
+    restart = tenure(root, "restart", "indexer")
+    assert restart.returncode == 2
+    assert "tenure stop indexer" in restart.stderr
+    for command in (["ls", "-h"], ["auth", "doctor", "-h"], ["-h"], ["auth", "doctor"]):
+        out = tenure(root, *command).stdout
+        assert "<bool>" not in out
+        assert [line for line in out.splitlines() if line != line.rstrip()] == []
+    relative = subprocess.run(
+        [PY, "-m", "tenure", "ls"],
+        env={**env_for(root), "TENURE_ROOT": "relroot"},
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert relative.stdout.splitlines()[0] == f"root {tmp_path / 'relroot'}"
+
+
+def test_an_absent_or_released_lease_is_told_in_plain_words(
+    tmp_path: Path, proc_registry: ProcessRegistry
+) -> None:
+    """No `renewed … ago` for a released lease, no countdown for a dead holder's lease, no
+    row of dashes for an absent one, no Python `None`."""
+    root = tmp_path / "root"
+    held = start_held(root, proc_registry)
+    held.kill()
+    held.wait(30)
+    ls = tenure(root, "ls").stdout
+    (line,) = [x for x in ls.splitlines() if x.startswith("indexer")]
+    assert "holder gone (dead)" in line
+    assert "expires in" not in line
+    human = tenure(root, "auth", "doctor").stdout
+    assert "None" not in human
+    assert "version -; renewed -" not in human
+    wrapper = start_held(root, proc_registry)
+    wrapper.send_signal(signal.SIGTERM)
+    wrapper.wait(60)
+    (line,) = [x for x in tenure(root, "ls").stdout.splitlines() if x.startswith("indexer")]
+    assert "released" in line
+    assert "renewed" not in line
+
+
+def test_watch_on_a_real_terminal_replaces_each_frame(tmp_path: Path) -> None:
+    """`tenure auth doctor --watch` in a pseudo-terminal of 80 by 24, read by a terminal emulator:
+    after several refreshes the screen holds exactly one frame (one title, one header), even
+    though a frame is taller than the terminal."""
+    root = tmp_path / "root"
+    (root / "leases").mkdir(parents=True, mode=0o700)
+    os.chmod(root, 0o700)
+    for n in range(12):  # unreadable records: a line and a finding each, so a frame overflows
+        (root / "leases" / f"fam{n:02d}.json").write_bytes(b"not a record")
+    rows, cols = 24, 80
+    master, slave = os.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
+    env = {k: v for k, v in env_for(root).items() if k not in ("COLUMNS", "LINES")}
+    env["TERM"] = "xterm-256color"
+    proc = subprocess.Popen(
+        [PY, "-m", "tenure", "auth", "doctor", "--watch"],
+        stdin=slave,
+        stdout=slave,
+        stderr=slave,
+        env=env,
+        start_new_session=True,
+    )
+    os.close(slave)
+    screen = pyte.Screen(cols, rows)
+    stream = pyte.ByteStream(screen)
+    stamps: set[str] = set()
+    try:
+
+        def refreshed_twice() -> bool:
+            while select.select([master], [], [], 0)[0]:
+                try:
+                    data = os.read(master, 65536)
+                except OSError:
+                    return False
+                if not data:
+                    return False
+                stream.feed(data)
+            title = [line for line in screen.display if "watching" in line]
+            stamps.update(re.findall(r"refreshed (\d\d:\d\d:\d\d)", " ".join(title)))
+            return len(stamps) >= 3
+
+        wait_for(refreshed_twice, timeout=90, what="three frames of the watch")
+        text = screen.display
+        assert sum("watching — refreshed" in line for line in text) == 1, "\n".join(text)
+        assert sum(line.startswith("tenure auth doctor") for line in text) == 1, "\n".join(text)
+        assert text[0].startswith("watching — refreshed"), "\n".join(text)
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(30)
+        os.close(master)
