@@ -380,14 +380,23 @@ def test_cli_conventions(fleet: Fleet) -> None:
     assert fleet.cli("-V").stdout.startswith("tenure ")
     assert "Examples" in fleet.cli("sync", "start", "-h").stdout
     help_lines = bare.stdout.splitlines()
-    start = next(i for i, line in enumerate(help_lines) if "Commands" in line)
-    end = next(i for i in range(start, len(help_lines)) if help_lines[i].startswith("╰"))
+    start = next(i for i, line in enumerate(help_lines) if line == "Commands:")
+    end = next(i for i in range(start, len(help_lines)) if not help_lines[i].strip())
     commands = [
-        line[2:].split()[0]
+        line.split()[0]
         for line in help_lines[start + 1 : end]
-        if line.startswith("│ ") and line[2:3] != " "
+        if line.startswith("  ") and line[2:3] != " "
     ]
-    assert commands[:8] == ["sync", "dashboard", "ls", "logs", "doctor", "auth", "run", "demo"]
+    assert commands[:8] == [
+        "sync",
+        "dashboard",
+        "ls",
+        "status",
+        "logs",
+        "stop",
+        "restart",
+        "doctor",
+    ]
     assert "tenure auth doctor" in fleet.cli("doctor", "-h").stdout
     assert "--install-completion" in bare.stdout
     loud = fleet.cli("sync", "start")

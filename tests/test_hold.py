@@ -370,7 +370,7 @@ def test_run_refuses_when_an_equal_version_holds(
     root = tmp_path / "root"
     first, child = run_wrapped(root, proc_registry, "1.0")
     again = subprocess.run(
-        run_argv("1.0", "--", *SERVER),
+        run_argv("1.0", "--ports", RANGE, "--", *SERVER),
         env={**os.environ, **FAST, "TENURE_ROOT": str(root)},
         capture_output=True,
         text=True,

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from tenure.core.classify import CleanupClass, DaemonIdentityRecord, Governance, SkipReason
+from tenure.core.families import FAMILIES
 
 RESET = "tenure auth doctor --reset"
 RESET_FORCE = "tenure auth doctor --reset --force"
@@ -48,7 +49,6 @@ class LeaseFacts:
     holder_pid: int | None = None
     holder_answers: bool | None = None  # None: not asked (no control port)
     holder_alive: bool | None = None
-    builtin: bool = False  # tenure can start it itself (`tenure <family> start`)
 
 
 def plural(n: int, word: str, words: str | None = None) -> str:
@@ -121,7 +121,7 @@ def _lease_findings(lease: LeaseFacts) -> list[Finding]:
                 "critical",
                 f"{fam} lease record is unreadable: {lease.unreadable_reason}",
                 f"rm {lease.record_path} && tenure {fam} start"
-                if lease.builtin
+                if fam in FAMILIES  # tenure starts only its own families
                 else f"rm {lease.record_path}  (the family's next start takes the lease)",
             )
         )

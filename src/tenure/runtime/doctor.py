@@ -22,7 +22,6 @@ from tenure.adapters.store import LeaseStore
 from tenure.adapters.tombstones import read_tombstones
 from tenure.core import schemas
 from tenure.core.classify import CleanupClass, DaemonIdentityRecord
-from tenure.core.families import FAMILIES
 from tenure.core.findings import Finding, LeaseFacts, RootProblem, build_findings, remediation_for
 from tenure.core.health import parse_health
 from tenure.core.lease import Liveness, lease_status
@@ -173,7 +172,6 @@ def build_report_findings(report: DoctorReport) -> list[Finding]:
             holder_pid=lease.holder_pid,
             holder_answers=lease.holder_answers if lease.holder_alive else None,
             holder_alive=lease.holder_alive,
-            builtin=lease.family in FAMILIES,
         )
         for lease in report.leases
     ]

@@ -124,10 +124,10 @@ def _governor(
 def make_way(governor: Governor) -> float:
     """Under the family's start lock: an older live holder is asked to retire and waited for
     (at most `leave_wait`); how much longer to wait for its lease when it did not leave. An
-    equal or newer live holder raises `LeaseHeld` (it is never superseded by an older one)."""
+    equal or newer live holder is left to `acquire` (which refuses it, or waits `wait_s`)."""
     g = governor
     with locked(RootLayout(g.root).start_lock(g.family), timeout_s=start_lock_wait(g.timing)):
-        plan = prepare_start(g.store, g.version, g.timing, usable=None)
+        plan = prepare_start(g.store, g.version, g.timing, usable=lambda _rec: True)
     # Only a supersession adds a wait: any other lease is judged by `acquire` as before.
     return plan.wait_s if plan.action == "superseded" else 0.0
 

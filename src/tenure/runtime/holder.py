@@ -44,6 +44,7 @@ from tenure.errors import (
     RootError,
 )
 from tenure.runtime.observer import Watcher, observe, release_and_record
+from tenure.runtime.supersede import lease_held
 
 __all__ = ["ACQUIRE_POLL_S", "Governor", "RetireReason", "Watcher", "observe"]
 
@@ -163,6 +164,8 @@ class Governor:
         current = self.store.read()
         if isinstance(current, Unreadable):
             raise LeaseUnreadable(self.store.record_path, current.reason)
+        if isinstance(current, LeaseRecord) and current.state is LeaseState.HELD:
+            raise lease_held(current)  # names where a foreign holder lives, and its expiry
         held = decision.held_by or self.me
         epoch = current.epoch if isinstance(current, LeaseRecord) else 0
         raise LeaseHeld(self.family, held.pid, held.version, held.port, epoch)
