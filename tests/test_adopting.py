@@ -18,6 +18,7 @@ from typing import Any
 
 import psutil
 import pyte
+import pytest
 
 from tenure.adapters.probe import open_ports
 from tenure.adapters.store import LeaseStore
@@ -311,3 +312,40 @@ def test_watch_on_a_real_terminal_replaces_each_frame(tmp_path: Path) -> None:
             proc.kill()
             proc.wait(30)
         os.close(master)
+
+
+SERVED = HERE.parent / "examples" / "served.py"
+RECORDS_ITS_START = (
+    "import os, runpy, sys\n"
+    "open('seen.txt', 'w').write(os.getcwd() + '\\n' + os.environ['GREETING'])\n"
+    "sys.argv = [sys.argv[1], sys.argv[2]]\n"
+    "runpy.run_path(sys.argv[0], run_name='__main__')\n"
+)
+
+
+def test_ensure_passes_env_and_cwd_and_waits_for_the_port(
+    tmp_path: Path, proc_registry: ProcessRegistry
+) -> None:
+    """`ensure(env=, cwd=, ready="port")`: the daemon sees both, and its port accepts the
+    moment `ensure` returns; `{port}` without a range is a usage error before any spawn."""
+    import tenure
+
+    root, work = tmp_path / "root", tmp_path / "work"
+    work.mkdir()
+    found = tenure.ensure(
+        "indexer",
+        [PY, "-c", RECORDS_ITS_START, str(SERVED), "1.0"],
+        version="1.0",
+        ports=(LO, HI),
+        root=root,
+        env={"GREETING": "hello"},
+        cwd=work,
+        ready="port",
+    )
+    proc_registry.track(found.pid)
+    assert found.port is not None
+    assert open_ports([found.port]) == [found.port]
+    assert (work / "seen.txt").read_text().splitlines() == [str(work), "hello"]
+    with pytest.raises(tenure.TenureError, match="ports"):
+        tenure.ensure("other", [PY, "-c", "pass", "{port}"], version="1.0", root=root)
+    assert tenure.stop("indexer", root) == found.pid

@@ -14,12 +14,17 @@ from tenure.errors import RootError
 
 
 def spawn_detached(
-    root: Path, family: str, argv: Sequence[str], env: dict[str, str] | None = None
+    root: Path,
+    family: str,
+    argv: Sequence[str],
+    env: dict[str, str] | None = None,
+    cwd: str | os.PathLike[str] | None = None,
 ) -> subprocess.Popen[bytes]:
     """Start `argv` in a new session with stdin closed and stdout/stderr to the family's log.
 
     The log is opened without following a link or blocking (root.md#files); a log that is a
-    link or not a file is a `RootError` naming it. `env` adds to this process's environment.
+    link or not a file is a `RootError` naming it. `env` adds to this process's environment;
+    `cwd` replaces its working directory.
     """
     ensure_subdir(root, "logs")
     log = RootLayout(root).log(family)
@@ -37,6 +42,7 @@ def spawn_detached(
             start_new_session=True,
             close_fds=True,
             env=None if env is None else {**os.environ, **env},
+            cwd=cwd,
         )
     finally:
         os.close(fd)

@@ -14,9 +14,8 @@ from __future__ import annotations
 import os
 import subprocess
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import Any
 
 from tenure.adapters import config
@@ -37,7 +36,7 @@ from tenure.core.timing import (
     SPAWN_TIMEOUT_S,
     start_lock_wait,
 )
-from tenure.errors import DaemonStartError
+from tenure.errors import ConfigError, DaemonStartError
 from tenure.runtime.doctor import LeaseReport, lease_report
 from tenure.runtime.supersede import (
     answers_as_holder,
@@ -47,6 +46,8 @@ from tenure.runtime.supersede import (
     prepare_start,
 )
 from tenure.runtime.supervise import escalate
+
+READY = ("lease", "port")
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,26 +97,31 @@ def free_port(ports: tuple[int, int] | None, prefer: int | None = None) -> int |
 
 
 def _spawn(
-    family: str,
+    store: LeaseStore,
     command: Sequence[str],
-    root: Path,
     version: str,
     ports: tuple[int, int] | None,
     *,
     wait: float,
+    env: Mapping[str, str] | None,
+    cwd: str | os.PathLike[str] | None,
 ) -> subprocess.Popen[bytes]:
-    port = free_port(ports)
+    family, root = store.family, store.root
+    last = store.read()
+    # The previous holder's port when it is free again: an upgrade keeps the port clients know.
+    port = free_port(ports, prefer=last.holder.port if isinstance(last, LeaseRecord) else None)
     argv = [arg.replace("{port}", str(port)) if port is not None else arg for arg in command]
-    env = {
+    added = {
+        **(env or {}),
         config.FAMILY_ENV: family,
         config.ROOT_ENV: str(root),
         "TENURE_VERSION": version,
         config.WAIT_ENV: f"{wait:.3f}",
     }
     if port is not None and ports is not None:
-        env[config.PORT_ENV] = str(port)
-        env[config.PORTS_ENV] = f"{ports[0]}-{ports[1]}"
-    return spawn_detached(root, family, argv, env)
+        added[config.PORT_ENV] = str(port)
+        added[config.PORTS_ENV] = f"{ports[0]}-{ports[1]}"
+    return spawn_detached(root, family, argv, added, cwd)
 
 
 def ensure(
@@ -126,9 +132,21 @@ def ensure(
     ports: tuple[int, int] | None = None,
     root: str | os.PathLike[str] | None = None,
     notify: Notify = quiet,
+    env: Mapping[str, str] | None = None,
+    cwd: str | os.PathLike[str] | None = None,
+    ready: str = "lease",
 ) -> Ensured:
-    """Exactly one daemon of `family` for this root, at `version` or newer; see the module doc."""
+    """Exactly one daemon of `family` for this root, at `version` or newer; see the module doc.
+
+    The command inherits this process's environment (plus `env`) and working directory (or
+    `cwd`). `ready="lease"` returns once the spawned daemon holds the lease; `ready="port"`
+    also waits until its recorded port accepts a connection (a reused holder: at once).
+    """
     check_daemon(family, version, ports)  # before any file is touched
+    if ready not in READY:
+        raise ConfigError(f"ready={ready!r}: expected one of {', '.join(READY)}")
+    if ports is None and any("{port}" in arg for arg in command):
+        raise ConfigError("the command uses {port}: give the family's port range (ports=(lo, hi))")
     timing = config.timing()
     the_root = ensure_root(given_or_default(root))
     store = LeaseStore(the_root, family)
@@ -139,7 +157,7 @@ def ensure(
         plan = prepare_start(store, version, timing, _usable, notify)
         if plan.reuse is not None:
             return _ensured(plan.reuse, plan.action)
-        proc = _spawn(family, command, the_root, version, ports, wait=plan.wait_s)
+        proc = _spawn(store, command, version, ports, wait=plan.wait_s, env=env, cwd=cwd)
 
         def holds() -> LeaseRecord | None:
             if proc.poll() is not None:
@@ -148,9 +166,14 @@ def ensure(
                     f"lease; see {RootLayout(the_root).log(family)}"
                 )
             now = store.read()
-            if isinstance(now, LeaseRecord) and now.holder.pid == proc.pid:
-                return now if now.state is LeaseState.HELD else None
-            return None
+            if not (isinstance(now, LeaseRecord) and now.holder.pid == proc.pid):
+                return None
+            if now.state is not LeaseState.HELD:
+                return None
+            port = now.holder.port
+            if ready == "port" and port is not None and open_ports([port]) != [port]:
+                return None
+            return now
 
         fresh = wait_until(holds, SPAWN_TIMEOUT_S + plan.wait_s, POLL_S)
         if fresh is None:
