@@ -40,7 +40,12 @@ def conformance_cmd(
     ctx: typer.Context,
     *,
     family: str = typer.Option("conformance", "--family", help="The family the daemon holds."),
-    version: str = typer.Option("1.0", "--version", help="The version to start it as (PEP 440)."),
+    version: str | None = typer.Option(
+        None,
+        "--version",
+        help="The version it must record (PEP 440); default: any it records "
+        "({version} and TENURE_VERSION are 1.0).",
+    ),
     ports: str | None = typer.Option(None, "--ports", help="LO-HI: the family's port range."),
     ttl: float = typer.Option(2.0, "--ttl", help="Lease TTL to run it with, in seconds."),
     heartbeat: float = typer.Option(0.25, "--heartbeat", help="Heartbeat to run it with."),

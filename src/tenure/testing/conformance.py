@@ -34,7 +34,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="check that the daemon command CMD speaks the tenure/1 protocol",
     )
     group.addoption("--tenure-conformance-family", metavar="NAME", default="conformance")
-    group.addoption("--tenure-conformance-version", metavar="V", default="1.0")
+    group.addoption("--tenure-conformance-version", metavar="V", default=None)
     group.addoption("--tenure-conformance-ports", metavar="LO-HI", default=None)
 
 

@@ -30,8 +30,10 @@ def takes_lease(s: Session, d: Started, rec: LeaseRecord, t0: float) -> Check:
     opts, problems = s.opts, []
     if rec.family != opts.family:
         problems.append(f"family {rec.family!r}, expected {opts.family!r}")
-    if rec.holder.version != opts.version:
+    if opts.version is not None and rec.holder.version != opts.version:
         problems.append(f"version {rec.holder.version!r}, expected {opts.version!r}")
+    elif parse_version(rec.holder.version) is None:
+        problems.append(f"version {rec.holder.version!r} is not PEP 440: it cannot be superseded")
     if rec.epoch < 1:
         problems.append(f"epoch {rec.epoch} (the first grant is 1)")
     if s.store.epoch_floor() < rec.epoch:
@@ -221,9 +223,9 @@ def _newer(version: str) -> str | None:
 
 
 def supersession(s: Session, d: Started, rec: LeaseRecord) -> Check:
-    newer = _newer(s.opts.version)
+    newer = _newer(rec.holder.version)
     if newer is None:
-        return Check("leaves_on_supersession", False, f"{s.opts.version!r} is not PEP 440")
+        return Check("leaves_on_supersession", False, f"{rec.holder.version!r} is not PEP 440")
 
     def mark(cur: LeaseRecord | Unreadable | None) -> tuple[SupersedeVerdict, LeaseRecord | None]:
         decision = decide_supersede(cur, newer, os.getpid(), time.time())

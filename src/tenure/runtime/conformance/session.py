@@ -25,13 +25,15 @@ from tenure.core.timing import POLL_S, SCAN_POLL_S, TREE_STOP
 from tenure.errors import ConfigError, TenureError
 from tenure.runtime.ensure import free_port
 
+DEFAULT_VERSION = "1.0"
+
 
 @dataclass(frozen=True, slots=True)
 class Options:
     """What the kit tells the daemon, and how long it waits for it."""
 
     family: str = "conformance"
-    version: str = "1.0"
+    version: str | None = None  # None: whatever PEP 440 version the daemon records
     ports: tuple[int, int] | None = None
     ttl_s: float = 2.0
     heartbeat_s: float = 0.25
@@ -39,6 +41,11 @@ class Options:
     leave_grace_s: float = 5.0  # on top of one TTL, for a process to notice and exit
     env: dict[str, str] = field(default_factory=dict)
     workdir: Path | None = None  # where the temporary roots go (default: the temp dir)
+
+    @property
+    def started_as(self) -> str:
+        """The version passed to the daemon (`{version}`, TENURE_VERSION)."""
+        return self.version or DEFAULT_VERSION
 
 
 class Failed(Exception):
@@ -78,7 +85,7 @@ class Session:
             "{port}": "" if port is None else str(port),
             "{root}": str(self.root),
             "{family}": opts.family,
-            "{version}": opts.version,
+            "{version}": opts.started_as,
         }
         argv = [_substitute(arg, values) for arg in self.command]
         # What a launcher passes comes from the kit alone, never from the caller's environment.
@@ -92,7 +99,7 @@ class Session:
             **opts.env,
             config.ROOT_ENV: str(self.root),
             config.FAMILY_ENV: opts.family,
-            "TENURE_VERSION": opts.version,
+            "TENURE_VERSION": opts.started_as,
             "TENURE_LEASE_TTL": f"{opts.ttl_s:g}",
             "TENURE_HEARTBEAT": f"{opts.heartbeat_s:g}",
             "TENURE_IDLE_SECONDS": "0",
