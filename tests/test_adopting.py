@@ -349,3 +349,29 @@ def test_ensure_passes_env_and_cwd_and_waits_for_the_port(
     with pytest.raises(tenure.TenureError, match="ports"):
         tenure.ensure("other", [PY, "-c", "pass", "{port}"], version="1.0", root=root)
     assert tenure.stop("indexer", root) == found.pid
+
+
+def test_the_library_works_without_the_cli_and_the_command_says_how_to_get_it() -> None:
+    """typer and rich are the `cli` extra's: with them missing, `tenure.hold` / `tenure.ensure`
+    import, and the `tenure` command is one line naming the extra (exit 2)."""
+    missing = "import sys; sys.modules['typer'] = sys.modules['rich'] = None\n"
+    library = subprocess.run(
+        [PY, "-c", missing + "import tenure; tenure.hold, tenure.ensure, tenure.stop; print('ok')"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert (library.returncode, library.stdout) == (0, "ok\n"), library.stderr
+    command = subprocess.run(
+        [PY, "-c", missing + "from tenure.__main__ import main; main()", "ls"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert command.returncode == 2
+    assert command.stderr.splitlines() == [
+        "tenure: the command line needs typer, which comes with its extra: "
+        "pip install 'tenure[cli]'"
+    ]

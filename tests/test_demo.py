@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -152,6 +153,16 @@ def test_the_built_wheel_installs_and_runs_in_a_clean_venv(tmp_path: Path) -> No
     (sdist,) = dist.glob("*.tar.gz")
     names = zipfile.ZipFile(wheel).namelist()
     assert "tenure/py.typed" in names
+    (meta,) = [n for n in names if n.endswith(".dist-info/METADATA")]
+    requires = [
+        line.split(":", 1)[1].strip()
+        for line in zipfile.ZipFile(wheel).read(meta).decode().splitlines()
+        if line.startswith("Requires-Dist:")
+    ]
+    # typer and rich are the CLI's (`tenure[cli]`), never the library's.
+    cli_deps = [r for r in requires if re.split(r"[<>=; ]", r, maxsplit=1)[0] in ("typer", "rich")]
+    assert cli_deps
+    assert all("extra ==" in r for r in cli_deps), cli_deps
     assert any(n.endswith("licenses/LICENSE") for n in names)
     with tarfile.open(sdist) as tar:
         members = tar.getnames()

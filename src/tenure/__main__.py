@@ -1,5 +1,30 @@
-"""`python -m tenure` runs the CLI."""
+"""`python -m tenure` and the `tenure` command: the CLI, or one line saying how to get it.
 
-from tenure.cli import main
+The library installs without the CLI's dependencies (typer, rich): `pip install tenure` for
+`tenure.hold` / `tenure.ensure`, `pip install 'tenure[cli]'` for the command line.
+"""
 
-main()
+from __future__ import annotations
+
+import sys
+
+CLI_DEPENDENCIES = ("typer", "rich", "click")
+
+
+def main() -> None:
+    """Run the CLI; without its extra installed, say how to install it (exit 2)."""
+    try:
+        from tenure.cli import main as cli_main  # noqa: PLC0415  (only the CLI pays for typer)
+    except ModuleNotFoundError as exc:
+        if (exc.name or "").split(".")[0] not in CLI_DEPENDENCIES:
+            raise
+        sys.stderr.write(
+            f"tenure: the command line needs {exc.name}, which comes with its extra: "
+            "pip install 'tenure[cli]'\n"
+        )
+        raise SystemExit(2) from None
+    cli_main()
+
+
+if __name__ == "__main__":
+    main()
