@@ -87,6 +87,7 @@ def test_the_bounds_table_is_the_code() -> None:
         "start_lock_wait": f"2 T + 60 s ({timing.start_lock_wait(t):g} at T=9)",
         "SPAWN_TIMEOUT_S": f"{timing.SPAWN_TIMEOUT_S:g} s",
         "START_ATTEMPTS": f"{timing.START_ATTEMPTS}",
+        "PORT_RELEASE_WAIT_S": f"{timing.PORT_RELEASE_WAIT_S:g} s",
         "REAPER_REPORT_WAIT_S": f"{timing.REAPER_REPORT_WAIT_S:g} s",
         "TREE_STOP": f"SIGTERM, {timing.TREE_STOP.grace_s:g} s, SIGKILL, "
         f"{timing.TREE_STOP.kill_wait_s:g} s; whole tree",

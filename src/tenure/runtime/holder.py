@@ -242,6 +242,11 @@ class Governor:
         `tenure run` sets it when its whole tree is gone."""
         self._release_gate = gate
 
+    @property
+    def replaced_a_tree(self) -> bool:
+        """Whether taking the lease meant stopping a replaced holder's tree (or child)."""
+        return self._orphan_stop is not None
+
     def settle_takeover(self, timeout: float) -> bool:
         """Wait until the tree of the holder we replaced is stopped (break before make); True
         when it is (or there was none)."""

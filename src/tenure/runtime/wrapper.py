@@ -28,6 +28,7 @@ from types import FrameType
 
 from tenure.adapters import config, guard
 from tenure.adapters.peers import established_on
+from tenure.adapters.probe import open_ports
 from tenure.adapters.procinfo import child_identity
 from tenure.adapters.root import default_root, ensure_root
 from tenure.adapters.store import LeaseStore
@@ -39,11 +40,14 @@ from tenure.adapters.tree import (
     reap_orphans,
     stop_tree,
 )
+from tenure.adapters.waiting import wait_until
 from tenure.core.inputs import check_daemon
 from tenure.core.record import LeaseRecord
 from tenure.core.timing import (
     POLL_S,
+    PORT_RELEASE_WAIT_S,
     RUN_DRAIN_S,
+    SCAN_POLL_S,
     TREE_STOP,
 )
 from tenure.errors import ConfigError, Retiring, TenureError
@@ -118,7 +122,12 @@ def run(
         # port is free again and an upgrade keeps it.
         held.governor.settle_takeover(TREE_STOP.bound_s + 1)
         if port is None:
+            if keep is not None and held.governor.replaced_a_tree:
+                # Its processes are gone; give the kernel a moment to close their listener.
+                wait_until(lambda: not open_ports([keep]), PORT_RELEASE_WAIT_S, SCAN_POLL_S)
             port = free_port(ports, prefer=keep)
+            if keep is not None and port != keep and ports and ports[0] <= keep <= ports[1]:
+                print(f"tenure: port {keep} is still in use; serving on {port}", file=sys.stderr)
         return _serve(held, command, port, idle_s)
     return 0  # `Retiring` ended the block (the lease went before the child started)
 
