@@ -109,3 +109,36 @@ def test_the_bounds_table_is_the_code() -> None:
             documented[cells[0].strip("`")] = cells[1]
     expected = {k: v.split(" (")[0] for k, v in code.items()}
     assert documented == expected
+
+
+def test_the_adopters_path_loads_only_the_generic_protocol() -> None:
+    """`import tenure` plus `tenure.ensure` / `tenure.hold` load no doctor, survey, legacy
+    classifier, reaper, findings or CLI (a proxy for the cold start a tool's CLI pays)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, tenure\n"
+        "tenure.ensure, tenure.hold, tenure.stop\n"
+        "print(' '.join(sorted(m for m in sys.modules if m.startswith(('tenure', 'typer', "
+        "'rich', 'click')))))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    loaded = out.stdout.split()
+    unwanted = (
+        "tenure.runtime.doctor",
+        "tenure.runtime.survey",
+        "tenure.runtime.launcher",
+        "tenure.runtime.supervise",
+        "tenure.core.classify",
+        "tenure.core.classify_legacy",
+        "tenure.core.speckitty",
+        "tenure.core.findings",
+        "tenure.adapters.reaper",
+        "tenure.cli",
+        "typer",
+        "rich",
+        "click",
+    )
+    assert [m for m in loaded if m.startswith(unwanted)] == []
+    assert len([m for m in loaded if m.startswith("tenure")]) <= 40

@@ -19,7 +19,7 @@ import psutil
 
 from tenure.adapters.http import LOOPBACK, health
 from tenure.adapters.procinfo import read_process, tree_cookies
-from tenure.core.classify import ListenerFacts
+from tenure.core.verdicts import ListenerFacts
 from tenure.errors import ScanIncomplete
 
 CONNECT_TIMEOUT_S = 0.05

@@ -16,7 +16,7 @@ import subprocess
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tenure.adapters import config
 from tenure.adapters.files import locked
@@ -24,6 +24,7 @@ from tenure.adapters.probe import open_ports
 from tenure.adapters.procinfo import holder_liveness
 from tenure.adapters.root import RootLayout, ensure_root, given_or_default
 from tenure.adapters.spawn import spawn_detached
+from tenure.adapters.stopping import stop_verified
 from tenure.adapters.store import LeaseStore
 from tenure.adapters.waiting import wait_until
 from tenure.core.inputs import check_daemon, check_family
@@ -37,7 +38,6 @@ from tenure.core.timing import (
     start_lock_wait,
 )
 from tenure.errors import ConfigError, DaemonStartError
-from tenure.runtime.doctor import LeaseReport, lease_report
 from tenure.runtime.supersede import (
     answers_as_holder,
     held_record,
@@ -45,7 +45,9 @@ from tenure.runtime.supersede import (
     lease_held,
     prepare_start,
 )
-from tenure.runtime.supervise import escalate
+
+if TYPE_CHECKING:
+    from tenure.runtime.doctor import LeaseReport
 
 READY = ("lease", "port")
 
@@ -183,6 +185,9 @@ def ensure(
 
 def status(family: str, root: str | os.PathLike[str] | None = None) -> LeaseReport:
     """The family's lease as `tenure ls` shows it (read-only)."""
+    # The report's module (the doctor's) loads only here: `ensure` stays lean.
+    from tenure.runtime.doctor import lease_report  # noqa: PLC0415
+
     return lease_report(given_or_default(root), check_family(family), time.time())
 
 
@@ -195,5 +200,5 @@ def stop(
     rec = LeaseStore(given_or_default(root), check_family(family)).read()
     if not isinstance(rec, LeaseRecord) or holder_liveness(rec) not in SEEN:
         return None  # a foreign holder goes on to the verified stop, which refuses it
-    escalate(rec, None, HOLDER_STOP.with_grace(wait_s))
+    stop_verified(rec.holder.ident, family, policy=HOLDER_STOP.with_grace(wait_s))
     return rec.holder.pid
