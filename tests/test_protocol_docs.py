@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 from tenure.core.record import PROTOCOL
 from tenure.runtime.holder import RetireReason
@@ -142,3 +143,45 @@ def test_the_adopters_path_loads_only_the_generic_protocol() -> None:
     )
     assert [m for m in loaded if m.startswith(unwanted)] == []
     assert len([m for m in loaded if m.startswith("tenure")]) <= 40
+
+
+def test_the_hot_commands_answer_without_typer_exactly_as_the_typer_app_does(
+    tmp_path: Path,
+) -> None:
+    """`tenure sync status` and friends go through the typer-free path (the cold start of a
+    tool's first command pays no CLI framework) and say exactly what the typer app says."""
+    import subprocess
+    import sys
+
+    root = str(tmp_path / "root")
+    hot = (
+        "import sys; from tenure.cli import main\n"
+        "try:\n    main()\nfinally:\n"
+        "    sys.stderr.write('typer loaded\\n' if 'typer' in sys.modules else '')\n"
+    )
+    typer_app = "import sys; from tenure.cli.app import app; app()"
+    for args in (
+        ["sync", "status", "--json", "--root", root],
+        ["status", "dashboard", f"--root={root}"],
+        ["dashboard", "stop", "-q", "--root", root],
+    ):
+        fast = subprocess.run(
+            [sys.executable, "-c", hot, *args], capture_output=True, text=True, check=False
+        )
+        slow = subprocess.run(
+            [sys.executable, "-c", typer_app, *args], capture_output=True, text=True, check=False
+        )
+        assert "typer loaded" not in fast.stderr, args
+        assert (fast.returncode, fast.stdout, fast.stderr) == (
+            slow.returncode,
+            slow.stdout,
+            slow.stderr,
+        ), args
+    typo = subprocess.run(
+        [sys.executable, "-c", hot, "sync", "status", "--jsn"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert typo.returncode == 2  # anything the hot path does not know goes to typer
+    assert "typer loaded" in typo.stderr

@@ -1,12 +1,11 @@
-"""The `tenure` command line (typer). Rich is imported lazily, only for human output."""
+"""The `tenure` command line: the hot commands without typer (`tenure.cli.hot`), everything
+else through the typer app. Rich is imported lazily, only for human output."""
 
 from __future__ import annotations
 
 import os
 import sys
 from typing import Any, TextIO
-
-from tenure.cli.app import app
 
 
 class PipeSafeStdout:
@@ -50,12 +49,17 @@ class PipeSafeStdout:
 
 def main() -> None:
     """Console-script entry point."""
-    from tenure.cli.common import EXIT_ATTENTION, EXIT_USAGE, error  # noqa: PLC0415
+    from tenure.cli.out import EXIT_ATTENTION, EXIT_USAGE, error  # noqa: PLC0415
     from tenure.errors import ConfigError, TenureError  # noqa: PLC0415
 
     sys.stdout = PipeSafeStdout(sys.stdout)  # type: ignore[assignment,unused-ignore]
     try:
-        app()
+        from tenure.cli.hot import dispatch  # noqa: PLC0415
+
+        if not dispatch(sys.argv[1:]):
+            from tenure.cli.app import app  # noqa: PLC0415  (typer: only when needed)
+
+            app()
     except KeyboardInterrupt:
         sys.exit(130)
     except TenureError as exc:

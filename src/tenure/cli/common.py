@@ -1,23 +1,11 @@
-"""Shared CLI plumbing: stderr diagnostics, JSON output, exit codes, the root option."""
+"""Shared typer plumbing: the options every command takes, help epilogs; the output helpers
+come from `tenure.cli.out` (no typer there, so the hot path can use them)."""
 
 from __future__ import annotations
 
-import json
-import sys
-from pathlib import Path
-from typing import Any, NoReturn
-
 import typer
 
-from tenure.core import schemas
-from tenure.errors import RootError, TenureError
-
-EXIT_OK = 0
-EXIT_ATTENTION = 1
-EXIT_USAGE = 2
-EXIT_INTERRUPTED = 130
-EXIT_TERMINATED = 143  # SIGTERM: 128 + 15, as a shell reports it
-SCHEMA_VERSION = schemas.DAEMON
+from tenure.cli.out import set_quiet
 
 ROOT_OPTION = typer.Option(
     None, "--root", help="Daemon root (default: $TENURE_ROOT or the user state dir)."
@@ -30,21 +18,12 @@ LEGACY_ROOT_OPTION = typer.Option(
 )
 
 
-class _Quiet:
-    on = False
-
-
-def _set_quiet(value: bool) -> bool:
-    _Quiet.on = _Quiet.on or value
-    return value
-
-
 QUIET_OPTION = typer.Option(
     False,
     "--quiet",
     "-q",
     help="No progress or notes on stderr (errors still show).",
-    callback=_set_quiet,
+    callback=set_quiet,
 )
 
 EXIT_CODES_HELP = (
@@ -57,91 +36,3 @@ def examples(*lines: str) -> str:
     """An examples epilog for a command's --help (Rich keeps the line breaks)."""
     body = "\n\n".join(f"  {line}" for line in lines)
     return f"Examples:\n\n{body}\n\n{EXIT_CODES_HELP}"
-
-
-def resolve_root(root: Path | None) -> Path:
-    """The root to use: the option, else $TENURE_ROOT, else the platform default; absolute,
-    so what is printed names the same directory from anywhere."""
-    from tenure.adapters.root import default_root  # noqa: PLC0415  (filelock is slow to import)
-
-    return (root if root is not None else default_root()).expanduser().absolute()
-
-
-def lease_timing(doc: dict[str, Any]) -> str:
-    """A lease's timing in words that cannot be misread (`lease_json`'s fields): a released
-    lease says when it was released, a dead holder's lease shows no countdown, an expired one
-    says how long ago it expired; "" when there is no timing to tell (absent, unreadable)."""
-    state, renewed, expires = doc.get("state"), doc.get("renewed_ago_s"), doc.get("expires_in_s")
-    if not isinstance(renewed, int | float):
-        return ""
-    if state == "released":
-        return f"released {renewed:.1f}s ago"
-    if state == "expired" and doc.get("holder_alive") is False:
-        return f"holder gone (dead); last renewed {renewed:.1f}s ago"
-    if not isinstance(expires, int | float):
-        return f"renewed {renewed:.1f}s ago"
-    if expires < 0 or state == "expired":
-        return f"renewed {renewed:.1f}s ago, expired {max(-expires, 0.0):.1f}s ago"
-    return f"renewed {renewed:.1f}s ago, expires in {expires:.1f}s"
-
-
-def clean(text: object) -> str:
-    """Text from outside made safe for a terminal: control characters shown as escapes.
-
-    Health answers, argv, records, tombstones and file names can carry ESC sequences or BEL;
-    none of them reaches a terminal raw. (Rich markup is never interpreted either: human
-    output renders outside strings as `rich.text.Text`, not as markup.)
-    """
-    s = str(text)
-    if s.isprintable():
-        return s
-    return "".join(ch if ch.isprintable() else _escape(ord(ch)) for ch in s)
-
-
-def _escape(code: int) -> str:
-    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
-
-
-def note(message: str) -> None:
-    """A diagnostic line on stderr (stdout carries only the result), control-safe.
-
-    Silenced by --quiet; errors go through `fail`, which is never silenced.
-    """
-    if not _Quiet.on:
-        typer.echo(clean(message), err=True)
-
-
-def error(message: str) -> None:
-    """An error on stderr, shown even with --quiet. A message of several lines (a start error
-    with its log's tail) keeps its line breaks; every other control character is escaped."""
-    typer.echo("\n".join(clean(line) for line in f"error: {message}".split("\n")), err=True)
-
-
-def emit_json(doc: dict[str, Any]) -> None:
-    """Print one JSON document on stdout."""
-    sys.stdout.write(json.dumps({"schema_version": SCHEMA_VERSION, **doc}, sort_keys=True) + "\n")
-
-
-def root_fix(exc: RootError) -> str:
-    """The one-line fix for a refused root, file or subdirectory (same advice as the doctor)."""
-    from tenure.core.findings import RootProblem, root_remediation  # noqa: PLC0415
-
-    if exc.kind in ("uncreatable", "unwritable", "missing"):
-        return "use a writable directory of yours: --root DIR or TENURE_ROOT=DIR"
-    return root_remediation(RootProblem(str(exc.path), exc.kind, str(exc)))[1]
-
-
-def fail(exc: BaseException, as_json: bool) -> NoReturn:
-    """Report an error in one line and exit: 2 for bad configuration, 1 otherwise."""
-    from tenure.errors import ConfigError  # noqa: PLC0415
-
-    message = str(exc)
-    if isinstance(exc, RootError):
-        message = f"{message}; fix: {root_fix(exc)}"
-    elif isinstance(exc, OSError) and not isinstance(exc, TenureError):
-        where = f" ({exc.filename})" if exc.filename else ""
-        message = f"{exc.strerror or exc}{where}"
-    if as_json:
-        emit_json({"error": type(exc).__name__, "message": message})
-    error(message)
-    raise typer.Exit(EXIT_USAGE if isinstance(exc, ConfigError) else EXIT_ATTENTION)

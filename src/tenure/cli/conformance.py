@@ -6,13 +6,12 @@ from pathlib import Path
 
 import typer
 
-from tenure.cli.common import (
+from tenure.cli.common import JSON_OPTION, QUIET_OPTION
+from tenure.cli.out import (
     EXIT_ATTENTION,
     EXIT_INTERRUPTED,
     EXIT_OK,
     EXIT_USAGE,
-    JSON_OPTION,
-    QUIET_OPTION,
     clean,
     emit_json,
     error,

@@ -9,7 +9,8 @@ from typing import Any
 
 import typer
 
-from tenure.cli.common import JSON_OPTION, note
+from tenure.cli.common import JSON_OPTION
+from tenure.cli.out import note
 from tenure.core import schemas
 
 

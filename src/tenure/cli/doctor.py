@@ -10,19 +10,15 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from tenure.cli.common import (
+from tenure.cli.common import JSON_OPTION, LEGACY_ROOT_OPTION, QUIET_OPTION, ROOT_OPTION, examples
+from tenure.cli.out import (
     EXIT_ATTENTION,
     EXIT_INTERRUPTED,
     EXIT_OK,
     EXIT_TERMINATED,
     EXIT_USAGE,
-    JSON_OPTION,
-    LEGACY_ROOT_OPTION,
-    QUIET_OPTION,
-    ROOT_OPTION,
     clean,
     error,
-    examples,
     note,
     resolve_root,
 )

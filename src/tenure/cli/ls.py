@@ -9,18 +9,8 @@ from pathlib import Path
 
 import typer
 
-from tenure.cli.common import (
-    EXIT_OK,
-    JSON_OPTION,
-    LEGACY_ROOT_OPTION,
-    QUIET_OPTION,
-    ROOT_OPTION,
-    clean,
-    fail,
-    lease_timing,
-    note,
-    resolve_root,
-)
+from tenure.cli.common import JSON_OPTION, LEGACY_ROOT_OPTION, QUIET_OPTION, ROOT_OPTION
+from tenure.cli.out import EXIT_OK, clean, fail, lease_timing, note, resolve_root
 from tenure.errors import TenureError
 
 

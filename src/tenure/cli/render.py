@@ -10,7 +10,7 @@ import sys
 import time
 from typing import TYPE_CHECKING, Any
 
-from tenure.cli.common import clean, lease_timing
+from tenure.cli.out import clean, lease_timing
 
 if TYPE_CHECKING:
     from rich.console import Console

@@ -6,15 +6,8 @@ from pathlib import Path
 
 import typer
 
-from tenure.cli.common import (
-    EXIT_ATTENTION,
-    EXIT_USAGE,
-    QUIET_OPTION,
-    ROOT_OPTION,
-    error,
-    fail,
-    resolve_root,
-)
+from tenure.cli.common import QUIET_OPTION, ROOT_OPTION
+from tenure.cli.out import EXIT_ATTENTION, EXIT_USAGE, error, fail, resolve_root
 from tenure.errors import LeaseHeld, TenureError
 
 RUN_EPILOG = (

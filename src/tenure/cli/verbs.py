@@ -13,13 +13,11 @@ from pathlib import Path
 
 import typer
 
-from tenure.cli.common import (
+from tenure.cli.common import JSON_OPTION, LEGACY_ROOT_OPTION, QUIET_OPTION, ROOT_OPTION
+from tenure.cli.hot import show_status, start_or_restart, stop_family
+from tenure.cli.out import (
     EXIT_ATTENTION,
     EXIT_USAGE,
-    JSON_OPTION,
-    LEGACY_ROOT_OPTION,
-    QUIET_OPTION,
-    ROOT_OPTION,
     clean,
     emit_json,
     error,
@@ -28,7 +26,6 @@ from tenure.cli.common import (
     note,
     resolve_root,
 )
-from tenure.cli.daemons import show_status, start_or_restart, stop_family
 from tenure.core.families import FAMILIES
 from tenure.core.inputs import is_family_name
 from tenure.errors import TenureError

@@ -8,7 +8,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from tenure.cli.common import clean
+from tenure.cli.out import clean
 
 if TYPE_CHECKING:
     from rich.console import Console, RenderableType
