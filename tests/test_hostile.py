@@ -319,9 +319,7 @@ def test_hold_takes_a_root_given_as_a_string(tmp_path: Path) -> None:
 
 def test_an_error_of_several_lines_keeps_its_line_breaks_and_escapes_the_rest() -> None:
     """A start error's log tail arrives as lines, never as a literal `\\x0a`."""
-    code = (
-        "from tenure.cli.common import error; error('start failed; its log says:\\nboom\\x1b[2J')"
-    )
+    code = "from tenure.cli.out import error; error('start failed; its log says:\\nboom\\x1b[2J')"
     run = subprocess.run([PY, "-c", code], capture_output=True, text=True, check=True)
     assert run.stderr == "error: start failed; its log says:\nboom\\x1b[2J\n"
 

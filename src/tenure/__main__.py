@@ -13,8 +13,10 @@ CLI_DEPENDENCIES = ("typer", "rich", "click")
 
 def main() -> None:
     """Run the CLI; without its extra installed, say how to install it (exit 2)."""
+    from tenure.cli import main as cli_main  # noqa: PLC0415
+
     try:
-        from tenure.cli import main as cli_main  # noqa: PLC0415  (only the CLI pays for typer)
+        cli_main()  # the hot commands need no typer; the others import it on the way
     except ModuleNotFoundError as exc:
         if (exc.name or "").split(".")[0] not in CLI_DEPENDENCIES:
             raise
@@ -23,7 +25,6 @@ def main() -> None:
             "pip install 'tenure[cli]'\n"
         )
         raise SystemExit(2) from None
-    cli_main()
 
 
 if __name__ == "__main__":
