@@ -110,7 +110,7 @@ def run(gather: Callable[[], DoctorReport], console: Console) -> None:
         watch.frame(gather()),
         console=console,
         auto_refresh=False,
-        screen=True,
+        screen=console.is_terminal,  # off a terminal (a pipe): the last frame, printed once
         vertical_overflow="crop",
     ) as live:
         try:
