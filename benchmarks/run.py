@@ -363,6 +363,8 @@ def wait_child(root: Path) -> int:
     raise TimeoutError("no child recorded")
 
 
+WORSE = 1.2  # --compare flags a measure that grew by more than this factor
+
 GROUPS: dict[str, Callable[[ProcessRegistry, Path, argparse.Namespace], dict[str, float]]] = {
     "scans": lambda reg, work, a: bench_scans(reg, work, a.runs),
     "daemons": lambda reg, work, a: bench_daemons(reg, work, a.runs),
@@ -380,7 +382,16 @@ def main() -> int:
     parser.add_argument(
         "--only", nargs="+", choices=GROUPS, help="run these groups; keep the rest from latest.json"
     )
+    parser.add_argument(
+        "--compare",
+        type=Path,
+        metavar="FILE",
+        help="a previous latest.json: print the change, flag measures more than 20%% worse",
+    )
     args = parser.parse_args()
+    before: dict[str, float] = {}
+    if args.compare is not None:
+        before = json.loads(args.compare.read_text())["results"]
     reg = ProcessRegistry()
     work = Path(tempfile.mkdtemp(prefix="tenure-bench-"))
     os.chmod(work, 0o700)
@@ -404,15 +415,28 @@ def main() -> int:
     }
     (HERE / "latest.json").write_text(json.dumps(doc, indent=2) + "\n")
     print(f"tenure benchmarks — {doc['date']} — {machine} — median of {args.runs} runs\n")
-    print(f"| {'measure':<36} | {'value':>10} | {'target':>8} | {'met':<4} |")
-    print(f"| {'-' * 36} | {'-' * 10} | {'-' * 8} | {'-' * 4} |")
+    compare = f" {'before':>10} | {'change':>8} |" if before else ""
+    print(f"| {'measure':<36} | {'value':>10} | {'target':>8} | {'met':<4} |{compare}")
+    rule = f" {'-' * 10} | {'-' * 8} |" if before else ""
+    print(f"| {'-' * 36} | {'-' * 10} | {'-' * 8} | {'-' * 4} |{rule}")
+    worse = []
     for key, value in results.items():
         target = TARGETS.get(key)
         met = "" if target is None else ("yes" if value < target else "NO")
-        print(
+        line = (
             f"| {key:<36} | {value:>10.3f} | {'' if target is None else f'< {target}':>8} "
             f"| {met:<4} |"
         )
+        if before:
+            old = before.get(key)
+            change = "" if not old else f"{(value - old) / old:+.0%}"
+            if old and value > WORSE * old:
+                change += " !"
+                worse.append(key)
+            line += f" {'' if old is None else f'{old:.3f}':>10} | {change:>8} |"
+        print(line)
+    if worse:
+        print(f"\nmore than {WORSE - 1:.0%} worse than {args.compare}: {', '.join(worse)}")
     return 0
 
 
