@@ -535,3 +535,33 @@ def test_run_takes_over_from_a_stopped_older_wrapper_which_then_stops_its_child(
     assert rec.child is not None
     assert rec.child.pid == new_child
     assert not pid_gone(new_child)
+
+
+def test_leaving_the_block_drains_work_in_flight(tmp_path: Path) -> None:
+    """The owner leaves `hold`'s block while another thread is inside `held.work()`: the
+    graceful leave waits for that work (within the drain bound) before it releases, and the
+    tombstone says `shutdown`."""
+    import threading
+
+    root = tmp_path / "root"
+    inside, finish, finished = threading.Event(), threading.Event(), threading.Event()
+    timing = Timing(ttl_s=3.0, heartbeat_s=0.5, idle_s=0.0, drain_s=60.0)
+
+    def worker(held: tenure.Held) -> None:
+        with held.work():
+            inside.set()
+            finish.wait(60)
+            finished.set()
+
+    with tenure.hold("drainer", version="1.0", root=root, timing=timing) as held:
+        thread = threading.Thread(target=worker, args=(held,))
+        thread.start()
+        assert inside.wait(60)
+        # Let the work end only once the leave below is under way (it releases afterwards).
+        threading.Timer(0.2, finish.set).start()
+    assert finished.is_set()  # the block did not end before the work in flight did
+    thread.join(60)
+    rec = LeaseStore(root, "drainer").read()
+    assert isinstance(rec, LeaseRecord)
+    assert rec.state is LeaseState.RELEASED
+    assert [t["reason"] for t in read_tombstones(root)] == ["shutdown"]

@@ -55,6 +55,7 @@ class Event(enum.StrEnum):
     RETIRE_REQUESTED = "retire_requested"  # authenticated /api/retire
     SHUTDOWN_REQUESTED = "shutdown_requested"  # /api/shutdown or a signal: no drain
     SIGNALLED = "signalled"  # SIGTERM / SIGINT under `tenure.hold`: drain, release, record
+    CLOSED = "closed"  # the owner ended the hold (left `hold`'s block): drain, release, record
     DRAINED = "drained"  # retirement finished its drain (or its bound passed)
     FAULT = "fault"  # an unexpected exception in the driver
 
@@ -94,6 +95,7 @@ _LEAVING: dict[Event, tuple[Action, RetireReason]] = {
     Event.RETIRE_REQUESTED: (Action.RETIRE, RetireReason.REQUESTED),
     Event.SHUTDOWN_REQUESTED: (Action.RETIRE_NOW, RetireReason.SHUTDOWN),
     Event.SIGNALLED: (Action.RETIRE, RetireReason.SIGNAL),
+    Event.CLOSED: (Action.RETIRE, RetireReason.SHUTDOWN),
     Event.FAULT: (Action.RETIRE, RetireReason.FAULT),
 }
 
@@ -139,10 +141,11 @@ def step(state: State, event: Event) -> Transition:
     return _UNEXPECTED_WHILE_HOLDING
 
 
-def event_for(reason: RetireReason) -> Event:
-    """The event behind a retirement asked for by reason (the public `retire()` API)."""
+def event_for(reason: RetireReason, drain: bool = False) -> Event:
+    """The event behind a retirement asked for by reason (the public `retire()` API): a
+    shutdown with `drain` is the owner closing the hold, without it "stop now"."""
     if reason is RetireReason.SHUTDOWN:
-        return Event.SHUTDOWN_REQUESTED
+        return Event.CLOSED if drain else Event.SHUTDOWN_REQUESTED
     return {
         RetireReason.REQUESTED: Event.RETIRE_REQUESTED,
         RetireReason.FAULT: Event.FAULT,

@@ -411,7 +411,7 @@ class Governor:
 
     def retire(self, reason: RetireReason, drain: bool = True) -> None:
         """Begin retirement in the background (idempotent); `wait_retired` tells when done."""
-        self.handle(event_for(reason))
+        self.handle(event_for(reason, drain))
         if not drain:
             self.handle(Event.SHUTDOWN_REQUESTED)
 
