@@ -185,3 +185,32 @@ def test_the_hot_commands_answer_without_typer_exactly_as_the_typer_app_does(
     )
     assert typo.returncode == 2  # anything the hot path does not know goes to typer
     assert "typer loaded" in typo.stderr
+
+
+def test_the_pytest_plugin_costs_a_project_nothing_until_it_is_used(tmp_path: Path) -> None:
+    """pytest loads the plugin in every project that has tenure installed: a run that uses no
+    tenure fixture or option loads a handful of small tenure modules, no runtime, no psutil."""
+    import subprocess
+    import sys
+
+    (tmp_path / "test_other_project.py").write_text(
+        "import sys\n"
+        "def test_loaded():\n"
+        "    print('LOADED', ' '.join(sorted(m for m in sys.modules\n"
+        "          if m.split('.')[0] in ('tenure', 'psutil', 'filelock'))))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-s", "-p", "no:cacheprovider", "--rootdir", "."],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    (line,) = [x for x in done.stdout.splitlines() if "LOADED" in x]
+    loaded = line.split("LOADED", 1)[1].split()
+    assert "tenure.testing" in loaded  # the plugin is there
+    assert [m for m in loaded if m.startswith(("tenure.runtime", "tenure.adapters"))] == []
+    assert [m for m in loaded if m.split(".")[0] in ("psutil", "filelock")] == []
+    assert len(loaded) <= 8, loaded

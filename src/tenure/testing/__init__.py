@@ -17,20 +17,33 @@ import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import psutil
 import pytest
 
-from tenure.adapters.config import GUARD_ENV
-from tenure.legacy.simulated import spawn_legacy
-from tenure.runtime.processes import ProcessRegistry
 from tenure.testing.conformance import (
     ConformanceItem,
     pytest_addoption,
     pytest_collection_modifyitems,
     tenure_conformance,
 )
+
+if TYPE_CHECKING:
+    from tenure.adapters.config import GUARD_ENV
+    from tenure.runtime.processes import ProcessRegistry
+
+# Loaded on first use: pytest loads this plugin in every project that has tenure installed,
+# and a run that uses no tenure fixture should not pay for psutil and the runtime.
+_LAZY = {"GUARD_ENV": "tenure.adapters.config", "ProcessRegistry": "tenure.runtime.processes"}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        from importlib import import_module  # noqa: PLC0415
+
+        return getattr(import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'tenure.testing' has no attribute {name!r}")
+
 
 __all__ = [
     "GUARD_ENV",
@@ -52,6 +65,8 @@ __all__ = [
 @pytest.fixture
 def proc_registry() -> Iterator[ProcessRegistry]:
     """A registry whose processes are stopped, by pid, when the test ends."""
+    from tenure.runtime.processes import ProcessRegistry  # noqa: PLC0415
+
     registry = ProcessRegistry()
     try:
         yield registry
@@ -66,6 +81,8 @@ def tenure_signal_guard(
     """Turn the signal guard on for this test; returns the file of allowed `pid create_time`."""
     path = tmp_path_factory.mktemp("guard") / "allowed-pids"
     path.touch(mode=0o600)
+    from tenure.adapters.config import GUARD_ENV  # noqa: PLC0415
+
     monkeypatch.setenv(GUARD_ENV, str(path))
     return path
 
@@ -130,10 +147,14 @@ class Fleet:
         """Start a legacy spec-kitty stand-in in this fleet's legacy root."""
         root = Path(self.env.get("SPEC_KITTY_HOME") or self.root.parent / "legacy")
         root.mkdir(parents=True, exist_ok=True)
+        from tenure.legacy.simulated import spawn_legacy  # noqa: PLC0415
+
         return spawn_legacy(self.registry, port, root, version, **kwargs)[0]
 
     def daemon_pids(self, family: str = "sync") -> list[int]:
         """Live processes carrying this root's and family's argv markers."""
+        import psutil  # noqa: PLC0415
+
         markers = {f"--tenure-root={self.root}", f"--tenure-family={family}"}
         pids = []
         for proc in psutil.process_iter(["cmdline", "status"]):
@@ -161,6 +182,9 @@ def make_fleet(root: Path, registry: ProcessRegistry, **env: str) -> Fleet:
 
 
 def pid_gone(pid: int) -> bool:
+    """Whether `pid` is gone (a zombie counts as gone)."""
+    import psutil  # noqa: PLC0415
+
     try:
         return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
     except psutil.NoSuchProcess:

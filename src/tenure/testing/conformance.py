@@ -14,14 +14,15 @@ from __future__ import annotations
 
 import shlex
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from tenure.adapters.config import parse_port_range
-from tenure.runtime.conformance import CHECKS, Options, Report, run_conformance
+if TYPE_CHECKING:
+    from tenure.runtime.conformance import Options, Report
 
-_REPORT = pytest.StashKey[Report]()
+# The kit loads only when a run asks for it: a project's pytest that never uses it pays nothing.
+_REPORT: pytest.StashKey[Report] = pytest.StashKey()
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -40,6 +41,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 def options_from(config: pytest.Config) -> Options:
     """The kit's options as given on the command line."""
+    from tenure.adapters.config import parse_port_range  # noqa: PLC0415
+    from tenure.runtime.conformance import Options  # noqa: PLC0415
+
     ports = config.getoption("--tenure-conformance-ports")
     return Options(
         family=config.getoption("--tenure-conformance-family"),
@@ -53,6 +57,8 @@ class ConformanceItem(pytest.Item):
 
     def runtest(self) -> None:
         """Fail with the check's own words."""
+        from tenure.runtime.conformance import run_conformance  # noqa: PLC0415
+
         config = self.config
         if _REPORT not in config.stash:
             command = shlex.split(config.getoption("--tenure-conformance"))
@@ -71,6 +77,8 @@ def pytest_collection_modifyitems(
 ) -> None:
     """With `--tenure-conformance`, one item per check after the collected tests."""
     if config.getoption("--tenure-conformance", default=None):
+        from tenure.runtime.conformance import CHECKS  # noqa: PLC0415
+
         items.extend(
             ConformanceItem.from_parent(session, name=f"tenure-conformance[{name}]")
             for name in CHECKS
@@ -83,6 +91,8 @@ def tenure_conformance() -> Callable[..., Report]:
     the kit against `command` and return its `Report` (assert `report.passed`)."""
 
     def run(command: Sequence[str], **options: Any) -> Report:
+        from tenure.runtime.conformance import Options, run_conformance  # noqa: PLC0415
+
         return run_conformance(command, Options(**options))
 
     return run
