@@ -13,7 +13,7 @@ import stat
 from collections.abc import Iterator
 from pathlib import Path
 
-from tenure.adapters import config
+from tenure.adapters import config, platform
 from tenure.adapters.procinfo import lock_holder_pid
 from tenure.core.record import MAX_RECORD_BYTES
 from tenure.errors import LockTimeout, RootError
@@ -33,11 +33,11 @@ def open_regular(path: Path, flags: int = os.O_RDONLY) -> int:
 
     O_NONBLOCK keeps a FIFO planted in the root from hanging the opener (spec: root.md#files).
     """
-    fd = os.open(path, flags | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, FILE_MODE)
+    fd = os.open(path, flags | platform.NOFOLLOW | platform.NONBLOCK | platform.CLOEXEC, FILE_MODE)
     try:
         if not stat.S_ISREG(os.fstat(fd).st_mode):
             raise NotRegularFile(errno.EINVAL, "not a regular file", str(path))
-        os.set_blocking(fd, True)
+        platform.set_blocking(fd, True)
     except BaseException:
         os.close(fd)
         raise
@@ -70,7 +70,7 @@ def read_nofollow(path: Path, limit: int = MAX_RECORD_BYTES + 1) -> bytes | None
 def write_new(path: Path, data: bytes) -> None:
     """Create `path` exclusively and write `data` durably; remove it again on any failure."""
     fd = os.open(
-        path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, FILE_MODE
+        path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | platform.NOFOLLOW | platform.CLOEXEC, FILE_MODE
     )
     try:
         view = memoryview(data)
@@ -101,7 +101,9 @@ def atomic_write(path: Path, data: bytes) -> None:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
-    dfd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
+    if platform.WINDOWS:
+        return  # a directory cannot be opened (or fsynced) there; the rename is what counts
+    dfd = os.open(path.parent, os.O_RDONLY | platform.DIRECTORY)
     try:
         os.fsync(dfd)
     finally:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 
-from tenure.adapters import config
+from tenure.adapters import config, platform
 from tenure.core.identity import ProcessIdentity, same_start
 
 
@@ -25,7 +25,7 @@ def allow(ident: ProcessIdentity) -> None:
     if path is None:
         return
     ticks = "-" if ident.start_ticks is None else str(ident.start_ticks)
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | platform.CLOEXEC, 0o600)
     try:
         os.write(fd, f"{ident.pid} {ident.create_time!r} {ticks}\n".encode())
     finally:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import socket
 import struct
+import sys
 
 NETLINK_SOCK_DIAG = 4
 SOCK_DIAG_BY_FAMILY = 20
@@ -26,6 +27,8 @@ MAX_TABLE_BYTES = 8 * 1024 * 1024
 
 
 def _diag(peer_port: int, server_port: int) -> int | None:
+    if sys.platform != "linux":
+        return None  # sock_diag is Linux's; elsewhere the peer's uid is not known
     sockid = struct.pack("!HH16s16s", peer_port, server_port, LOOPBACK4, LOOPBACK4)
     sockid += struct.pack("=III", 0, NO_COOKIE, NO_COOKIE)
     body = _REQUEST.pack(socket.AF_INET, socket.IPPROTO_TCP, 0, 0, 0xFFFFFFFF) + sockid

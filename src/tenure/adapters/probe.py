@@ -7,7 +7,6 @@ because every probe runs at once. spec: docs/protocol/classification.md#scanning
 from __future__ import annotations
 
 import errno
-import os
 import selectors
 import socket
 import time
@@ -17,6 +16,7 @@ from dataclasses import dataclass
 
 import psutil
 
+from tenure.adapters import platform
 from tenure.adapters.http import LOOPBACK, health
 from tenure.adapters.procinfo import read_process, tree_cookies
 from tenure.core.verdicts import ListenerFacts
@@ -132,7 +132,7 @@ def scan(
                 cmdline=() if proc is None else proc.cmdline,
                 health=doc,
                 start_ticks=None if proc is None else proc.start_ticks,
-                tree_cookies=tree_cookies(proc.pid) if proc and proc.uid == os.getuid() else (),
+                tree_cookies=tree_cookies(proc.pid) if proc and proc.uid == platform.uid() else (),
             )
         )
     return ScanResult(listeners, time.monotonic() - t0)

@@ -5,13 +5,14 @@ from __future__ import annotations
 import enum
 import os
 import signal
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import psutil
 
-from tenure.adapters import guard
+from tenure.adapters import guard, platform
 from tenure.adapters.location import here
 from tenure.core.argv import argv_option
 from tenure.core.identity import ProcessIdentity, is_foreign, same_start
@@ -90,10 +91,12 @@ def read_process(pid: int) -> ProcessFacts | None:
         with proc.oneshot():
             status = proc.status()
             create_time = proc.create_time()
-            try:
-                uid: int | None = proc.uids().real
-            except psutil.AccessDenied:
-                uid = None
+            uid: int | None = platform.uid()  # Windows: no uids (platform.uid)
+            if sys.platform != "win32":
+                try:
+                    uid = proc.uids().real
+                except psutil.AccessDenied:
+                    uid = None
             try:
                 cmdline = tuple(proc.cmdline())
             except (psutil.AccessDenied, psutil.ZombieProcess):
@@ -175,7 +178,7 @@ def check_identity(
         return Mismatch.ACCESS_DENIED
     if not same_start(ident, facts.ident):
         return Mismatch.IDENTITY_CHANGED
-    if facts.uid != os.getuid():
+    if facts.uid != platform.uid():
         return Mismatch.OTHER_USER
     if not guard.allows(facts.ident):
         return Mismatch.TEST_GUARD
@@ -212,7 +215,7 @@ def signal_verified(
         if mismatch is not None:
             return mismatch
         try:
-            if fd is not None:
+            if fd is not None and sys.platform == "linux":
                 signal.pidfd_send_signal(fd, sig)
             else:
                 os.kill(ident.pid, sig)
@@ -232,6 +235,8 @@ def lock_holder_pid(lock_path: Path) -> int | None:
     Elsewhere (macOS, Windows) there is no /proc/locks: the answer is None ("holder unknown"),
     and callers say so instead of naming a pid.
     """
+    if sys.platform == "win32":
+        return None
     try:
         st = os.stat(lock_path)
         with open("/proc/locks", encoding="ascii") as fh:

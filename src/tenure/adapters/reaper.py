@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tenure.adapters import config, guard
+from tenure.adapters import config, guard, platform
 from tenure.adapters.http import request
 from tenure.adapters.probe import open_ports
 from tenure.adapters.procinfo import (
@@ -199,7 +199,7 @@ def _end(rec: DaemonIdentityRecord, family: Family, root: Path) -> CleanupPath |
         return failure
     if _wait_gone(rec.pid, STEP_WAIT_S):
         return CleanupPath.TERMINATE
-    failure = _signal(rec, signal.SIGKILL, family)
+    failure = _signal(rec, platform.KILL, family)
     if failure is not None:
         return failure
     if _wait_gone(rec.pid, STEP_WAIT_S):

@@ -13,7 +13,7 @@ import stat
 from dataclasses import dataclass
 from pathlib import Path
 
-from tenure.adapters import config
+from tenure.adapters import config, platform
 from tenure.adapters.files import DIR_MODE, NotRegularFile, read_nofollow, write_new
 from tenure.core.inputs import check_family
 from tenure.errors import RootError
@@ -99,9 +99,9 @@ def _check_dir(path: Path, what: str) -> None:
         raise RootError(path, f"{what} is a symlink; refusing to follow it", "symlink")
     if not stat.S_ISDIR(st.st_mode):
         raise RootError(path, f"{what} is not a directory", "not_directory")
-    if st.st_uid != os.geteuid():
+    if st.st_uid != platform.euid():
         raise RootError(
-            path, f"{what} is owned by uid {st.st_uid}, not {os.geteuid()}", "foreign_owner"
+            path, f"{what} is owned by uid {st.st_uid}, not {platform.euid()}", "foreign_owner"
         )
     if st.st_mode & 0o022:
         raise RootError(

@@ -16,6 +16,7 @@ import subprocess
 import sys
 import threading
 
+from tenure.adapters import platform
 from tenure.adapters.procinfo import Mismatch, liveness, signal_verified
 from tenure.adapters.waiting import wait_until
 from tenure.core.identity import ProcessIdentity
@@ -52,15 +53,15 @@ def stop_verified(
     that ended it, or None if it was gone before any. Raises `StopRefused` when the process is
     not provably the one meant."""
     pid = ident.pid
-    waits = {signal.SIGTERM: policy.grace_s, signal.SIGKILL: policy.kill_wait_s}
-    for sig in (signal.SIGTERM, signal.SIGKILL):
+    waits = {signal.SIGTERM: policy.grace_s, platform.KILL: policy.kill_wait_s}
+    for sig in (signal.SIGTERM, platform.KILL):
         mismatch = signal_verified(ident, sig, marker)
         if mismatch is Mismatch.GONE:
             return None
         if mismatch is not None:
             raise StopRefused(f"not signalling {label} pid {pid}: {mismatch.value}")
-        if sig is signal.SIGTERM:
-            signal_verified(ident, signal.SIGCONT, marker)
+        if sig is signal.SIGTERM and platform.CONT is not None:
+            signal_verified(ident, platform.CONT, marker)
         notify(f"sent {sig.name} to {label} pid {pid}")
         if gone_within(ident, waits[sig]):
             return sig
@@ -93,7 +94,8 @@ def stop_own_child(child: subprocess.Popen[bytes], policy: StopPolicy) -> int:
     period, SIGKILL. Returns its exit status."""
     if child.poll() is None:
         child.send_signal(signal.SIGTERM)
-        child.send_signal(signal.SIGCONT)
+        if platform.CONT is not None:
+            child.send_signal(platform.CONT)
         if not exited_within(child, policy.grace_s):
             child.kill()
     return child.wait()

@@ -21,7 +21,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from tenure.adapters import guard
+from tenure.adapters import guard, platform
 from tenure.adapters.procinfo import (
     TREE_COOKIE_ENV,
     parent_and_start,
@@ -67,7 +67,7 @@ class Tree:
             facts = read_process(pid)
             if (
                 facts is not None
-                and facts.uid == os.getuid()
+                and facts.uid == platform.uid()
                 and self._started_in(facts.start_ticks)
             ):
                 out.append(facts.ident)
@@ -139,6 +139,8 @@ def reap_orphans(child: subprocess.Popen[bytes]) -> bool:
     `waitid(WNOWAIT)` peeks, so the Popen child's status is never taken from Popen (reaping it
     here would make Popen report 0).
     """
+    if sys.platform != "linux":
+        return child.poll() is None  # no subreaper there: orphans never come back to us
     flags = os.WEXITED | os.WNOHANG | os.WNOWAIT
     while True:
         try:
@@ -177,14 +179,15 @@ def stop_tree(tree: Tree, child: subprocess.Popen[bytes] | None, policy: StopPol
             reap_orphans(child)
         return (child is not None and child.returncode is None) or bool(tree.members())
 
-    for sig, wait in ((signal.SIGTERM, policy.grace_s), (signal.SIGKILL, policy.kill_wait_s)):
+    for sig, wait in ((signal.SIGTERM, policy.grace_s), (platform.KILL, policy.kill_wait_s)):
         if child is not None and child.poll() is None:
             child.send_signal(sig)
-            child.send_signal(signal.SIGCONT)
+            if platform.CONT is not None:
+                child.send_signal(platform.CONT)
         skip = None if child is None else child.pid
         signal_tree(tree, sig, skip)
-        if sig is signal.SIGTERM:
-            signal_tree(tree, signal.SIGCONT, skip)  # a stopped member must be able to act
+        if sig is signal.SIGTERM and platform.CONT is not None:
+            signal_tree(tree, platform.CONT, skip)  # a stopped member must be able to act
         deadline = time.monotonic() + wait
         while alive() and time.monotonic() < deadline:
             time.sleep(SCAN_POLL_S)

@@ -9,6 +9,7 @@ from typing import Any
 
 import typer
 
+from tenure.adapters import platform
 from tenure.cli.common import JSON_OPTION
 from tenure.cli.out import note
 from tenure.core import schemas
@@ -25,7 +26,7 @@ class StopSignal(BaseException):
 
 def _stop_signal(signum: int, _frame: object) -> None:
     # A second signal must not cut the cleanup short.
-    for other in (signal.SIGTERM, signal.SIGHUP, signal.SIGINT):
+    for other in platform.STOP_SIGNALS:
         signal.signal(other, signal.SIG_IGN)
     raise StopSignal(signum)
 
@@ -71,7 +72,7 @@ def demo_cmd(
                 console.print(f"[bold]{title}[/]")
             render(payload, console)
 
-    for signum in (signal.SIGTERM, signal.SIGHUP):
+    for signum in (s for s in platform.STOP_SIGNALS if s is not signal.SIGINT):
         signal.signal(signum, _stop_signal)
     try:
         summary = demo.run(show, pace)  # its own `finally` stops every process it started

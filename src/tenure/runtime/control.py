@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import socket
 import sys
 import threading
@@ -16,6 +15,7 @@ from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Protocol
 
+from tenure.adapters import platform
 from tenure.adapters.daemonlog import log as _log
 from tenure.adapters.http import LOOPBACK
 from tenure.adapters.peers import peer_uid
@@ -68,7 +68,7 @@ class BoundedServer(ThreadingHTTPServer):
     def _admit(self, request: Any, client_address: Any) -> bool:
         """Take a slot for this connection: another user's (or an unknown peer's) only while
         fewer than OTHERS_MAX of theirs are open."""
-        mine = peer_uid(client_address[1], self.server_address[1]) == os.getuid()
+        mine = peer_uid(client_address[1], self.server_address[1]) == platform.uid()
         if not mine:
             if not self.others.acquire(blocking=False):
                 return False

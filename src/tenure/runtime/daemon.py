@@ -18,7 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from tenure.adapters import config
+from tenure.adapters import config, platform
 from tenure.adapters.daemonlog import LOG
 from tenure.adapters.daemonlog import log as _log
 from tenure.adapters.http import LOOPBACK
@@ -151,7 +151,7 @@ def _serve(daemon: Daemon, startup_hook: StartupHook | None) -> RetireReason | N
     """Serve as holder until retirement finished; the reason."""
     gov, server = daemon.governor, daemon.server
     write_token(daemon.root, daemon.family.name, gov.me.pid, daemon.token)
-    for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+    for signum in platform.STOP_SIGNALS:
         signal.signal(signum, lambda *_: gov.retire(RetireReason.SHUTDOWN, drain=False))
 
     def stop_serving() -> None:

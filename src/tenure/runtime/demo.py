@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -20,7 +19,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from tenure.adapters import config
+from tenure.adapters import config, platform
 from tenure.adapters.http import health
 from tenure.adapters.probe import open_ports
 from tenure.adapters.procinfo import read_process, signal_verified
@@ -195,9 +194,7 @@ def _act_sigkill(ctx: _Ctx) -> None:
     if facts is None:
         raise RuntimeError(f"pid {victim} is no longer the demo's sync daemon")
     # Re-checked (argv marker of this root, start, uid, the test guard) right before the signal.
-    mismatch = signal_verified(
-        facts.ident, signal.SIGKILL, ("tenure-root", str(ctx.root.resolve()))
-    )
+    mismatch = signal_verified(facts.ident, platform.KILL, ("tenure-root", str(ctx.root.resolve())))
     if mismatch is not None:
         raise RuntimeError(f"pid {victim} is not the demo's sync daemon: {mismatch.value}")
     _wait(lambda: _gone(victim))

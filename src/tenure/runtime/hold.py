@@ -24,7 +24,7 @@ from collections.abc import AsyncIterator, Iterator
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 
-from tenure.adapters import config
+from tenure.adapters import config, platform
 from tenure.adapters.files import locked
 from tenure.adapters.root import RootLayout, ensure_root, given_or_default
 from tenure.core.inputs import check_daemon
@@ -38,9 +38,7 @@ if TYPE_CHECKING:
     import asyncio
 
 # SIGHUP too (a closed terminal, a service manager's reload): a graceful retirement everywhere.
-HANDLED_SIGNALS = tuple(
-    getattr(signal, name) for name in ("SIGTERM", "SIGINT", "SIGHUP") if hasattr(signal, name)
-)
+HANDLED_SIGNALS = platform.STOP_SIGNALS
 
 
 class Held:

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import contextlib
-import signal
 import subprocess
 from collections.abc import Sequence
 from pathlib import Path
 
 import psutil
 
-from tenure.adapters import guard
+from tenure.adapters import guard, platform
 from tenure.adapters.procinfo import read_process
 
 STOP_GRACE_S = 3.0
@@ -55,7 +54,8 @@ class ProcessRegistry:
             try:
                 if proc.is_running():
                     # A SIGSTOPped process would not act on SIGTERM until continued.
-                    proc.send_signal(signal.SIGCONT)
+                    if platform.CONT is not None:
+                        proc.send_signal(platform.CONT)
                     proc.terminate()
                     alive.append(proc)
             except psutil.NoSuchProcess:

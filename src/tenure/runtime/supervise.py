@@ -12,6 +12,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from tenure.adapters import platform
 from tenure.adapters.http import LOOPBACK, request
 from tenure.adapters.root import check_root
 from tenure.adapters.stopping import gone_within, stop_verified
@@ -111,7 +112,7 @@ def stop(family: Family, root: Path, notify: Notify = quiet) -> DaemonInfo | Non
         pid=rec.holder.pid,
         version=rec.holder.version,
         epoch=rec.epoch,
-        action="killed" if sig is signal.SIGKILL else "terminated",
+        action="killed" if sig is platform.KILL else "terminated",
     )
 
 

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from tenure.adapters import config
+from tenure.adapters import config, platform
 from tenure.adapters.files import read_nofollow
 from tenure.adapters.probe import PidLookup, listening_pids, scan
 from tenure.adapters.procinfo import holder_liveness
@@ -82,7 +82,7 @@ def gather_scope(family: Family, root: Path, legacy: Path) -> Scope:
     state = read_legacy_state(legacy) if family.name == "sync" else None
     return Scope(
         family=family,
-        uid=os.getuid(),
+        uid=platform.uid(),
         root=str(Path(root).expanduser().resolve()),
         legacy_root=str(legacy),
         now_wall=now,

@@ -26,7 +26,7 @@ from dataclasses import replace
 from pathlib import Path
 from types import FrameType
 
-from tenure.adapters import config, guard
+from tenure.adapters import config, guard, platform
 from tenure.adapters.peers import established_on
 from tenure.adapters.probe import open_ports
 from tenure.adapters.procinfo import child_identity
@@ -54,7 +54,7 @@ from tenure.errors import ConfigError, Retiring, TenureError
 from tenure.runtime.ensure import free_port
 from tenure.runtime.hold import Held, hold, signalled
 
-FORWARDED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+FORWARDED = platform.STOP_SIGNALS
 PR_SET_PDEATHSIG = 1
 
 
@@ -77,10 +77,10 @@ _WRAPPER_PID = os.getpid()  # the parent the child checks it still has (set agai
 
 def _pdeathsig() -> None:  # pragma: no cover - runs in the child between fork and exec
     if _PRCTL is not None:
-        _PRCTL(PR_SET_PDEATHSIG, signal.SIGKILL)  # type: ignore[operator]
+        _PRCTL(PR_SET_PDEATHSIG, platform.KILL)  # type: ignore[operator]
         # The wrapper may have died between fork and prctl: no signal would come then.
         if os.getppid() != _WRAPPER_PID:
-            os.kill(os.getpid(), signal.SIGKILL)
+            os.kill(os.getpid(), platform.KILL)
 
 
 def run(

@@ -1,0 +1,62 @@
+"""Platform facts in one place (adapter), chosen once at import: the signals there are, the
+user id, the open flags. Linux and macOS are POSIX; Windows has no SIGKILL (TerminateProcess
+is the only hard stop), no SIGCONT or SIGHUP, no uids and none of the POSIX open flags.
+
+`mypy --strict --platform {linux,darwin,win32}` checks every module against these facts.
+spec: docs/protocol/index.md#platforms
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+
+WINDOWS = sys.platform == "win32"
+LINUX = sys.platform.startswith("linux")
+
+if sys.platform == "win32":
+    KILL = signal.SIGTERM  # TerminateProcess: Windows has no gentler or harder signal
+    CONT: signal.Signals | None = None
+    HANGUP: signal.Signals | None = None
+    NOFOLLOW = 0
+    NONBLOCK = 0
+    CLOEXEC = getattr(os, "O_NOINHERIT", 0)
+    DIRECTORY = 0
+
+    def uid() -> int:
+        """No uids on Windows: every process counts as this user's (ACLs guard the root)."""
+        return 0
+
+    def euid() -> int:
+        """See `uid`."""
+        return 0
+
+    def set_blocking(_fd: int, _blocking: bool) -> None:
+        """Regular files never block on Windows."""
+
+else:
+    KILL = signal.SIGKILL
+    CONT = signal.SIGCONT
+    HANGUP = signal.SIGHUP
+    NOFOLLOW = os.O_NOFOLLOW
+    NONBLOCK = os.O_NONBLOCK
+    CLOEXEC = os.O_CLOEXEC
+    DIRECTORY = os.O_DIRECTORY
+
+    def uid() -> int:
+        """This process's real user id."""
+        return os.getuid()
+
+    def euid() -> int:
+        """This process's effective user id."""
+        return os.geteuid()
+
+    def set_blocking(fd: int, blocking: bool) -> None:
+        """Set a descriptor (non-)blocking."""
+        os.set_blocking(fd, blocking)
+
+
+STOP_SIGNALS: tuple[signal.Signals, ...] = tuple(
+    s for s in (signal.SIGTERM, signal.SIGINT, HANGUP) if s is not None
+)  # each asks a daemon to leave gracefully
