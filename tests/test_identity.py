@@ -14,6 +14,7 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 import textwrap
 import time
 from collections.abc import Callable
@@ -534,3 +535,27 @@ def test_a_process_is_known_by_its_start_ticks(proc_registry: ProcessRegistry) -
     assert second is not None
     assert first.start_ticks is not None
     assert first.ident == second.ident
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="CLOCK_BOOTTIME is Linux's")
+def test_a_holder_measures_its_lease_on_a_clock_that_counts_suspend(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """lease.md#sleep: the Governor's own clock reads CLOCK_BOOTTIME (time.monotonic stops while
+    the machine sleeps, so a laptop that slept past its TTL would wake believing it holds)."""
+    from tenure.adapters import platform
+    from tenure.runtime.holder import Governor
+
+    asked: list[int] = []
+    real = time.clock_gettime
+
+    def spy(clock: int) -> float:
+        asked.append(clock)
+        return real(clock)
+
+    monkeypatch.setattr(time, "clock_gettime", spy)
+    gov = Governor(tmp_path / "root", "sleeper", "1.0")
+    asked.clear()
+    gov._mono()
+    assert asked == [time.CLOCK_BOOTTIME]
+    assert platform.lease_clock() > 0

@@ -11,6 +11,8 @@ from __future__ import annotations
 import os
 import signal
 import sys
+import time
+from collections.abc import Callable
 
 WINDOWS = sys.platform == "win32"
 LINUX = sys.platform.startswith("linux")
@@ -56,6 +58,21 @@ else:
         """Set a descriptor (non-)blocking."""
         os.set_blocking(fd, blocking)
 
+
+def _suspend_aware_clock() -> Callable[[], float]:
+    """A monotonic clock that keeps counting while the machine sleeps, where there is one:
+    Linux's CLOCK_BOOTTIME, macOS's CLOCK_MONOTONIC (Python's `time.monotonic` stops during
+    sleep on both). Elsewhere `time.monotonic`."""
+    if sys.platform == "linux":
+        return lambda: time.clock_gettime(time.CLOCK_BOOTTIME)
+    if sys.platform == "darwin":
+        return lambda: time.clock_gettime(time.CLOCK_MONOTONIC)
+    return time.monotonic
+
+
+# A holder measures its own lease on this clock (lease.md#sleep): a laptop that slept past
+# its TTL finds its lease gone when it wakes, however long `time.monotonic` says it slept.
+lease_clock = _suspend_aware_clock()
 
 STOP_SIGNALS: tuple[signal.Signals, ...] = tuple(
     s for s in (signal.SIGTERM, signal.SIGINT, HANGUP) if s is not None

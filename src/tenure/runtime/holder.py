@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
 
-from tenure.adapters import config
+from tenure.adapters import config, platform
 from tenure.adapters.location import here
 from tenure.adapters.procinfo import own_identity
 from tenure.adapters.root import RootIdentity, ensure_root_id, root_identity, root_stamp
@@ -76,7 +76,7 @@ class Governor:
         timing: Timing | None = None,
         control: bool = False,
         on_retire: Callable[[RetireReason], None] | None = None,
-        mono: Callable[[], float] = time.monotonic,
+        mono: Callable[[], float] = platform.lease_clock,
         wall: Callable[[], float] = time.time,
     ) -> None:
         self.ports = ports  # the family's port range, recorded for doctor, ls and reapers
