@@ -280,14 +280,16 @@ def test_a_custom_family_shows_in_ls_and_the_doctor(
 def test_tenure_stop_ends_any_family_by_verified_identity(
     tmp_path: Path, proc_registry: ProcessRegistry
 ) -> None:
-    """`tenure.stop(family)`: SIGTERM to the recorded holder, which retires (reason signal)."""
+    """`tenure.stop(family)`: the record's mark, then SIGTERM to the recorded holder, which
+    retires gracefully on whichever it sees first (reason signal or requested)."""
     root = tmp_path / "root"
     found = ensure_via_cli(root, "1.0", proc_registry)
     assert tenure.status("indexer", root).state == "held"
     assert tenure.stop("indexer", root) == found["pid"]
     assert pid_gone(int(found["pid"]))  # type: ignore[call-overload]
     assert tenure.status("indexer", root).state == "released"
-    assert [t["reason"] for t in read_tombstones(root)] == ["signal"]
+    reasons = [t["reason"] for t in read_tombstones(root)]
+    assert reasons in (["signal"], ["requested"])
     assert tenure.stop("indexer", root) is None
 
 
@@ -565,3 +567,38 @@ def test_leaving_the_block_drains_work_in_flight(tmp_path: Path) -> None:
     assert isinstance(rec, LeaseRecord)
     assert rec.state is LeaseState.RELEASED
     assert [t["reason"] for t in read_tombstones(root)] == ["shutdown"]
+
+
+DEAF = (
+    "import signal, sys, tenure\n"
+    "signal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
+    "with tenure.hold('deaf', version='1.0', root=sys.argv[1], handle_signals=False) as held:\n"
+    "    print('holding', flush=True)\n"
+    "    held.retiring.wait()\n"
+    "print('retiring:', held.reason, flush=True)\n"
+)
+
+
+def test_stop_asks_through_the_record_first(tmp_path: Path, proc_registry: ProcessRegistry) -> None:
+    """lease.md#stop: `tenure.stop` marks the record before any signal, so a holder that
+    ignores SIGTERM (and on Windows, where there is no graceful signal, every holder) still
+    drains, releases and leaves with reason `requested` instead of being killed."""
+    root = tmp_path / "root"
+    deaf = popen_interruptible(
+        [sys.executable, "-c", DEAF, str(root)],
+        env={**os.environ, **FAST},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    proc_registry.popens.append(deaf)  # type: ignore[arg-type]
+    proc_registry.track(deaf.pid)
+    assert deaf.stdout is not None
+    assert deaf.stdout.readline().strip() == "holding"
+    assert tenure.stop("deaf", root) == deaf.pid
+    out, err = deaf.communicate(timeout=60)
+    assert deaf.returncode == 0, err  # left by itself: not SIGKILLed after the grace
+    assert "retiring: requested" in out
+    assert [t["reason"] for t in read_tombstones(root)] == ["requested"]
+    rec = LeaseStore(root, "deaf").read()
+    assert isinstance(rec, LeaseRecord)
+    assert rec.state is LeaseState.RELEASED

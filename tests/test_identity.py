@@ -249,8 +249,9 @@ def test_a_holder_in_another_pid_namespace_is_foreign_and_survives_every_command
     tmp_path: Path, proc_registry: ProcessRegistry, private_net: bool
 ) -> None:
     """Two containers sharing a home: from B, an equal version refuses A's live holder (naming
-    where it lives), the doctor shows it foreign, nothing is reset or stopped, and processes
-    in B that carry A's pid numbers survive; a newer version then supersedes A through the
+    where it lives), the doctor shows it foreign, nothing is reset or signalled, processes in B
+    that carry A's pid numbers survive, and `tenure.stop` from B asks A through the record
+    (lease.md#stop), which A honours; a newer version then supersedes another A through the
     record alone."""
     root = (tmp_path / "root").resolve()
     env = env_for(root)
@@ -280,24 +281,24 @@ def test_a_holder_in_another_pid_namespace_is_foreign_and_survives_every_command
     assert "pid namespace" in web["lives"]
     assert seen["doctor"]["rc"] == 0, seen["doctor"]
     assert json.loads(seen["reset"]["out"])["reset_result"]["swept"] == []
-    assert "foreign" in seen["stop"]
     (listed,) = [f for f in json.loads(seen["ls"]["out"])["families"] if f["family"] == "web"]
     assert listed["state"] == "foreign"
-    now = record(root, "web")
-    assert (now.epoch, now.holder.nonce, now.state) == (
-        held.epoch,
-        held.holder.nonce,
-        LeaseState.HELD,
-    )
-    assert a.poll() is None
+    # The stop, B's last command: asked through the record, A drained, released and left.
+    assert "Traceback" not in seen["stop"]
+    assert a.wait(30) == 0
+    asked = [t for t in read_tombstones(root) if t.get("pid") == held.holder.pid]
+    assert [t["reason"] for t in asked] == ["requested"]
+    assert record(root, "web").state is LeaseState.RELEASED
 
+    a = proc_registry.spawn(in_pid_ns([PY, "-c", NS_INIT, *run_a]), env=env)
+    held_when(root, "web", lambda r: r.child is not None and r.state is LeaseState.HELD)
     run_b = [PY, "-m", "tenure", "run", "--family", "web", "--version", "1.1", "--ports", WEB]
     run_b += ["--", PY, "-c", "import time; time.sleep(600)"]
     newer = proc_registry.spawn(in_pid_ns([PY, "-c", NS_INIT, *run_b], private_net), env=env)
     held_when(root, "web", lambda r: r.holder.version == "1.1" and r.state is LeaseState.HELD)
     assert a.wait(30) == 0  # A's wrapper left (superseded) and took its child with it
     left = [t for t in read_tombstones(root) if t.get("version") == "1.0"]
-    assert [t["reason"] for t in left] == ["superseded"]
+    assert [t["reason"] for t in left] == ["requested", "superseded"]
     assert newer.poll() is None
 
 

@@ -16,11 +16,19 @@ from tenure.core.lease import (
     decide_acquire,
     decide_release,
     decide_renew,
+    decide_stop_request,
     decide_supersede,
     is_newer,
     lease_status,
 )
-from tenure.core.record import Holder, LeaseRecord, LeaseState, Supersession, Unreadable
+from tenure.core.record import (
+    Holder,
+    LeaseRecord,
+    LeaseState,
+    StopRequest,
+    Supersession,
+    Unreadable,
+)
 
 T0 = 1_000_000.0
 TTL = 15.0
@@ -223,7 +231,27 @@ RENEW_ROWS = [
         RenewVerdict.SUPERSEDED,
         id="newer-supersession-request-stops-renewal",
     ),
+    pytest.param(
+        replace(MINE, stop_requested=StopRequest(1, T0)),
+        9,
+        "me",
+        1.0,
+        RenewVerdict.STOP_REQUESTED,
+        id="a-stop-asked-through-the-record-stops-renewal",
+    ),
 ]
+
+
+def test_a_stop_request_marks_only_the_epoch_it_was_meant_for() -> None:
+    """lease.md#stop: the mark goes into the record of the holder the requester saw; a record
+    that moved on (another epoch, released) is left alone."""
+    marked = decide_stop_request(MINE, 9, 300, T0)
+    assert marked is not None
+    assert marked.stop_requested == StopRequest(300, T0)
+    assert replace(marked, stop_requested=None) == MINE
+    assert decide_stop_request(MINE, 8, 300, T0) is None
+    assert decide_stop_request(replace(MINE, state=LeaseState.RELEASED), 9, 300, T0) is None
+    assert decide_stop_request(None, 9, 300, T0) is None
 
 
 @pytest.mark.parametrize(("current", "epoch", "nonce", "since", "verdict"), RENEW_ROWS)

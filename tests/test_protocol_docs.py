@@ -83,7 +83,9 @@ def test_the_bounds_table_is_the_code() -> None:
     from tenure.core import timing
 
     t = timing.Timing(ttl_s=9.0, heartbeat_s=2.0)
+    assert timing.asked_leave_wait(2.0) == 2.0 + timing.HOLDER_STOP.grace_s
     code = {
+        "asked_leave_wait": f"H of the record + {timing.HOLDER_STOP.grace_s:g} s",
         "leave_wait": f"T + 2 H ({timing.leave_wait(t):g} at T=9, H=2)",
         "start_lock_wait": f"2 T + 60 s ({timing.start_lock_wait(t):g} at T=9)",
         "SPAWN_TIMEOUT_S": f"{timing.SPAWN_TIMEOUT_S:g} s",

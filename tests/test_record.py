@@ -17,6 +17,7 @@ from tenure.core.record import (
     Holder,
     LeaseRecord,
     LeaseState,
+    StopRequest,
     Supersession,
     Unreadable,
     encode,
@@ -66,6 +67,7 @@ records = st.builds(
         tree=st.none() | st.text("0123456789abcdef", min_size=1, max_size=16),
     ),
     heartbeat_s=st.none() | st.floats(min_value=0.001, allow_nan=False, allow_infinity=False),
+    stop_requested=st.none() | st.builds(StopRequest, pid=st.integers(1, 2**31 - 1), at=finite),
 )
 
 

@@ -12,7 +12,15 @@ from dataclasses import dataclass, replace
 
 from packaging.version import InvalidVersion, Version
 
-from tenure.core.record import Child, Holder, LeaseRecord, LeaseState, Supersession, Unreadable
+from tenure.core.record import (
+    Child,
+    Holder,
+    LeaseRecord,
+    LeaseState,
+    StopRequest,
+    Supersession,
+    Unreadable,
+)
 
 
 class Liveness(enum.StrEnum):
@@ -175,6 +183,7 @@ class RenewVerdict(enum.StrEnum):
 
     RENEWED = "renewed"
     SUPERSEDED = "superseded"  # renewed is refused: a newer version asked us to go
+    STOP_REQUESTED = "stop_requested"  # renewal refused: a stop was asked through the record
     SELF_EXPIRED = "self_expired"  # no successful renew for > TTL on our clock: fence ourselves
     LOST = "lost"  # the record no longer names us at our epoch
     GONE = "gone"  # the record does not exist
@@ -214,6 +223,8 @@ def decide_renew(
         current.superseded_by.version, current.holder.version
     ):
         return RenewDecision(RenewVerdict.SUPERSEDED, None)
+    if current.stop_requested is not None:
+        return RenewDecision(RenewVerdict.STOP_REQUESTED, None)
     renewed = replace(current, renewed_at=now_wall, seq=current.seq + 1)
     return RenewDecision(RenewVerdict.RENEWED, renewed)
 
@@ -261,6 +272,18 @@ def decide_supersede(
         return SupersedeDecision(SupersedeVerdict.NOT_NEWER, None)
     request = Supersession(version=version, pid=pid, at=now_wall)
     return SupersedeDecision(SupersedeVerdict.REQUESTED, replace(current, superseded_by=request))
+
+
+def decide_stop_request(
+    current: LeaseRecord | Unreadable | None, epoch: int, pid: int, now_wall: float
+) -> LeaseRecord | None:
+    """Ask the holder of `epoch` to leave through the record (lease.md#stop); the record to
+    write, or None when the record no longer holds that epoch (nothing to ask)."""
+    if not isinstance(current, LeaseRecord) or current.state is not LeaseState.HELD:
+        return None
+    if current.epoch != epoch:
+        return None
+    return replace(current, stop_requested=StopRequest(pid=pid, at=now_wall))
 
 
 class ReleaseVerdict(enum.StrEnum):

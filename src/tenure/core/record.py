@@ -68,6 +68,14 @@ class Supersession:
 
 
 @dataclass(frozen=True, slots=True)
+class StopRequest:
+    """Someone asked the holder to leave through the record (spec: lease.md#stop)."""
+
+    pid: int
+    at: float
+
+
+@dataclass(frozen=True, slots=True)
 class LeaseRecord:
     """One family's lease document."""
 
@@ -83,6 +91,7 @@ class LeaseRecord:
     ports: tuple[int, int] | None = None  # the family's port range, inclusive, when it has one
     child: Child | None = None  # the process a `tenure run` wrapper governs for the holder
     heartbeat_s: float | None = None  # the holder's renew interval (lease.md#expiry); optional
+    stop_requested: StopRequest | None = None  # a stop asked through the record (lease.md#stop)
     protocol: str = PROTOCOL
 
     @property
@@ -168,6 +177,8 @@ def _encode(record: LeaseRecord) -> bytes:
             doc["child"]["tree"] = record.child.tree
     if record.heartbeat_s is not None:
         doc["heartbeat_s"] = record.heartbeat_s
+    if record.stop_requested is not None:
+        doc["stop_requested"] = {"pid": record.stop_requested.pid, "at": record.stop_requested.at}
     return (json.dumps(doc, sort_keys=True, allow_nan=False) + "\n").encode()
 
 
@@ -290,6 +301,14 @@ def _parse_holder(doc: dict[str, Any]) -> Holder:
     )
 
 
+def _parse_stop_request(doc: Any) -> StopRequest | None:
+    if doc is None:
+        return None
+    if not isinstance(doc, dict):
+        raise _Bad("stop_requested: expected object or null")
+    return StopRequest(pid=_int(doc, "pid", 1, MAX_PID), at=_number(doc, "at"))
+
+
 def _parse_supersession(doc: Any) -> Supersession | None:
     if doc is None:
         return None
@@ -356,6 +375,7 @@ def parse(data: bytes) -> LeaseRecord | Unreadable:
             seq=seq,
             state=state,
             superseded_by=_parse_supersession(doc.get("superseded_by")),
+            stop_requested=_parse_stop_request(doc.get("stop_requested")),
             root_id=root_id,
             ports=ports,
             child=child,

@@ -105,6 +105,12 @@ def leave_wait(timing: Timing) -> float:
     return timing.ttl_s + 2 * timing.heartbeat_s
 
 
+def asked_leave_wait(heartbeat_s: float) -> float:
+    """How long a holder asked through its record has to leave: one of its heartbeats to see
+    the mark, then the grace a stopped holder gets (`HOLDER_STOP`)."""
+    return heartbeat_s + HOLDER_STOP.grace_s
+
+
 def start_lock_wait(timing: Timing) -> float:
     """How long a start waits for the family's start lock: another start may be waiting out
     an old holder's lease (`leave_wait`) and then the spawn (`SPAWN_TIMEOUT_S`) under it."""

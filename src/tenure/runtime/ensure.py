@@ -24,7 +24,6 @@ from tenure.adapters.probe import open_ports
 from tenure.adapters.procinfo import holder_liveness
 from tenure.adapters.root import RootLayout, ensure_root, given_or_default
 from tenure.adapters.spawn import spawn_detached
-from tenure.adapters.stopping import stop_verified
 from tenure.adapters.store import LeaseStore
 from tenure.adapters.waiting import wait_until
 from tenure.core.inputs import check_daemon, check_family
@@ -44,6 +43,7 @@ from tenure.runtime.supersede import (
     is_foreign_holder,
     lease_held,
     prepare_start,
+    stop_holder,
 )
 
 if TYPE_CHECKING:
@@ -194,11 +194,13 @@ def status(family: str, root: str | os.PathLike[str] | None = None) -> LeaseRepo
 def stop(
     family: str, root: str | os.PathLike[str] | None = None, wait_s: float = HOLDER_STOP.grace_s
 ) -> int | None:
-    """Stop the family's holder: SIGTERM (+SIGCONT), `wait_s` for it to leave, then SIGKILL,
-    each after re-checking its identity (pid, start time, uid). Returns the pid stopped, or
-    None when nothing held it."""
-    rec = LeaseStore(given_or_default(root), check_family(family)).read()
+    """Stop the family's holder: ask it through the record (lease.md#stop), then SIGTERM
+    (+SIGCONT), `wait_s` for it to leave, then SIGKILL, each after re-checking its identity
+    (pid, start time, uid); a holder in another namespace is only asked. Returns the pid
+    stopped, or None when nothing held it."""
+    store = LeaseStore(given_or_default(root), check_family(family))
+    rec = store.read()
     if not isinstance(rec, LeaseRecord) or holder_liveness(rec) not in SEEN:
-        return None  # a foreign holder goes on to the verified stop, which refuses it
-    stop_verified(rec.holder.ident, family, policy=HOLDER_STOP.with_grace(wait_s))
+        return None
+    stop_holder(store, rec, policy=HOLDER_STOP.with_grace(wait_s))
     return rec.holder.pid

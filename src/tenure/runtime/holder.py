@@ -56,6 +56,7 @@ _RENEW_TO_EVENT = {
     RenewVerdict.LOST: Event.LEASE_LOST,
     RenewVerdict.SELF_EXPIRED: Event.LEASE_EXPIRED,
     RenewVerdict.SUPERSEDED: Event.SUPERSEDED,
+    RenewVerdict.STOP_REQUESTED: Event.RETIRE_REQUESTED,
     RenewVerdict.GONE: Event.RECORD_GONE,
     RenewVerdict.UNREADABLE: Event.RECORD_UNREADABLE,
 }

@@ -9,22 +9,32 @@ spec: docs/protocol/lease.md#supersession
 from __future__ import annotations
 
 import os
+import signal
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from tenure.adapters import platform
 from tenure.adapters.http import health, request
 from tenure.adapters.location import here
 from tenure.adapters.procinfo import holder_liveness, liveness
+from tenure.adapters.stopping import StopRefused, stop_verified
 from tenure.adapters.store import LeaseStore
 from tenure.adapters.tokens import read_token
 from tenure.adapters.waiting import wait_until
 from tenure.core.health import parse_health
 from tenure.core.identity import is_foreign
-from tenure.core.lease import SEEN, Liveness, confirm_s, decide_supersede, is_newer
+from tenure.core.lease import (
+    SEEN,
+    Liveness,
+    confirm_s,
+    decide_stop_request,
+    decide_supersede,
+    is_newer,
+)
 from tenure.core.notify import Notify, quiet
 from tenure.core.record import LeaseRecord, LeaseState, Unreadable
-from tenure.core.timing import POLL_S, Timing, leave_wait
+from tenure.core.timing import POLL_S, StopPolicy, Timing, asked_leave_wait, leave_wait
 from tenure.errors import LeaseHeld
 
 
@@ -206,3 +216,50 @@ def prepare_start(
         )
         return Prepared("started", bound)
     return Prepared("started")
+
+
+def request_stop(store: LeaseStore, rec: LeaseRecord) -> bool:
+    """Mark `rec`'s holder `stop_requested` in the record, under the record lock, when the
+    record still holds that epoch (lease.md#stop); whether the mark was written."""
+
+    def mark(cur: LeaseRecord | Unreadable | None) -> tuple[bool, LeaseRecord | None]:
+        write = decide_stop_request(cur, rec.epoch, os.getpid(), time.time())
+        return write is not None, write
+
+    return store.transact(mark)
+
+
+def stop_holder(
+    store: LeaseStore,
+    rec: LeaseRecord,
+    *,
+    policy: StopPolicy,
+    marker: tuple[str, str | None] | None = None,
+    notify: Notify = quiet,
+) -> signal.Signals | None:
+    """The one stop of a lease holder (lease.md#stop): ask through the record first, on every
+    platform — the only way to reach a foreign holder, whose pid means nothing here — then,
+    for a holder that lives here, the verified SIGTERM (+SIGCONT), grace, SIGKILL. The signal
+    that ended it, or None when it left on the request alone (or was gone already)."""
+    request_stop(store, rec)
+    heartbeat = rec.heartbeat_s if rec.heartbeat_s is not None else rec.ttl_s / 3
+    bound = asked_leave_wait(heartbeat)
+    # On Windows there is no graceful signal (SIGTERM is TerminateProcess): the mark is the
+    # only way to let a holder drain and release; it is terminated only if it did not act.
+    windows_left = (
+        platform.WINDOWS
+        and not is_foreign_holder(rec)
+        and wait_until(lambda: has_left(store, rec), bound, POLL_S) is not None
+    )
+    if windows_left:
+        return None
+    if is_foreign_holder(rec):
+        notify(f"asked {rec.family} pid {rec.holder.pid} (lives elsewhere) to leave")
+        if wait_until(lambda: has_left(store, rec), bound, POLL_S) is None:
+            raise StopRefused(
+                f"{rec.family} holder pid {rec.holder.pid} lives elsewhere and did not leave "
+                f"within {bound:.0f}s of being asked through the record; it is never signalled "
+                "from here"
+            )
+        return None
+    return stop_verified(rec.holder.ident, rec.family, marker=marker, policy=policy, notify=notify)

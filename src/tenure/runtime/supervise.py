@@ -6,7 +6,6 @@ spec: docs/protocol/control.md#status-and-stop
 from __future__ import annotations
 
 import os
-import signal
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -15,14 +14,14 @@ from typing import Any
 from tenure.adapters import platform
 from tenure.adapters.http import LOOPBACK, request
 from tenure.adapters.root import check_root
-from tenure.adapters.stopping import gone_within, stop_verified
+from tenure.adapters.stopping import gone_within
 from tenure.adapters.store import LeaseStore, log_path
 from tenure.adapters.tokens import read_token
 from tenure.adapters.waiting import wait_until
 from tenure.core.families import Family
 from tenure.core.notify import Notify, quiet
 from tenure.core.record import LeaseRecord
-from tenure.core.timing import HOLDER_STOP, POLL_S, StopPolicy
+from tenure.core.timing import HOLDER_STOP, POLL_S
 from tenure.errors import DaemonStartError
 from tenure.runtime.launcher import (
     DaemonInfo,
@@ -30,7 +29,7 @@ from tenure.runtime.launcher import (
     info_from_health,
     start,
 )
-from tenure.runtime.supersede import has_left, is_foreign_holder
+from tenure.runtime.supersede import has_left, is_foreign_holder, stop_holder
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,14 +104,16 @@ def stop(family: Family, root: Path, notify: Notify = quiet) -> DaemonInfo | Non
         notify(f"{family.name} pid {rec.holder.pid} did not leave after shutdown; escalating")
     else:
         notify(f"{family.name} holder pid {rec.holder.pid} is alive but not answering; escalating")
-    sig = escalate(rec, ("tenure-root", str(root.resolve())), HOLDER_STOP, notify)
+    sig = stop_holder(
+        store, rec, policy=HOLDER_STOP, marker=("tenure-root", str(root.resolve())), notify=notify
+    )
     return DaemonInfo(
         url=f"http://{LOOPBACK}:{rec.holder.port}",
         port=rec.holder.port or 0,
         pid=rec.holder.pid,
         version=rec.holder.version,
         epoch=rec.epoch,
-        action="killed" if sig is platform.KILL else "terminated",
+        action="killed" if sig is platform.KILL else "terminated" if sig is not None else "stopped",
     )
 
 
@@ -129,17 +130,6 @@ def restart(
         notify(f"stopped {family.name} pid {stopped.pid} (epoch {stopped.epoch})")
     info = start(family, root, version, notify, legacy_root)
     return replace(info, action="restarted") if info.action == "started" else info
-
-
-def escalate(
-    rec: LeaseRecord,
-    marker: tuple[str, str | None] | None,
-    policy: StopPolicy,
-    notify: Notify = quiet,
-) -> signal.Signals | None:
-    """Stop the record's holder with the verified escalation (`stopping.stop_verified`)."""
-    h = rec.holder
-    return stop_verified(h.ident, rec.family, marker=marker, policy=policy, notify=notify)
 
 
 def _wait_gone(store: LeaseStore, rec: LeaseRecord, timeout: float) -> bool:
