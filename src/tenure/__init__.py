@@ -1,8 +1,11 @@
 """tenure: local background daemons that govern themselves.
 
-The public API is exactly `__all__`: `Governor` (hold a lease, heartbeat, retire), its
-`RetireReason`, `Timing`, the record types, the daemon root helpers and the errors. Everything
-else (`tenure.core`, `tenure.adapters`, `tenure.runtime`, `tenure.cli`) is internal and may change.
+The public API is exactly `__all__`. A tool's daemon holds its lease with `hold` / `hold_async`
+(`Held`); its CLI makes sure one runs with `ensure` (`Ensured`), and reads or ends it with
+`status` / `stop`; every error is a `TenureError` (`LeaseHeld`, `ConfigError`, `StopRefused`, …).
+The lower level — `Governor` (the holder driver), `RetireReason`, `Timing`, the record types and
+the root helpers — stays available for daemons that drive their own loop. Everything else
+(`tenure.core`, `tenure.adapters`, `tenure.runtime`, `tenure.cli`) is internal and may change.
 The layers: `core` is pure, `adapters` do I/O, `runtime` drives both, `cli` is the only place
 typer and rich are imported, `testing` is the pytest plugin (no product module imports it).
 """
@@ -16,7 +19,10 @@ from tenure.version import __version__
 
 # Names → defining module; imported on first use so `tenure --help` and the daemon start fast.
 _EXPORTS = {
+    "ConfigError": "tenure.errors",
     "DaemonStartError": "tenure.errors",
+    "StopFailed": "tenure.errors",
+    "StopRefused": "tenure.errors",
     "LeaseHeld": "tenure.errors",
     "LeaseLost": "tenure.errors",
     "LeaseUnreadable": "tenure.errors",
@@ -50,6 +56,7 @@ if TYPE_CHECKING:
     from tenure.core.record import PROTOCOL, LeaseRecord, LeaseState, Unreadable
     from tenure.core.timing import Timing
     from tenure.errors import (
+        ConfigError,
         DaemonStartError,
         LeaseHeld,
         LeaseLost,
@@ -57,6 +64,8 @@ if TYPE_CHECKING:
         LockTimeout,
         Retiring,
         RootError,
+        StopFailed,
+        StopRefused,
         TenureError,
     )
     from tenure.runtime.ensure import Ensured, ensure, status, stop
@@ -79,6 +88,7 @@ def __getattr__(name: str) -> Any:
 
 __all__ = [
     "PROTOCOL",
+    "ConfigError",
     "DaemonStartError",
     "Ensured",
     "Governor",
@@ -93,6 +103,8 @@ __all__ = [
     "RetireReason",
     "Retiring",
     "RootError",
+    "StopFailed",
+    "StopRefused",
     "TenureError",
     "Timing",
     "Unreadable",

@@ -90,3 +90,15 @@ class Retiring(TenureError, RuntimeError):
 
 class DaemonStartError(TenureError, RuntimeError):
     """A daemon did not become healthy; the message carries the log tail."""
+
+
+class StopFailed(TenureError, RuntimeError):
+    """A stop could not end the process it meant (it outlived SIGKILL, or no way to ask it)."""
+
+
+class StopRefused(StopFailed):
+    """The process is not provably the one meant (or lives elsewhere): no signal was sent."""
+
+
+class NotRegularFile(OSError):
+    """A path in the root is a FIFO, device, socket or directory where a file belongs."""

@@ -16,16 +16,12 @@ from pathlib import Path
 from tenure.adapters import config, platform
 from tenure.adapters.procinfo import lock_holder_pid
 from tenure.core.record import MAX_RECORD_BYTES
-from tenure.errors import LockTimeout, RootError
+from tenure.errors import LockTimeout, NotRegularFile, RootError
 
 LOCK_TIMEOUT_S = 2.0
 LOCK_POLL_S = 0.005  # waiters retry this often; the default 50 ms would serialise starts slowly
 FILE_MODE = 0o600
 DIR_MODE = 0o700
-
-
-class NotRegularFile(OSError):
-    """A path in the root is a FIFO, device, socket or directory where a file belongs."""
 
 
 def open_regular(path: Path, flags: int = os.O_RDONLY) -> int:

@@ -14,9 +14,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tenure.adapters import config, platform
-from tenure.adapters.files import DIR_MODE, NotRegularFile, read_nofollow, write_new
+from tenure.adapters.files import DIR_MODE, read_nofollow, write_new
 from tenure.core.inputs import check_family
-from tenure.errors import RootError
+from tenure.errors import NotRegularFile, RootError
 
 SUBDIRS = ("leases", "tokens", "logs")
 ROOT_ID_FILE = "root.id"

@@ -23,11 +23,7 @@ from tenure.core.identity import ProcessIdentity
 from tenure.core.lease import Liveness
 from tenure.core.notify import Notify, quiet
 from tenure.core.timing import HOLDER_STOP, POLL_S, StopPolicy
-from tenure.errors import DaemonStartError
-
-
-class StopRefused(DaemonStartError):
-    """The process is not provably the one we mean to stop; no signal was sent."""
+from tenure.errors import StopFailed, StopRefused
 
 
 def gone_within(ident: ProcessIdentity, timeout: float) -> bool:
@@ -65,7 +61,7 @@ def stop_verified(
         notify(f"sent {sig.name} to {label} pid {pid}")
         if gone_within(ident, waits[sig]):
             return sig
-    raise DaemonStartError(f"{label} pid {pid} still alive after SIGKILL")
+    raise StopFailed(f"{label} pid {pid} still alive after SIGKILL")
 
 
 def exited_within(child: subprocess.Popen[bytes], timeout: float) -> bool:
@@ -108,7 +104,7 @@ def stop_in_background(ident: ProcessIdentity, label: str, policy: StopPolicy) -
         try:
             if stop_verified(ident, label, policy=policy) is not None:
                 print(f"tenure: stopped {label}, pid {ident.pid}", file=sys.stderr)
-        except DaemonStartError as exc:
+        except StopFailed as exc:
             print(f"tenure: {exc}", file=sys.stderr)
 
     thread = threading.Thread(target=stop, name="tenure-stop", daemon=True)

@@ -14,7 +14,6 @@ from typing import TypeVar
 
 from tenure.adapters.files import (
     LOCK_TIMEOUT_S,
-    NotRegularFile,
     atomic_write,
     locked,
     read_nofollow,
@@ -22,7 +21,7 @@ from tenure.adapters.files import (
 from tenure.adapters.root import RootLayout, ensure_subdir
 from tenure.core.inputs import check_family
 from tenure.core.record import LeaseRecord, LeaseState, Unreadable, encode, parse
-from tenure.errors import RootError
+from tenure.errors import NotRegularFile, RootError
 
 T = TypeVar("T")
 

@@ -18,7 +18,7 @@ from tenure.adapters import platform
 from tenure.adapters.http import health, request
 from tenure.adapters.location import here
 from tenure.adapters.procinfo import holder_liveness, liveness
-from tenure.adapters.stopping import StopRefused, stop_verified
+from tenure.adapters.stopping import stop_verified
 from tenure.adapters.store import LeaseStore
 from tenure.adapters.tokens import read_token
 from tenure.adapters.waiting import wait_until
@@ -35,7 +35,7 @@ from tenure.core.lease import (
 from tenure.core.notify import Notify, quiet
 from tenure.core.record import LeaseRecord, LeaseState, Unreadable
 from tenure.core.timing import POLL_S, StopPolicy, Timing, asked_leave_wait, leave_wait
-from tenure.errors import LeaseHeld
+from tenure.errors import LeaseHeld, StopRefused
 
 
 def held_record(store: LeaseStore) -> LeaseRecord | None:

@@ -22,7 +22,7 @@ from tenure.core.families import Family
 from tenure.core.notify import Notify, quiet
 from tenure.core.record import LeaseRecord
 from tenure.core.timing import HOLDER_STOP, POLL_S
-from tenure.errors import DaemonStartError
+from tenure.errors import StopFailed
 from tenure.runtime.launcher import (
     DaemonInfo,
     healthy_holder,
@@ -95,9 +95,7 @@ def stop(family: Family, root: Path, notify: Notify = quiet) -> DaemonInfo | Non
     if doc is not None and rec.holder.port is not None:
         token = read_token(root, family.name, rec.holder.pid)
         if token is None:
-            raise DaemonStartError(
-                f"no token for {family.name} pid {rec.holder.pid}; cannot stop it"
-            )
+            raise StopFailed(f"no token for {family.name} pid {rec.holder.pid}; cannot stop it")
         request(rec.holder.port, "POST", "/api/shutdown", token=token)
         if _wait_gone(store, rec, HOLDER_STOP.grace_s):
             return info_from_health(doc, "stopped")
