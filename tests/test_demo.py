@@ -71,6 +71,7 @@ def test_human_demo_output_has_the_five_acts(tmp_path: Path) -> None:
     ):
         assert heading in proc.stdout
     assert "\x1b[" not in proc.stdout
+    assert [line for line in proc.stdout.splitlines() if line != line.rstrip()] == []
     assert open_ports(SYNC_PORTS) == []
 
 

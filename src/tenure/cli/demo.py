@@ -36,13 +36,12 @@ def demo_cmd(
     pace: float = typer.Option(0.0, "--pace", min=0.0, help="Seconds to pause after each act."),
 ) -> None:
     """Show tenure end to end in a temporary root: leases, supersession, takeover, cleanup."""
-    from rich.console import Console  # noqa: PLC0415  (Rich only when rendering)
     from rich.table import Table  # noqa: PLC0415
 
-    from tenure.cli.render import render  # noqa: PLC0415
+    from tenure.cli.render import render, stdout_console  # noqa: PLC0415
     from tenure.runtime import demo  # noqa: PLC0415
 
-    console = Console(file=sys.stdout)
+    console = stdout_console()
 
     def show(kind: str, title: str, payload: Any) -> None:
         if as_json:

@@ -6,9 +6,10 @@ stripped of control characters. Used by `auth doctor`, `--watch` and the demo.
 
 from __future__ import annotations
 
+import re
 import sys
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TextIO
 
 from tenure.cli.out import clean, lease_timing
 
@@ -29,17 +30,35 @@ def render(report: DoctorReport, console: Console | None = None) -> None:
     Everything that came from outside is rendered as plain `Text` (never as Rich markup) and
     stripped of control characters. Rich drops colour itself for NO_COLOR and non-terminals.
     """
+
+    _render(report, console or stdout_console())
+
+
+class _NoTrailingSpaces:
+    """stdout off a terminal, without the spaces Rich leaves at line ends (table padding,
+    wrapped lines): piped output is meant to be read and diffed."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self._stream = stream
+
+    def write(self, text: str) -> int:
+        self._stream.write(_TRAILING.sub("\n", text))
+        return len(text)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
+
+
+_TRAILING = re.compile(r"[ \t]+\n")
+
+
+def stdout_console() -> Console:
+    """A Rich console on stdout: as is on a terminal, without line-end padding elsewhere."""
     from rich.console import Console  # noqa: PLC0415
 
-    console = console or Console(file=sys.stdout)
-    if not console.is_terminal and console.file is sys.stdout:
-        # Piped or redirected: the same layout without the padding Rich adds to every line.
-        with console.capture() as captured:
-            _render(report, console)
-        for line in captured.get().splitlines():
-            sys.stdout.write(line.rstrip() + "\n")
-        return
-    _render(report, console)
+    if sys.stdout.isatty():
+        return Console(file=sys.stdout)
+    return Console(file=_NoTrailingSpaces(sys.stdout))  # type: ignore[arg-type]
 
 
 def _render(report: DoctorReport, console: Console) -> None:
