@@ -375,3 +375,29 @@ def test_the_library_works_without_the_cli_and_the_command_says_how_to_get_it() 
         "tenure: the command line needs typer, which comes with its extra: "
         "pip install 'tenure[cli]'"
     ]
+
+
+def test_a_service_port_in_a_builtin_range_gets_no_http_either(
+    tmp_path: Path, proc_registry: ProcessRegistry
+) -> None:
+    """In spec-kitty's ranges the doctor asks listeners for health, but never the port a holder
+    without a control plane recorded (here a byte-logging server under `tenure run` in the sync
+    family): it receives nothing, and the doctor still exits 0."""
+    root = tmp_path / "root"
+    log = tmp_path / "child.bytes"
+    log.touch()
+    lo, hi = BLOCK.sync
+    argv = [PY, "-m", "tenure", "run", "--family", "sync", "--version", "1.0"]
+    argv += ["--ports", f"{lo}-{hi}", "--", PY, "-c", LOGGER, "{port}", str(log)]
+    proc_registry.spawn(argv, env=env_for(root))
+
+    def serving() -> bool:
+        rec = LeaseStore(root, "sync").read()
+        return isinstance(rec, LeaseRecord) and rec.child is not None and open_ports([lo]) == [lo]
+
+    wait_for(serving, what="the logging server under tenure run in the sync range")
+    doc, code = doctor(root)
+    assert code == 0, doc["findings"]
+    assert [c["port"] for c in doc["candidates"]] == [lo]
+    assert tenure(root, "ls", "--json").returncode == 0
+    assert log.read_bytes() == b""

@@ -88,6 +88,7 @@ class LeaseView:
     foreign: str | None = None  # where the holder lives, when that is not here (lease.md#foreign)
     tree: str | None = None  # the cookie of the tree the record's `child` heads (control.md#run)
     holder_gone: bool = False  # released, or its holder provably dead here (not foreign)
+    service_port: int | None = None  # the holder's port when it serves no control plane
 
 
 @dataclass(frozen=True, slots=True)

@@ -24,7 +24,7 @@ from tenure.core.classify import DaemonIdentityRecord, LeaseView, Scope, classif
 from tenure.core.families import FAMILIES, Family
 from tenure.core.inputs import is_family_name
 from tenure.core.lease import LeaseStatus, Liveness, lease_status
-from tenure.core.record import LeaseRecord
+from tenure.core.record import LeaseRecord, LeaseState
 from tenure.core.timing import DRAIN_TIMEOUT_S, Timing
 from tenure.errors import ScanIncomplete
 
@@ -73,6 +73,9 @@ def lease_view(root: Path, family: str, now: float) -> LeaseView | None:
         else None,
         tree=None if rec.child is None else rec.child.tree,
         holder_gone=live is None or live in (Liveness.DEAD, Liveness.REUSED),
+        service_port=rec.holder.port
+        if rec.state is LeaseState.HELD and not rec.holder.control
+        else None,
     )
 
 
@@ -118,25 +121,22 @@ def survey(
     """Scan the family's ports and classify every listener. Read-only."""
     scope = gather_scope(family, root, legacy)
     try:
-        result = scan(config.ports(family), pid_lookup, ask=_askable(family, root))
+        result = scan(config.ports(family), pid_lookup, ask=_askable(family, scope.lease))
     except ScanIncomplete as exc:
         return Survey(family, scope, [], 0.0, not_scanned=exc.strerror or str(exc))
     records = [classify(facts, scope) for facts in result.listeners]
     return Survey(family, scope, sorted(records, key=lambda r: r.port), result.elapsed_s)
 
 
-def _askable(family: Family, root: Path) -> Callable[[int], bool]:
+def _askable(family: Family, lease: LeaseView | None) -> Callable[[int], bool]:
     """Which listeners get `GET /api/health` (control.md#what-tenure-sends): only in the
     built-in families' ranges, where spec-kitty's daemons are recognised by their answer, and
     never the port of a holder without a control plane (a `tenure.hold` daemon's service, a
     `tenure run` child). In any other family's range a connect is all a listener gets."""
     if family.name not in FAMILIES:
         return lambda _port: False
-    rec = LeaseStore(root, family.name).read()
-    quiet = set()
-    if isinstance(rec, LeaseRecord) and rec.holder.port is not None and not rec.holder.control:
-        quiet.add(rec.holder.port)
-    return lambda port: port not in quiet
+    quiet = None if lease is None else lease.service_port
+    return lambda port: port != quiet
 
 
 def family_names(root: Path) -> list[str]:
