@@ -31,7 +31,6 @@ from tenure.core.inputs import is_family_name
 from tenure.errors import TenureError
 
 FAMILY_ARG = typer.Argument(..., help="Daemon family: sync, dashboard, or any family in the root.")
-VERBS = ("start", "status", "stop", "restart", "logs")
 
 
 def _family(name: str) -> str:
