@@ -18,6 +18,7 @@ import tenure
 from tenure.adapters.root import ensure_root
 from tenure.adapters.store import LeaseStore
 from tenure.adapters.tombstones import read_tombstones
+from tenure.adapters.waiting import wait_until
 from tenure.core.lease import decide_supersede
 from tenure.core.record import Child, Holder, LeaseRecord, LeaseState
 from tenure.core.timing import Timing
@@ -47,6 +48,18 @@ def start(root: Path, registry: ProcessRegistry, version: str = "1.0") -> subpro
     assert proc.stdout is not None
     assert proc.stdout.readline().startswith("holding epoch")
     return proc
+
+
+def another_copy(root: Path, version: str = "1.0") -> subprocess.CompletedProcess[str]:
+    """Run one more copy of the example to its end (a refused copy exits at once)."""
+    return subprocess.run(
+        [sys.executable, str(EXAMPLE), str(root), version],
+        env={**os.environ, **FAST},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
 
 
 def record(root: Path) -> LeaseRecord:
@@ -85,14 +98,7 @@ def test_a_second_copy_is_refused_in_words(tmp_path: Path, proc_registry: Proces
     """The holder is named by pid and version; no Python repr such as `port None`."""
     root = tmp_path / "root"
     first = start(root, proc_registry)
-    second = subprocess.run(
-        [sys.executable, str(EXAMPLE), str(root)],
-        env={**os.environ, **FAST},
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    second = another_copy(root)
     assert second.returncode == 1
     assert f"held by pid {first.pid}, version 1.0, without a control port" in second.stderr
     assert "None" not in second.stderr
@@ -126,14 +132,7 @@ def test_a_newer_copy_started_directly_supersedes_the_running_one(
     rec = record(root)
     assert (rec.holder.pid, rec.holder.version, rec.state) == (new.pid, "1.1", LeaseState.HELD)
     assert [t["reason"] for t in read_tombstones(root)] == ["superseded"]
-    older = subprocess.run(
-        [sys.executable, str(EXAMPLE), str(root), "1.0"],
-        env={**os.environ, **FAST},
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    older = another_copy(root, "1.0")
     assert older.returncode == 1
     assert f"held by pid {new.pid}, version 1.1" in older.stderr
     assert new.poll() is None
@@ -546,22 +545,31 @@ def test_leaving_the_block_drains_work_in_flight(tmp_path: Path) -> None:
     import threading
 
     root = tmp_path / "root"
-    inside, finish, finished = threading.Event(), threading.Event(), threading.Event()
+    inside, finished = threading.Event(), threading.Event()
     timing = Timing(ttl_s=3.0, heartbeat_s=0.5, idle_s=0.0, drain_s=60.0)
+
+    store = LeaseStore(root, "drainer")
+    seen: list[LeaseState] = []
 
     def worker(held: tenure.Held) -> None:
         with held.work():
             inside.set()
-            finish.wait(60)
+            held.retiring.wait(60)  # the leave has begun
+            # A leave that does not drain releases now; one that drains cannot while we work.
+            wait_until(
+                lambda: (r := store.read()) is not None and r.state is LeaseState.RELEASED, 0.5
+            )
+            current = store.read()
+            assert isinstance(current, LeaseRecord)
+            seen.append(current.state)
             finished.set()
 
     with tenure.hold("drainer", version="1.0", root=root, timing=timing) as held:
         thread = threading.Thread(target=worker, args=(held,))
         thread.start()
         assert inside.wait(60)
-        # Let the work end only once the leave below is under way (it releases afterwards).
-        threading.Timer(0.2, finish.set).start()
     assert finished.is_set()  # the block did not end before the work in flight did
+    assert seen == [LeaseState.HELD]  # nothing was released while the work was in flight
     thread.join(60)
     rec = LeaseStore(root, "drainer").read()
     assert isinstance(rec, LeaseRecord)
