@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import socket
 
+from tenure.adapters import platform
 from tenure.core.identity import Location
 
 _cache: dict[int, Location | None] = {}
@@ -21,6 +22,8 @@ def _ns_inode(kind: str) -> int | None:
 
 
 def _read_location() -> Location | None:
+    if not platform.PROC_FACTS:
+        return None
     try:
         # A /proc mounted for another pid namespace shows other processes under our pids:
         # nothing read from it identifies anything, so this process has no location.

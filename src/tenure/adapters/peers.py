@@ -12,6 +12,11 @@ from __future__ import annotations
 import socket
 import struct
 import sys
+from collections.abc import Iterable
+
+import psutil
+
+from tenure.adapters import platform
 
 NETLINK_SOCK_DIAG = 4
 SOCK_DIAG_BY_FAMILY = 20
@@ -27,7 +32,7 @@ MAX_TABLE_BYTES = 8 * 1024 * 1024
 
 
 def _diag(peer_port: int, server_port: int) -> int | None:
-    if sys.platform != "linux":
+    if sys.platform != "linux" or not platform.PROC_FACTS:
         return None  # sock_diag is Linux's; elsewhere the peer's uid is not known
     sockid = struct.pack("!HH16s16s", peer_port, server_port, LOOPBACK4, LOOPBACK4)
     sockid += struct.pack("=III", 0, NO_COOKIE, NO_COOKIE)
@@ -47,6 +52,8 @@ def _diag(peer_port: int, server_port: int) -> int | None:
 
 
 def _table(peer_port: int, server_port: int) -> int | None:
+    if not platform.PROC_FACTS:
+        return None
     want_local, want_remote = f":{peer_port:04X}", f":{server_port:04X}"
     try:
         with open(TABLE, "rb") as fh:
@@ -61,9 +68,12 @@ def _table(peer_port: int, server_port: int) -> int | None:
     return None
 
 
-def established_on(port: int) -> int:
+def established_on(port: int, owners: Iterable[int] = ()) -> int:
     """How many established TCP connections have `port` as their local port (this network
-    namespace; 0 where the socket table cannot be read)."""
+    namespace). Without the socket table, only the connections of `owners` (the user's own
+    processes, whose sockets psutil reads without privileges) are counted."""
+    if not platform.PROC_FACTS:
+        return _owned_established(port, owners)
     want = f":{port:04X}"
     count = 0
     for table in (TABLE, TABLE + "6"):
@@ -75,6 +85,19 @@ def established_on(port: int) -> int:
         for raw in data.decode("ascii", "replace").splitlines()[1:]:
             parts = raw.split()
             count += len(parts) > 3 and parts[1].endswith(want) and parts[3] == "01"
+    return count
+
+
+def _owned_established(port: int, owners: Iterable[int]) -> int:
+    count = 0
+    for pid in owners:
+        try:
+            conns = psutil.Process(pid).net_connections(kind="tcp")
+        except psutil.Error:
+            continue
+        count += sum(
+            1 for c in conns if c.status == psutil.CONN_ESTABLISHED and c.laddr.port == port
+        )
     return count
 
 

@@ -16,6 +16,11 @@ from collections.abc import Callable
 
 WINDOWS = sys.platform == "win32"
 LINUX = sys.platform.startswith("linux")
+# Portable mode (TENURE_TEST_PORTABLE=1): behave as on a platform without Linux's own facts
+# (/proc, prctl, pidfds, sock_diag, the host-wide socket table), so the generic fallbacks the
+# other platforms rely on run, and are tested, here. spec: docs/protocol/index.md#platforms
+PORTABLE = os.environ.get("TENURE_TEST_PORTABLE") == "1"
+PROC_FACTS = LINUX and not PORTABLE  # /proc, prctl, pidfds and sock_diag may be used
 
 if sys.platform == "win32":
     KILL = signal.SIGTERM  # TerminateProcess: Windows has no gentler or harder signal

@@ -9,10 +9,12 @@ from __future__ import annotations
 import errno
 import selectors
 import socket
+import sys
 import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Any
 
 import psutil
 
@@ -29,15 +31,42 @@ PidLookup = Callable[[], dict[int, int]]
 
 
 def listening_pids() -> dict[int, int]:
-    """port → pid for every listening TCP socket on this host (one socket-table read)."""
+    """port → pid for every listening TCP socket on this host (one socket-table read).
+
+    Where the host-wide table needs privileges (macOS without root), or in portable mode, the
+    user's own processes are asked one by one instead: their sockets need no privilege, and
+    they are the only ones tenure may act on. Others' listeners then have no pid (`no_pid`).
+    """
+    if platform.PROC_FACTS or platform.WINDOWS:
+        try:
+            return _listeners(psutil.net_connections(kind="tcp"))
+        except psutil.AccessDenied:
+            pass
+    return own_listening_pids()
+
+
+def own_listening_pids() -> dict[int, int]:
+    """port → pid for the listening TCP sockets of this user's own processes."""
     out: dict[int, int] = {}
-    try:
-        conns = psutil.net_connections(kind="tcp")
-    except psutil.AccessDenied:
-        return out
+    me = platform.uid()
+    for proc in psutil.process_iter():
+        try:
+            if sys.platform != "win32" and proc.uids().real != me:
+                continue
+            found = _listeners(proc.net_connections(kind="tcp"), proc.pid)
+        except psutil.Error:
+            continue
+        for port, pid in found.items():
+            out.setdefault(port, pid)
+    return out
+
+
+def _listeners(conns: Iterable[Any], pid: int | None = None) -> dict[int, int]:
+    out: dict[int, int] = {}
     for conn in conns:
-        if conn.status == psutil.CONN_LISTEN and conn.pid is not None and conn.laddr:
-            out.setdefault(conn.laddr.port, conn.pid)
+        owner = getattr(conn, "pid", pid)
+        if conn.status == psutil.CONN_LISTEN and owner is not None and conn.laddr:
+            out.setdefault(conn.laddr.port, owner)
     return out
 
 

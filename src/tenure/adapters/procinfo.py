@@ -52,6 +52,8 @@ def start_ticks(pid: int) -> int | None:
 def parent_and_start(pid: int) -> tuple[int, int] | None:
     """(parent pid, start ticks since boot) from /proc/pid/stat (fields 4 and 22); None when
     there is no such process or no /proc."""
+    if not platform.PROC_FACTS:
+        return None
     try:
         with open(f"/proc/{pid}/stat", "rb") as fh:
             data = fh.read(4096)
@@ -71,6 +73,12 @@ TREE_COOKIE_ENV = "TENURE_TREE"  # the cookie `tenure run` gives its tree (contr
 def tree_cookies(pid: int) -> tuple[str, ...]:
     """The tree cookies `pid` carries in its environment (`TENURE_TREE=a,b`: nested trees);
     () when it carries none or its environment cannot be read (another user's process)."""
+    if not platform.PROC_FACTS:
+        try:  # psutil reads the user's own processes' environments on macOS and Windows too
+            value = psutil.Process(pid).environ().get(TREE_COOKIE_ENV, "")
+        except psutil.Error:
+            return ()
+        return _cookies(value)
     try:
         with open(f"/proc/{pid}/environ", "rb") as fh:
             env = fh.read(1 << 20)
@@ -79,9 +87,12 @@ def tree_cookies(pid: int) -> tuple[str, ...]:
     prefix = f"{TREE_COOKIE_ENV}=".encode()
     for var in env.split(b"\0"):
         if var.startswith(prefix):
-            value = var[len(prefix) :].decode("ascii", "replace")
-            return tuple(c for c in value.split(",")[:16] if c)
+            return _cookies(var[len(prefix) :].decode("ascii", "replace"))
     return ()
+
+
+def _cookies(value: str) -> tuple[str, ...]:
+    return tuple(c for c in value.split(",")[:16] if c)
 
 
 def read_process(pid: int) -> ProcessFacts | None:
@@ -201,7 +212,7 @@ def signal_verified(
     """
     fd: int | None = None
     pidfd_open = getattr(os, "pidfd_open", None)
-    if pidfd_open is not None and not is_foreign(ident.where, here()):
+    if pidfd_open is not None and platform.PROC_FACTS and not is_foreign(ident.where, here()):
         try:
             fd = pidfd_open(ident.pid)
         except ProcessLookupError:
@@ -235,7 +246,7 @@ def lock_holder_pid(lock_path: Path) -> int | None:
     Elsewhere (macOS, Windows) there is no /proc/locks: the answer is None ("holder unknown"),
     and callers say so instead of naming a pid.
     """
-    if sys.platform == "win32":
+    if sys.platform == "win32" or not platform.PROC_FACTS:
         return None
     try:
         st = os.stat(lock_path)

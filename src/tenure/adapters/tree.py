@@ -21,6 +21,8 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+import psutil
+
 from tenure.adapters import guard, platform
 from tenure.adapters.procinfo import (
     TREE_COOKIE_ENV,
@@ -102,7 +104,14 @@ def _ppid(pid: int) -> int | None:
     return None if found is None else found[0]
 
 
-def _processes() -> Iterator[tuple[int, tuple[int, int]]]:
+def _processes() -> Iterator[tuple[int, tuple[int, int | None]]]:
+    if not platform.PROC_FACTS:
+        # No /proc: psutil's table (parent links; no start ticks, so no start bound either).
+        for proc in psutil.process_iter(["ppid"]):
+            ppid = proc.info.get("ppid")
+            if isinstance(ppid, int):
+                yield proc.pid, (ppid, None)
+        return
     try:
         names = os.listdir("/proc")
     except OSError:
@@ -122,7 +131,7 @@ def inherit_cookie(inherited: str | None, cookie: str) -> str:
 
 def become_subreaper() -> bool:
     """Make this process the child subreaper of its descendants (Linux); False elsewhere."""
-    if not sys.platform.startswith("linux"):
+    if not sys.platform.startswith("linux") or not platform.PROC_FACTS:
         return False
     import ctypes  # noqa: PLC0415  (only `tenure run` needs it; `import tenure` stays lean)
 
@@ -139,7 +148,7 @@ def reap_orphans(child: subprocess.Popen[bytes]) -> bool:
     `waitid(WNOWAIT)` peeks, so the Popen child's status is never taken from Popen (reaping it
     here would make Popen report 0).
     """
-    if sys.platform != "linux":
+    if sys.platform != "linux" or not platform.PROC_FACTS:
         return child.poll() is None  # no subreaper there: orphans never come back to us
     flags = os.WEXITED | os.WNOHANG | os.WNOWAIT
     while True:

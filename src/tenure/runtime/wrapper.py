@@ -61,7 +61,7 @@ PR_SET_PDEATHSIG = 1
 def _load_prctl() -> object | None:
     # Resolved once, in the parent: the child runs between fork and exec, where loading a
     # library (dlopen) could wait for a lock another thread of the wrapper held at fork time.
-    if not sys.platform.startswith("linux"):
+    if not sys.platform.startswith("linux") or not platform.PROC_FACTS:
         return None
     try:
         return ctypes.CDLL(None, use_errno=True).prctl
@@ -143,8 +143,9 @@ def _serve(held: Held, command: Sequence[str], port: int | None, idle_s: float) 
         env[config.PORT_ENV] = str(port)
     global _WRAPPER_PID  # noqa: PLW0603  (read by _pdeathsig in the forked child)
     _WRAPPER_PID = os.getpid()
-    # prctl only, resolved before the fork (see _load_prctl); its own session and group.
-    child = subprocess.Popen(argv, env=env, start_new_session=True, preexec_fn=_pdeathsig)  # noqa: PLW1509
+    # Its own session and group; the parent-death signal where the platform has one.
+    pdeathsig = _pdeathsig if _PRCTL else None  # prctl only, see _load_prctl
+    child = subprocess.Popen(argv, env=env, start_new_session=True, preexec_fn=pdeathsig)  # noqa: PLW1509
     ident = child_identity(child.pid)  # unreaped: readable even if it exited at once
     if ident is not None:
         guard.allow(ident)  # under a test kit, the child is the test's too
@@ -190,6 +191,6 @@ def _govern(held: Held, child: subprocess.Popen[bytes], idle_port: int | None) -
             return  # the whole tree ended by itself
         if idle_port is not None and time.monotonic() - last_look >= 1.0:
             last_look = time.monotonic()
-            if established_on(idle_port):
+            if established_on(idle_port, (child.pid,)):
                 with contextlib.suppress(Retiring), held.work():
                     pass
