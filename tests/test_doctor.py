@@ -521,3 +521,40 @@ def test_a_closed_pipe_ends_quietly_with_the_exit_code_it_would_have_had(fleet: 
         assert "Traceback" not in done.stderr, done.stderr
         assert "Exception ignored" not in done.stderr, done.stderr
         assert done.returncode == expected, done.stderr
+
+
+OTHER_USER = 65534  # nobody
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="starting another user's listener needs root")
+def test_without_the_host_socket_table_the_users_own_daemons_are_found_and_swept(
+    fleet: Fleet,
+) -> None:
+    """Portable mode (macOS without root: no host-wide socket table) finds the pids of the
+    user's own legacy daemons by asking each own process, and sweeps them; another user's
+    listener in the range has no pid there and is left alone."""
+    reg, legacy = fleet.registry, legacy_root(fleet)
+    stale = [spawn_legacy(reg, port, legacy, "3.2.3")[0] for port in (9421, 9422)]
+    listen = "import socket,time; s=socket.create_server(('127.0.0.1',9423)); time.sleep(300)"
+    # The system interpreter: another user may not read this project's virtualenv.
+    other = reg.spawn(["/usr/bin/python3", "-c", listen], user=OTHER_USER)
+    wait_for(lambda: 9423 in open_ports([9423]), 10)
+    before, _ = doctor_json_portable(fleet)
+    by_port = {c["port"]: c for c in before["candidates"]}
+    assert sorted(by_port) == [9421, 9422, 9423]
+    assert [by_port[p]["pid"] for p in (9421, 9422)] == [p.pid for p in stale]
+    assert by_port[9423]["pid"] is None
+    assert by_port[9423]["cleanup_class"] != "safe_auto"
+    after, _ = doctor_json_portable(fleet, "--reset")
+    assert sorted(s["port"] for s in after["reset_result"]["swept"]) == [9421, 9422]
+    assert all(p.wait(5) is not None for p in stale)
+    assert other.poll() is None
+    assert {e["pid"] for e in journal(fleet)} == {p.pid for p in stale}
+
+
+def doctor_json_portable(fleet: Fleet, *args: str) -> tuple[dict[str, Any], int]:
+    proc = doctor(fleet, "--json", *args, TENURE_TEST_PORTABLE="1")
+    assert proc.returncode in (0, 1), proc.stderr
+    doc: dict[str, Any] = json.loads(proc.stdout)
+    jsonschema.validate(doc, SCHEMA)
+    return doc, proc.returncode

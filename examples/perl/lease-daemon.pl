@@ -160,6 +160,7 @@ while (1) {
             my ($cur) = read_record();
             return 'lease_lost' unless mine($cur);
             return 'superseded' if $cur->{superseded_by} && !$ignore_superseded;
+            return 'requested' if $cur->{stop_requested};    # a stop asked through the record
             return 'lease_expired' if time - $last_renew > $ttl;
             $cur->{renewed_at} = time;
             $cur->{seq}++;

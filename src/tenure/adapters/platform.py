@@ -13,6 +13,7 @@ import signal
 import sys
 import time
 from collections.abc import Callable
+from typing import NamedTuple
 
 WINDOWS = sys.platform == "win32"
 LINUX = sys.platform.startswith("linux")
@@ -82,3 +83,26 @@ lease_clock = _suspend_aware_clock()
 STOP_SIGNALS: tuple[signal.Signals, ...] = tuple(
     s for s in (signal.SIGTERM, signal.SIGINT, HANGUP) if s is not None
 )  # each asks a daemon to leave gracefully
+
+
+# Windows process-creation flags (winbase.h), named here so the choice is testable anywhere.
+CREATE_NEW_PROCESS_GROUP = 0x00000200
+DETACHED_PROCESS = 0x00000008
+
+
+class Detach(NamedTuple):
+    """How to start a child apart from its caller: Popen's `start_new_session` and
+    `creationflags` (which must be 0 on POSIX)."""
+
+    new_session: bool
+    creationflags: int
+
+
+def detach(system: str = sys.platform, *, daemon: bool = True) -> Detach:
+    """Start a child out of reach of its caller's terminal: its own session on POSIX (no
+    SIGHUP or Ctrl-C of the terminal reaches it); on Windows its own process group (no
+    Ctrl+C event) and, for a daemon, no console at all. A `tenure run` child (`daemon=False`)
+    keeps the wrapper's console, and its job (winjob.py)."""
+    if system == "win32":
+        return Detach(False, CREATE_NEW_PROCESS_GROUP | (DETACHED_PROCESS if daemon else 0))
+    return Detach(True, 0)

@@ -9,8 +9,11 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from tenure.adapters.files import open_regular
+from tenure.adapters.platform import detach
 from tenure.adapters.root import RootLayout, ensure_subdir
 from tenure.errors import RootError
+
+DETACH = detach()
 
 
 def spawn_detached(
@@ -39,7 +42,8 @@ def spawn_detached(
             stdin=subprocess.DEVNULL,
             stdout=fd,
             stderr=fd,
-            start_new_session=True,
+            start_new_session=DETACH.new_session,
+            creationflags=DETACH.creationflags,
             close_fds=True,
             env=None if env is None else {**os.environ, **env},
             cwd=cwd,

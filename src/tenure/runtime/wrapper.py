@@ -72,6 +72,7 @@ def _load_prctl() -> object | None:
 _PRCTL = _load_prctl()
 
 
+_JOB: int | None = None  # Windows: the kill-on-close job the wrapper and its tree live in
 _WRAPPER_PID = os.getpid()  # the parent the child checks it still has (set again before Popen)
 
 
@@ -145,7 +146,20 @@ def _serve(held: Held, command: Sequence[str], port: int | None, idle_s: float) 
     _WRAPPER_PID = os.getpid()
     # Its own session and group; the parent-death signal where the platform has one.
     pdeathsig = _pdeathsig if _PRCTL else None  # prctl only, see _load_prctl
-    child = subprocess.Popen(argv, env=env, start_new_session=True, preexec_fn=pdeathsig)  # noqa: PLW1509
+    if sys.platform == "win32":
+        from tenure.adapters.winjob import Kernel32Jobs, contain_self  # noqa: PLC0415
+
+        global _JOB  # noqa: PLW0603  (open for the wrapper's life: closing it ends the tree)
+        if _JOB is None:
+            _JOB = contain_self(Kernel32Jobs())
+    apart = platform.detach(daemon=False)
+    child = subprocess.Popen(
+        argv,
+        env=env,
+        start_new_session=apart.new_session,
+        creationflags=apart.creationflags,
+        preexec_fn=pdeathsig,  # noqa: PLW1509  (one prctl, no lock: see _load_prctl)
+    )
     ident = child_identity(child.pid)  # unreaped: readable even if it exited at once
     if ident is not None:
         guard.allow(ident)  # under a test kit, the child is the test's too

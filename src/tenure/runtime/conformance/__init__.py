@@ -6,8 +6,9 @@ TENURE_VERSION, TENURE_PORT, TENURE_PORTS, short TENURE_LEASE_TTL / TENURE_HEART
 off) and `{port}`, `{root}`, `{family}`, `{version}` substituted in the argv. It then checks, by
 reading the root as any reader would, that the daemon takes the lease, refuses a second copy,
 renews, keeps its token private, and leaves — releasing and recording a tombstone — on SIGTERM,
-on supersession and on lease loss, and leaves without writing on root removal; and that it never
-writes the record after losing its epoch. spec: docs/protocol/control.md#conformance
+on supersession, when asked through the record and on lease loss, and leaves without writing
+on root removal; and that it never writes the record after losing its epoch.
+spec: docs/protocol/control.md#conformance
 
 The kit stops everything it starts, by pid and verified identity (it registers them with the
 test kit's signal guard when one is on), and touches nothing outside its own temporary roots.
@@ -27,6 +28,7 @@ from tenure.core.lease import Liveness
 from tenure.core.notify import Notify, quiet
 from tenure.core.record import LeaseRecord
 from tenure.runtime.conformance.checks import (
+    asked,
     keeps_token_private,
     lease_loss,
     refuses_second_copy,
@@ -113,8 +115,9 @@ def _first_session(s: Session, d: Started, rec: LeaseRecord, t0: float) -> list[
 _PLAN: tuple[tuple[tuple[str, ...], Body], ...] = (
     (CHECKS[:6], _first_session),
     (CHECKS[6:7], lambda s, d, rec, _t: [supersession(s, d, rec)]),
-    (CHECKS[7:9], lambda s, d, rec, _t: list(lease_loss(s, d, rec))),
-    (CHECKS[9:11], lambda s, d, rec, _t: list(root_removal(s, d, rec))),
+    (CHECKS[7:8], lambda s, d, rec, _t: [asked(s, d, rec)]),
+    (CHECKS[8:10], lambda s, d, rec, _t: list(lease_loss(s, d, rec))),
+    (CHECKS[10:12], lambda s, d, rec, _t: list(root_removal(s, d, rec))),
 )
 assert [n for names, _ in _PLAN for n in names] == list(CHECKS[:-1])
 

@@ -10,6 +10,7 @@ from dataclasses import replace
 
 import psutil
 
+from tenure.adapters import platform
 from tenure.adapters.files import locked
 from tenure.adapters.http import health
 from tenure.adapters.procinfo import liveness, own_identity, read_process, signal_verified
@@ -18,7 +19,13 @@ from tenure.adapters.stopping import gone_within
 from tenure.adapters.tombstones import read_tombstones
 from tenure.adapters.waiting import wait_until
 from tenure.core.identity import same_start
-from tenure.core.lease import Liveness, SupersedeVerdict, decide_supersede, parse_version
+from tenure.core.lease import (
+    Liveness,
+    SupersedeVerdict,
+    decide_stop_request,
+    decide_supersede,
+    parse_version,
+)
 from tenure.core.record import Holder, LeaseRecord, LeaseState, Unreadable
 from tenure.core.timing import POLL_S
 from tenure.errors import LockTimeout
@@ -212,6 +219,8 @@ def takes_the_lock(s: Session) -> Check:
 
 
 def sigterm(s: Session, d: Started, rec: LeaseRecord) -> Check:
+    if platform.WINDOWS:  # SIGTERM is TerminateProcess there: nothing could be graceful
+        return Check("leaves_on_sigterm", True, "Windows has no graceful signal: see when asked")
     if signal_verified(rec.holder.ident, signal.SIGTERM) is not None:
         return Check("leaves_on_sigterm", False, f"pid {rec.holder.pid} is not ours to signal")
     return _left_cleanly(s, d, rec, "leaves_on_sigterm", "")
@@ -240,6 +249,26 @@ def supersession(s: Session, d: Started, rec: LeaseRecord) -> Check:
             check,
             detail=f"it ignores supersession: superseded_by {newer} was set in the record and "
             f"{check.detail}",
+        )
+    return check
+
+
+def asked(s: Session, d: Started, rec: LeaseRecord) -> Check:
+    """`stop_requested` set in the record (lease.md#stop), no signal: the one graceful stop
+    on Windows, and the only one that reaches a holder in another namespace."""
+
+    def mark(cur: LeaseRecord | Unreadable | None) -> tuple[bool, LeaseRecord | None]:
+        write = decide_stop_request(cur, rec.epoch, os.getpid(), time.time())
+        return write is not None, write
+
+    if not s.store.transact(mark):
+        return Check("leaves_when_asked", False, f"could not ask it: {s._shown()}")
+    check = _left_cleanly(s, d, rec, "leaves_when_asked", "requested")
+    if check.seconds is None and not check.passed:
+        return replace(
+            check,
+            detail="it ignores stop_requested (set in the record, no signal sent) and "
+            + check.detail,
         )
     return check
 

@@ -13,6 +13,7 @@ CHECKS = (
     "keeps_token_private",
     "leaves_on_sigterm",
     "leaves_on_supersession",
+    "leaves_when_asked",
     "leaves_on_lease_loss",
     "no_write_after_losing_epoch",
     "leaves_on_root_removal",

@@ -1,0 +1,97 @@
+"""The platform adapter's pure choices, with the platform injected: what each OS is asked for."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from tenure.adapters import platform, winjob
+from tenure.adapters.platform import CREATE_NEW_PROCESS_GROUP, DETACHED_PROCESS, Detach, detach
+
+
+@pytest.mark.parametrize("system", ["linux", "darwin"])
+def test_posix_detaches_by_a_session_of_its_own(system: str) -> None:
+    assert detach(system) == Detach(new_session=True, creationflags=0)
+    assert detach(system, daemon=False) == Detach(new_session=True, creationflags=0)
+
+
+def test_windows_detaches_by_process_group_and_a_daemon_loses_its_console() -> None:
+    daemon = detach("win32")
+    assert daemon == Detach(False, CREATE_NEW_PROCESS_GROUP | DETACHED_PROCESS)
+    # A `tenure run` child keeps the wrapper's console (and job): only its own group.
+    assert detach("win32", daemon=False) == Detach(False, CREATE_NEW_PROCESS_GROUP)
+    assert (CREATE_NEW_PROCESS_GROUP, DETACHED_PROCESS) == (0x200, 0x8)  # winbase.h
+
+
+def test_this_platforms_detach_is_accepted_by_popen() -> None:
+    """The options chosen here start a real child (POSIX refuses non-zero creationflags)."""
+    apart = detach()
+    proc = subprocess.Popen(
+        [sys.executable, "-c", "import os; print(os.getsid(0) == os.getpid())"],
+        stdout=subprocess.PIPE,
+        start_new_session=apart.new_session,
+        creationflags=apart.creationflags,
+    )
+    out, _ = proc.communicate(timeout=30)
+    assert out.strip() == b"True"
+
+
+class Calls:
+    """A record of the Job Object calls (Windows' kernel32 is not on this machine)."""
+
+    def __init__(self) -> None:
+        self.seen: list[tuple[str, int | None]] = []
+
+    def create(self) -> int:
+        self.seen.append(("create", None))
+        return 77
+
+    def kill_on_close(self, job: int) -> None:
+        self.seen.append(("kill_on_close", job))
+
+    def assign_self(self, job: int) -> None:
+        self.seen.append(("assign_self", job))
+
+
+def test_the_job_is_kill_on_close_before_the_wrapper_joins_it() -> None:
+    """Create, limit, then join: a wrapper in a job without the limit would leave its tree
+    behind if it died between the two calls; the child is started only after (it inherits)."""
+    calls = Calls()
+    assert winjob.contain_self(calls) == 77
+    assert calls.seen == [("create", None), ("kill_on_close", 77), ("assign_self", 77)]
+    assert winjob.JOB_OBJECT_LIMIT_KILL_ON_JOB_CLOSE == 0x2000  # winnt.h
+
+
+def test_portable_mode_is_read_once_from_the_environment() -> None:
+    code = "from tenure.adapters import platform as p; print(p.PORTABLE, p.PROC_FACTS)"
+    for value, expected in (("1", "True False"), ("0", f"False {platform.LINUX}")):
+        assert _python(code, TENURE_TEST_PORTABLE=value).split() == expected.split()
+
+
+def test_portable_mode_reads_a_process_through_psutil_only() -> None:
+    """No location, no start ticks, no lock holder (all /proc); the tree cookie still read."""
+    code = (
+        "import os, pathlib, tempfile\n"
+        "from tenure.adapters.location import here\n"
+        "from tenure.adapters.procinfo import lock_holder_pid, start_ticks, tree_cookies\n"
+        "print(here(), start_ticks(os.getpid()), tree_cookies(os.getpid()),\n"
+        "      lock_holder_pid(pathlib.Path(tempfile.gettempdir())), sep='|')"
+    )
+    out = _python(code, TENURE_TEST_PORTABLE="1", TENURE_TREE="abc,def")
+    assert out.strip() == "None|None|('abc', 'def')|None"
+    if platform.LINUX:  # and the same process read the Linux way has all of them
+        linux = _python(code, TENURE_TREE="abc,def").split("|")
+        assert linux[0] != "None"
+        assert linux[1].isdigit()
+
+
+def _python(code: str, **env: str) -> str:
+    return subprocess.run(
+        [sys.executable, "-c", code],
+        env={"PATH": "/usr/bin:/bin", **env},
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
