@@ -26,6 +26,7 @@ import psutil
 import pytest
 from hypothesis import HealthCheck, settings
 
+from tenure.adapters import platform
 from tenure.adapters.procinfo import lock_holder_pid
 from tenure.testing import Fleet, ProcessRegistry, make_fleet
 
@@ -91,6 +92,12 @@ PORT_BLOCKS["test_guide"] = PORT_BLOCKS["test_hold"]
 # Both real ranges, for the tests marked realports.
 REAL_PORTS = [*range(9236, 9338), *range(9399, 9451)]
 LOCK_DIR = Path(tempfile.gettempdir())
+
+
+def linux_only(fact: str) -> pytest.MarkDecorator:
+    """Skip where `fact` is missing: off Linux, and in portable mode (TENURE_TEST_PORTABLE=1),
+    which switches off Linux's own facts so the generic fallbacks run here too."""
+    return pytest.mark.skipif(not platform.PROC_FACTS, reason=f"needs {fact} (Linux's own)")
 
 
 def block_fleet(block: PortBlock, tmp_path: Path, registry: ProcessRegistry, **env: str) -> Fleet:

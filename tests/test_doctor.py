@@ -20,7 +20,7 @@ from tenure.adapters.probe import open_ports
 from tenure.adapters.tokens import read_token
 from tenure.legacy.simulated import spawn_legacy, spawn_other, spawn_singleton, write_state_file
 from tenure.testing import Fleet, ProcessRegistry, make_fleet, pid_gone
-from tests.conftest import HERE, block, block_fleet, wait_for
+from tests.conftest import HERE, block, block_fleet, linux_only, wait_for
 
 SCHEMA = json.loads((HERE.parent / "docs" / "protocol" / "doctor-json.schema.json").read_text())
 BLOCK = block(__name__)  # ports below are literals inside this block
@@ -329,7 +329,7 @@ def _finding_ids(fleet: Fleet) -> dict[str, dict[str, Any]]:
     return {f["id"]: f for f in doc["findings"]}
 
 
-@pytest.mark.skipif(sys.platform != "linux", reason="the lock holder pid comes from /proc/locks")
+@linux_only("the lock holder's pid from /proc/locks")
 def test_findings_for_an_unreadable_record_and_a_stuck_lock(fleet: Fleet) -> None:
     """Garbage in the record and a lock held by another process are both reported, with the pid."""
     leases = fleet.root / "leases"

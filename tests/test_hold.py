@@ -26,6 +26,7 @@ from tenure.testing import ProcessRegistry, pid_gone
 from tests.conftest import (
     HERE,
     block,
+    linux_only,
     popen_interruptible,
     remove_tree,
     stop_outside_lock,
@@ -396,7 +397,7 @@ def test_removing_the_root_stops_the_governed_child(
     assert pid_gone(child)
 
 
-@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="parent-death signal is Linux")
+@linux_only("the parent-death signal (prctl); elsewhere the next start ends the tree")
 def test_a_killed_wrapper_takes_its_child_along(
     tmp_path: Path, proc_registry: ProcessRegistry
 ) -> None:

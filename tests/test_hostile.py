@@ -23,7 +23,7 @@ from tenure.core.record import Holder, LeaseRecord, LeaseState, Unreadable, enco
 from tenure.errors import ConfigError
 from tenure.legacy.simulated import spawn_legacy
 from tenure.testing import Fleet, ProcessRegistry, pid_gone
-from tests.conftest import PY, block, block_fleet, wait_for
+from tests.conftest import PY, block, block_fleet, linux_only, wait_for
 
 BLOCK = block(__name__)
 NOBODY = 65534
@@ -177,6 +177,7 @@ time.sleep(600)
 
 
 @as_another_user
+@linux_only("the uid of a loopback peer (sock_diag)")
 def test_another_users_trickle_cannot_starve_the_control_plane(fleet: Fleet) -> None:
     """40 connections from uid 65534 sending a header line every 3 s (and reconnecting when
     dropped): the owner's `sync status` still finds the daemon answering."""

@@ -28,7 +28,7 @@ from tenure.adapters.store import LeaseStore
 from tenure.adapters.tombstones import read_tombstones
 from tenure.core.record import LeaseRecord, LeaseState
 from tenure.testing import ProcessRegistry, pid_gone
-from tests.conftest import HERE, PY, block, remove_tree, stop_outside_lock, wait_for
+from tests.conftest import HERE, PY, block, linux_only, remove_tree, stop_outside_lock, wait_for
 
 BLOCK = block(__name__)
 WEB = f"{BLOCK.extra[0]}-{BLOCK.extra[1]}" if BLOCK.extra else ""
@@ -121,6 +121,7 @@ def after_step(stat: Path) -> list[str]:
 
 
 @needs_mount_ns
+@linux_only("start ticks from /proc")
 def test_a_clock_step_neither_evicts_a_live_holder_nor_blocks_its_stop(
     tmp_path: Path, proc_registry: ProcessRegistry, stepped_stat: Path
 ) -> None:
@@ -244,6 +245,7 @@ def in_pid_ns(argv: list[str], private_net: bool = False) -> list[str]:
 
 
 @needs_pid_ns
+@linux_only("the process's location (boot id and namespaces from /proc)")
 @pytest.mark.parametrize("private_net", [False, True], ids=["shared-network", "own-network"])
 def test_a_holder_in_another_pid_namespace_is_foreign_and_survives_every_command(
     tmp_path: Path, proc_registry: ProcessRegistry, private_net: bool
@@ -528,6 +530,7 @@ def test_after_its_root_is_removed_an_old_daemon_never_answers_as_holder(
     assert (health(old["port"]) or {}).get("role") != "holder"
 
 
+@linux_only("start ticks from /proc")
 def test_a_process_is_known_by_its_start_ticks(proc_registry: ProcessRegistry) -> None:
     """The identity a reader records (start ticks since boot) is the same on every read."""
     proc = proc_registry.spawn([PY, "-c", "import time; time.sleep(600)"])

@@ -15,7 +15,7 @@ from tenure.adapters.root import check_root, default_root, ensure_root
 from tenure.adapters.store import LeaseStore, read_record_at
 from tenure.core.record import Unreadable
 from tenure.errors import LockTimeout, RootError
-from tests.conftest import wait_for
+from tests.conftest import linux_only, wait_for
 
 
 def test_root_is_created_0700(tmp_path: Path) -> None:
@@ -102,7 +102,7 @@ def test_missing_record_reads_as_none(tmp_path: Path) -> None:
     assert read_record_at(tmp_path / "nope.json") is None
 
 
-@pytest.mark.skipif(sys.platform != "linux", reason="the lock holder pid comes from /proc/locks")
+@linux_only("the lock holder's pid from /proc/locks")
 def test_lock_timeout_names_the_holder_pid(tmp_path: Path) -> None:
     """When another process holds the lock, the timeout error names its pid."""
     lock = tmp_path / "x.lock"

@@ -107,7 +107,7 @@ def run(
     last = LeaseStore(the_root, family).read()
     keep = last.holder.port if isinstance(last, LeaseRecord) else None
     # Descendants that daemonize come back to us, not to init (control.md#run).
-    become_subreaper()
+    subreaper = become_subreaper()
     # Idle is opt-in for `run`; the drain bound covers ending the tree (SIGTERM, grace, SIGKILL).
     timing = replace(config.timing(), idle_s=idle_s, drain_s=RUN_DRAIN_S)
     with hold(
@@ -129,11 +129,13 @@ def run(
             port = free_port(ports, prefer=keep)
             if keep is not None and port != keep and ports and ports[0] <= keep <= ports[1]:
                 print(f"tenure: port {keep} is still in use; serving on {port}", file=sys.stderr)
-        return _serve(held, command, port, idle_s)
+        return _serve(held, command, port, idle_s, subreaper)
     return 0  # `Retiring` ended the block (the lease went before the child started)
 
 
-def _serve(held: Held, command: Sequence[str], port: int | None, idle_s: float) -> int:
+def _serve(
+    held: Held, command: Sequence[str], port: int | None, idle_s: float, subreaper: bool
+) -> int:
     """Start the child (its own session, the tree's cookie), govern the tree, end all of it."""
     argv = [a.replace("{port}", str(port)) if port is not None else a for a in command]
     cookie = secrets.token_hex(8)
@@ -178,7 +180,7 @@ def _serve(held: Held, command: Sequence[str], port: int | None, idle_s: float) 
             # removed meanwhile is the heartbeat's business, not a reason to fail here.
             with contextlib.suppress(OSError, TenureError):
                 gov.record_child(ident, cookie, port)
-        _govern(held, child, port if idle_s > 0 else None)
+        _govern(held, child, (tree, subreaper), port if idle_s > 0 else None)
     finally:
         # Retired, or fenced (a newer holder took over and ended the tree): not the child's
         # own exit, so not its exit code.
@@ -194,17 +196,23 @@ def _serve(held: Held, command: Sequence[str], port: int | None, idle_s: float) 
     return code if code >= 0 else 128 - code
 
 
-def _govern(held: Held, child: subprocess.Popen[bytes], idle_port: int | None) -> None:
+def _govern(
+    held: Held, child: subprocess.Popen[bytes], tree: tuple[Tree, bool], idle_port: int | None
+) -> None:
     """Hold while any member of the tree lives (a child that exits after daemonizing is not
     the end) and until retirement begins; with `--idle-seconds`, a connection open on the
-    child's port counts as work."""
+    child's port counts as work. `tree` is the tree and whether the wrapper is its subreaper;
+    without one, daemonized members never come back to the wrapper: they are looked for by
+    the tree's cookie."""
+    members, subreaper = tree
     last_look = 0.0
     while not held.retiring.wait(POLL_S * 5):
         exited = child.poll() is not None
-        if not reap_orphans(child) and exited:
+        if not reap_orphans(child) and exited and (subreaper or not members.members()):
             return  # the whole tree ended by itself
         if idle_port is not None and time.monotonic() - last_look >= 1.0:
             last_look = time.monotonic()
-            if established_on(idle_port, (child.pid,)):
+            owners = [child.pid, *(m.pid for m in members.members())] if not subreaper else []
+            if established_on(idle_port, owners):
                 with contextlib.suppress(Retiring), held.work():
                     pass
