@@ -47,11 +47,12 @@ DAEMONIZING = {"setsid-background", "double-fork"}
 
 
 def start(
-    root: Path, registry: ProcessRegistry, version: str, shape: str
+    root: Path, registry: ProcessRegistry, version: str, shape: str, **env: str
 ) -> subprocess.Popen[bytes]:
     argv = [PY, "-m", "tenure", "run", "--family", "web", "--version", version, "--ports", PORTS]
     wrapper = registry.spawn(
-        [*argv, "--", *SHAPES[shape]], env={**os.environ, **FAST, "TENURE_ROOT": str(root)}
+        [*argv, "--", *SHAPES[shape]],
+        env={**os.environ, **FAST, "TENURE_ROOT": str(root), **env},
     )
     wait_for(
         lambda: serving(root, wrapper.pid), what=f"{shape} under tenure run {version} to serve"
@@ -152,6 +153,28 @@ def test_after_the_wrapper_is_killed_the_next_start_ends_the_old_tree(
     assert members(cookie) == []
     assert record(root).holder.pid == new.pid
     assert tree_of(root)[1] == port
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+def test_without_a_parent_death_signal_the_watchdog_ends_a_killed_wrappers_tree(
+    tmp_path: Path, proc_registry: ProcessRegistry, shape: str
+) -> None:
+    """Portable mode (as on macOS: no prctl, no subreaper): SIGKILL of the wrapper, and its
+    watchdog ends the whole tree, daemonized members too, with no next start needed."""
+    root = tmp_path / "root"
+    wrapper = start(root, proc_registry, "1.0", shape, TENURE_TEST_PORTABLE="1")
+    cookie, port = tree_of(root)
+    try:  # the members are no Popen of ours: ended in `finally`, however the test goes
+        if shape in DAEMONIZING:  # held by the daemonized member alone, found by its cookie
+            wait_for(lambda: len(members(cookie)) == 1, what="the launcher part to exit")
+            seq = record(root).seq
+            wait_for(lambda: record(root).seq >= seq + 2, what="two more renewals")
+        wrapper.kill()
+        wrapper.wait(30)
+        assert_tree_gone(cookie, port)
+    finally:
+        for pid in members(cookie):  # by pid, each proven ours by the cookie
+            os.kill(pid, signal.SIGKILL)
 
 
 @pytest.mark.parametrize("shape", SHAPES)

@@ -46,6 +46,7 @@ class Tree:
     cookie: str
     root_pid: int | None  # the governing wrapper (None: gone, e.g. a dead holder's tree)
     since_ticks: int | None
+    spare: tuple[int, ...] = ()  # the wrapper's own helpers (its watchdog): never members
 
     def members(self) -> list[ProcessIdentity]:
         """The live members now (never the wrapper itself, never another user's process)."""
@@ -64,6 +65,7 @@ class Tree:
             if pid not in found and self._started_in(ticks) and self._carries_cookie(pid):
                 found.add(pid)
         found.discard(os.getpid())
+        found.difference_update(self.spare)
         out = []
         for pid in sorted(found):
             facts = read_process(pid)
@@ -100,6 +102,11 @@ class Tree:
 
 
 def _ppid(pid: int) -> int | None:
+    if not platform.PROC_FACTS:
+        try:
+            return psutil.Process(pid).ppid()
+        except psutil.Error:
+            return None
     found = parent_and_start(pid)
     return None if found is None else found[0]
 

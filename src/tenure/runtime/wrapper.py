@@ -41,6 +41,7 @@ from tenure.adapters.tree import (
     stop_tree,
 )
 from tenure.adapters.waiting import wait_until
+from tenure.adapters.watchdog import DONE
 from tenure.core.inputs import check_daemon
 from tenure.core.record import LeaseRecord
 from tenure.core.timing import (
@@ -154,6 +155,8 @@ def _serve(
         global _JOB  # noqa: PLW0603  (open for the wrapper's life: closing it ends the tree)
         if _JOB is None:
             _JOB = contain_self(Kernel32Jobs())
+    # No parent-death signal and no job (macOS): a watchdog ends the tree if the wrapper dies.
+    watch = _start_watchdog(cookie) if pdeathsig is None and sys.platform != "win32" else None
     apart = platform.detach(daemon=False)
     child = subprocess.Popen(
         argv,
@@ -165,7 +168,8 @@ def _serve(
     ident = child_identity(child.pid)  # unreaped: readable even if it exited at once
     if ident is not None:
         guard.allow(ident)  # under a test kit, the child is the test's too
-    tree = Tree(cookie, os.getpid(), None if ident is None else ident.start_ticks)
+    since = None if ident is None else ident.start_ticks
+    tree = Tree(cookie, os.getpid(), since, spare=() if watch is None else (watch[0].pid,))
 
     def forward(_signum: int, _frame: FrameType | None) -> None:
         # A signal to the wrapper is a request to stop: the lease goes with the tree.
@@ -188,12 +192,41 @@ def _serve(
         # Whatever happened, no member of the tree outlives its governor's lease.
         stop_tree(tree, child, TREE_STOP)
         code = child.wait()
+        if watch is not None:
+            _stand_down(*watch)
         tree_gone.set()
         for sig, old in previous.items():
             signal.signal(sig, old)
     if stopped_by_us:
         return 0  # the wrapper retired (and took the tree with it): a normal end
     return code if code >= 0 else 128 - code
+
+
+def _start_watchdog(cookie: str) -> tuple[subprocess.Popen[bytes], int] | None:
+    """The watchdog (adapters/watchdog.py) and the write end of its pipe; None if it could not
+    start (the next holder still ends a dead wrapper's tree by its cookie)."""
+    read_end, write_end = os.pipe()  # not inheritable: the child never holds the write end
+    try:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "tenure.adapters.watchdog", cookie],
+            stdin=read_end,
+            start_new_session=True,  # a Ctrl-C for the wrapper's group is the wrapper's to handle
+        )
+    except OSError:
+        os.close(write_end)
+        return None
+    finally:
+        os.close(read_end)
+    return proc, write_end
+
+
+def _stand_down(watchdog: subprocess.Popen[bytes], write_end: int) -> None:
+    """The wrapper ended the tree itself: the watchdog exits without acting."""
+    with contextlib.suppress(OSError):
+        os.write(write_end, DONE)
+    os.close(write_end)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        watchdog.wait(TREE_STOP.bound_s)
 
 
 def _govern(
