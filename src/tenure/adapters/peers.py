@@ -32,7 +32,7 @@ MAX_TABLE_BYTES = 8 * 1024 * 1024
 
 
 def _diag(peer_port: int, server_port: int) -> int | None:
-    if sys.platform != "linux" or not platform.PROC_FACTS:
+    if sys.platform != "linux":
         return None  # sock_diag is Linux's; elsewhere the peer's uid is not known
     sockid = struct.pack("!HH16s16s", peer_port, server_port, LOOPBACK4, LOOPBACK4)
     sockid += struct.pack("=III", 0, NO_COOKIE, NO_COOKIE)
@@ -52,8 +52,6 @@ def _diag(peer_port: int, server_port: int) -> int | None:
 
 
 def _table(peer_port: int, server_port: int) -> int | None:
-    if not platform.PROC_FACTS:
-        return None
     want_local, want_remote = f":{peer_port:04X}", f":{server_port:04X}"
     try:
         with open(TABLE, "rb") as fh:
@@ -104,7 +102,7 @@ def _owned_established(port: int, owners: Iterable[int]) -> int:
 def peer_uid(peer_port: int, server_port: int) -> int | None:
     """The uid owning the IPv4 loopback client socket (local port `peer_port`, remote
     `server_port`), or None when it cannot be told."""
-    if not hasattr(socket, "AF_NETLINK"):
+    if not hasattr(socket, "AF_NETLINK") or not platform.PROC_FACTS:
         return None
     try:
         return _diag(peer_port, server_port)

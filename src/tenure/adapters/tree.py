@@ -138,7 +138,7 @@ def inherit_cookie(inherited: str | None, cookie: str) -> str:
 
 def become_subreaper() -> bool:
     """Make this process the child subreaper of its descendants (Linux); False elsewhere."""
-    if not sys.platform.startswith("linux") or not platform.PROC_FACTS:
+    if not platform.PROC_FACTS:  # Linux only, and not in portable mode
         return False
     import ctypes  # noqa: PLC0415  (only `tenure run` needs it; `import tenure` stays lean)
 

@@ -62,7 +62,7 @@ PR_SET_PDEATHSIG = 1
 def _load_prctl() -> object | None:
     # Resolved once, in the parent: the child runs between fork and exec, where loading a
     # library (dlopen) could wait for a lock another thread of the wrapper held at fork time.
-    if not sys.platform.startswith("linux") or not platform.PROC_FACTS:
+    if not platform.PROC_FACTS:  # prctl is Linux's (and off in portable mode)
         return None
     try:
         return ctypes.CDLL(None, use_errno=True).prctl

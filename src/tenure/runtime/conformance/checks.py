@@ -22,7 +22,6 @@ from tenure.core.identity import same_start
 from tenure.core.lease import (
     Liveness,
     SupersedeVerdict,
-    decide_stop_request,
     decide_supersede,
     parse_version,
 )
@@ -31,6 +30,7 @@ from tenure.core.timing import POLL_S
 from tenure.errors import LockTimeout
 from tenure.runtime.conformance.report import Check
 from tenure.runtime.conformance.session import Failed, Session, Started, private_file
+from tenure.runtime.supersede import request_stop
 
 
 def takes_lease(s: Session, d: Started, rec: LeaseRecord, t0: float) -> Check:
@@ -256,12 +256,7 @@ def supersession(s: Session, d: Started, rec: LeaseRecord) -> Check:
 def asked(s: Session, d: Started, rec: LeaseRecord) -> Check:
     """`stop_requested` set in the record (lease.md#stop), no signal: the one graceful stop
     on Windows, and the only one that reaches a holder in another namespace."""
-
-    def mark(cur: LeaseRecord | Unreadable | None) -> tuple[bool, LeaseRecord | None]:
-        write = decide_stop_request(cur, rec.epoch, os.getpid(), time.time())
-        return write is not None, write
-
-    if not s.store.transact(mark):
+    if not request_stop(s.store, rec):
         return Check("leaves_when_asked", False, f"could not ask it: {s._shown()}")
     check = _left_cleanly(s, d, rec, "leaves_when_asked", "requested")
     if check.seconds is None and not check.passed:
