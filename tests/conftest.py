@@ -235,6 +235,14 @@ def stop_outside_lock(pid: int, lock_path: Path) -> None:
     wait_for(stopped_unlocked, what=f"pid {pid} to stop outside its record lock")
 
 
+def python_output(code: str, env: dict[str, str] | None = None) -> str:
+    """What `python -c CODE` prints in a fresh interpreter (this one's environment by default)."""
+    done = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+    )
+    return done.stdout
+
+
 def wait_for(
     predicate: Callable[[], object], timeout: float = 30.0, what: str = "condition"
 ) -> object:

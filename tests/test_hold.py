@@ -37,8 +37,15 @@ FAST = {"TENURE_LEASE_TTL": "3", "TENURE_HEARTBEAT": "0.5"}
 
 
 def start(root: Path, registry: ProcessRegistry, version: str = "1.0") -> subprocess.Popen[str]:
+    proc, said = started(registry, str(EXAMPLE), str(root), version)
+    assert said.startswith("holding epoch")
+    return proc
+
+
+def started(registry: ProcessRegistry, *args: str) -> tuple[subprocess.Popen[str], str]:
+    """`python ARGS` with the fast timing, tracked by `registry`, and its first line."""
     proc = popen_interruptible(
-        [sys.executable, str(EXAMPLE), str(root), version],
+        [sys.executable, *args],
         env={**os.environ, **FAST},
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -46,8 +53,7 @@ def start(root: Path, registry: ProcessRegistry, version: str = "1.0") -> subpro
     registry.popens.append(proc)  # type: ignore[arg-type]
     registry.track(proc.pid)
     assert proc.stdout is not None
-    assert proc.stdout.readline().startswith("holding epoch")
-    return proc
+    return proc, proc.stdout.readline()
 
 
 def another_copy(root: Path, version: str = "1.0") -> subprocess.CompletedProcess[str]:
@@ -592,16 +598,8 @@ def test_stop_asks_through_the_record_first(tmp_path: Path, proc_registry: Proce
     ignores SIGTERM (and on Windows, where there is no graceful signal, every holder) still
     drains, releases and leaves with reason `requested` instead of being killed."""
     root = tmp_path / "root"
-    deaf = popen_interruptible(
-        [sys.executable, "-c", DEAF, str(root)],
-        env={**os.environ, **FAST},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-    )
-    proc_registry.popens.append(deaf)  # type: ignore[arg-type]
-    proc_registry.track(deaf.pid)
-    assert deaf.stdout is not None
-    assert deaf.stdout.readline().strip() == "holding"
+    deaf, said = started(proc_registry, "-c", DEAF, str(root))
+    assert said.strip() == "holding"
     assert tenure.stop("deaf", root) == deaf.pid
     out, err = deaf.communicate(timeout=60)
     assert deaf.returncode == 0, err  # left by itself: not SIGKILLed after the grace

@@ -9,6 +9,7 @@ import pytest
 
 from tenure.adapters import platform, winjob
 from tenure.adapters.platform import CREATE_NEW_PROCESS_GROUP, DETACHED_PROCESS, Detach, detach
+from tests.conftest import python_output
 
 
 @pytest.mark.parametrize("system", ["linux", "darwin"])
@@ -92,10 +93,4 @@ def test_portable_mode_reads_a_process_through_psutil_only() -> None:
 
 
 def _python(code: str, **env: str) -> str:
-    return subprocess.run(
-        [sys.executable, "-c", code],
-        env={"PATH": "/usr/bin:/bin", **env},
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
+    return python_output(code, env={"PATH": "/usr/bin:/bin", **env})

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from tenure.core.record import PROTOCOL
 from tenure.runtime.holder import RetireReason
-from tests.conftest import HERE
+from tests.conftest import HERE, python_output
 
 DOCS = HERE.parent / "docs" / "protocol"
 
@@ -29,17 +29,13 @@ def test_every_retirement_reason_is_documented() -> None:
 def test_daemon_process_imports_neither_typer_nor_rich() -> None:
     """The daemon entry point, its startup reaper and the governor stay free of CLI libraries
     (and of asyncio, which only `tenure.hold_async` needs)."""
-    import subprocess
-    import sys
-
     code = (
         "import sys, tenure.runtime.daemon, tenure.runtime.survey, tenure.adapters.reaper\n"
         "cli = ('typer', 'rich', 'click', 'asyncio')  # asyncio: ~2 MB resident, unused\n"
         "bad = sorted(m for m in sys.modules if m.split('.')[0] in cli)\n"
         "print(','.join(bad))\n"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == ""
+    assert python_output(code).strip() == ""
 
 
 def test_version_flag_and_the_env_override() -> None:
@@ -117,17 +113,13 @@ def test_the_bounds_table_is_the_code() -> None:
 def test_the_adopters_path_loads_only_the_generic_protocol() -> None:
     """`import tenure` plus `tenure.ensure` / `tenure.hold` load no doctor, survey, legacy
     classifier, reaper, findings or CLI (a proxy for the cold start a tool's CLI pays)."""
-    import subprocess
-    import sys
-
     code = (
         "import sys, tenure\n"
         "tenure.ensure, tenure.hold, tenure.stop\n"
         "print(' '.join(sorted(m for m in sys.modules if m.startswith(('tenure', 'typer', "
         "'rich', 'click')))))\n"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    loaded = out.stdout.split()
+    loaded = python_output(code).split()
     unwanted = (
         "tenure.runtime.doctor",
         "tenure.runtime.survey",
