@@ -59,9 +59,12 @@ def status_cmd(
     except (TenureError, OSError) as exc:
         fail(exc, as_json)
     doc = lease_json(report)
-    running = report.state == "held" and report.holder_alive is not False
-    if report.holder_answers is False:
-        running = False
+    # Held by a holder not known dead, which (where it has a control plane) answers.
+    running = (
+        report.state == "held"
+        and report.holder_alive is not False
+        and report.holder_answers is not False
+    )
     if as_json:
         emit_json({**doc, "running": running})
     elif report.state in ("absent", "unreadable"):
