@@ -27,15 +27,15 @@ from typing import Any
 import psutil
 
 import tenure
+from tenure.adapters.registry import ProcessRegistry
 from tenure.adapters.root import ensure_root
 from tenure.adapters.store import LeaseStore
 from tenure.core.families import SYNC
 from tenure.core.record import LeaseRecord, LeaseState
+from tenure.holder.governor import Governor, RetireReason
+from tenure.hygiene.survey import legacy_root, survey
 from tenure.legacy.simulated import spawn_legacy, spawn_other
-from tenure.runtime.holder import Governor, RetireReason
-from tenure.runtime.launcher import start
-from tenure.runtime.processes import ProcessRegistry
-from tenure.runtime.survey import legacy_root, survey
+from tenure.requester.start import start
 
 HERE = Path(__file__).parent
 TARGETS = {

@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 from tenure.errors import LeaseHeld, LeaseUnreadable, RootError
-from tenure.runtime.holder import Governor
+from tenure.holder.governor import Governor
 
 
 def main() -> int:

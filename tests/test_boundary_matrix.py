@@ -23,9 +23,9 @@ from tenure.adapters.http import health
 from tenure.adapters.probe import open_ports
 from tenure.adapters.reaper import reap
 from tenure.core.families import DASHBOARD
+from tenure.hygiene.survey import legacy_root as resolve_legacy
+from tenure.hygiene.survey import survey
 from tenure.legacy.simulated import spawn_legacy, spawn_other, spawn_singleton
-from tenure.runtime.survey import legacy_root as resolve_legacy
-from tenure.runtime.survey import survey
 from tenure.testing import Fleet, ProcessRegistry, make_fleet
 from tests.conftest import wait_for
 
@@ -128,7 +128,7 @@ def build_fleet(fleet: Fleet, entry: str, nobody_legacy: Path | None, tmp: Path)
         [
             sys.executable,
             "-m",
-            "tenure.runtime.daemon",
+            "tenure.daemon.main",
             f"--tenure-root={fleet.root}",
             "--tenure-family=sync",
             "--acquire-wait=120",

@@ -32,9 +32,9 @@ from tenure.core.families import SYNC
 from tenure.core.record import LeaseRecord, Unreadable
 from tenure.core.timing import Timing
 from tenure.errors import LeaseHeld, LeaseUnreadable, LockTimeout
+from tenure.holder.governor import Governor, RetireReason
+from tenure.hygiene.survey import survey
 from tenure.legacy.simulated import spawn_legacy
-from tenure.runtime.holder import Governor, RetireReason
-from tenure.runtime.survey import survey
 from tenure.testing import ProcessRegistry
 from tests.conftest import HERE, block, wait_for
 

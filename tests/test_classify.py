@@ -72,7 +72,7 @@ def tenure_daemon(
     argv = (
         "/usr/bin/python3",
         "-m",
-        "tenure.runtime.daemon",
+        "tenure.daemon.main",
         f"--tenure-root={root}",
         f"--tenure-family={family}",
     )

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tenure.runtime.conformance import CHECKS, Report
+from tenure.conformance import CHECKS, Report
 from tests.conftest import HERE, block
 
 BLOCK = block(__name__)
@@ -55,7 +55,7 @@ def test_tenures_reference_daemon_conforms(tmp_path: Path) -> None:
         "--family", "sync",
         "--json",
         "--",
-        sys.executable, "-m", "tenure.runtime.daemon", "--tenure-root={root}",
+        sys.executable, "-m", "tenure.daemon.main", "--tenure-root={root}",
         "--tenure-family=sync",
         TENURE_SYNC_PORTS=BLOCK.sync_env,
         SPEC_KITTY_HOME=str(tmp_path),

@@ -340,7 +340,7 @@ def test_watch_frames_show_renewals_supersession_and_retirement(fleet: Fleet) ->
     from rich.console import Console
 
     from tenure.cli.watch import Watch
-    from tenure.runtime.doctor import gather
+    from tenure.hygiene.doctor import gather
 
     legacy = Path(fleet.env["SPEC_KITTY_HOME"])
     old = fleet.start(version="1.0")

@@ -26,7 +26,8 @@ from tenure.core.verdicts import (
     IdentitySource,
     SkipReason,
 )
-from tenure.runtime.doctor import DoctorReport, LeaseReport, to_json
+from tenure.hygiene.doctor import DoctorReport, to_json
+from tenure.protocol.report import LeaseReport
 from tests.conftest import HERE
 
 SCHEMA = json.loads((HERE.parent / "docs" / "protocol" / "doctor-json.schema.json").read_text())

@@ -548,7 +548,7 @@ def test_a_holder_measures_its_lease_on_a_clock_that_counts_suspend(
     """lease.md#sleep: the Governor's own clock reads CLOCK_BOOTTIME (time.monotonic stops while
     the machine sleeps, so a laptop that slept past its TTL would wake believing it holds)."""
     from tenure.adapters import platform
-    from tenure.runtime.holder import Governor
+    from tenure.holder.governor import Governor
 
     asked: list[int] = []
     real = time.clock_gettime

@@ -24,8 +24,8 @@ from tenure.adapters.tokens import read_token
 from tenure.core.classify import CleanupClass, SkipReason
 from tenure.core.families import DASHBOARD, SYNC
 from tenure.core.record import Holder, LeaseRecord, LeaseState
+from tenure.hygiene.survey import legacy_root, survey
 from tenure.legacy.simulated import spawn_legacy, spawn_other, spawn_singleton
-from tenure.runtime.survey import legacy_root, survey
 from tenure.testing import ProcessRegistry, make_fleet, pid_gone
 from tests.conftest import block, wait_for
 

@@ -12,7 +12,7 @@ from tenure.core import lifecycle
 from tenure.core.lifecycle import TABLE, Action, Event, RetireReason, State, step
 from tenure.core.timing import Timing
 from tenure.errors import Retiring
-from tenure.runtime.holder import Governor
+from tenure.holder.governor import Governor
 from tests.conftest import HERE
 
 

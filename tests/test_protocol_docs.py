@@ -6,7 +6,7 @@ import re
 from pathlib import Path
 
 from tenure.core.record import PROTOCOL
-from tenure.runtime.holder import RetireReason
+from tenure.holder.governor import RetireReason
 from tests.conftest import HERE, python_output
 
 DOCS = HERE.parent / "docs" / "protocol"
@@ -30,7 +30,7 @@ def test_daemon_process_imports_neither_typer_nor_rich() -> None:
     """The daemon entry point, its startup reaper and the governor stay free of CLI libraries
     (and of asyncio, which only `tenure.hold_async` needs)."""
     code = (
-        "import sys, tenure.runtime.daemon, tenure.runtime.survey, tenure.adapters.reaper\n"
+        "import sys, tenure.daemon.main, tenure.hygiene.survey, tenure.adapters.reaper\n"
         "cli = ('typer', 'rich', 'click', 'asyncio')  # asyncio: ~2 MB resident, unused\n"
         "bad = sorted(m for m in sys.modules if m.split('.')[0] in cli)\n"
         "print(','.join(bad))\n"
@@ -67,7 +67,7 @@ def test_version_flag_and_the_env_override() -> None:
 
 def test_the_conformance_table_lists_exactly_the_kits_checks() -> None:
     """control.md#conformance names every check the kit makes, in the kit's order."""
-    from tenure.runtime.conformance import CHECKS
+    from tenure.conformance import CHECKS
 
     text = (DOCS / "control.md").read_text().split("## Conformance", 1)[1]
     documented = re.findall(r"^\| `([a-z_]+)` \|", text, flags=re.MULTILINE)
@@ -121,10 +121,13 @@ def test_the_adopters_path_loads_only_the_generic_protocol() -> None:
     )
     loaded = python_output(code).split()
     unwanted = (
-        "tenure.runtime.doctor",
-        "tenure.runtime.survey",
-        "tenure.runtime.launcher",
-        "tenure.runtime.supervise",
+        "tenure.hygiene",
+        "tenure.daemon",
+        "tenure.demo",
+        "tenure.legacy",
+        "tenure.conformance",
+        "tenure.requester.start",
+        "tenure.requester.manage",
         "tenure.core.classify",
         "tenure.core.classify_legacy",
         "tenure.core.speckitty",
@@ -205,6 +208,10 @@ def test_the_pytest_plugin_costs_a_project_nothing_until_it_is_used(tmp_path: Pa
     (line,) = [x for x in done.stdout.splitlines() if "LOADED" in x]
     loaded = line.split("LOADED", 1)[1].split()
     assert "tenure.testing" in loaded  # the plugin is there
-    assert [m for m in loaded if m.startswith(("tenure.runtime", "tenure.adapters"))] == []
+    assert [
+        m
+        for m in loaded
+        if m.startswith(("tenure.adapters", "tenure.holder", "tenure.requester", "tenure.protocol"))
+    ] == []
     assert [m for m in loaded if m.split(".")[0] in ("psutil", "filelock")] == []
     assert len(loaded) <= 8, loaded

@@ -141,7 +141,7 @@ def test_a_holder_past_its_own_ttl_fences_itself(tmp_path: Path) -> None:
     """With no renewal for longer than the TTL on its own clock, the holder stops acting at once."""
     from tenure.core.timing import Timing
     from tenure.errors import LeaseLost
-    from tenure.runtime.holder import Governor, RetireReason
+    from tenure.holder.governor import Governor, RetireReason
 
     now = [100.0]
     gov = Governor(

@@ -30,15 +30,15 @@ _EXPORTS = {
     "Retiring": "tenure.errors",
     "RootError": "tenure.errors",
     "TenureError": "tenure.errors",
-    "Governor": "tenure.runtime.holder",
-    "Held": "tenure.runtime.hold",
-    "hold": "tenure.runtime.hold",
-    "hold_async": "tenure.runtime.hold",
-    "Ensured": "tenure.runtime.ensure",
-    "ensure": "tenure.runtime.ensure",
-    "status": "tenure.runtime.ensure",
-    "stop": "tenure.runtime.ensure",
-    "RetireReason": "tenure.runtime.holder",
+    "Governor": "tenure.holder.governor",
+    "Held": "tenure.holder.hold",
+    "hold": "tenure.holder.hold",
+    "hold_async": "tenure.holder.hold",
+    "Ensured": "tenure.requester.ensure",
+    "ensure": "tenure.requester.ensure",
+    "status": "tenure.requester.ensure",
+    "stop": "tenure.requester.ensure",
+    "RetireReason": "tenure.holder.governor",
     "Timing": "tenure.core.timing",
     "PROTOCOL": "tenure.core.record",
     "LeaseRecord": "tenure.core.record",
@@ -68,9 +68,9 @@ if TYPE_CHECKING:
         StopRefused,
         TenureError,
     )
-    from tenure.runtime.ensure import Ensured, ensure, status, stop
-    from tenure.runtime.hold import Held, hold, hold_async
-    from tenure.runtime.holder import Governor, RetireReason
+    from tenure.holder.governor import Governor, RetireReason
+    from tenure.holder.hold import Held, hold, hold_async
+    from tenure.requester.ensure import Ensured, ensure, status, stop
     from tenure.version import current_version
 
 

@@ -268,3 +268,20 @@ def proc_locks_holder(lock_path: Path) -> int | None:
         if len(parts) >= 6 and parts[5] == want and parts[4].isdigit():
             return int(parts[4])
     return None
+
+
+def descends_from(pid: int, ancestor: int) -> bool:
+    """Whether `pid` is a descendant of `ancestor` (a launcher that forked instead of exec-ing)."""
+    try:
+        return any(k.pid == pid for k in psutil.Process(ancestor).children(recursive=True))
+    except psutil.Error:
+        return False
+
+
+def argv_and_environ(pid: int) -> tuple[list[str], dict[str, str]] | None:
+    """What another process of ours shows of itself (argv and environment), or None."""
+    try:
+        proc = psutil.Process(pid)
+        return proc.cmdline(), proc.environ()
+    except psutil.Error:
+        return None

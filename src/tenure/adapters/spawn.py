@@ -50,3 +50,19 @@ def spawn_detached(
         )
     finally:
         os.close(fd)
+
+
+def spawn_with_output(
+    argv: Sequence[str], env: dict[str, str], output: Path
+) -> subprocess.Popen[bytes]:
+    """Start `argv` in a new session (a Ctrl-C meant for the caller is not its), stdin closed,
+    stdout and stderr appended to `output` (the conformance kit's daemon under test)."""
+    with open(output, "ab") as out:
+        return subprocess.Popen(
+            list(argv),
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )

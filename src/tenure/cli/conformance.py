@@ -54,9 +54,9 @@ def conformance_cmd(
 ) -> None:
     """Check that a daemon command speaks the tenure/1 lease protocol (real processes)."""
     from tenure.adapters.config import parse_port_range  # noqa: PLC0415
+    from tenure.conformance import Options, run_conformance  # noqa: PLC0415
     from tenure.core.inputs import check_family  # noqa: PLC0415
     from tenure.errors import ConfigError, TenureError  # noqa: PLC0415
-    from tenure.runtime.conformance import Options, run_conformance  # noqa: PLC0415
 
     command = list(ctx.args)
     if not command:

@@ -39,7 +39,7 @@ def demo_cmd(
     from rich.table import Table  # noqa: PLC0415
 
     from tenure.cli.render import render, stdout_console  # noqa: PLC0415
-    from tenure.runtime import demo  # noqa: PLC0415
+    from tenure.demo import scenario as demo  # noqa: PLC0415
 
     console = stdout_console()
 

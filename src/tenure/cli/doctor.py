@@ -25,8 +25,8 @@ from tenure.cli.out import (
 
 if TYPE_CHECKING:
     from tenure.core.classify import DaemonIdentityRecord
-    from tenure.runtime.cleanup import Cleanup
-    from tenure.runtime.doctor import DoctorReport
+    from tenure.hygiene.cleanup import Cleanup
+    from tenure.hygiene.doctor import DoctorReport
 
 auth_app = typer.Typer(
     help="Daemon hygiene: inspect and clean up the daemons of this user.",
@@ -66,8 +66,8 @@ def doctor_cmd(  # noqa: PLR0917  (typer maps each parameter to an option)
     if watch and (reset or as_json):
         error("--watch is a live human view: it takes neither --reset nor --json")
         raise typer.Exit(EXIT_USAGE)
-    from tenure.runtime import doctor  # noqa: PLC0415  (keeps `tenure --help` fast)
-    from tenure.runtime import survey as engine  # noqa: PLC0415
+    from tenure.hygiene import doctor  # noqa: PLC0415  (keeps `tenure --help` fast)
+    from tenure.hygiene import survey as engine  # noqa: PLC0415
 
     the_root = resolve_root(root).expanduser()
     legacy = engine.legacy_root(legacy_root)
@@ -111,7 +111,7 @@ def doctor_cmd(  # noqa: PLR0917  (typer maps each parameter to an option)
 
 def _reset(report: DoctorReport, root: Path, force: bool, *, interactive: bool) -> Cleanup:
     """The cleanup use-case, asking on a terminal (never in JSON mode) unless forced."""
-    from tenure.runtime.cleanup import cleanup  # noqa: PLC0415
+    from tenure.hygiene.cleanup import cleanup  # noqa: PLC0415
 
     def ask(rec: DaemonIdentityRecord) -> bool:
         evidence = "; ".join(rec.evidence)

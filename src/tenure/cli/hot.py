@@ -28,8 +28,8 @@ from tenure.errors import TenureError
 from tenure.version import checked_version
 
 if TYPE_CHECKING:
-    from tenure.runtime.launcher import DaemonInfo
-    from tenure.runtime.supervise import Status
+    from tenure.requester.manage import Status
+    from tenure.requester.start import DaemonInfo
 
 HOT_VERBS = ("start", "status", "stop", "restart")
 
@@ -130,9 +130,9 @@ def start_or_restart(
 ) -> None:
     """`start` or `restart`: run it, then print the daemon, its reaper's work and its log."""
     # Imported here: `tenure --help` stays fast.
-    from tenure.runtime import launcher, supervise  # noqa: PLC0415
+    from tenure.requester import manage, start  # noqa: PLC0415
 
-    operation = launcher.start if what == "start" else supervise.restart
+    operation = start.start if what == "start" else manage.restart
     try:
         the_root = resolve_root(root)
         info = operation(family, the_root, checked_version(), note, legacy_root)
@@ -178,10 +178,10 @@ def _print_status(st: Status, name: str, as_json: bool) -> None:
 
 def show_status(family: Family, root: Path | None, as_json: bool) -> None:
     """`tenure <family> status` / `tenure status <family>` for a built-in family."""
-    from tenure.runtime import supervise  # noqa: PLC0415  (keeps --help fast)
+    from tenure.requester import manage  # noqa: PLC0415  (keeps --help fast)
 
     try:
-        st = supervise.status(family, resolve_root(root))
+        st = manage.status(family, resolve_root(root))
     except (TenureError, OSError) as exc:
         fail(exc, as_json)
     _print_status(st, family.name, as_json)
@@ -191,10 +191,10 @@ def show_status(family: Family, root: Path | None, as_json: bool) -> None:
 
 def stop_family(family: Family, root: Path | None, as_json: bool) -> None:
     """`tenure <family> stop` / `tenure stop <family>` for a built-in family."""
-    from tenure.runtime import supervise  # noqa: PLC0415  (keeps --help fast)
+    from tenure.requester import manage  # noqa: PLC0415  (keeps --help fast)
 
     try:
-        info = supervise.stop(family, resolve_root(root), notify=note)
+        info = manage.stop(family, resolve_root(root), notify=note)
     except (TenureError, OSError) as exc:
         fail(exc, as_json)
     if as_json:

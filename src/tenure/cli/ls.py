@@ -50,8 +50,8 @@ def ls_cmd(
 ) -> None:
     """Every daemon family of this root on one line: holder, state, lease, other listeners."""
     from tenure.adapters.root import check_root  # noqa: PLC0415
-    from tenure.runtime import overview  # noqa: PLC0415  (keeps `tenure --help` fast)
-    from tenure.runtime import survey as engine  # noqa: PLC0415
+    from tenure.hygiene import overview  # noqa: PLC0415  (keeps `tenure --help` fast)
+    from tenure.hygiene import survey as engine  # noqa: PLC0415
 
     try:
         the_root = resolve_root(root)

@@ -18,7 +18,8 @@ if TYPE_CHECKING:
     from rich.text import Text
 
     from tenure.core.classify import DaemonIdentityRecord
-    from tenure.runtime.doctor import DoctorReport, LeaseReport
+    from tenure.hygiene.doctor import DoctorReport
+    from tenure.protocol.report import LeaseReport
 
 
 WIDE = 110  # at or above this many columns the doctor uses tables; below, one block per item
@@ -82,7 +83,7 @@ def _t(value: object) -> Text:
 
 def _lease_cells(lease: LeaseReport) -> list[str]:
     sup = lease.superseded_by
-    state = lease.state
+    state: str = lease.state
     if state == "unreadable":
         state = f"unreadable ({lease.unreadable_reason})"
     if lease.lives is not None:
@@ -109,7 +110,7 @@ def _lease_cells(lease: LeaseReport) -> list[str]:
 
 
 def _lease_json(lease: LeaseReport) -> dict[str, Any]:
-    from tenure.runtime.doctor import lease_json  # noqa: PLC0415
+    from tenure.protocol.report import lease_json  # noqa: PLC0415
 
     return lease_json(lease)
 

@@ -47,7 +47,7 @@ def run_cmd(  # noqa: PLR0917  (typer maps each parameter to an option)
     """Hold a family's lease for a daemon that cannot be changed, and stop its whole process
     tree when it must go."""
     from tenure.adapters.config import parse_port_range  # noqa: PLC0415
-    from tenure.runtime import wrapper  # noqa: PLC0415  (keeps `tenure --help` fast)
+    from tenure.requester import run as wrapper  # noqa: PLC0415  (keeps `tenure --help` fast)
 
     command = list(ctx.args)
     if not command:

@@ -51,7 +51,7 @@ def status_cmd(
     if name in FAMILIES:
         show_status(FAMILIES[name], root, as_json)
         return
-    from tenure.runtime.doctor import lease_json, lease_report  # noqa: PLC0415
+    from tenure.protocol.report import lease_json, lease_report  # noqa: PLC0415
 
     try:
         the_root = resolve_root(root)
@@ -93,7 +93,7 @@ def stop_cmd(
     if name in FAMILIES:
         stop_family(FAMILIES[name], root, as_json)
         return
-    from tenure.runtime.ensure import stop  # noqa: PLC0415
+    from tenure.requester.ensure import stop  # noqa: PLC0415
 
     try:
         pid = stop(name, resolve_root(root))

@@ -13,7 +13,7 @@ from tenure.cli.out import clean
 if TYPE_CHECKING:
     from rich.console import Console, RenderableType
 
-    from tenure.runtime.doctor import DoctorReport
+    from tenure.hygiene.doctor import DoctorReport
 
 REFRESH_S = 1.0
 EVENTS_SHOWN = 12

@@ -1,6 +1,6 @@
 """The holder lifecycle as data (pure): states, events, and ONE transition table.
 
-The holder driver (`tenure.runtime.holder.Governor`) only turns what it observes into an
+The holder driver (`tenure.holder.governor.Governor`) only turns what it observes into an
 `Event`, asks `step` for the transition, and performs the `Action` it returns. Every
 (state, event) pair is a row of `TABLE`; docs/protocol/lease.md#holder-lifecycle lists the
 same rows and a test compares the two. An event the table does not expect is a retirement

@@ -30,11 +30,11 @@ from tenure.testing.conformance import (
 
 if TYPE_CHECKING:
     from tenure.adapters.config import GUARD_ENV
-    from tenure.runtime.processes import ProcessRegistry
+    from tenure.adapters.registry import ProcessRegistry
 
 # Loaded on first use: pytest loads this plugin in every project that has tenure installed,
 # and a run that uses no tenure fixture should not pay for psutil and the runtime.
-_LAZY = {"GUARD_ENV": "tenure.adapters.config", "ProcessRegistry": "tenure.runtime.processes"}
+_LAZY = {"GUARD_ENV": "tenure.adapters.config", "ProcessRegistry": "tenure.adapters.registry"}
 
 
 def __getattr__(name: str) -> Any:
@@ -65,7 +65,7 @@ __all__ = [
 @pytest.fixture
 def proc_registry() -> Iterator[ProcessRegistry]:
     """A registry whose processes are stopped, by pid, when the test ends."""
-    from tenure.runtime.processes import ProcessRegistry  # noqa: PLC0415
+    from tenure.adapters.registry import ProcessRegistry  # noqa: PLC0415
 
     registry = ProcessRegistry()
     try:

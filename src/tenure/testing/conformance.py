@@ -1,5 +1,5 @@
 """The conformance kit from pytest: `--tenure-conformance="CMD"`, or the `tenure_conformance`
-fixture. Both run `tenure.runtime.conformance` (real processes, fresh private roots).
+fixture. Both run `tenure.conformance` (real processes, fresh private roots).
 
     pytest --tenure-conformance="./mydaemon --port {port}" --tenure-conformance-family=mine
 
@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 if TYPE_CHECKING:
-    from tenure.runtime.conformance import Options, Report
+    from tenure.conformance import Options, Report
 
 # The kit loads only when a run asks for it: a project's pytest that never uses it pays nothing.
 _REPORT: pytest.StashKey[Report] = pytest.StashKey()
@@ -42,7 +42,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 def options_from(config: pytest.Config) -> Options:
     """The kit's options as given on the command line."""
     from tenure.adapters.config import parse_port_range  # noqa: PLC0415
-    from tenure.runtime.conformance import Options  # noqa: PLC0415
+    from tenure.conformance import Options  # noqa: PLC0415
 
     ports = config.getoption("--tenure-conformance-ports")
     return Options(
@@ -57,7 +57,7 @@ class ConformanceItem(pytest.Item):
 
     def runtest(self) -> None:
         """Fail with the check's own words."""
-        from tenure.runtime.conformance import run_conformance  # noqa: PLC0415
+        from tenure.conformance import run_conformance  # noqa: PLC0415
 
         config = self.config
         if _REPORT not in config.stash:
@@ -77,7 +77,7 @@ def pytest_collection_modifyitems(
 ) -> None:
     """With `--tenure-conformance`, one item per check after the collected tests."""
     if config.getoption("--tenure-conformance", default=None):
-        from tenure.runtime.conformance import CHECKS  # noqa: PLC0415
+        from tenure.conformance import CHECKS  # noqa: PLC0415
 
         items.extend(
             ConformanceItem.from_parent(session, name=f"tenure-conformance[{name}]")
@@ -91,7 +91,7 @@ def tenure_conformance() -> Callable[..., Report]:
     the kit against `command` and return its `Report` (assert `report.passed`)."""
 
     def run(command: Sequence[str], **options: Any) -> Report:
-        from tenure.runtime.conformance import Options, run_conformance  # noqa: PLC0415
+        from tenure.conformance import Options, run_conformance  # noqa: PLC0415
 
         return run_conformance(command, Options(**options))
 

@@ -23,13 +23,13 @@ from tenure.core.notify import Notify, quiet
 from tenure.core.record import LeaseRecord
 from tenure.core.timing import HOLDER_STOP, POLL_S
 from tenure.errors import StopFailed
-from tenure.runtime.launcher import (
+from tenure.protocol.supersede import has_left, is_foreign_holder, stop_holder
+from tenure.requester.start import (
     DaemonInfo,
     healthy_holder,
     info_from_health,
     start,
 )
-from tenure.runtime.supersede import has_left, is_foreign_holder, stop_holder
 
 
 @dataclass(frozen=True, slots=True)

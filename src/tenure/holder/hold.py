@@ -31,8 +31,8 @@ from tenure.core.inputs import check_daemon
 from tenure.core.lifecycle import Event, RetireReason, State
 from tenure.core.timing import Timing, start_lock_wait
 from tenure.errors import Retiring
-from tenure.runtime.holder import Governor
-from tenure.runtime.supersede import prepare_start
+from tenure.holder.governor import Governor
+from tenure.protocol.supersede import prepare_start
 
 if TYPE_CHECKING:
     import asyncio

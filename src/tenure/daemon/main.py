@@ -1,6 +1,6 @@
 """A reference daemon: holds its family's lease and serves the control plane (no typer, no rich).
 
-Run as `python -m tenure.runtime.daemon --tenure-root=<root> --tenure-family=<family>`; the two argv
+Run as `python -m tenure.daemon.main --tenure-root=<root> --tenure-family=<family>`; the two argv
 markers let a reaper attribute the process without trusting any file.
 spec: docs/protocol/control.md
 """
@@ -23,6 +23,7 @@ from tenure.adapters.daemonlog import LOG
 from tenure.adapters.daemonlog import log as _log
 from tenure.adapters.http import LOOPBACK
 from tenure.adapters.root import ensure_root
+from tenure.adapters.server import BoundedServer, bind_first_free
 from tenure.adapters.store import log_path
 from tenure.adapters.tokens import token_path, write_token
 from tenure.core.families import (
@@ -34,10 +35,10 @@ from tenure.core.families import (
     family_named,
 )
 from tenure.core.health import ROLE_HOLDER, ROLE_RETIRING, Health
+from tenure.daemon.control import make_handler
 from tenure.errors import ConfigError, LeaseHeld, LeaseUnreadable, RootError
-from tenure.runtime.control import BoundedServer, bind_first_free, make_handler
-from tenure.runtime.hold import Held, hold
-from tenure.runtime.holder import RetireReason
+from tenure.holder.governor import RetireReason
+from tenure.holder.hold import Held, hold
 from tenure.version import checked_version
 
 StartupHook = Callable[["Daemon"], None]
@@ -187,8 +188,8 @@ def default_startup_hook(family: Family) -> StartupHook:
 
     def hook(daemon: Daemon) -> None:
         # Imported here: the scan and the reaper are off the daemon's start-up path.
-        from tenure.runtime.cleanup import startup_cleanup  # noqa: PLC0415
-        from tenure.runtime.survey import legacy_root  # noqa: PLC0415
+        from tenure.hygiene.cleanup import startup_cleanup  # noqa: PLC0415
+        from tenure.hygiene.survey import legacy_root  # noqa: PLC0415
 
         result = startup_cleanup(family, daemon.root, legacy_root()).result
         daemon.reaper_result = result.to_json()

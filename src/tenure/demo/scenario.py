@@ -23,15 +23,15 @@ from tenure.adapters import config, platform
 from tenure.adapters.http import health
 from tenure.adapters.probe import open_ports
 from tenure.adapters.procinfo import read_process, signal_verified
+from tenure.adapters.registry import ProcessRegistry
 from tenure.adapters.tombstones import read_tombstones
 from tenure.adapters.waiting import wait_until
 from tenure.core.families import SYNC
 from tenure.core.health import parse_health
+from tenure.hygiene.cleanup import cleanup
+from tenure.hygiene.doctor import gather
 from tenure.legacy.simulated import spawn_legacy, spawn_singleton
-from tenure.runtime import launcher as client
-from tenure.runtime.cleanup import cleanup
-from tenure.runtime.doctor import gather
-from tenure.runtime.processes import ProcessRegistry
+from tenure.requester import start as client
 
 Show = Callable[[str, str, Any], None]  # (kind, title, payload)
 

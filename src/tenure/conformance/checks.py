@@ -8,16 +8,22 @@ import signal
 import time
 from dataclasses import replace
 
-import psutil
-
 from tenure.adapters import platform
 from tenure.adapters.files import locked
 from tenure.adapters.http import health
-from tenure.adapters.procinfo import liveness, own_identity, read_process, signal_verified
+from tenure.adapters.procinfo import (
+    argv_and_environ,
+    liveness,
+    own_identity,
+    read_process,
+    signal_verified,
+)
 from tenure.adapters.root import RootLayout, ensure_root, read_root_id
 from tenure.adapters.stopping import gone_within
 from tenure.adapters.tombstones import read_tombstones
 from tenure.adapters.waiting import wait_until
+from tenure.conformance.report import Check
+from tenure.conformance.session import Failed, Session, Started, private_file
 from tenure.core.identity import same_start
 from tenure.core.lease import (
     Liveness,
@@ -28,9 +34,7 @@ from tenure.core.lease import (
 from tenure.core.record import Holder, LeaseRecord, LeaseState, Unreadable
 from tenure.core.timing import POLL_S
 from tenure.errors import LockTimeout
-from tenure.runtime.conformance.report import Check
-from tenure.runtime.conformance.session import Failed, Session, Started, private_file
-from tenure.runtime.supersede import request_stop
+from tenure.protocol.supersede import request_stop
 
 
 def takes_lease(s: Session, d: Started, rec: LeaseRecord, t0: float) -> Check:
@@ -136,10 +140,10 @@ def keeps_token_private(s: Session, rec: LeaseRecord) -> Check:
     for log in layout.logs.glob("*"):
         with contextlib.suppress(OSError):
             seen.append((f"logs/{log.name}", log.read_bytes()))
-    with contextlib.suppress(psutil.Error):
-        proc = psutil.Process(rec.holder.pid)
-        seen.append(("its argv", "\0".join(proc.cmdline()).encode()))
-        seen.append(("its environment", repr(proc.environ()).encode()))
+    shown = argv_and_environ(rec.holder.pid)
+    if shown is not None:
+        seen.append(("its argv", "\0".join(shown[0]).encode()))
+        seen.append(("its environment", repr(shown[1]).encode()))
     if rec.holder.port is not None:
         seen.append(("its health answer", repr(health(rec.holder.port)).encode()))
     for path in tokens:

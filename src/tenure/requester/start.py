@@ -7,11 +7,10 @@ concurrent starts end with one daemon. spec: docs/protocol/control.md#start
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tenure.adapters import config
 from tenure.adapters.files import locked, open_regular
@@ -35,7 +34,10 @@ from tenure.core.timing import (
     start_lock_wait,
 )
 from tenure.errors import DaemonStartError
-from tenure.runtime.supersede import prepare_start
+from tenure.protocol.supersede import prepare_start
+
+if TYPE_CHECKING:
+    import subprocess
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,7 +152,7 @@ def spawn(
     argv = [
         sys.executable,
         "-m",
-        "tenure.runtime.daemon",
+        "tenure.daemon.main",
         f"--tenure-root={root}",
         f"--tenure-family={family.name}",
         f"--acquire-wait={acquire_wait:.3f}",

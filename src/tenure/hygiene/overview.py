@@ -15,8 +15,8 @@ from tenure.adapters.store import LeaseStore
 from tenure.core import schemas
 from tenure.core.classify import CleanupClass, SkipReason
 from tenure.core.timing import PRUNE_RELEASED_AFTER_S
-from tenure.runtime.doctor import LeaseReport, lease_json, lease_report
-from tenure.runtime.survey import family_names, family_of, survey
+from tenure.hygiene.survey import family_names, family_of, survey
+from tenure.protocol.report import LeaseReport, lease_json, lease_report
 
 SCHEMA_VERSION = schemas.LS
 

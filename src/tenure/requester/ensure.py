@@ -12,7 +12,6 @@ spec: docs/protocol/control.md#ensure
 from __future__ import annotations
 
 import os
-import subprocess
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
@@ -37,7 +36,7 @@ from tenure.core.timing import (
     start_lock_wait,
 )
 from tenure.errors import ConfigError, DaemonStartError
-from tenure.runtime.supersede import (
+from tenure.protocol.supersede import (
     answers_as_holder,
     held_record,
     is_foreign_holder,
@@ -47,7 +46,9 @@ from tenure.runtime.supersede import (
 )
 
 if TYPE_CHECKING:
-    from tenure.runtime.doctor import LeaseReport
+    import subprocess
+
+    from tenure.protocol.report import LeaseReport
 
 READY = ("lease", "port")
 
@@ -185,8 +186,7 @@ def ensure(
 
 def status(family: str, root: str | os.PathLike[str] | None = None) -> LeaseReport:
     """The family's lease as `tenure ls` shows it (read-only)."""
-    # The report's module (the doctor's) loads only here: `ensure` stays lean.
-    from tenure.runtime.doctor import lease_report  # noqa: PLC0415
+    from tenure.protocol.report import lease_report  # noqa: PLC0415
 
     return lease_report(given_or_default(root), check_family(family), time.time())
 

@@ -14,7 +14,7 @@ from tenure.adapters.reaper import ReapResult, reap
 from tenure.core.families import Family
 from tenure.core.notify import Notify, quiet
 from tenure.core.verdicts import CleanupClass, DaemonIdentityRecord
-from tenure.runtime.survey import Survey, survey
+from tenure.hygiene.survey import Survey, survey
 
 Confirm = Callable[[DaemonIdentityRecord], bool]
 

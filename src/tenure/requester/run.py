@@ -13,11 +13,9 @@ spec: docs/protocol/control.md#run
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import os
 import secrets
 import signal
-import subprocess
 import sys
 import threading
 import time
@@ -25,8 +23,10 @@ from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 from types import FrameType
+from typing import TYPE_CHECKING
 
 from tenure.adapters import config, guard, platform
+from tenure.adapters.child import start_child
 from tenure.adapters.peers import established_on
 from tenure.adapters.probe import open_ports
 from tenure.adapters.procinfo import child_identity
@@ -41,7 +41,6 @@ from tenure.adapters.tree import (
     stop_tree,
 )
 from tenure.adapters.waiting import wait_until
-from tenure.adapters.watchdog import DONE
 from tenure.core.inputs import check_daemon
 from tenure.core.record import LeaseRecord
 from tenure.core.timing import (
@@ -52,37 +51,13 @@ from tenure.core.timing import (
     TREE_STOP,
 )
 from tenure.errors import ConfigError, Retiring, TenureError
-from tenure.runtime.ensure import free_port
-from tenure.runtime.hold import Held, hold, signalled
+from tenure.holder.hold import Held, hold, signalled
+from tenure.requester.ensure import free_port
+
+if TYPE_CHECKING:
+    import subprocess
 
 FORWARDED = platform.STOP_SIGNALS
-PR_SET_PDEATHSIG = 1
-
-
-def _load_prctl() -> object | None:
-    # Resolved once, in the parent: the child runs between fork and exec, where loading a
-    # library (dlopen) could wait for a lock another thread of the wrapper held at fork time.
-    if not platform.PROC_FACTS:  # prctl is Linux's (and off in portable mode)
-        return None
-    try:
-        return ctypes.CDLL(None, use_errno=True).prctl
-    except (OSError, AttributeError):
-        return None
-
-
-_PRCTL = _load_prctl()
-
-
-_JOB: int | None = None  # Windows: the kill-on-close job the wrapper and its tree live in
-_WRAPPER_PID = os.getpid()  # the parent the child checks it still has (set again before Popen)
-
-
-def _pdeathsig() -> None:  # pragma: no cover - runs in the child between fork and exec
-    if _PRCTL is not None:
-        _PRCTL(PR_SET_PDEATHSIG, platform.KILL)  # type: ignore[operator]
-        # The wrapper may have died between fork and prctl: no signal would come then.
-        if os.getppid() != _WRAPPER_PID:
-            os.kill(os.getpid(), platform.KILL)
 
 
 def run(
@@ -145,31 +120,12 @@ def _serve(
     env[COOKIE_ENV] = inherit_cookie(os.environ.get(COOKIE_ENV), cookie)
     if port is not None:
         env[config.PORT_ENV] = str(port)
-    global _WRAPPER_PID  # noqa: PLW0603  (read by _pdeathsig in the forked child)
-    _WRAPPER_PID = os.getpid()
-    # Its own session and group; the parent-death signal where the platform has one.
-    pdeathsig = _pdeathsig if _PRCTL else None  # prctl only, see _load_prctl
-    if sys.platform == "win32":
-        from tenure.adapters.winjob import Kernel32Jobs, contain_self  # noqa: PLC0415
-
-        global _JOB  # noqa: PLW0603  (open for the wrapper's life: closing it ends the tree)
-        if _JOB is None:
-            _JOB = contain_self(Kernel32Jobs())
-    # No parent-death signal and no job (macOS): a watchdog ends the tree if the wrapper dies.
-    watch = _start_watchdog(cookie) if pdeathsig is None and sys.platform != "win32" else None
-    apart = platform.detach(daemon=False)
-    child = subprocess.Popen(
-        argv,
-        env=env,
-        start_new_session=apart.new_session,
-        creationflags=apart.creationflags,
-        preexec_fn=pdeathsig,  # noqa: PLW1509  (one prctl, no lock: see _load_prctl)
-    )
+    child, watch = start_child(argv, env, cookie)
     ident = child_identity(child.pid)  # unreaped: readable even if it exited at once
     if ident is not None:
         guard.allow(ident)  # under a test kit, the child is the test's too
     since = None if ident is None else ident.start_ticks
-    tree = Tree(cookie, os.getpid(), since, spare=() if watch is None else (watch[0].pid,))
+    tree = Tree(cookie, os.getpid(), since, spare=() if watch is None else (watch.proc.pid,))
 
     def forward(_signum: int, _frame: FrameType | None) -> None:
         # A signal to the wrapper is a request to stop: the lease goes with the tree.
@@ -193,40 +149,13 @@ def _serve(
         stop_tree(tree, child, TREE_STOP)
         code = child.wait()
         if watch is not None:
-            _stand_down(*watch)
+            watch.stand_down(TREE_STOP.bound_s)
         tree_gone.set()
         for sig, old in previous.items():
             signal.signal(sig, old)
     if stopped_by_us:
         return 0  # the wrapper retired (and took the tree with it): a normal end
     return code if code >= 0 else 128 - code
-
-
-def _start_watchdog(cookie: str) -> tuple[subprocess.Popen[bytes], int] | None:
-    """The watchdog (adapters/watchdog.py) and the write end of its pipe; None if it could not
-    start (the next holder still ends a dead wrapper's tree by its cookie)."""
-    read_end, write_end = os.pipe()  # not inheritable: the child never holds the write end
-    try:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "tenure.adapters.watchdog", cookie],
-            stdin=read_end,
-            start_new_session=True,  # a Ctrl-C for the wrapper's group is the wrapper's to handle
-        )
-    except OSError:
-        os.close(write_end)
-        return None
-    finally:
-        os.close(read_end)
-    return proc, write_end
-
-
-def _stand_down(watchdog: subprocess.Popen[bytes], write_end: int) -> None:
-    """The wrapper ended the tree itself: the watchdog exits without acting."""
-    with contextlib.suppress(OSError):
-        os.write(write_end, DONE)
-    os.close(write_end)
-    with contextlib.suppress(subprocess.TimeoutExpired):
-        watchdog.wait(TREE_STOP.bound_s)
 
 
 def _govern(

@@ -24,10 +24,7 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 from tenure.adapters.procinfo import liveness
-from tenure.core.lease import Liveness
-from tenure.core.notify import Notify, quiet
-from tenure.core.record import LeaseRecord
-from tenure.runtime.conformance.checks import (
+from tenure.conformance.checks import (
     asked,
     keeps_token_private,
     lease_loss,
@@ -39,8 +36,11 @@ from tenure.runtime.conformance.checks import (
     takes_lease,
     takes_the_lock,
 )
-from tenure.runtime.conformance.report import CHECKS, Check, Report
-from tenure.runtime.conformance.session import Failed, Options, Session, Started
+from tenure.conformance.report import CHECKS, Check, Report
+from tenure.conformance.session import Failed, Options, Session, Started
+from tenure.core.lease import Liveness
+from tenure.core.notify import Notify, quiet
+from tenure.core.record import LeaseRecord
 
 __all__ = ["CHECKS", "Check", "Options", "Report", "run_conformance"]
 

@@ -7,31 +7,22 @@ from __future__ import annotations
 
 import io
 import json
-import socket
-import sys
-import threading
 import time
 from collections.abc import Callable
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any, Protocol
 
-from tenure.adapters import platform
-from tenure.adapters.daemonlog import log as _log
 from tenure.adapters.http import LOOPBACK
-from tenure.adapters.peers import peer_uid
+from tenure.adapters.server import (
+    CLIENT_TIMEOUT_S,
+    MAX_BODY,
+    REQUEST_DEADLINE_S,
+    read_request,
+)
 from tenure.errors import Retiring
-from tenure.runtime.holder import Governor, RetireReason
+from tenure.holder.governor import Governor, RetireReason
 
 MAX_WORK_S = 30.0  # bound on the demo workload's in-flight slot
-MAX_BODY = 4096
-# spec: control.md#limits — a client can hold at most this many handler threads and
-# descriptors, so no local user can starve the heartbeat of descriptors; other users' clients
-# share at most OTHERS_MAX of them, so the daemon's own user always finds a free slot.
-MAX_CONNECTIONS = 32
-OTHERS_MAX = 16
-CLIENT_TIMEOUT_S = 5.0  # per socket write of one connection
-REQUEST_DEADLINE_S = 2.0  # the whole request (line, headers, body) arrives within this
-MAX_HEAD = 16 * 1024  # request line and headers
 
 
 class Controlled(Protocol):
@@ -46,76 +37,6 @@ class Controlled(Protocol):
     def authorized(self, header: str | None) -> int:
         """200, 401 or 403 for an Authorization header."""
         ...
-
-
-class BoundedServer(ThreadingHTTPServer):
-    """A threading server that serves at most MAX_CONNECTIONS clients at once.
-
-    A connection past the limit is accepted and closed at once, so neither handler threads
-    nor descriptors grow with what another local user opens.
-    """
-
-    daemon_threads = True
-    request_queue_size = 64
-
-    def __init__(self, addr: tuple[str, int], handler: type[BaseHTTPRequestHandler]) -> None:
-        self.slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
-        self.others = threading.BoundedSemaphore(OTHERS_MAX)
-        self._others_held: set[int] = set()  # ids of requests holding an `others` slot
-        self.refused = 0
-        super().__init__(addr, handler)
-
-    def _admit(self, request: Any, client_address: Any) -> bool:
-        """Take a slot for this connection: another user's (or an unknown peer's) only while
-        fewer than OTHERS_MAX of theirs are open."""
-        mine = peer_uid(client_address[1], self.server_address[1]) == platform.uid()
-        if not mine:
-            if not self.others.acquire(blocking=False):
-                return False
-            self._others_held.add(id(request))
-        if self.slots.acquire(blocking=False):
-            return True
-        self._release_other(request)
-        return False
-
-    def _release_other(self, request: Any) -> None:
-        if id(request) in self._others_held:
-            self._others_held.discard(id(request))
-            self.others.release()
-
-    def process_request(self, request: Any, client_address: Any) -> None:
-        if not self._admit(request, client_address):
-            self.refused += 1
-            self.shutdown_request(request)
-            return
-        try:
-            super().process_request(request, client_address)
-        except BaseException:
-            self.slots.release()
-            self._release_other(request)
-            raise
-
-    def process_request_thread(self, request: Any, client_address: Any) -> None:
-        try:
-            super().process_request_thread(request, client_address)
-        finally:
-            self.slots.release()
-            self._release_other(request)
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        # One line per client error, never a traceback: clients are not ours to debug.
-        exc = sys.exc_info()[1]
-        _log(f"client {client_address[0]}:{client_address[1]}: {type(exc).__name__}: {exc}")
-
-
-def bind_first_free(ports: range, handler: type[BaseHTTPRequestHandler]) -> BoundedServer | None:
-    """Bind 127.0.0.1 on the first free port of `ports`."""
-    for port in ports:
-        try:
-            return BoundedServer((LOOPBACK, port), handler)
-        except OSError:
-            continue
-    return None
 
 
 def make_handler(get_daemon: Callable[[], Controlled]) -> type[BaseHTTPRequestHandler]:
@@ -231,42 +152,3 @@ def make_handler(get_daemon: Callable[[], Controlled]) -> type[BaseHTTPRequestHa
             self._send(200, {"status": "done", "seconds": seconds})
 
     return Handler
-
-
-def read_request(sock: socket.socket, deadline_s: float) -> bytes:
-    """The request's head and (declared, capped) body, read against one deadline; what
-    arrived by then (possibly nothing) otherwise. The handler answers 400 to a partial one."""
-    deadline = time.monotonic() + deadline_s
-    data = b""
-    need: int | None = None  # total bytes once the head is complete
-    while need is None or len(data) < need:
-        left = deadline - time.monotonic()
-        if left <= 0:
-            return b""
-        sock.settimeout(left)
-        try:
-            chunk = sock.recv(16384)
-        except OSError:
-            return b""
-        if not chunk:
-            break
-        data += chunk
-        if need is None:
-            end = data.find(b"\r\n\r\n")
-            if end < 0:
-                if len(data) > MAX_HEAD:
-                    return data[:MAX_HEAD]
-                continue
-            length = _declared_length(data[:end])
-            need = end + 4 + (length if length <= MAX_BODY else 0)  # else: 413 at once
-    sock.settimeout(CLIENT_TIMEOUT_S)
-    return data
-
-
-def _declared_length(head: bytes) -> int:
-    for line in head.split(b"\r\n")[1:]:
-        name, _, value = line.partition(b":")
-        if name.strip().lower() == b"content-length":
-            text = value.strip()
-            return int(text) if text.isdigit() and len(text) < 12 else 0
-    return 0

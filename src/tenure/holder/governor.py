@@ -43,8 +43,8 @@ from tenure.errors import (
     Retiring,
     RootError,
 )
-from tenure.runtime.observer import Watcher, observe, release_and_record
-from tenure.runtime.supersede import lease_held
+from tenure.protocol.observer import Watcher, observe, release_and_record
+from tenure.protocol.supersede import lease_held
 
 __all__ = ["ACQUIRE_POLL_S", "Governor", "RetireReason", "Watcher", "observe"]
 

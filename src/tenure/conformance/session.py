@@ -5,25 +5,27 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
-import subprocess
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-
-import psutil
+from typing import TYPE_CHECKING
 
 from tenure.adapters import config, guard
-from tenure.adapters.procinfo import read_process
+from tenure.adapters.procinfo import descends_from, read_process
 from tenure.adapters.root import ensure_root
-from tenure.adapters.stopping import gone_within, stop_own_child, stop_verified
+from tenure.adapters.spawn import spawn_with_output
+from tenure.adapters.stopping import exited_within, gone_within, stop_own_child, stop_verified
 from tenure.adapters.store import LeaseStore, read_record_strict
 from tenure.adapters.tree import COOKIE_ENV, Tree, inherit_cookie, stop_tree
 from tenure.adapters.waiting import wait_until
 from tenure.core.record import Holder, LeaseRecord, LeaseState
 from tenure.core.timing import POLL_S, SCAN_POLL_S, TREE_STOP
 from tenure.errors import ConfigError, TenureError
-from tenure.runtime.ensure import free_port
+from tenure.requester.ensure import free_port
+
+if TYPE_CHECKING:
+    import subprocess
 
 DEFAULT_VERSION = "1.0"
 
@@ -108,20 +110,12 @@ class Session:
         if port is not None and opts.ports is not None:
             env[config.PORT_ENV] = str(port)
             env[config.PORTS_ENV] = f"{opts.ports[0]}-{opts.ports[1]}"
-        with open(self.output, "ab") as out:
-            try:
-                proc = subprocess.Popen(
-                    argv,
-                    env=env,
-                    stdin=subprocess.DEVNULL,
-                    stdout=out,
-                    stderr=subprocess.STDOUT,
-                    start_new_session=True,  # a Ctrl-C meant for the kit is not the daemon's
-                )
-            except (FileNotFoundError, PermissionError, NotADirectoryError) as exc:
-                # The command itself cannot be run: the caller's mistake (a usage error),
-                # unlike a full disk or no descriptors, which are the kit's own trouble.
-                raise ConfigError(f"cannot run {argv[0]!r}: {exc.strerror or exc}") from None
+        try:
+            proc = spawn_with_output(argv, env, self.output)
+        except (FileNotFoundError, PermissionError, NotADirectoryError) as exc:
+            # The command itself cannot be run: the caller's mistake (a usage error),
+            # unlike a full disk or no descriptors, which are the kit's own trouble.
+            raise ConfigError(f"cannot run {argv[0]!r}: {exc.strerror or exc}") from None
         facts = read_process(proc.pid)
         if facts is not None:
             guard.allow(facts.ident)
@@ -167,13 +161,8 @@ class Session:
 
     def _is_ours(self, daemon: Started, rec: LeaseRecord) -> bool:
         pid = rec.holder.pid
-        if pid == daemon.proc.pid:
-            return True
-        with contextlib.suppress(psutil.Error):
-            # A launcher script that forks instead of exec-ing: its descendant holds.
-            kids = psutil.Process(daemon.proc.pid).children(recursive=True)
-            return any(k.pid == pid for k in kids)
-        return False
+        # A launcher script that forks instead of exec-ing: its descendant holds.
+        return pid == daemon.proc.pid or descends_from(pid, daemon.proc.pid)
 
     def _shown(self) -> str:
         rec = read_record_strict(self.store.record_path)
@@ -225,8 +214,7 @@ class Session:
             if h is not None and h.pid != daemon.proc.pid:
                 with contextlib.suppress(TenureError):
                     stop_verified(h.ident, "conformance daemon", policy=TREE_STOP)
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                daemon.proc.wait(10)
+            exited_within(daemon.proc, 10)
 
 
 def _described(pid: int) -> str:

@@ -1,0 +1,1 @@
+"""spec-kitty hygiene: survey the family's ports, classify, report (doctor, ls), clean up."""

@@ -1,0 +1,1 @@
+"""The requester side: start or reuse a holder (`ensure`, `start`), supersede, stop, `run`."""
