@@ -20,7 +20,7 @@ import psutil
 import pyte
 import pytest
 
-from tenure.adapters.probe import open_ports
+from tenure.adapters.ports import open_ports
 from tenure.adapters.store import LeaseStore
 from tenure.core.record import LeaseRecord
 from tenure.testing import ProcessRegistry, pid_gone

@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 
 from tenure.adapters.http import health
-from tenure.adapters.probe import open_ports
+from tenure.adapters.ports import open_ports
 from tenure.adapters.reaper import reap
 from tenure.core.families import DASHBOARD
 from tenure.hygiene.survey import legacy_root as resolve_legacy

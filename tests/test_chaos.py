@@ -101,7 +101,7 @@ class World:
         c.gov = self.new_contender().gov
 
     def beat(self, c: Contender) -> None:
-        reason = c.gov.beat()
+        reason = c.gov.heartbeat().reason
         if reason is not None:
             self.retire(c, reason)
 
@@ -139,6 +139,7 @@ def step(world: World) -> None:
         try:
             rec = c.gov.acquire(wait_s=0)
         except (LeaseHeld, LeaseUnreadable, LockTimeout):
+            c.gov = world.new_contender().gov  # a refused start exits; the next is a new one
             return
         assert not live_holder, "a running holder that renews on time lost its lease"
         assert rec.epoch > world.last_epoch, f"epoch {rec.epoch} after {world.last_epoch}"

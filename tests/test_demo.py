@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tenure.adapters.probe import open_ports
+from tenure.adapters.ports import open_ports
 from tenure.testing import ProcessRegistry
 from tests.conftest import block, popen_interruptible, wait_for
 

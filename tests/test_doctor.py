@@ -16,7 +16,7 @@ import jsonschema
 import psutil
 import pytest
 
-from tenure.adapters.probe import open_ports
+from tenure.adapters.ports import open_ports
 from tenure.adapters.tokens import read_token
 from tenure.legacy.simulated import spawn_legacy, spawn_other, spawn_singleton, write_state_file
 from tenure.testing import Fleet, ProcessRegistry, make_fleet, pid_gone

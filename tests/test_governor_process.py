@@ -17,7 +17,7 @@ import pytest
 from tenure.adapters.root import ensure_root
 from tenure.adapters.store import LeaseStore
 from tenure.adapters.tombstones import read_tombstones
-from tenure.core.lease import decide_supersede
+from tenure.core.handover import decide_supersede
 from tenure.core.record import LeaseRecord
 from tenure.testing import ProcessRegistry
 from tests.conftest import HERE, wait_for

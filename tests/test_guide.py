@@ -10,7 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tenure.adapters.probe import open_ports
+from tenure.adapters.ports import open_ports
 from tenure.adapters.store import LeaseStore
 from tenure.core.record import LeaseRecord, LeaseState
 from tenure.testing import ProcessRegistry

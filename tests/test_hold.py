@@ -19,7 +19,7 @@ from tenure.adapters.root import ensure_root
 from tenure.adapters.store import LeaseStore
 from tenure.adapters.tombstones import read_tombstones
 from tenure.adapters.waiting import wait_until
-from tenure.core.lease import decide_supersede
+from tenure.core.handover import decide_supersede
 from tenure.core.record import Child, Holder, LeaseRecord, LeaseState
 from tenure.core.timing import Timing
 from tenure.testing import ProcessRegistry, pid_gone

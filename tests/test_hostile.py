@@ -19,7 +19,8 @@ import pytest
 
 import tenure
 from tenure.adapters.store import LeaseStore
-from tenure.core.record import Holder, LeaseRecord, LeaseState, Unreadable, encode, parse
+from tenure.core.codec import encode, parse
+from tenure.core.record import Holder, LeaseRecord, LeaseState, Unreadable
 from tenure.errors import ConfigError
 from tenure.legacy.simulated import spawn_legacy
 from tenure.testing import Fleet, ProcessRegistry, pid_gone

@@ -17,7 +17,8 @@ import pytest
 
 from tenure.adapters import platform
 from tenure.adapters.config import GUARD_ENV
-from tenure.adapters.probe import listening_pids, open_ports
+from tenure.adapters.ports import open_ports
+from tenure.adapters.probe import listening_pids
 from tenure.adapters.reaper import reap
 from tenure.adapters.store import LeaseStore
 from tenure.adapters.tokens import read_token

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import shutil
+import threading
 from pathlib import Path
 
 import pytest
 
 from tenure.adapters.root import ensure_root
+from tenure.adapters.store import LeaseStore
 from tenure.adapters.tombstones import read_tombstones
 from tenure.core import lifecycle
 from tenure.core.lifecycle import TABLE, Action, Event, RetireReason, State, step
 from tenure.core.timing import Timing
-from tenure.errors import Retiring
+from tenure.errors import LeaseHeld, Retiring
 from tenure.holder.governor import Governor
 from tests.conftest import HERE
 
@@ -57,17 +60,62 @@ def test_a_pair_missing_from_the_table_is_still_a_retirement(
     assert step(State.HOLDING, Event.RENEWED).reason is RetireReason.FAULT
 
 
-def test_retiring_ignores_everything_but_the_end_of_the_drain_and_stop_now() -> None:
-    """Once leaving, only DRAINED (exit) and "stop now" (a shutdown, or a second signal: cut
-    the drain) change anything."""
+def test_retiring_ignores_everything_but_the_end_of_the_drain_stop_now_and_the_root() -> None:
+    """Once leaving, only DRAINED (finish), "stop now" (a shutdown, or a second signal: cut
+    the drain) and the root going (silence) change anything."""
+    special = {
+        Event.DRAINED: (State.RETIRED, Action.FINISH),
+        Event.SHUTDOWN_REQUESTED: (State.RETIRING, Action.CUT_DRAIN),
+        Event.SIGNALLED: (State.RETIRING, Action.CUT_DRAIN),
+        Event.ROOT_GONE: (State.RETIRING, Action.SILENCE),
+    }
     for event in Event:
         t = step(State.RETIRING, event)
-        if event is Event.DRAINED:
-            assert (t.next, t.action) == (State.RETIRED, Action.EXIT)
-        elif event in (Event.SHUTDOWN_REQUESTED, Event.SIGNALLED):
-            assert (t.next, t.action) == (State.RETIRING, Action.CUT_DRAIN)
-        else:
-            assert (t.next, t.action) == (State.RETIRING, Action.NONE)
+        assert (t.next, t.action) == special.get(event, (State.RETIRING, Action.NONE))
+
+
+def test_a_refused_acquire_ends_the_holder(tmp_path: Path) -> None:
+    """`refused` is fed to the table: the holder is retired, recorded nothing, holds never."""
+    root = ensure_root(tmp_path / "root")
+    timing = Timing(ttl_s=15.0, heartbeat_s=5.0, drain_s=0.1)
+    first = Governor(root, "sync", "1.0", timing=timing)
+    first.acquire()
+    second = Governor(root, "sync", "1.0", timing=timing)
+    with pytest.raises(LeaseHeld):
+        second.acquire()
+    assert second.state is State.RETIRED
+    assert second.wait_retired(0) is None  # nothing was held: no reason, no tombstone
+    with pytest.raises(Retiring):
+        second.acquire()
+    first.retire(RetireReason.SHUTDOWN)
+    assert first.wait_retired(10) is RetireReason.SHUTDOWN
+    assert [t["reason"] for t in read_tombstones(root)] == ["shutdown"]
+
+
+def test_a_root_replaced_during_the_drain_gets_nothing_written(tmp_path: Path) -> None:
+    """The root replaced while work drains: `root_gone` while retiring is `silence`, so the
+    new root instance gets no record and no tombstone from the old holder."""
+    root = ensure_root(tmp_path / "root")
+    gov = Governor(root, "sync", "1.0", timing=Timing(ttl_s=15.0, heartbeat_s=5.0, drain_s=30))
+    gov.acquire()
+    entered, release = threading.Event(), threading.Event()
+
+    def work() -> None:
+        with gov.work():
+            entered.set()
+            release.wait(30)
+
+    worker = threading.Thread(target=work)
+    worker.start()
+    assert entered.wait(10)
+    gov.retire(RetireReason.SHUTDOWN, drain=True)  # waits for the work in flight
+    shutil.rmtree(root)
+    ensure_root(root)  # another instance at the same path
+    release.set()
+    worker.join(10)
+    assert gov.wait_retired(30) is RetireReason.SHUTDOWN
+    assert read_tombstones(root) == []
+    assert LeaseStore(root, "sync").read() is None
 
 
 def test_a_real_holder_fed_an_unexpected_event_retires_and_records_it(tmp_path: Path) -> None:

@@ -6,19 +6,21 @@ from dataclasses import replace
 
 import pytest
 
+from tenure.core.handover import (
+    ReleaseVerdict,
+    SupersedeVerdict,
+    decide_release,
+    decide_stop_request,
+    decide_supersede,
+    is_newer,
+)
 from tenure.core.lease import (
     AcquireVerdict,
     Liveness,
     Observation,
-    ReleaseVerdict,
     RenewVerdict,
-    SupersedeVerdict,
     decide_acquire,
-    decide_release,
     decide_renew,
-    decide_stop_request,
-    decide_supersede,
-    is_newer,
     lease_status,
 )
 from tenure.core.record import (

@@ -13,13 +13,13 @@ from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
+from tenure.core.handover import decide_release
 from tenure.core.lease import (
     TAKES,
     Liveness,
     Observation,
     RenewVerdict,
     decide_acquire,
-    decide_release,
     decide_renew,
 )
 from tenure.core.record import Holder, LeaseRecord, Unreadable

@@ -132,14 +132,17 @@ def test_the_adopters_path_loads_only_the_generic_protocol() -> None:
         "tenure.core.classify_legacy",
         "tenure.core.speckitty",
         "tenure.core.findings",
+        "tenure.core.verdicts",
         "tenure.adapters.reaper",
+        "tenure.adapters.probe",
         "tenure.cli",
         "typer",
         "rich",
         "click",
     )
     assert [m for m in loaded if m.startswith(unwanted)] == []
-    assert len([m for m in loaded if m.startswith("tenure")]) <= 40
+    # 38 before the layout by purpose; its package __init__s and the split modules add 5.
+    assert len([m for m in loaded if m.startswith("tenure")]) <= 43
 
 
 def test_the_hot_commands_answer_without_typer_exactly_as_the_typer_app_does(

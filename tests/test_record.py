@@ -9,6 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from tenure.core.codec import encode, parse
 from tenure.core.identity import Location
 from tenure.core.inputs import FAMILY_PATTERN
 from tenure.core.record import (
@@ -20,8 +21,6 @@ from tenure.core.record import (
     StopRequest,
     Supersession,
     Unreadable,
-    encode,
-    parse,
 )
 
 finite = st.floats(allow_nan=False, allow_infinity=False, width=64)

@@ -158,4 +158,6 @@ def test_a_holder_past_its_own_ttl_fences_itself(tmp_path: Path) -> None:
     assert not gov.holding()
     with pytest.raises(LeaseLost, match="epoch 1"):
         gov.ensure_holding()
-    assert gov.beat() is RetireReason.LEASE_EXPIRED
+    # The fence is a transition of the table, not a side state: the holder is retiring.
+    assert gov.retiring is RetireReason.LEASE_EXPIRED
+    assert gov.wait_retired(10) is RetireReason.LEASE_EXPIRED

@@ -15,7 +15,7 @@ import jsonschema
 import pytest
 
 import tenure
-from tenure.adapters.probe import open_ports
+from tenure.adapters.ports import open_ports
 from tenure.adapters.store import LeaseStore
 from tenure.adapters.tree import COOKIE_ENV
 from tenure.core.record import LeaseRecord, LeaseState

@@ -6,9 +6,6 @@ because every probe runs at once. spec: docs/protocol/classification.md#scanning
 
 from __future__ import annotations
 
-import errno
-import selectors
-import socket
 import sys
 import time
 from collections.abc import Callable, Iterable
@@ -19,13 +16,10 @@ from typing import Any
 import psutil
 
 from tenure.adapters import platform
-from tenure.adapters.http import LOOPBACK, health
+from tenure.adapters.http import health
+from tenure.adapters.ports import MAX_SOCKETS, open_ports
 from tenure.adapters.procinfo import read_process, tree_cookies
 from tenure.core.verdicts import ListenerFacts
-from tenure.errors import ScanIncomplete
-
-CONNECT_TIMEOUT_S = 0.05
-MAX_SOCKETS = 64  # sockets one scan holds at once, whatever the range (and health probes)
 
 PidLookup = Callable[[], dict[int, int]]
 
@@ -68,62 +62,6 @@ def _listeners(conns: Iterable[Any], pid: int | None = None) -> dict[int, int]:
         if conn.status == psutil.CONN_LISTEN and owner is not None and conn.laddr:
             out.setdefault(conn.laddr.port, owner)
     return out
-
-
-def open_ports(ports: Iterable[int], timeout: float = CONNECT_TIMEOUT_S) -> list[int]:
-    """Ports on 127.0.0.1 that accept a TCP connection, tried (non-blocking) in batches.
-
-    At most `MAX_SOCKETS` sockets are open at once whatever the range, so a wide range cannot
-    exhaust the descriptor limit; when the process is out of descriptors anyway, the scan says
-    so (`ScanIncomplete`) instead of guessing. spec: classification.md#scanning
-    """
-    todo = list(ports)
-    found: list[int] = []
-    for i in range(0, len(todo), MAX_SOCKETS):
-        found += _open_batch(todo[i : i + MAX_SOCKETS], timeout)
-    return sorted(found)
-
-
-def _socket() -> socket.socket:
-    try:
-        return socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    except OSError as exc:
-        if exc.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
-            why = (exc.strerror or "no descriptors").lower()
-            raise ScanIncomplete(exc.errno, why) from None
-        raise
-
-
-def _open_batch(ports: list[int], timeout: float) -> list[int]:
-    sel = selectors.DefaultSelector()
-    pending: dict[int, tuple[socket.socket, int]] = {}
-    found: list[int] = []
-    try:
-        for port in ports:
-            sock = _socket()
-            sock.setblocking(False)
-            code = sock.connect_ex((LOOPBACK, port))
-            if code == 0:
-                found.append(port)
-                sock.close()
-            elif code in (errno.EINPROGRESS, errno.EWOULDBLOCK):
-                pending[sock.fileno()] = (sock, port)
-                sel.register(sock, selectors.EVENT_WRITE)
-            else:
-                sock.close()
-        deadline = time.monotonic() + timeout
-        while pending and (left := deadline - time.monotonic()) > 0:
-            for key, _ in sel.select(left):
-                sock, port = pending.pop(key.fd)
-                if sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR) == 0:
-                    found.append(port)
-                sel.unregister(sock)
-                sock.close()
-    finally:
-        for sock, _port in pending.values():
-            sock.close()
-        sel.close()
-    return found
 
 
 @dataclass(frozen=True, slots=True)

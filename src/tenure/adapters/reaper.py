@@ -18,7 +18,7 @@ from typing import Any
 
 from tenure.adapters import config, guard, platform
 from tenure.adapters.http import request
-from tenure.adapters.probe import open_ports
+from tenure.adapters.ports import open_ports
 from tenure.adapters.procinfo import (
     Mismatch,
     check_identity,

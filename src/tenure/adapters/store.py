@@ -19,8 +19,9 @@ from tenure.adapters.files import (
     read_nofollow,
 )
 from tenure.adapters.root import RootLayout, ensure_subdir
+from tenure.core.codec import encode, parse
 from tenure.core.inputs import check_family
-from tenure.core.record import LeaseRecord, LeaseState, Unreadable, encode, parse
+from tenure.core.record import LeaseRecord, LeaseState, Unreadable
 from tenure.errors import NotRegularFile, RootError
 
 T = TypeVar("T")

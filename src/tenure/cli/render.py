@@ -8,18 +8,14 @@ from __future__ import annotations
 
 import re
 import sys
-import time
 from typing import TYPE_CHECKING, Any, TextIO
 
-from tenure.cli.out import clean, lease_timing
+from tenure.cli import cells
 
 if TYPE_CHECKING:
     from rich.console import Console
-    from rich.text import Text
 
-    from tenure.core.classify import DaemonIdentityRecord
     from tenure.hygiene.doctor import DoctorReport
-    from tenure.protocol.report import LeaseReport
 
 
 WIDE = 110  # at or above this many columns the doctor uses tables; below, one block per item
@@ -74,53 +70,6 @@ def _render(report: DoctorReport, console: Console) -> None:
     layout.findings(report)
 
 
-def _t(value: object) -> Text:
-    """Outside text as a Rich Text: no markup, no control characters."""
-    from rich.text import Text  # noqa: PLC0415
-
-    return Text(clean("-" if value is None else value))
-
-
-def _lease_cells(lease: LeaseReport) -> list[str]:
-    sup = lease.superseded_by
-    state: str = lease.state
-    if state == "unreadable":
-        state = f"unreadable ({lease.unreadable_reason})"
-    if lease.lives is not None:
-        state = f"foreign ({lease.lives})"
-    if state == "expired" and lease.holder_alive is False:
-        state = "expired (holder dead)"
-    held = lease.state in ("held", "expired", "foreign")
-    if lease.holder_answers is None:
-        # Not asked: no control port (a `tenure.hold` daemon, a `tenure run` child) or not held.
-        answers = "n/a (no control port)" if held and lease.holder_alive else "-"
-    else:
-        answers = "yes" if lease.holder_answers else "NO"
-    return [
-        lease.family,
-        state,
-        str(lease.holder_pid or "-"),
-        str(lease.port or "-"),
-        lease.version or "-",
-        str(lease.epoch if lease.epoch is not None else "-"),
-        lease_timing(_lease_json(lease)) or "-",
-        f"{sup['version']} (pid {sup['pid']})" if sup else "-",
-        answers,
-    ]
-
-
-def _lease_json(lease: LeaseReport) -> dict[str, Any]:
-    from tenure.protocol.report import lease_json  # noqa: PLC0415
-
-    return lease_json(lease)
-
-
-def _when(at: object) -> str:
-    return (
-        time.strftime("%H:%M:%S", time.localtime(float(at))) if isinstance(at, int | float) else "?"
-    )
-
-
 class _Tables:
     """Wide terminals: one table per section."""
 
@@ -137,7 +86,9 @@ class _Tables:
 
     def header(self, report: DoctorReport) -> None:
         self.c.print(
-            _t(f"tenure auth doctor — root {report.root} — legacy root {report.legacy_root}")
+            cells.text(
+                f"tenure auth doctor — root {report.root} — legacy root {report.legacy_root}"
+            )
         )
 
     def leases(self, report: DoctorReport) -> None:
@@ -156,7 +107,7 @@ class _Tables:
             ),
         )
         for lease in report.leases:
-            table.add_row(*(_t(x) for x in _lease_cells(lease)))
+            table.add_row(*(cells.text(x) for x in cells.lease_cells(lease)))
         self.c.print(table)
 
     def daemons(self, report: DoctorReport) -> None:
@@ -168,7 +119,7 @@ class _Tables:
             ("port", "family", "pid", "version", "governance", "class", "reason", "remediation"),
         )
         for _family, rec in report.candidates():
-            table.add_row(*(_t(x) for x in _daemon_cells(rec)))
+            table.add_row(*(cells.text(x) for x in cells.daemon_cells(rec)))
         self.c.print(table)
 
     def retirements(self, report: DoctorReport) -> None:
@@ -177,17 +128,17 @@ class _Tables:
         )
         for t in reversed(report.retirements):
             table.add_row(
-                _t(_when(t.get("at"))),
-                *(_t(t.get(k)) for k in ("family", "pid", "version", "epoch", "reason")),
+                cells.text(cells.when(t.get("at"))),
+                *(cells.text(t.get(k)) for k in ("family", "pid", "version", "epoch", "reason")),
             )
         self.c.print(table)
 
     def reset(self, report: DoctorReport) -> None:
         table = self._table("Reset", ("outcome", "pid", "port", "detail"))
-        for row in _reset_rows(report):
-            table.add_row(*(_t(x) for x in row))
+        for row in cells.reset_rows(report):
+            table.add_row(*(cells.text(x) for x in row))
         self.c.print(table)
-        self.c.print(_t(_reset_summary(report)))
+        self.c.print(cells.text(cells.reset_summary(report)))
 
     def findings(self, report: DoctorReport) -> None:
         if not report.findings:
@@ -195,7 +146,12 @@ class _Tables:
             return
         table = self._table("Findings", ("severity", "id", "summary", "fix"))
         for f in report.findings:
-            table.add_row(_t(f.severity), _t(f.id), _t(f.summary), _t(f.remediation))
+            table.add_row(
+                cells.text(f.severity),
+                cells.text(f.id),
+                cells.text(f.summary),
+                cells.text(f.remediation),
+            )
         self.c.print(table)
 
 
@@ -209,7 +165,7 @@ class _Blocks:
         from rich.padding import Padding  # noqa: PLC0415
 
         # Wrapped lines keep their indent, so a block stays readable at 60 columns.
-        self.c.print(Padding(_t(text), (0, 0, 0, indent), expand=False))
+        self.c.print(Padding(cells.text(text), (0, 0, 0, indent), expand=False))
 
     def header(self, report: DoctorReport) -> None:
         self._line("tenure auth doctor")
@@ -220,7 +176,7 @@ class _Blocks:
         self.c.print()
         self._line("Leases")
         for lease in report.leases:
-            fam, state, pid, port, version, epoch, timing, sup, answers = _lease_cells(lease)
+            fam, state, pid, port, version, epoch, timing, sup, answers = cells.lease_cells(lease)
             if lease.holder_pid is None:  # absent or unreadable: nothing else to tell
                 self._line(f"{fam:<10} {state}", 2)
                 continue
@@ -236,7 +192,7 @@ class _Blocks:
             return
         self._line("Daemons in the families' port ranges")
         for _family, rec in report.candidates():
-            port, family, pid, version, governance, cls, reason, fix = _daemon_cells(rec)
+            port, family, pid, version, governance, cls, reason, fix = cells.daemon_cells(rec)
             self._line(f"{port}  {family:<9} {cls:<17} {reason}", 2)
             self._line(f"pid {pid}, {governance}, version {version}", 9)
             if fix != "-":
@@ -247,7 +203,7 @@ class _Blocks:
         self._line("Recent retirements")
         for t in reversed(report.retirements):
             self._line(
-                f"{_when(t.get('at'))}  {t.get('family')} pid {t.get('pid')} "
+                f"{cells.when(t.get('at'))}  {t.get('family')} pid {t.get('pid')} "
                 f"{t.get('version')} epoch {t.get('epoch')}: {t.get('reason')}",
                 2,
             )
@@ -255,9 +211,9 @@ class _Blocks:
     def reset(self, report: DoctorReport) -> None:
         self.c.print()
         self._line("Reset")
-        for outcome, pid, port, detail in _reset_rows(report):
+        for outcome, pid, port, detail in cells.reset_rows(report):
             self._line(f"{outcome:<8} port {port} pid {pid}: {detail}", 2)
-        self._line(_reset_summary(report), 2)
+        self._line(cells.reset_summary(report), 2)
 
     def findings(self, report: DoctorReport) -> None:
         self.c.print()
@@ -269,45 +225,3 @@ class _Blocks:
             self._line(f"{f.severity}: {f.id}", 2)
             self._line(f.summary, 4)
             self._line(f"fix: {f.remediation}", 4)
-
-
-def _daemon_cells(rec: DaemonIdentityRecord) -> list[str]:
-    from tenure.core.findings import remediation_for  # noqa: PLC0415
-
-    return [
-        str(rec.port),
-        rec.daemon_family or "?",
-        str(rec.pid or "-"),
-        rec.package_version or "-",
-        rec.governance.value,
-        rec.cleanup_class.value,
-        rec.skip_reason.value if rec.skip_reason else "-",
-        remediation_for(rec) or "-",
-    ]
-
-
-def _reset_rows(report: DoctorReport) -> list[tuple[str, str, str, str]]:
-    res = report.reset_result
-    assert res is not None
-    rows = [
-        (
-            "swept",
-            str(s.pid),
-            str(s.port),
-            f"{s.cleanup_path} ({s.reason}"
-            + (f", version {s.package_version})" if s.package_version else ")"),
-        )
-        for s in res.swept
-    ]
-    rows += [
-        ("skipped", str(k.pid or "-"), str(k.port), f"{k.cleanup_class}: {k.skip_reason or '-'}")
-        for k in res.skipped
-    ]
-    rows += [("failed", str(f.pid or "-"), str(f.port), f.failure_reason) for f in res.failed]
-    return rows
-
-
-def _reset_summary(report: DoctorReport) -> str:
-    r = report.reset_result
-    assert r is not None
-    return f"reset: swept {len(r.swept)}, skipped {len(r.skipped)}, failed {len(r.failed)}"

@@ -24,18 +24,14 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 from tenure.adapters.procinfo import liveness
-from tenure.conformance.checks import (
-    asked,
+from tenure.conformance.holding import (
     keeps_token_private,
-    lease_loss,
     refuses_second_copy,
     renews,
-    root_removal,
-    sigterm,
-    supersession,
     takes_lease,
     takes_the_lock,
 )
+from tenure.conformance.leaving import asked, lease_loss, root_removal, sigterm, supersession
 from tenure.conformance.report import CHECKS, Check, Report
 from tenure.conformance.session import Failed, Options, Session, Started
 from tenure.core.lease import Liveness

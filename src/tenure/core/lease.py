@@ -1,4 +1,4 @@
-"""Pure lease decisions: acquire, renew, supersede, release.
+"""Pure lease decisions: acquire, renew, expiry and status (leaving: `handover`).
 
 Every function here takes facts (the record as read, what the observer knows about the holder
 process, clock readings) and returns a verdict plus the record to write, if any. No I/O.
@@ -10,15 +10,12 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, replace
 
-from packaging.version import InvalidVersion, Version
-
+from tenure.core.handover import Decision, is_newer
 from tenure.core.record import (
     Child,
     Holder,
     LeaseRecord,
     LeaseState,
-    StopRequest,
-    Supersession,
     Unreadable,
 )
 
@@ -190,12 +187,7 @@ class RenewVerdict(enum.StrEnum):
     UNREADABLE = "unreadable"
 
 
-@dataclass(frozen=True, slots=True)
-class RenewDecision:
-    """Verdict of `decide_renew`; `write` is set only for RENEWED."""
-
-    verdict: RenewVerdict
-    write: LeaseRecord | None
+RenewDecision = Decision[RenewVerdict]  # `write` is set only for RENEWED
 
 
 def decide_renew(
@@ -207,113 +199,26 @@ def decide_renew(
 ) -> RenewDecision:
     """Decide a heartbeat: renew only while the record still names us at our epoch."""
     if current is None:
-        return RenewDecision(RenewVerdict.GONE, None)
+        return Decision(RenewVerdict.GONE, None)
     if isinstance(current, Unreadable):
-        return RenewDecision(RenewVerdict.UNREADABLE, None)
+        return Decision(RenewVerdict.UNREADABLE, None)
     if (
         current.epoch != epoch
         or current.holder.nonce != nonce
         or current.state is not LeaseState.HELD
     ):
-        return RenewDecision(RenewVerdict.LOST, None)
+        return Decision(RenewVerdict.LOST, None)
     # spec: lease.md#fencing — checked after ownership so a stale holder reports why it lost.
     if since_last_renew > current.ttl_s:
-        return RenewDecision(RenewVerdict.SELF_EXPIRED, None)
+        return Decision(RenewVerdict.SELF_EXPIRED, None)
     if current.superseded_by is not None and is_newer(
         current.superseded_by.version, current.holder.version
     ):
-        return RenewDecision(RenewVerdict.SUPERSEDED, None)
+        return Decision(RenewVerdict.SUPERSEDED, None)
     if current.stop_requested is not None:
-        return RenewDecision(RenewVerdict.STOP_REQUESTED, None)
+        return Decision(RenewVerdict.STOP_REQUESTED, None)
     renewed = replace(current, renewed_at=now_wall, seq=current.seq + 1)
-    return RenewDecision(RenewVerdict.RENEWED, renewed)
-
-
-def parse_version(text: str) -> Version | None:
-    """A PEP 440 version, or None when the text is not one."""
-    try:
-        return Version(text)
-    except (InvalidVersion, ValueError):  # ValueError: more digits than int() converts
-        return None
-
-
-def is_newer(candidate: str, incumbent: str) -> bool:
-    """True only when both parse and candidate is strictly newer (spec: lease.md#supersession)."""
-    cand, inc = parse_version(candidate), parse_version(incumbent)
-    return cand is not None and inc is not None and cand > inc
-
-
-class SupersedeVerdict(enum.StrEnum):
-    """Outcome of a supersession request."""
-
-    REQUESTED = "requested"
-    NOT_NEWER = "not_newer"
-    UNPARSEABLE = "unparseable"
-    NOT_HELD = "not_held"
-
-
-@dataclass(frozen=True, slots=True)
-class SupersedeDecision:
-    """Verdict of `decide_supersede`; `write` carries `superseded_by` when REQUESTED."""
-
-    verdict: SupersedeVerdict
-    write: LeaseRecord | None
-
-
-def decide_supersede(
-    current: LeaseRecord | Unreadable | None, version: str, pid: int, now_wall: float
-) -> SupersedeDecision:
-    """Ask the holder to retire; only a strictly newer PEP 440 version may ask."""
-    if not isinstance(current, LeaseRecord) or current.state is not LeaseState.HELD:
-        return SupersedeDecision(SupersedeVerdict.NOT_HELD, None)
-    if parse_version(version) is None or parse_version(current.holder.version) is None:
-        return SupersedeDecision(SupersedeVerdict.UNPARSEABLE, None)
-    if not is_newer(version, current.holder.version):
-        return SupersedeDecision(SupersedeVerdict.NOT_NEWER, None)
-    request = Supersession(version=version, pid=pid, at=now_wall)
-    return SupersedeDecision(SupersedeVerdict.REQUESTED, replace(current, superseded_by=request))
-
-
-def decide_stop_request(
-    current: LeaseRecord | Unreadable | None, epoch: int, pid: int, now_wall: float
-) -> LeaseRecord | None:
-    """Ask the holder of `epoch` to leave through the record (lease.md#stop); the record to
-    write, or None when the record no longer holds that epoch (nothing to ask)."""
-    if not isinstance(current, LeaseRecord) or current.state is not LeaseState.HELD:
-        return None
-    if current.epoch != epoch:
-        return None
-    return replace(current, stop_requested=StopRequest(pid=pid, at=now_wall))
-
-
-class ReleaseVerdict(enum.StrEnum):
-    """Outcome of a release (spec: lease.md#release)."""
-
-    RELEASED = "released"
-    NOT_MINE = "not_mine"  # compare-and-set failed: never clobber a newer holder
-
-
-@dataclass(frozen=True, slots=True)
-class ReleaseDecision:
-    """Verdict of `decide_release`."""
-
-    verdict: ReleaseVerdict
-    write: LeaseRecord | None
-
-
-def decide_release(
-    current: LeaseRecord | Unreadable | None, epoch: int, nonce: str, now_wall: float
-) -> ReleaseDecision:
-    """Release by compare-and-set on epoch and nonce."""
-    if (
-        isinstance(current, LeaseRecord)
-        and current.epoch == epoch
-        and current.holder.nonce == nonce
-        and current.state is LeaseState.HELD
-    ):
-        released = replace(current, state=LeaseState.RELEASED, renewed_at=now_wall)
-        return ReleaseDecision(ReleaseVerdict.RELEASED, released)
-    return ReleaseDecision(ReleaseVerdict.NOT_MINE, None)
+    return Decision(RenewVerdict.RENEWED, renewed)
 
 
 class LeaseStatus(enum.StrEnum):

@@ -69,7 +69,9 @@ class Action(enum.StrEnum):
     RETIRE_NOW = "retire_now"  # as RETIRE, without waiting for in-flight work
     RETIRE_SILENTLY = "retire_silently"  # fenced: stop, and write nothing into the root
     CUT_DRAIN = "cut_drain"  # already retiring: stop waiting for in-flight work
-    EXIT = "exit"  # the process may end
+    SILENCE = "silence"  # already retiring, and the root went: write nothing on the way out
+    FINISH = "finish"  # the retirement is over (released and recorded, or silent): end
+    EXIT = "exit"  # nothing was held: the process may end at once
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,64 +83,62 @@ class Transition:
     reason: RetireReason | None = None
 
 
-H, R, A, X = State.HOLDING, State.RETIRING, State.ACQUIRING, State.RETIRED
+A, H, R, X = State.ACQUIRING, State.HOLDING, State.RETIRING, State.RETIRED
+E = Event
 
-# Events that end a holding lease, with the retirement they cause.
-_LEAVING: dict[Event, tuple[Action, RetireReason]] = {
-    Event.LEASE_LOST: (Action.RETIRE, RetireReason.LEASE_LOST),
-    Event.LEASE_EXPIRED: (Action.RETIRE, RetireReason.LEASE_EXPIRED),
-    Event.SUPERSEDED: (Action.RETIRE, RetireReason.SUPERSEDED),
-    Event.RECORD_GONE: (Action.RETIRE, RetireReason.RECORD_GONE),
-    Event.RECORD_UNREADABLE: (Action.RETIRE, RetireReason.RECORD_UNREADABLE),
-    Event.ROOT_GONE: (Action.RETIRE_SILENTLY, RetireReason.ROOT_GONE),
-    Event.IDLE: (Action.RETIRE, RetireReason.IDLE),
-    Event.RETIRE_REQUESTED: (Action.RETIRE, RetireReason.REQUESTED),
-    Event.SHUTDOWN_REQUESTED: (Action.RETIRE_NOW, RetireReason.SHUTDOWN),
-    Event.SIGNALLED: (Action.RETIRE, RetireReason.SIGNAL),
-    Event.CLOSED: (Action.RETIRE, RetireReason.SHUTDOWN),
-    Event.FAULT: (Action.RETIRE, RetireReason.FAULT),
+
+def _leave(action: Action, reason: RetireReason) -> Transition:
+    return Transition(R, action, reason)
+
+
+# The rows, state by state, as docs/protocol/lease.md#holder-lifecycle lists them; an event a
+# state does not name takes that state's OTHERWISE row.
+ROWS: dict[State, dict[Event, Transition]] = {
+    A: {
+        E.ACQUIRED: Transition(H, Action.START),
+        E.REFUSED: Transition(X, Action.EXIT),
+    },
+    H: {
+        E.RENEWED: Transition(H, Action.NONE),
+        E.RENEW_FAILED: Transition(H, Action.NONE),  # retried at the next beat
+        E.LEASE_LOST: _leave(Action.RETIRE, RetireReason.LEASE_LOST),
+        E.LEASE_EXPIRED: _leave(Action.RETIRE, RetireReason.LEASE_EXPIRED),
+        E.SUPERSEDED: _leave(Action.RETIRE, RetireReason.SUPERSEDED),
+        E.RECORD_GONE: _leave(Action.RETIRE, RetireReason.RECORD_GONE),
+        E.RECORD_UNREADABLE: _leave(Action.RETIRE, RetireReason.RECORD_UNREADABLE),
+        E.ROOT_GONE: _leave(Action.RETIRE_SILENTLY, RetireReason.ROOT_GONE),
+        E.IDLE: _leave(Action.RETIRE, RetireReason.IDLE),
+        E.RETIRE_REQUESTED: _leave(Action.RETIRE, RetireReason.REQUESTED),
+        E.SHUTDOWN_REQUESTED: _leave(Action.RETIRE_NOW, RetireReason.SHUTDOWN),
+        E.SIGNALLED: _leave(Action.RETIRE, RetireReason.SIGNAL),
+        E.CLOSED: _leave(Action.RETIRE, RetireReason.SHUTDOWN),
+        E.FAULT: _leave(Action.RETIRE, RetireReason.FAULT),
+    },
+    R: {
+        E.DRAINED: Transition(X, Action.FINISH),
+        E.SHUTDOWN_REQUESTED: Transition(R, Action.CUT_DRAIN),  # "stop now"
+        E.SIGNALLED: Transition(R, Action.CUT_DRAIN),  # a second Ctrl-C
+        E.ROOT_GONE: Transition(R, Action.SILENCE),  # removed or replaced during the drain
+    },
+    X: {},
 }
+OTHERWISE: dict[State, Transition] = {
+    A: Transition(X, Action.EXIT),  # nothing is held: nothing to drain, release or record
+    H: _leave(Action.RETIRE, RetireReason.FAULT),  # cannot happen while holding: leave
+    R: Transition(R, Action.NONE),  # already leaving
+    X: Transition(X, Action.NONE),
+}
+LEAVING = frozenset({Action.RETIRE, Action.RETIRE_NOW, Action.RETIRE_SILENTLY})
 
-_UNEXPECTED_WHILE_HOLDING = Transition(R, Action.RETIRE, RetireReason.FAULT)
-
-
-def _build() -> dict[tuple[State, Event], Transition]:
-    table: dict[tuple[State, Event], Transition] = {}
-    for event in Event:
-        # Acquiring: only ACQUIRED leads on; anything else means nothing is held: exit.
-        table[A, event] = (
-            Transition(H, Action.START) if event is Event.ACQUIRED else Transition(X, Action.EXIT)
-        )
-        if event in (Event.RENEWED, Event.RENEW_FAILED):
-            table[H, event] = Transition(H, Action.NONE)  # a failed renew is retried next beat
-        elif event in _LEAVING:
-            action, reason = _LEAVING[event]
-            table[H, event] = Transition(R, action, reason)
-        else:  # ACQUIRED, REFUSED, DRAINED cannot happen while holding
-            table[H, event] = _UNEXPECTED_WHILE_HOLDING
-        # Retiring: already leaving; only the end of the drain, or "stop now", changes anything.
-        if event is Event.DRAINED:
-            table[R, event] = Transition(X, Action.EXIT)
-        elif event in (Event.SHUTDOWN_REQUESTED, Event.SIGNALLED):
-            # "Stop now", or a second Ctrl-C: stop waiting for in-flight work.
-            table[R, event] = Transition(R, Action.CUT_DRAIN)
-        else:
-            table[R, event] = Transition(R, Action.NONE)
-        table[X, event] = Transition(X, Action.NONE)
-    return table
-
-
-TABLE: dict[tuple[State, Event], Transition] = _build()
+TABLE: dict[tuple[State, Event], Transition] = {
+    (state, event): ROWS[state].get(event, OTHERWISE[state]) for state in State for event in Event
+}
 
 
 def step(state: State, event: Event) -> Transition:
     """The transition for `event` in `state`; an unknown pair is a retirement (`fault`)."""
     found = TABLE.get((state, event))
-    if found is not None:
-        return found
-    if state in (State.RETIRING, State.RETIRED):
-        return Transition(state, Action.NONE)
-    return _UNEXPECTED_WHILE_HOLDING
+    return found if found is not None else OTHERWISE[state]
 
 
 def event_for(reason: RetireReason, drain: bool = False) -> Event:

@@ -21,7 +21,7 @@ from typing import Any
 
 from tenure.adapters import config, platform
 from tenure.adapters.http import health
-from tenure.adapters.probe import open_ports
+from tenure.adapters.ports import open_ports
 from tenure.adapters.procinfo import read_process, signal_verified
 from tenure.adapters.registry import ProcessRegistry
 from tenure.adapters.tombstones import read_tombstones

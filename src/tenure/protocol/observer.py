@@ -12,7 +12,8 @@ from collections.abc import Callable
 from tenure.adapters.procinfo import liveness
 from tenure.adapters.store import LeaseStore
 from tenure.adapters.tombstones import append_tombstone
-from tenure.core.lease import Liveness, Observation, decide_release
+from tenure.core.handover import decide_release
+from tenure.core.lease import Liveness, Observation
 from tenure.core.record import Holder, LeaseRecord, Unreadable
 from tenure.errors import LockTimeout, RootError
 

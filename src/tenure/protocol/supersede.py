@@ -22,16 +22,10 @@ from tenure.adapters.stopping import stop_verified
 from tenure.adapters.store import LeaseStore
 from tenure.adapters.tokens import read_token
 from tenure.adapters.waiting import wait_until
+from tenure.core.handover import decide_stop_request, decide_supersede, is_newer
 from tenure.core.health import parse_health
 from tenure.core.identity import is_foreign
-from tenure.core.lease import (
-    SEEN,
-    Liveness,
-    confirm_s,
-    decide_stop_request,
-    decide_supersede,
-    is_newer,
-)
+from tenure.core.lease import SEEN, Liveness, confirm_s
 from tenure.core.notify import Notify, quiet
 from tenure.core.record import LeaseRecord, LeaseState, Unreadable
 from tenure.core.timing import POLL_S, StopPolicy, Timing, asked_leave_wait, leave_wait

@@ -19,14 +19,15 @@ from typing import TYPE_CHECKING, Any
 
 from tenure.adapters import config
 from tenure.adapters.files import locked
-from tenure.adapters.probe import open_ports
+from tenure.adapters.ports import open_ports
 from tenure.adapters.procinfo import holder_liveness
 from tenure.adapters.root import RootLayout, ensure_root, given_or_default
 from tenure.adapters.spawn import spawn_detached
 from tenure.adapters.store import LeaseStore
 from tenure.adapters.waiting import wait_until
+from tenure.core.handover import is_newer
 from tenure.core.inputs import check_daemon, check_family
-from tenure.core.lease import SEEN, is_newer
+from tenure.core.lease import SEEN
 from tenure.core.notify import Notify, quiet
 from tenure.core.record import LeaseRecord, LeaseState
 from tenure.core.timing import (

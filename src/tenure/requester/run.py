@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING
 from tenure.adapters import config, guard, platform
 from tenure.adapters.child import start_child
 from tenure.adapters.peers import established_on
-from tenure.adapters.probe import open_ports
+from tenure.adapters.ports import open_ports
 from tenure.adapters.procinfo import child_identity
 from tenure.adapters.root import default_root, ensure_root
 from tenure.adapters.store import LeaseStore
@@ -97,9 +97,9 @@ def run(
     ) as held:
         # Break before make: a replaced holder's tree is gone before our child starts, so its
         # port is free again and an upgrade keeps it.
-        held.governor.settle_takeover(TREE_STOP.bound_s + 1)
+        held.governor.takeover.settle(TREE_STOP.bound_s + 1)
         if port is None:
-            if keep is not None and held.governor.replaced_a_tree:
+            if keep is not None and held.governor.takeover.replaced_a_tree:
                 # Its processes are gone; give the kernel a moment to close their listener.
                 wait_until(lambda: not open_ports([keep]), PORT_RELEASE_WAIT_S, SCAN_POLL_S)
             port = free_port(ports, prefer=keep)

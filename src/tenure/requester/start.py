@@ -21,8 +21,9 @@ from tenure.adapters.spawn import spawn_detached
 from tenure.adapters.store import LeaseStore, log_path
 from tenure.adapters.waiting import wait_until
 from tenure.core.families import EXIT_HELD, Family
+from tenure.core.handover import is_newer
 from tenure.core.health import Health, parse_health
-from tenure.core.lease import SEEN, Liveness, is_newer
+from tenure.core.lease import SEEN, Liveness
 from tenure.core.notify import Notify, quiet
 from tenure.core.record import LeaseRecord, LeaseState
 from tenure.core.timing import (

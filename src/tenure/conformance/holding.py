@@ -1,0 +1,166 @@
+"""The checks while a daemon holds: it takes the lease and the lock, refuses a second copy,
+renews, and keeps its token private. Each reads the root as any reader would."""
+
+from __future__ import annotations
+
+import contextlib
+import time
+
+from tenure.adapters.files import locked
+from tenure.adapters.http import health
+from tenure.adapters.procinfo import (
+    argv_and_environ,
+    read_process,
+)
+from tenure.adapters.root import RootLayout, read_root_id
+from tenure.adapters.waiting import wait_until
+from tenure.conformance.report import Check
+from tenure.conformance.session import Failed, Session, Started, private_file
+from tenure.core.handover import parse_version
+from tenure.core.identity import same_start
+from tenure.core.record import LeaseRecord
+from tenure.core.timing import POLL_S
+from tenure.errors import LockTimeout
+
+
+def takes_lease(s: Session, d: Started, rec: LeaseRecord, t0: float) -> Check:
+    opts, problems = s.opts, []
+    if rec.family != opts.family:
+        problems.append(f"family {rec.family!r}, expected {opts.family!r}")
+    if opts.version is not None and rec.holder.version != opts.version:
+        problems.append(f"version {rec.holder.version!r}, expected {opts.version!r}")
+    elif parse_version(rec.holder.version) is None:
+        problems.append(f"version {rec.holder.version!r} is not PEP 440: it cannot be superseded")
+    if rec.epoch < 1:
+        problems.append(f"epoch {rec.epoch} (the first grant is 1)")
+    if s.store.epoch_floor() < rec.epoch:
+        problems.append(f"{s.store.floor_path.name} holds {s.store.epoch_floor()} < {rec.epoch}")
+    real = read_process(rec.holder.pid)
+    if real is None:
+        problems.append(f"holder pid {rec.holder.pid} is not running")
+    elif not same_start(rec.holder.ident, real.ident):
+        problems.append(
+            f"holder start (create_time {rec.holder.create_time}, ticks "
+            f"{rec.holder.start_ticks}) is not the process's ({real.create_time}, "
+            f"{real.start_ticks})"
+        )
+    if rec.root_id is not None and rec.root_id != read_root_id(s.root):
+        problems.append(f"root_id {rec.root_id!r} is not this root's {read_root_id(s.root)!r}")
+    if opts.ports is not None and rec.ports not in (None, opts.ports):
+        problems.append(f"ports {rec.ports}, expected {opts.ports}")
+    layout = RootLayout(s.root)
+    for path in (s.store.record_path, s.store.lock_path, s.store.floor_path, layout.tombstones):
+        if not private_file(path):
+            problems.append(f"{path.name} is readable by others (files MUST be 0600)")
+    if problems:
+        return Check("takes_lease", False, "; ".join(problems))
+    notes = f"epoch {rec.epoch}, pid {rec.holder.pid}"
+    if rec.root_id is None:
+        notes += "; no root_id in the record (optional)"
+    return Check("takes_lease", True, notes, time.monotonic() - t0)
+
+
+def refuses_second_copy(s: Session, first: LeaseRecord) -> Check:
+    second = s.spawn()
+    bound = s.leave_bound(first)
+    t0 = time.monotonic()
+
+    def settled() -> bool:
+        rec = s.record()
+        if rec is None or rec.epoch != first.epoch or rec.holder.nonce != first.holder.nonce:
+            raise Failed(f"a second copy changed the record: {s._shown()}")
+        return second.proc.poll() is not None
+
+    try:
+        exited = wait_until(settled, bound, POLL_S)
+    except Failed as exc:
+        return Check("refuses_second_copy", False, str(exc))
+    if not exited:
+        return Check(
+            "refuses_second_copy",
+            True,
+            f"the second copy waited without taking the lease (stopped after {bound:.0f}s)",
+        )
+    code = second.proc.returncode
+    return Check(
+        "refuses_second_copy",
+        True,
+        f"the second copy exited with code {code}; the holder kept epoch {first.epoch}",
+        time.monotonic() - t0,
+    )
+
+
+def renews(s: Session, rec: LeaseRecord) -> Check:
+
+    def renewed_twice() -> LeaseRecord | None:
+        cur = s.record()
+        if cur is None or cur.epoch != rec.epoch or cur.holder.nonce != rec.holder.nonce:
+            raise Failed(f"the record changed holder while renewing: {s._shown()}")
+        return cur if cur.seq >= rec.seq + 2 and cur.renewed_at > rec.renewed_at else None
+
+    try:
+        cur = wait_until(renewed_twice, 2 * rec.ttl_s + s.opts.leave_grace_s, POLL_S)
+    except Failed as exc:
+        return Check("renews", False, str(exc))
+    if cur is None:
+        return Check(
+            "renews",
+            False,
+            f"seq did not advance twice within {2 * rec.ttl_s:.1f}s (still {s._shown()})",
+        )
+    each = (cur.renewed_at - rec.renewed_at) / (cur.seq - rec.seq)
+    return Check("renews", True, f"seq {rec.seq} → {cur.seq}, every {each:.2f}s", each)
+
+
+def keeps_token_private(s: Session, rec: LeaseRecord) -> Check:
+    layout = RootLayout(s.root)
+    tokens = sorted(layout.tokens.glob(f"{s.opts.family}.*.token"))
+    if not tokens:
+        return Check("keeps_token_private", True, "no control token in the root: nothing to leak")
+    problems = []
+    if not private_file(layout.tokens):
+        problems.append("tokens/ is open to others (MUST be 0700)")
+    seen: list[tuple[str, bytes]] = [("the record", s.store.read_raw() or b"")]
+    with contextlib.suppress(OSError):
+        seen.append(("its output", s.output.read_bytes()))
+    for log in layout.logs.glob("*"):
+        with contextlib.suppress(OSError):
+            seen.append((f"logs/{log.name}", log.read_bytes()))
+    shown = argv_and_environ(rec.holder.pid)
+    if shown is not None:
+        seen.append(("its argv", "\0".join(shown[0]).encode()))
+        seen.append(("its environment", repr(shown[1]).encode()))
+    if rec.holder.port is not None:
+        seen.append(("its health answer", repr(health(rec.holder.port)).encode()))
+    for path in tokens:
+        if not private_file(path):
+            problems.append(f"{path.name} is readable by others (MUST be 0600)")
+        secret = path.read_bytes().strip()
+        problems += [f"the token appears in {where}" for where, text in seen if secret in text]
+    if problems:
+        return Check("keeps_token_private", False, "; ".join(problems))
+    places = ", ".join(where for where, _ in seen)
+    return Check("keeps_token_private", True, f"0600 token, absent from {places}")
+
+
+def takes_the_lock(s: Session) -> Check:
+    """Hold `<family>.lock` (flock, as every writer must) for two heartbeats: a daemon that
+    takes the lock before each write cannot renew meanwhile."""
+    hold_s = 2.2 * s.opts.heartbeat_s
+    try:
+        with locked(s.store.lock_path, timeout_s=s.opts.ttl_s):
+            before = s.record()
+            time.sleep(hold_s)  # the daemon's heartbeats fall inside this window
+            after = s.record()
+    except LockTimeout:
+        return Check("takes_the_lock", False, f"{s.store.lock_path.name} stayed locked")
+    if before is None or after is None:
+        return Check("takes_the_lock", False, "the record went away while the kit held the lock")
+    if after.seq != before.seq:
+        return Check(
+            "takes_the_lock",
+            False,
+            f"it renewed (seq {before.seq} → {after.seq}) while the kit held "
+            f"leases/{s.store.lock_path.name} with flock(2): it writes without the lock",
+        )
+    return Check("takes_the_lock", True, f"no write during {hold_s:.2f}s under the kit's lock")
