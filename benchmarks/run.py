@@ -224,7 +224,7 @@ def bench_cli(runs: int, work: Path) -> dict[str, float]:
         # A full command: typer >= 0.29 builds its parameters with pydantic (~60 ms).
         "cli_status_s": median_of(runs, timed(py, "-m", "tenure", "sync", "status")),
         # What a host tool pays to import the library: no typer, no rich, no pydantic.
-        "import_tenure_s": median_of(runs, timed(py, "-c", "import tenure; tenure.Governor")),
+        "import_tenure_s": median_of(runs, timed(py, "-c", "import tenure; tenure.ensure")),
     }
 
 

@@ -4,7 +4,8 @@ import sys
 import time
 from pathlib import Path
 
-from tenure import Governor, LeaseHeld, Retiring, ensure_root
+from tenure import LeaseHeld, Retiring
+from tenure.lowlevel import Governor, ensure_root
 
 root = ensure_root(Path(sys.argv[1]) if len(sys.argv) > 1 else Path.home() / ".local/state/indexer")
 gov = Governor(root, family="indexer", version="2.1.0")

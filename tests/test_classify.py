@@ -516,3 +516,24 @@ def test_the_child_a_run_wrapper_governs_is_part_of_its_holder() -> None:
     assert classify(child, scope).skip_reason is SkipReason.LEASE_HOLDER
     stranger = replace(child, create_time=99.0)  # same pid, another process
     assert classify(stranger, scope).skip_reason is SkipReason.THIRD_PARTY
+
+
+def test_the_rule_tables_are_the_documented_rows() -> None:
+    """The classifiers' rule tables name, in order, rows 3-12 and 15-24 of
+    docs/protocol/classification.md, each with the documented class and skip reason."""
+    from tenure.core.classify_aware import AWARE_RULES
+    from tenure.core.classify_legacy import LEGACY_RULES
+
+    text = (HERE.parent / "docs" / "protocol" / "classification.md").read_text()
+    documented = {}
+    order = []
+    for line in text.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) == 5 and cells[0].isdigit():
+            documented[cells[1]] = (cells[3], cells[4] or None)
+            order.append(cells[1])
+    for rules, first, last in ((AWARE_RULES, 3, 12), (LEGACY_RULES, 15, 24)):
+        assert [r.row for r in rules] == order[first - 1 : last]
+        for rule in rules:
+            reason = None if rule.reason is None else rule.reason.value
+            assert documented[rule.row] == (rule.cls.value, reason), rule.row

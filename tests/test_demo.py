@@ -219,7 +219,7 @@ def test_the_built_wheel_installs_and_runs_in_a_clean_venv(tmp_path: Path) -> No
     lean = run(
         str(venv / "bin" / "python"),
         "-c",
-        "import sys, tenure; tenure.Governor; print(sorted(m for m in ('typer', 'rich') if m in sys.modules))",
+        "import sys, tenure.lowlevel; print(sorted(m for m in ('typer', 'rich') if m in sys.modules))",
     )
     assert lean.stdout.strip() == "[]", lean.stderr
     demo = run(tenure, "demo", "--json")

@@ -1,17 +1,20 @@
 """tenure: local background daemons that govern themselves.
 
-The public API is exactly `__all__`. A tool's daemon holds its lease with `hold` / `hold_async`
-(`Held`); its CLI makes sure one runs with `ensure` (`Ensured`), and reads or ends it with
-`status` / `stop`; every error is a `TenureError` (`LeaseHeld`, `ConfigError`, `StopRefused`, …).
-The lower level — `Governor` (the holder driver), `RetireReason`, `Timing`, the record types and
-the root helpers — stays available for daemons that drive their own loop. Everything else
-(`tenure.core`, `tenure.adapters`, `tenure.runtime`, `tenure.cli`) is internal and may change.
-The layers: `core` is pure, `adapters` do I/O, `runtime` drives both, `cli` is the only place
-typer and rich are imported, `testing` is the pytest plugin (no product module imports it).
+The adopter's API is exactly `__all__`: a tool's daemon holds its lease with `hold` /
+`hold_async` (`Held`); its CLI makes sure one runs with `ensure` (`Ensured`), reads the lease
+with `status` (`LeaseReport`, `LeaseStatus`) and ends it with `stop`; a holder leaves for a
+`RetireReason`; `Timing` tunes TTL, heartbeat, idle and drain; every error is a `TenureError`
+(`LeaseHeld`, `ConfigError`, `StopRefused`, …).
+
+Two more public layers, each under its own name: `tenure.lowlevel` (the `Governor` holder
+driver, the `LeaseStore`, the record types, the root helpers) for daemons that drive their own
+loop, and `tenure.conformance` (`run_conformance`) for proving a daemon speaks `tenure/1`.
+Everything else is internal and may change; the layout is docs/adr/0003-layout-by-purpose.md.
 """
 
 from __future__ import annotations
 
+import warnings
 from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
@@ -30,7 +33,6 @@ _EXPORTS = {
     "Retiring": "tenure.errors",
     "RootError": "tenure.errors",
     "TenureError": "tenure.errors",
-    "Governor": "tenure.holder.governor",
     "Held": "tenure.holder.hold",
     "hold": "tenure.holder.hold",
     "hold_async": "tenure.holder.hold",
@@ -38,22 +40,29 @@ _EXPORTS = {
     "ensure": "tenure.requester.ensure",
     "status": "tenure.requester.ensure",
     "stop": "tenure.requester.ensure",
-    "RetireReason": "tenure.holder.governor",
+    "LeaseReport": "tenure.protocol.report",
+    "LeaseStatus": "tenure.core.lease",
+    "RetireReason": "tenure.core.lifecycle",
     "Timing": "tenure.core.timing",
-    "PROTOCOL": "tenure.core.record",
-    "LeaseRecord": "tenure.core.record",
-    "LeaseState": "tenure.core.record",
-    "Unreadable": "tenure.core.record",
-    "LeaseStore": "tenure.adapters.store",
-    "default_root": "tenure.adapters.root",
-    "ensure_root": "tenure.adapters.root",
-    "current_version": "tenure.version",
 }
+# Names that moved to `tenure.lowlevel`: still found here, with a DeprecationWarning.
+_MOVED = frozenset(
+    {
+        "Governor",
+        "LeaseStore",
+        "LeaseRecord",
+        "LeaseState",
+        "Unreadable",
+        "PROTOCOL",
+        "default_root",
+        "ensure_root",
+        "current_version",
+    }
+)
 
 if TYPE_CHECKING:
-    from tenure.adapters.root import default_root, ensure_root
-    from tenure.adapters.store import LeaseStore
-    from tenure.core.record import PROTOCOL, LeaseRecord, LeaseState, Unreadable
+    from tenure.core.lease import LeaseStatus
+    from tenure.core.lifecycle import RetireReason
     from tenure.core.timing import Timing
     from tenure.errors import (
         ConfigError,
@@ -68,10 +77,9 @@ if TYPE_CHECKING:
         StopRefused,
         TenureError,
     )
-    from tenure.holder.governor import Governor, RetireReason
     from tenure.holder.hold import Held, hold, hold_async
+    from tenure.protocol.report import LeaseReport
     from tenure.requester.ensure import Ensured, ensure, status, stop
-    from tenure.version import current_version
 
 
 def __dir__() -> list[str]:
@@ -80,6 +88,11 @@ def __dir__() -> list[str]:
 
 
 def __getattr__(name: str) -> Any:
+    if name in _MOVED:
+        warnings.warn(
+            f"tenure.{name} moved to tenure.lowlevel.{name}", DeprecationWarning, stacklevel=2
+        )
+        return getattr(import_module("tenure.lowlevel"), name)
     module = _EXPORTS.get(name)
     if module is None:
         raise AttributeError(f"module 'tenure' has no attribute {name!r}")
@@ -87,17 +100,14 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
-    "PROTOCOL",
     "ConfigError",
     "DaemonStartError",
     "Ensured",
-    "Governor",
     "Held",
     "LeaseHeld",
     "LeaseLost",
-    "LeaseRecord",
-    "LeaseState",
-    "LeaseStore",
+    "LeaseReport",
+    "LeaseStatus",
     "LeaseUnreadable",
     "LockTimeout",
     "RetireReason",
@@ -107,12 +117,8 @@ __all__ = [
     "StopRefused",
     "TenureError",
     "Timing",
-    "Unreadable",
     "__version__",
-    "current_version",
-    "default_root",
     "ensure",
-    "ensure_root",
     "hold",
     "hold_async",
     "status",

@@ -28,7 +28,6 @@ class ProcessFacts:
     create_time: float
     uid: int | None
     cmdline: tuple[str, ...]
-    zombie: bool
     start_ticks: int | None = None
 
     @property
@@ -116,11 +115,11 @@ def read_process(pid: int) -> ProcessFacts | None:
         return None
     except psutil.AccessDenied:
         # Exists but cannot be inspected: report as alive with unknown identity (fail closed).
-        return ProcessFacts(pid=pid, create_time=-1.0, uid=None, cmdline=(), zombie=False)
+        return ProcessFacts(pid=pid, create_time=-1.0, uid=None, cmdline=())
     if status == psutil.STATUS_ZOMBIE:
         return None
     ticks = start_ticks(pid)
-    return ProcessFacts(pid, create_time, uid, cmdline, zombie=False, start_ticks=ticks)
+    return ProcessFacts(pid, create_time, uid, cmdline, start_ticks=ticks)
 
 
 def liveness(ident: ProcessIdentity) -> Liveness:

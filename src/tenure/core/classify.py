@@ -1,19 +1,23 @@
 """Pure classifier: facts about one in-range listener → an identity record and a cleanup class.
 
-First match wins, in the order of docs/protocol/classification.md; the unit tests walk the same
-table. Version or executable mismatch is evidence of staleness, never a reason to skip.
+First match wins, in the order of docs/protocol/classification.md: rows 1-2 and 13-14 here,
+the lease-aware rows 3-12 and the legacy rows 15-24 as rule tables (`classify_aware`,
+`classify_legacy`); the tests walk the same table. Version or executable mismatch is evidence
+of staleness, never a reason to skip.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import replace
+from functools import partial
 from typing import Any
 
 from tenure.core.argv import argv_option
+from tenure.core.classify_aware import AWARE_RULES, aware_context, held_by
 from tenure.core.classify_legacy import classify_legacy
-from tenure.core.identity import CREATE_TIME_TOLERANCE_S, ProcessIdentity, same_start
+from tenure.core.identity import CREATE_TIME_TOLERANCE_S
 from tenure.core.record import PROTOCOL
+from tenure.core.rules import apply, first_match
 from tenure.core.verdicts import (
     CleanupClass,
     DaemonIdentityRecord,
@@ -23,8 +27,6 @@ from tenure.core.verdicts import (
     ListenerFacts,
     Scope,
     SkipReason,
-    Verdict,
-    int_of,
     text_of,
 )
 
@@ -51,31 +53,7 @@ def classify(facts: ListenerFacts, scope: Scope) -> DaemonIdentityRecord:
         "start_ticks": facts.start_ticks,
         "package_version": text_of(health, "package_version"),
     }
-
-    def verdict(
-        cls: CleanupClass,
-        reason: SkipReason | None,
-        governance: Governance,
-        source: IdentitySource,
-        evidence: list[str],
-        **extra: Any,
-    ) -> DaemonIdentityRecord:
-        fields: dict[str, Any] = {
-            "daemon_family": None,
-            "protocol": None,
-            "scope_id": None,
-            **base,
-            **extra,
-        }
-        return DaemonIdentityRecord(
-            governance=governance,
-            cleanup_class=cls,
-            skip_reason=reason,
-            identity_source=source,
-            evidence=tuple(evidence),
-            **fields,
-        )
-
+    verdict = partial(_verdict, base)
     never = CleanupClass.NEVER_TOUCH
     if not scope.family.contains(facts.port):
         return verdict(
@@ -98,9 +76,12 @@ def classify(facts: ListenerFacts, scope: Scope) -> DaemonIdentityRecord:
         )
     tenure_family = argv_option(facts.cmdline, "tenure-family")
     if text_of(health, "protocol") == PROTOCOL or tenure_family is not None:
-        return _classify_lease_aware(facts, scope, health, tenure_family, verdict)
+        ctx = aware_context(facts, scope, health, tenure_family)
+        rule = first_match(AWARE_RULES, ctx)
+        assert rule is not None  # the last row always matches
+        return apply(rule, ctx, verdict)
     lease = scope.lease
-    if lease is not None and lease.held and not lease.expired and _held_by(facts, lease):
+    if lease is not None and lease.held and not lease.expired and held_by(facts, lease):
         # The record's own holder (pid + start time), or the child a `tenure run` holder
         # governs: neither carries a tenure argv marker, both are part of a live lease.
         return verdict(
@@ -129,6 +110,27 @@ def classify(facts: ListenerFacts, scope: Scope) -> DaemonIdentityRecord:
     return classify_legacy(facts, scope, health, verdict)
 
 
+def _verdict(  # noqa: PLR0917  (the shape of `Verdict`, which the rule tables call)
+    base: dict[str, Any],
+    cls: CleanupClass,
+    reason: SkipReason | None,
+    governance: Governance,
+    source: IdentitySource,
+    evidence: list[str],
+    **extra: Any,
+) -> DaemonIdentityRecord:
+    """The identity record: the listener's own facts (`base`) plus what the row says."""
+    fields: dict[str, Any] = {"daemon_family": None, "protocol": None, "scope_id": None}
+    return DaemonIdentityRecord(
+        governance=governance,
+        cleanup_class=cls,
+        skip_reason=reason,
+        identity_source=source,
+        evidence=tuple(evidence),
+        **{**fields, **base, **extra},
+    )
+
+
 def _orphaned_member(facts: ListenerFacts, lease: LeaseView) -> bool:
     """Whether the listener carries the cookie of the tree a gone holder governed and started
     no earlier than that tree's head (a cookie copied into an older process proves nothing)."""
@@ -142,152 +144,4 @@ def _orphaned_member(facts: ListenerFacts, lease: LeaseView) -> bool:
         facts.create_time is not None
         and lease.child_create_time is not None
         and facts.create_time >= lease.child_create_time - CREATE_TIME_TOLERANCE_S
-    )
-
-
-def _held_by(facts: ListenerFacts, lease: LeaseView) -> bool:
-    """Whether the listener is the lease's holder, or the child its wrapper governs."""
-    if facts.create_time is None or facts.pid is None:
-        return False
-    seen = ProcessIdentity(facts.pid, facts.create_time, facts.start_ticks)
-    known = [ProcessIdentity(lease.holder_pid, lease.holder_create_time, lease.holder_start_ticks)]
-    if lease.child_pid is not None and lease.child_create_time is not None:
-        known.append(
-            ProcessIdentity(lease.child_pid, lease.child_create_time, lease.child_start_ticks)
-        )
-    return any(same_start(ident, seen) for ident in known)
-
-
-def _classify_lease_aware(
-    facts: ListenerFacts,
-    scope: Scope,
-    health: Mapping[str, Any] | None,
-    argv_family: str | None,
-    verdict: Verdict,
-) -> DaemonIdentityRecord:
-    family = argv_family or text_of(health, "daemon_family")
-    root = argv_option(facts.cmdline, "tenure-root") or text_of(health, "root")
-    source = (
-        IdentitySource.HEALTH_SELF_REPORT if health is not None else IdentitySource.CMDLINE_MARKER
-    )
-    lease = scope.lease
-    is_holder = lease is not None and lease.held and facts.pid == lease.holder_pid
-    if is_holder and facts.create_time is not None and lease is not None:
-        is_holder = _held_by(facts, replace(lease, child_pid=None))
-    if is_holder:
-        source = IdentitySource.LEASE_RECORD
-    extra = {
-        "daemon_family": family,
-        "protocol": PROTOCOL,
-        "scope_id": root,
-        "root_marker_name": "tenure-root",
-    }
-    lease_gov = Governance.LEASE
-    never, operator = CleanupClass.NEVER_TOUCH, CleanupClass.OPERATOR_REQUIRED
-    if family != scope.family.name:
-        return verdict(
-            never,
-            SkipReason.OTHER_FAMILY,
-            lease_gov,
-            source,
-            [f"lease-aware {family} daemon"],
-            **extra,
-        )
-    if root != scope.root:
-        # A lease-aware daemon governs itself; only its own root's commands may stop it.
-        return verdict(
-            never,
-            SkipReason.CROSS_ROOT,
-            lease_gov,
-            source,
-            [f"lease-aware daemon of root {root}, not {scope.root}: it governs itself"],
-            **extra,
-        )
-    health_pid = int_of(health, "pid")
-    if lease is not None and lease.foreign is not None and health_pid == lease.holder_pid:
-        # Its pid is another namespace's: never matched against ours, never signalled.
-        return verdict(
-            never,
-            SkipReason.LEASE_HOLDER,
-            lease_gov,
-            IdentitySource.LEASE_RECORD,
-            [f"holds epoch {lease.epoch} from another namespace ({lease.foreign})"],
-            **extra,
-        )
-    if health is not None and (health_pid != facts.pid or int_of(health, "port") != facts.port):
-        return verdict(
-            operator,
-            SkipReason.PID_PORT_MISMATCH,
-            lease_gov,
-            source,
-            [
-                f"health says pid {health_pid} port {int_of(health, 'port')}; "
-                f"listener is pid {facts.pid}"
-            ],
-            **extra,
-        )
-    health_root_id = text_of(health, "root_id")
-    if health_root_id is not None and scope.root_id is not None and health_root_id != scope.root_id:
-        return verdict(
-            never,
-            SkipReason.RETIRING,
-            lease_gov,
-            source,
-            [
-                f"holds a lease of a removed instance of this root (root_id {health_root_id}, "
-                f"now {scope.root_id}); it fences itself at its next heartbeat"
-            ],
-            **extra,
-        )
-    if is_holder and lease is not None:
-        if not lease.expired:
-            return verdict(
-                never,
-                SkipReason.LEASE_HOLDER,
-                lease_gov,
-                source,
-                [f"holds epoch {lease.epoch}"],
-                **extra,
-            )
-        if health is None:
-            return verdict(
-                operator,
-                SkipReason.UNRESPONSIVE,
-                lease_gov,
-                source,
-                [f"holder of expired epoch {lease.epoch} does not answer health"],
-                **extra,
-            )
-        return verdict(
-            never,
-            SkipReason.RETIRING,
-            lease_gov,
-            source,
-            [f"lease epoch {lease.epoch} expired; the holder fences itself"],
-            **extra,
-        )
-    # Not the holder: it is leaving on its own unless it lingers past the grace period.
-    since = facts.create_time if facts.create_time is not None else scope.now_wall
-    if lease is not None and lease.held:
-        since = max(since, lease.holder_started_at)
-    lingering = scope.now_wall - since
-    if lingering <= scope.retire_grace_s:
-        return verdict(
-            never,
-            SkipReason.RETIRING,
-            lease_gov,
-            source,
-            [f"not the holder for {lingering:.1f}s (grace {scope.retire_grace_s:.0f}s)"],
-            **extra,
-        )
-    return verdict(
-        CleanupClass.SAFE_AUTO,
-        None,
-        lease_gov,
-        source,
-        [
-            f"not the holder and lingering {lingering:.0f}s past takeover "
-            f"(grace {scope.retire_grace_s:.0f}s)"
-        ],
-        **extra,
     )

@@ -16,7 +16,6 @@ from tenure.core.record import PROTOCOL
 
 ROLE_HOLDER = "holder"
 ROLE_RETIRING = "retiring"
-REAPER_STATES = ("pending", "done", "failed", "none")
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,7 +15,6 @@ from pathlib import PurePath
 from tenure.core.argv import argv_option
 
 ROOT_MARKER = "spec-kitty-daemon-root"
-EXEC_MARKER = "spec-kitty-daemon-exec"
 HOME_ENV = "SPEC_KITTY_HOME"
 STATE_FILE = "sync-daemon"
 _RUN_CALL = re.compile(r"run_sync_daemon\(\s*(\d{1,5})\s*,\s*['\"]([^'\"]*)['\"]")

@@ -1,0 +1,202 @@
+"""Rows 3-12 of docs/protocol/classification.md (pure): a lease-aware listener (tenure/1
+health, or a `--tenure-family` marker) is left to govern itself unless it lingers past the
+retirement grace after another holder took over. `tenure.core.classify.classify` routes here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from typing import Any
+
+from tenure.core.argv import argv_option
+from tenure.core.identity import ProcessIdentity, same_start
+from tenure.core.record import PROTOCOL
+from tenure.core.rules import NEVER, OPERATOR, SAFE, Context, Rule
+from tenure.core.verdicts import (
+    Governance,
+    IdentitySource,
+    LeaseView,
+    ListenerFacts,
+    Scope,
+    SkipReason,
+    int_of,
+    text_of,
+)
+
+
+def held_by(facts: ListenerFacts, lease: LeaseView) -> bool:
+    """Whether the listener is the lease's holder, or the child its wrapper governs."""
+    if facts.create_time is None or facts.pid is None:
+        return False
+    seen = ProcessIdentity(facts.pid, facts.create_time, facts.start_ticks)
+    known = [ProcessIdentity(lease.holder_pid, lease.holder_create_time, lease.holder_start_ticks)]
+    if lease.child_pid is not None and lease.child_create_time is not None:
+        known.append(
+            ProcessIdentity(lease.child_pid, lease.child_create_time, lease.child_start_ticks)
+        )
+    return any(same_start(ident, seen) for ident in known)
+
+
+@dataclass(frozen=True, slots=True)
+class _Aware(Context):
+    """A lease-aware listener (tenure/1 health or a `--tenure-family` marker), as the rules
+    of rows 3-12 see it."""
+
+    facts: ListenerFacts
+    scope: Scope
+    health: Mapping[str, Any] | None
+    family: str | None
+    root: str | None
+    source: IdentitySource
+    is_holder: bool
+    epoch: int | None  # the lease's, when there is one
+    expired: bool
+    foreign: str | None  # where the lease's holder lives, when not here
+    health_says_holder: bool  # the health answer names the lease's holder pid
+    health_root_id: str | None
+    lingering: float  # how long a non-holder has outlived the takeover
+    governance: Governance = Governance.LEASE
+
+    def fields(self) -> dict[str, Any]:
+        return {
+            "daemon_family": self.family,
+            "protocol": PROTOCOL,
+            "scope_id": self.root,
+            "root_marker_name": "tenure-root",
+        }
+
+    @property
+    def ties(self) -> bool:
+        """No health answer, or one naming this listener's pid and port."""
+        h = self.health
+        return h is None or (
+            int_of(h, "pid") == self.facts.pid and int_of(h, "port") == self.facts.port
+        )
+
+    @property
+    def removed_root(self) -> bool:
+        """Its health names an instance of this root that was removed and recreated."""
+        now = self.scope.root_id
+        return self.health_root_id is not None and now is not None and self.health_root_id != now
+
+    @property
+    def grace(self) -> str:
+        return f"grace {self.scope.retire_grace_s:.0f}s"
+
+
+def aware_context(
+    facts: ListenerFacts, scope: Scope, health: Mapping[str, Any] | None, argv_family: str | None
+) -> _Aware:
+    lease = scope.lease
+    is_holder = lease is not None and lease.held and facts.pid == lease.holder_pid
+    if is_holder and facts.create_time is not None and lease is not None:
+        is_holder = held_by(facts, replace(lease, child_pid=None))
+    if is_holder:
+        source = IdentitySource.LEASE_RECORD
+    else:
+        health_said = health is not None
+        source = IdentitySource.HEALTH_SELF_REPORT if health_said else IdentitySource.CMDLINE_MARKER
+    # Not the holder: it is leaving on its own unless it lingers past the grace period.
+    since = facts.create_time if facts.create_time is not None else scope.now_wall
+    if lease is not None and lease.held:
+        since = max(since, lease.holder_started_at)
+    return _Aware(
+        facts=facts,
+        scope=scope,
+        health=health,
+        family=argv_family or text_of(health, "daemon_family"),
+        root=argv_option(facts.cmdline, "tenure-root") or text_of(health, "root"),
+        source=source,
+        is_holder=is_holder,
+        epoch=None if lease is None else lease.epoch,
+        expired=lease is not None and lease.expired,
+        foreign=None if lease is None else lease.foreign,
+        health_says_holder=lease is not None and int_of(health, "pid") == lease.holder_pid,
+        health_root_id=text_of(health, "root_id"),
+        lingering=scope.now_wall - since,
+    )
+
+
+# Rows 3-12 of docs/protocol/classification.md, in order.
+AWARE_RULES: tuple[Rule[_Aware], ...] = (
+    Rule(
+        "lease-aware-other-family",
+        lambda c: c.family != c.scope.family.name,
+        NEVER,
+        SkipReason.OTHER_FAMILY,
+        lambda c: [f"lease-aware {c.family} daemon"],
+    ),
+    Rule(
+        # A lease-aware daemon governs itself; only its own root's commands may stop it.
+        "lease-aware-other-root",
+        lambda c: c.root != c.scope.root,
+        NEVER,
+        SkipReason.CROSS_ROOT,
+        lambda c: [f"lease-aware daemon of root {c.root}, not {c.scope.root}: it governs itself"],
+    ),
+    Rule(
+        # Its pid is another namespace's: never matched against ours, never signalled.
+        "lease-aware-holder-living-in-another-namespace",
+        lambda c: c.foreign is not None and c.health_says_holder,
+        NEVER,
+        SkipReason.LEASE_HOLDER,
+        lambda c: [f"holds epoch {c.epoch} from another namespace ({c.foreign})"],
+        source=IdentitySource.LEASE_RECORD,
+    ),
+    Rule(
+        "lease-aware-health-does-not-tie-to-listener",
+        lambda c: not c.ties,
+        OPERATOR,
+        SkipReason.PID_PORT_MISMATCH,
+        lambda c: [
+            f"health says pid {int_of(c.health, 'pid')} port {int_of(c.health, 'port')}; "
+            f"listener is pid {c.facts.pid}"
+        ],
+    ),
+    Rule(
+        "lease-aware-holder-of-a-removed-root-instance",
+        lambda c: c.removed_root,
+        NEVER,
+        SkipReason.RETIRING,
+        lambda c: [
+            f"holds a lease of a removed instance of this root (root_id {c.health_root_id}, "
+            f"now {c.scope.root_id}); it fences itself at its next heartbeat"
+        ],
+    ),
+    Rule(
+        "lease-aware-current-holder",
+        lambda c: c.is_holder and not c.expired,
+        NEVER,
+        SkipReason.LEASE_HOLDER,
+        lambda c: [f"holds epoch {c.epoch}"],
+    ),
+    Rule(
+        "lease-aware-expired-holder-not-answering",
+        lambda c: c.is_holder and c.health is None,
+        OPERATOR,
+        SkipReason.UNRESPONSIVE,
+        lambda c: [f"holder of expired epoch {c.epoch} does not answer health"],
+    ),
+    Rule(
+        "lease-aware-expired-holder-answering",
+        lambda c: c.is_holder,
+        NEVER,
+        SkipReason.RETIRING,
+        lambda c: [f"lease epoch {c.epoch} expired; the holder fences itself"],
+    ),
+    Rule(
+        "lease-aware-non-holder-within-grace",
+        lambda c: c.lingering <= c.scope.retire_grace_s,
+        NEVER,
+        SkipReason.RETIRING,
+        lambda c: [f"not the holder for {c.lingering:.1f}s ({c.grace})"],
+    ),
+    Rule(
+        "lease-aware-non-holder-past-grace",
+        lambda c: True,
+        SAFE,
+        None,
+        lambda c: [f"not the holder and lingering {c.lingering:.0f}s past takeover ({c.grace})"],
+    ),
+)
