@@ -27,7 +27,7 @@ import pytest
 from hypothesis import HealthCheck, settings
 
 from tenure.adapters import platform
-from tenure.adapters.procinfo import proc_locks_holder
+from tenure.adapters.procfs import proc_locks_holder
 from tenure.testing import Fleet, ProcessRegistry, make_fleet
 
 HERE = Path(__file__).parent

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -9,7 +10,7 @@ import pytest
 
 from tenure.adapters import platform, winjob
 from tenure.adapters.platform import CREATE_NEW_PROCESS_GROUP, DETACHED_PROCESS, Detach, detach
-from tests.conftest import python_output
+from tests.conftest import linux_only, python_output, wait_for
 
 
 @pytest.mark.parametrize("system", ["linux", "darwin"])
@@ -94,3 +95,82 @@ def test_portable_mode_reads_a_process_through_psutil_only() -> None:
 
 def _python(code: str, **env: str) -> str:
     return python_output(code, env={"PATH": "/usr/bin:/bin", **env})
+
+
+@linux_only("/proc")
+def test_proc_facts_are_the_numbers_psutil_gives() -> None:
+    """`read_process` from /proc (the hot path, without psutil) agrees with psutil exactly:
+    create_time to the bit, uid, argv (spaces and all); a zombie is gone, init is there."""
+    import psutil
+
+    from tenure.adapters import procfs
+
+    odd = subprocess.Popen(
+        [sys.executable, "-c", "import sys; sys.stdin.read()", "an arg with spaces", ""],
+        stdin=subprocess.PIPE,
+    )
+    zombie = subprocess.Popen([sys.executable, "-c", "pass"])
+    try:
+        wait_for(lambda: psutil.Process(zombie.pid).status() == psutil.STATUS_ZOMBIE)
+        for pid in (os.getpid(), odd.pid, 1):
+            facts = procfs.read(pid)
+            proc = psutil.Process(pid)
+            assert facts is not None
+            assert facts.create_time == proc.create_time()
+            assert facts.uid == proc.uids().real
+            assert list(facts.cmdline) == proc.cmdline()
+        assert procfs.read(zombie.pid) is None
+        assert procfs.read(2**22 + 7) is None  # no such pid
+    finally:
+        odd.kill()
+        odd.wait()
+        zombie.wait()
+
+
+def test_a_process_title_written_with_spaces_splits_as_psutil_splits_it() -> None:
+    from tenure.adapters.procfs import split_cmdline
+
+    assert split_cmdline("a\0b c\0\0") == ("a", "b c", "")
+    assert split_cmdline("nginx: worker process") == ("nginx:", "worker", "process")
+    assert split_cmdline("nginx: worker\0") == ("nginx:", "worker")
+    assert split_cmdline("") == ()
+
+
+@linux_only("the socket tables in /proc/net")
+def test_listening_pids_from_proc_are_psutils() -> None:
+    """`probe.listening_pids` reads /proc (no psutil) and pairs ports with pids as psutil's
+    `net_connections` does: an IPv4 listener of ours, an IPv6 one of a child, and one socket
+    shared by this process and a child that inherited it (psutil names the last holder)."""
+    import socket
+
+    import psutil
+
+    from tenure.adapters import procfs
+    from tenure.adapters.probe import _listeners
+
+    own = socket.create_server(("127.0.0.1", 0))
+    shared = socket.create_server(("127.0.0.1", 0))
+    code = (
+        "import socket, sys; s = socket.create_server(('::1', 0), family=socket.AF_INET6);"
+        " print(s.getsockname()[1], flush=True); sys.stdin.read()"
+    )
+    child = subprocess.Popen(
+        [sys.executable, "-c", code],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        pass_fds=(shared.fileno(),),
+    )
+    try:
+        assert child.stdout is not None
+        v6 = int(child.stdout.readline())
+        ports = {own.getsockname()[1], shared.getsockname()[1], v6}
+        ours = {p: pid for p, pid in procfs.listening_pids().items() if p in ports}
+        theirs = _listeners(psutil.net_connections(kind="tcp"))
+        assert ours == {p: theirs[p] for p in ports}
+        assert ours[v6] == child.pid
+        assert ours[own.getsockname()[1]] == os.getpid()
+    finally:
+        child.kill()
+        child.wait()
+        own.close()
+        shared.close()

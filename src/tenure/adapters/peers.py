@@ -14,8 +14,6 @@ import struct
 import sys
 from collections.abc import Iterable
 
-import psutil
-
 from tenure.adapters import platform
 
 NETLINK_SOCK_DIAG = 4
@@ -87,6 +85,8 @@ def established_on(port: int, owners: Iterable[int] = ()) -> int:
 
 
 def _owned_established(port: int, owners: Iterable[int]) -> int:
+    import psutil  # noqa: PLC0415  (only without the socket table)
+
     count = 0
     for pid in owners:
         try:

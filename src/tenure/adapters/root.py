@@ -8,7 +8,6 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
-import secrets
 import stat
 from dataclasses import dataclass
 from pathlib import Path
@@ -162,8 +161,8 @@ def ensure_root_id(root: Path) -> str:
     current = read_root_id(root)
     if current is not None:
         return current
-    fresh = secrets.token_hex(8)
-    tmp = root / f".{ROOT_ID_FILE}.{secrets.token_hex(6)}.tmp"
+    fresh = os.urandom(8).hex()
+    tmp = root / f".{ROOT_ID_FILE}.{os.urandom(6).hex()}.tmp"
     write_new(tmp, f"{fresh}\n".encode())
     try:
         os.link(tmp, RootLayout(root).root_id)  # fails if another process created it first

@@ -1,14 +1,20 @@
-"""The control plane's transport (adapter): a loopback HTTP server that bounds what any
-client can hold, and a request reader with one deadline. spec: control.md#limits
+"""The control plane's transport (adapter): a small loopback HTTP/1.1 server that bounds what
+any client can hold, reads each request whole against one deadline, and answers with one JSON
+document. (Not http.server: that pulls in email, ssl and OpenSSL — ~6 MB resident and ~25 ms
+of start for a daemon that serves four endpoints.) spec: control.md#limits
 """
 
 from __future__ import annotations
 
+import json
 import socket
+import socketserver
 import sys
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from collections.abc import Callable
+from dataclasses import dataclass
+from http import HTTPStatus
 from typing import Any
 
 from tenure.adapters import platform
@@ -27,27 +33,51 @@ REQUEST_DEADLINE_S = 2.0  # the whole request (line, headers, body) arrives with
 MAX_HEAD = 16 * 1024  # request line and headers
 
 
-class BoundedServer(ThreadingHTTPServer):
-    """A threading server that serves at most MAX_CONNECTIONS clients at once.
+@dataclass(frozen=True, slots=True)
+class Request:
+    """One parsed request: method, path, headers (lower-case names, first one wins), body."""
+
+    method: str
+    path: str
+    headers: dict[str, str]
+    body: bytes
+    local_port: int  # the port it arrived on (the Host check needs it)
+
+
+Answer = tuple[int, dict[str, Any]]
+Route = Callable[[Request], Answer]
+
+
+class BoundedServer(socketserver.ThreadingTCPServer):
+    """A threading loopback server that serves at most MAX_CONNECTIONS clients at once and
+    answers each with one JSON document (`Connection: close`).
 
     A connection past the limit is accepted and closed at once, so neither handler threads
-    nor descriptors grow with what another local user opens.
+    nor descriptors grow with what another local user opens. Each request is read whole
+    against one deadline before it is parsed (`read_request`).
     """
 
     daemon_threads = True
+    allow_reuse_address = True
     request_queue_size = 64
 
-    def __init__(self, addr: tuple[str, int], handler: type[BaseHTTPRequestHandler]) -> None:
+    def __init__(self, addr: tuple[str, int], route: Route) -> None:
+        self.route = route
         self.slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
         self.others = threading.BoundedSemaphore(OTHERS_MAX)
         self._others_held: set[int] = set()  # ids of requests holding an `others` slot
         self.refused = 0
-        super().__init__(addr, handler)
+        super().__init__(addr, socketserver.BaseRequestHandler)
+
+    @property
+    def port(self) -> int:
+        """The port it listens on."""
+        return int(self.server_address[1])
 
     def _admit(self, request: Any, client_address: Any) -> bool:
         """Take a slot for this connection: another user's (or an unknown peer's) only while
         fewer than OTHERS_MAX of theirs are open."""
-        mine = peer_uid(client_address[1], self.server_address[1]) == platform.uid()
+        mine = peer_uid(client_address[1], self.port) == platform.uid()
         if not mine:
             if not self.others.acquire(blocking=False):
                 return False
@@ -81,20 +111,69 @@ class BoundedServer(ThreadingHTTPServer):
             self.slots.release()
             self._release_other(request)
 
+    def finish_request(self, request: Any, client_address: Any) -> None:
+        data = read_request(request, REQUEST_DEADLINE_S)
+        if not data:
+            return  # nothing (or a trickle) by the deadline: dropped without an answer
+        parsed = parse_request(data, self.port)
+        if parsed is None:
+            answer: Answer = (400, {"error": "bad request"})
+        elif parsed.method not in ("GET", "POST"):
+            answer = (501, {"error": f"unsupported method {parsed.method[:20]!r}"})
+        else:
+            answer = self.route(parsed)
+        send_json(request, *answer)
+
     def handle_error(self, request: Any, client_address: Any) -> None:
         # One line per client error, never a traceback: clients are not ours to debug.
         exc = sys.exc_info()[1]
         _log(f"client {client_address[0]}:{client_address[1]}: {type(exc).__name__}: {exc}")
 
 
-def bind_first_free(ports: range, handler: type[BaseHTTPRequestHandler]) -> BoundedServer | None:
+def bind_first_free(ports: range, route: Route) -> BoundedServer | None:
     """Bind 127.0.0.1 on the first free port of `ports`."""
     for port in ports:
         try:
-            return BoundedServer((LOOPBACK, port), handler)
+            return BoundedServer((LOOPBACK, port), route)
         except OSError:
             continue
     return None
+
+
+def parse_request(data: bytes, local_port: int) -> Request | None:
+    """The request in `data` (head and body, as `read_request` returned it), or None when it
+    is malformed or partial (answered 400)."""
+    head, sep, body = data.partition(b"\r\n\r\n")
+    if not sep:
+        return None
+    lines = head.decode("latin-1").split("\r\n")
+    parts = lines[0].split()
+    if len(parts) != 3 or not parts[2].startswith("HTTP/1."):
+        return None
+    headers: dict[str, str] = {}
+    for line in lines[1:]:
+        name, colon, value = line.partition(":")
+        if not colon or not name or name != name.strip():
+            return None
+        headers.setdefault(name.lower(), value.strip())
+    return Request(parts[0], parts[1], headers, body, local_port)
+
+
+def send_json(sock: socket.socket, status: int, doc: dict[str, Any]) -> None:
+    """Write one JSON answer and say the connection closes."""
+    body = json.dumps(doc).encode()
+    try:
+        phrase = HTTPStatus(status).phrase
+    except ValueError:
+        phrase = "Unknown"
+    date = time.strftime("%a, %d %b %Y %H:%M:%S GMT", time.gmtime())
+    head = (
+        f"HTTP/1.1 {status} {phrase}\r\nServer: tenure\r\nDate: {date}\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n"
+        "Connection: close\r\n\r\n"
+    )
+    sock.settimeout(CLIENT_TIMEOUT_S)
+    sock.sendall(head.encode() + body)
 
 
 def read_request(sock: socket.socket, deadline_s: float) -> bytes:

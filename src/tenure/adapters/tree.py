@@ -21,16 +21,9 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-import psutil
-
 from tenure.adapters import guard, platform
-from tenure.adapters.procinfo import (
-    TREE_COOKIE_ENV,
-    parent_and_start,
-    read_process,
-    signal_verified,
-    tree_cookies,
-)
+from tenure.adapters.procfs import parent_and_start
+from tenure.adapters.procinfo import TREE_COOKIE_ENV, read_process, signal_verified, tree_cookies
 from tenure.core.identity import ProcessIdentity
 from tenure.core.timing import SCAN_POLL_S, StopPolicy
 
@@ -103,6 +96,8 @@ class Tree:
 
 def _ppid(pid: int) -> int | None:
     if not platform.PROC_FACTS:
+        import psutil  # noqa: PLC0415  (only without /proc)
+
         try:
             return psutil.Process(pid).ppid()
         except psutil.Error:
@@ -113,6 +108,8 @@ def _ppid(pid: int) -> int | None:
 
 def _processes() -> Iterator[tuple[int, tuple[int, int | None]]]:
     if not platform.PROC_FACTS:
+        import psutil  # noqa: PLC0415
+
         # No /proc: psutil's table (parent links; no start ticks, so no start bound either).
         for proc in psutil.process_iter(["ppid"]):
             ppid = proc.info.get("ppid")

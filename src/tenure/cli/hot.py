@@ -129,10 +129,12 @@ def start_or_restart(
     what: str, family: Family, root: Path | None, legacy_root: Path | None, as_json: bool
 ) -> None:
     """`start` or `restart`: run it, then print the daemon, its reaper's work and its log."""
-    # Imported here: `tenure --help` stays fast.
-    from tenure.requester import manage, start  # noqa: PLC0415
+    # Imported here, and only what this command needs: `tenure --help` and `start` stay fast.
+    if what == "start":
+        from tenure.requester.start import start as operation  # noqa: PLC0415
+    else:
+        from tenure.requester.manage import restart as operation  # noqa: PLC0415
 
-    operation = start.start if what == "start" else manage.restart
     try:
         the_root = resolve_root(root)
         info = operation(family, the_root, checked_version(), note, legacy_root)

@@ -7,11 +7,12 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, replace
-from typing import Generic, TypeVar
-
-from packaging.version import InvalidVersion, Version
+from typing import TYPE_CHECKING, Generic, TypeVar
 
 from tenure.core.record import LeaseRecord, LeaseState, StopRequest, Supersession, Unreadable
+
+if TYPE_CHECKING:
+    from packaging.version import Version
 
 V = TypeVar("V", bound=enum.Enum)
 
@@ -26,6 +27,9 @@ class Decision(Generic[V]):
 
 def parse_version(text: str) -> Version | None:
     """A PEP 440 version, or None when the text is not one."""
+    # packaging costs ~10 ms to import: only when two versions differ.
+    from packaging.version import InvalidVersion, Version  # noqa: PLC0415
+
     try:
         return Version(text)
     except (InvalidVersion, ValueError):  # ValueError: more digits than int() converts
@@ -34,6 +38,8 @@ def parse_version(text: str) -> Version | None:
 
 def is_newer(candidate: str, incumbent: str) -> bool:
     """True only when both parse and candidate is strictly newer (spec: lease.md#supersession)."""
+    if candidate == incumbent:
+        return False  # the reuse path: no parsing needed
     cand, inc = parse_version(candidate), parse_version(incumbent)
     return cand is not None and inc is not None and cand > inc
 

@@ -1,24 +1,19 @@
-"""The reference daemons' loopback control plane: a bounded HTTP server and its handler.
+"""The reference daemons' loopback control plane: what each endpoint answers.
+
+The transport (a bounded loopback server, one deadline per request) is adapters/server.py.
 
 spec: docs/protocol/control.md#endpoints, control.md#limits
 """
 
 from __future__ import annotations
 
-import io
 import json
 import time
 from collections.abc import Callable
-from http.server import BaseHTTPRequestHandler
 from typing import Any, Protocol
 
 from tenure.adapters.http import LOOPBACK
-from tenure.adapters.server import (
-    CLIENT_TIMEOUT_S,
-    MAX_BODY,
-    REQUEST_DEADLINE_S,
-    read_request,
-)
+from tenure.adapters.server import MAX_BODY, Answer, Request, Route
 from tenure.errors import Retiring
 from tenure.holder.governor import Governor, RetireReason
 
@@ -39,116 +34,76 @@ class Controlled(Protocol):
         ...
 
 
-def make_handler(get_daemon: Callable[[], Controlled]) -> type[BaseHTTPRequestHandler]:
-    """A request handler bound to the daemon (looked up lazily: the server exists first)."""
+def make_route(get_daemon: Callable[[], Controlled]) -> Route:
+    """The control plane's answers, bound to the daemon (looked up lazily: the server exists
+    before the daemon that serves on it)."""
 
-    class Handler(BaseHTTPRequestHandler):
-        server_version = "tenure"
-        protocol_version = "HTTP/1.1"
-        timeout = CLIENT_TIMEOUT_S  # a silent client is dropped, not waited for
+    def route(req: Request) -> Answer:
+        refused = _foreign(req)
+        if refused is not None:
+            return refused
+        if req.method == "GET":
+            if req.path == "/api/health":
+                return 200, get_daemon().health()
+            return 404, {"error": "not found"}
+        if req.path not in ("/api/retire", "/api/shutdown", "/api/work"):
+            return 404, {"error": "not found"}
+        raw = req.headers.get("content-length") or "0"
+        length = int(raw) if raw.isdigit() else -1
+        # Size and shape first, before any auth (control.md#limits).
+        if length < 0:
+            return 400, {"error": "bad Content-Length"}
+        if length > MAX_BODY:
+            return 413, {"error": f"body larger than {MAX_BODY} bytes"}
+        daemon = get_daemon()
+        status = daemon.authorized(req.headers.get("authorization"))
+        if status != 200:
+            return status, {"error": "unauthorized" if status == 401 else "forbidden"}
+        body = _body(req.body[:length])
+        gov = daemon.governor
+        if req.path == "/api/retire":
+            asked = body.get("reason") == "superseded"
+            reason = RetireReason.SUPERSEDED if asked else RetireReason.REQUESTED
+            gov.retire(reason)
+            return 202, {"status": "retiring", "reason": reason.value}
+        if req.path == "/api/shutdown":
+            gov.retire(RetireReason.SHUTDOWN, drain=False)
+            return 200, {"status": "stopping"}
+        return _work(gov, body)
 
-        def setup(self) -> None:
-            super().setup()
-            # The whole request is read here, against one deadline: a client trickling a
-            # byte at a time is dropped after REQUEST_DEADLINE_S, not after each silent read.
-            self.rfile = io.BytesIO(read_request(self.connection, REQUEST_DEADLINE_S))
+    return route
 
-        def log_message(self, format: str, *args: Any) -> None:
-            """Silence per-request logging: it would grow the log and cost a write per probe."""
 
-        def _foreign(self) -> bool:
-            """Answer 403 to a request for another host, or from a web page of another origin
-            (DNS rebinding); True when it was refused. spec: control.md#limits"""
-            port = self.connection.getsockname()[1]
-            hosts = {LOOPBACK, f"{LOOPBACK}:{port}", "localhost", f"localhost:{port}"}
-            origin = self.headers.get("Origin")
-            if self.headers.get("Host") not in hosts:
-                self._send(403, {"error": "Host must be 127.0.0.1 or localhost"})
-                return True
-            if origin is not None and origin not in {f"http://{h}" for h in hosts if ":" in h}:
-                self._send(403, {"error": "cross-origin requests are refused"})
-                return True
-            return False
+def _foreign(req: Request) -> Answer | None:
+    """403 for a request naming another host, or from a web page of another origin (DNS
+    rebinding); None when it may go on. spec: control.md#limits"""
+    port = req.local_port
+    hosts = {LOOPBACK, f"{LOOPBACK}:{port}", "localhost", f"localhost:{port}"}
+    origin = req.headers.get("origin")
+    if req.headers.get("host") not in hosts:
+        return 403, {"error": "Host must be 127.0.0.1 or localhost"}
+    if origin is not None and origin not in {f"http://{h}" for h in hosts if ":" in h}:
+        return 403, {"error": "cross-origin requests are refused"}
+    return None
 
-        def _send(self, status: int, doc: dict[str, Any]) -> None:
-            body = json.dumps(doc).encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            self.send_header("Connection", "close")
-            self.end_headers()
-            self.wfile.write(body)
-            self.close_connection = True
 
-        def _length(self) -> int | None:
-            """The declared body length, or None after answering 400/413 (before any auth)."""
-            raw = self.headers.get("Content-Length") or "0"
-            length = int(raw) if raw.isdigit() else -1
-            if length < 0:
-                self._send(400, {"error": "bad Content-Length"})
-                return None
-            if length > MAX_BODY:
-                self._send(413, {"error": f"body larger than {MAX_BODY} bytes"})
-                return None
-            return length
+def _body(raw: bytes) -> dict[str, Any]:
+    try:
+        doc = json.loads(raw or b"{}")
+    except ValueError:
+        return {}
+    return doc if isinstance(doc, dict) else {}
 
-        def _body(self, length: int) -> dict[str, Any]:
-            try:
-                doc = json.loads(self.rfile.read(length) or b"{}")
-            except ValueError:
-                return {}
-            return doc if isinstance(doc, dict) else {}
 
-        def do_GET(self) -> None:
-            if self._foreign():
-                return
-            if self.path == "/api/health":
-                self._send(200, get_daemon().health())
-            else:
-                self._send(404, {"error": "not found"})
-
-        def do_POST(self) -> None:
-            if self._foreign():
-                return
-            daemon = get_daemon()
-            if self.path not in ("/api/retire", "/api/shutdown", "/api/work"):
-                self._send(404, {"error": "not found"})
-                return
-            length = self._length()
-            if length is None:
-                return
-            status = daemon.authorized(self.headers.get("Authorization"))
-            if status != 200:
-                self._send(status, {"error": "unauthorized" if status == 401 else "forbidden"})
-                return
-            body = self._body(length)
-            gov = daemon.governor
-            if self.path == "/api/retire":
-                reason = (
-                    RetireReason.SUPERSEDED
-                    if body.get("reason") == "superseded"
-                    else RetireReason.REQUESTED
-                )
-                gov.retire(reason)
-                self._send(202, {"status": "retiring", "reason": reason.value})
-            elif self.path == "/api/shutdown":
-                gov.retire(RetireReason.SHUTDOWN, drain=False)
-                self._send(200, {"status": "stopping"})
-            else:
-                self._work(gov, body)
-
-        def _work(self, gov: Governor, body: dict[str, Any]) -> None:
-            seconds = body.get("seconds", 1.0)
-            if isinstance(seconds, bool) or not isinstance(seconds, int | float):
-                self._send(400, {"error": "seconds must be a number"})
-                return
-            seconds = min(max(float(seconds), 0.0), MAX_WORK_S)
-            try:
-                with gov.work():
-                    time.sleep(seconds)
-            except Retiring:
-                self._send(503, {"error": "retiring"})
-                return
-            self._send(200, {"status": "done", "seconds": seconds})
-
-    return Handler
+def _work(gov: Governor, body: dict[str, Any]) -> Answer:
+    """The demo workload: hold one unit of in-flight work for `seconds` (bounded)."""
+    seconds = body.get("seconds", 1.0)
+    if isinstance(seconds, bool) or not isinstance(seconds, int | float):
+        return 400, {"error": "seconds must be a number"}
+    seconds = min(max(float(seconds), 0.0), MAX_WORK_S)
+    try:
+        with gov.work():
+            time.sleep(seconds)
+    except Retiring:
+        return 503, {"error": "retiring"}
+    return 200, {"status": "done", "seconds": seconds}

@@ -7,7 +7,7 @@ A daemon creates a `Governor`, calls `acquire()`, `start()`, wraps each unit of 
 
 from __future__ import annotations
 
-import secrets
+import os
 import sys
 import threading
 import time
@@ -74,7 +74,7 @@ class Governor(Driver):
         self.me = Holder(
             pid=ident.pid,
             create_time=ident.create_time,
-            nonce=secrets.token_hex(8),
+            nonce=os.urandom(8).hex(),
             version=version,
             port=port,
             started_at=wall(),

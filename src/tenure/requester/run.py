@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import secrets
 import signal
 import sys
 import threading
@@ -114,7 +113,7 @@ def _serve(
 ) -> int:
     """Start the child (its own session, the tree's cookie), govern the tree, end all of it."""
     argv = [a.replace("{port}", str(port)) if port is not None else a for a in command]
-    cookie = secrets.token_hex(8)
+    cookie = os.urandom(8).hex()
     gov = held.governor
     env = {**os.environ, config.FAMILY_ENV: gov.family, config.ROOT_ENV: str(gov.root)}
     env[COOKIE_ENV] = inherit_cookie(os.environ.get(COOKIE_ENV), cookie)

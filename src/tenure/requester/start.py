@@ -29,7 +29,6 @@ from tenure.core.record import LeaseRecord, LeaseState
 from tenure.core.timing import (
     POLL_S,
     REAPER_REPORT_WAIT_S,
-    SCAN_POLL_S,
     SPAWN_TIMEOUT_S,
     START_ATTEMPTS,
     start_lock_wait,
@@ -118,7 +117,7 @@ def _after_reaper(doc: Health, action: str) -> DaemonInfo:
         return fresh if fresh is not None and fresh.startup_reaper != "pending" else None
 
     if doc.startup_reaper == "pending":
-        doc = wait_until(reaper_finished, REAPER_REPORT_WAIT_S, SCAN_POLL_S) or doc
+        doc = wait_until(reaper_finished, REAPER_REPORT_WAIT_S, POLL_S) or doc
     return info_from_health(doc, action)
 
 
