@@ -5,9 +5,11 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import pytest
+
 from tenure.core.record import PROTOCOL
 from tenure.holder.governor import RetireReason
-from tests.conftest import HERE, python_output
+from tests.conftest import HERE, linux_only, python_output
 
 DOCS = HERE.parent / "docs" / "protocol"
 
@@ -36,6 +38,42 @@ def test_daemon_process_imports_neither_typer_nor_rich() -> None:
         "print(','.join(bad))\n"
     )
     assert python_output(code).strip() == ""
+
+
+# What the daemon and `tenure sync start` must not pay for on Linux (import time and resident
+# memory: benchmarks/run.py measures both; these are the deterministic proxies).
+HEAVY = (
+    "psutil",
+    "filelock",
+    "packaging",
+    "http.server",
+    "http.client",
+    "ssl",
+    "email",
+    "argparse",
+    "hmac",
+    "concurrent",
+    "asyncio",
+)
+
+
+@linux_only("/proc instead of psutil")
+@pytest.mark.parametrize(
+    "modules",
+    [
+        "tenure.daemon.main, tenure.hygiene.cleanup, tenure.hygiene.survey",  # daemon + reaper
+        "tenure.cli.hot, tenure.requester.start",  # `tenure sync start`
+    ],
+)
+def test_the_start_path_loads_no_heavy_library(modules: str) -> None:
+    """Neither the daemon (with its startup reaper) nor `tenure sync start` imports psutil,
+    filelock, packaging, http.server/client, ssl, argparse, hmac or concurrent.futures."""
+    code = (
+        f"import sys, {modules}\n"
+        f"heavy = {HEAVY!r}\n"
+        "print(sorted(m for m in sys.modules if m in heavy or m.split('.')[0] in heavy))\n"
+    )
+    assert python_output(code).strip() == "[]"
 
 
 def test_version_flag_and_the_env_override() -> None:
@@ -141,8 +179,9 @@ def test_the_adopters_path_loads_only_the_generic_protocol() -> None:
         "click",
     )
     assert [m for m in loaded if m.startswith(unwanted)] == []
-    # 38 before the layout by purpose; its package __init__s and the split modules add 5.
-    assert len([m for m in loaded if m.startswith("tenure")]) <= 43
+    # 38 before the layout by purpose; its package __init__s and the split modules add 5, the
+    # /proc reader that replaces psutil here 1.
+    assert len([m for m in loaded if m.startswith("tenure")]) <= 44
 
 
 def test_the_hot_commands_answer_without_typer_exactly_as_the_typer_app_does(

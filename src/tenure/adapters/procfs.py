@@ -57,18 +57,17 @@ _UID = re.compile(rb"^Uid:\s+(\d+)", re.MULTILINE)
 
 def boot_time() -> float:
     """/proc/stat's `btime`, read every time as psutil does (a wall-clock step moves it)."""
-    with open("/proc/stat", "rb") as fh:
-        for line in fh:
-            if line.startswith(b"btime"):
-                return float(line.split()[1])
-    raise OSError(errno.ENOENT, "no btime in /proc/stat")
+    data = _read("/proc/stat", 1 << 20)
+    at = data.find(b"\nbtime ")
+    if at < 0:
+        raise OSError(errno.ENOENT, "no btime in /proc/stat")
+    return float(data[at + 7 : data.index(b"\n", at + 1)])
 
 
 def stat(pid: int) -> tuple[bytes, int] | None:
     """(state letter, start ticks) from /proc/pid/stat; None when there is no such process."""
     try:
-        with open(f"/proc/{pid}/stat", "rb") as fh:
-            data = fh.read(4096)
+        data = _read(f"/proc/{pid}/stat", 4096)
     except (FileNotFoundError, ProcessLookupError, NotADirectoryError):
         return None
     # The command name (field 2) may hold spaces and parentheses: split after the last ')'.
@@ -77,6 +76,15 @@ def stat(pid: int) -> tuple[bytes, int] | None:
         return fields[0], int(fields[19])
     except (IndexError, ValueError):
         return None
+
+
+def _read(path: str, limit: int) -> bytes:
+    # One open and one read: /proc files are generated whole on the first read.
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        return os.read(fd, limit)
+    finally:
+        os.close(fd)
 
 
 def create_time(ticks: int) -> float:

@@ -89,8 +89,19 @@ def liveness(ident: ProcessIdentity) -> Liveness:
 
     A process recorded in another boot or namespace is FOREIGN: its pid means nothing here.
     """
-    if is_foreign(ident.where, here()):
+    where = here()
+    if is_foreign(ident.where, where):
         return Liveness.FOREIGN
+    if platform.PROC_FACTS and where is not None:
+        # Only the start is compared: one /proc read, not the argv and uid `read_process` adds.
+        try:
+            found = procfs.stat(ident.pid)
+            if found is None or found[0] == b"Z":
+                return Liveness.DEAD
+            now = ProcessIdentity(ident.pid, procfs.create_time(found[1]), found[1], where)
+        except OSError:
+            return Liveness.ALIVE  # exists but cannot be read: fail closed
+        return Liveness.ALIVE if same_start(ident, now) else Liveness.REUSED
     facts = read_process(ident.pid)
     if facts is None:
         return Liveness.DEAD
