@@ -86,11 +86,15 @@ class RootLayout:
         return self.root / ROOT_ID_FILE
 
 
-def _check_dir(path: Path, what: str) -> None:
-    """A directory tenure trusts: real (not a link), ours, not writable by group or others."""
+def _check_dir(path: Path, what: str, missing_ok: bool = False) -> bool:
+    """A directory tenure trusts: real (not a link), ours, not writable by group or others.
+    False when it is missing and `missing_ok` (one lstat either way: this runs on every call
+    of `ensure`)."""
     try:
         st = os.lstat(path)
     except FileNotFoundError:
+        if missing_ok:
+            return False
         raise RootError(path, f"{what} does not exist", "missing") from None
     except OSError as exc:
         raise RootError(path, f"{what} cannot be inspected ({exc.strerror})") from None
@@ -108,6 +112,7 @@ def _check_dir(path: Path, what: str) -> None:
             f"{what} is group/world-writable (mode {stat.S_IMODE(st.st_mode):04o})",
             "writable",
         )
+    return True
 
 
 def check_root(path: Path) -> Path:
@@ -119,17 +124,17 @@ def check_root(path: Path) -> Path:
     """
     _check_dir(path, "root")
     for sub in SUBDIRS:
-        if os.path.lexists(path / sub):
-            _check_dir(path / sub, f"{sub}/")
+        _check_dir(path / sub, f"{sub}/", missing_ok=True)
     return path.resolve()
 
 
 def ensure_subdir(root: Path, name: str) -> Path:
     """Create `root/name` 0700 if missing and check it like the root."""
     sub = root / name
-    with contextlib.suppress(FileExistsError):
-        sub.mkdir(mode=DIR_MODE)
-    _check_dir(sub, f"{name}/")
+    if not _check_dir(sub, f"{name}/", missing_ok=True):
+        with contextlib.suppress(FileExistsError):
+            sub.mkdir(mode=DIR_MODE)
+        _check_dir(sub, f"{name}/")
     return sub
 
 
