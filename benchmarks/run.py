@@ -28,6 +28,7 @@ from typing import Any
 import psutil
 
 import tenure
+from tenure.adapters.http import health
 from tenure.adapters.registry import ProcessRegistry
 from tenure.adapters.root import ensure_root
 from tenure.adapters.store import LeaseStore
@@ -117,8 +118,39 @@ def bench_scans(reg: ProcessRegistry, work: Path, runs: int) -> dict[str, float]
     return out
 
 
+def daemon_ready_s(work: Path) -> float:
+    """The daemon alone: spawned directly until it answers health as the holder (the part of
+    `cold_start_s` that is not the CLI's own start nor the wait for the reaper's report)."""
+    root = work / "ready"
+    root.mkdir(mode=0o700, exist_ok=True)
+    env = tenure_env(root) | {"TENURE_FAMILY": "sync"}
+    argv = [
+        sys.executable,
+        "-m",
+        "tenure.daemon.main",
+        f"--tenure-root={root}",
+        "--tenure-family=sync",
+    ]
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        while True:
+            rec = LeaseStore(root, "sync").read()
+            if isinstance(rec, LeaseRecord) and rec.holder.pid == proc.pid and rec.holder.port:
+                doc = health(rec.holder.port)
+                if doc is not None and doc.get("pid") == proc.pid:
+                    return time.perf_counter() - t0
+            if proc.poll() is not None or time.perf_counter() - t0 > 30:
+                raise RuntimeError("the daemon did not start")
+            time.sleep(0.002)
+    finally:
+        proc.terminate()  # our own unreaped child
+        proc.wait(10)
+
+
 def bench_daemons(reg: ProcessRegistry, work: Path, runs: int) -> dict[str, float]:
     cold, supersede, takeover, lease_takeover = [], [], [], []
+    ready = [daemon_ready_s(work) for _ in range(runs)]
     for i in range(runs):
         root = work / f"d{i}"
         root.mkdir(mode=0o700)
@@ -151,6 +183,7 @@ def bench_daemons(reg: ProcessRegistry, work: Path, runs: int) -> dict[str, floa
         reg.track(third["pid"])
         reg.stop_all()
     return {
+        "cold_start_daemon_ready_s": statistics.median(ready),
         "cold_start_s": statistics.median(cold),
         "supersession_s": statistics.median(supersede),
         "sigkill_takeover_lease_s": statistics.median(lease_takeover),
@@ -221,7 +254,23 @@ def bench_cli(runs: int, work: Path) -> dict[str, float]:
         return once
 
     py = sys.executable
-    return {
+    rss = "print(next(l.split()[1] for l in open('/proc/self/status') if l.startswith('VmRSS')))"
+
+    def resident_mb(code: str) -> float:
+        out = subprocess.run([py, "-c", code], capture_output=True, text=True, check=True)
+        return int(out.stdout.strip()) / 1024
+
+    breakdown: dict[str, float] = {}
+    if sys.platform == "linux":
+        # Where the cold start and the daemon's memory go: the interpreter alone, then with
+        # everything the daemon imports before it serves.
+        breakdown = {
+            "python_start_s": median_of(runs, timed(py, "-c", "pass")),
+            "daemon_import_s": median_of(runs, timed(py, "-c", "import tenure.daemon.main")),
+            "python_rss_mb": resident_mb(rss),
+            "daemon_import_rss_mb": resident_mb(f"import tenure.daemon.main\n{rss}"),
+        }
+    return breakdown | {
         "cli_help_s": median_of(runs, timed(py, "-m", "tenure", "--help")),
         # A full command: typer >= 0.29 builds its parameters with pydantic (~60 ms).
         "cli_status_s": median_of(runs, timed(py, "-m", "tenure", "sync", "status")),
