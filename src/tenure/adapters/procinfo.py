@@ -98,7 +98,9 @@ def liveness(ident: ProcessIdentity) -> Liveness:
             found = procfs.stat(ident.pid)
             if found is None or found[0] == b"Z":
                 return Liveness.DEAD
-            now = ProcessIdentity(ident.pid, procfs.create_time(found[1]), found[1], where)
+            # Start ticks decide when the record has them: no need to read the boot time.
+            started = -1.0 if ident.start_ticks is not None else procfs.create_time(found[1])
+            now = ProcessIdentity(ident.pid, started, found[1], where)
         except OSError:
             return Liveness.ALIVE  # exists but cannot be read: fail closed
         return Liveness.ALIVE if same_start(ident, now) else Liveness.REUSED
