@@ -136,11 +136,13 @@ def test_a_process_title_written_with_spaces_splits_as_psutil_splits_it() -> Non
     assert split_cmdline("") == ()
 
 
-@linux_only("the socket tables in /proc/net")
-def test_listening_pids_from_proc_are_psutils() -> None:
-    """`probe.listening_pids` reads /proc (no psutil) and pairs ports with pids as psutil's
-    `net_connections` does: an IPv4 listener of ours, an IPv6 one of a child, and one socket
-    shared by this process and a child that inherited it (psutil names the last holder)."""
+@linux_only("sock_diag and the socket tables in /proc/net")
+@pytest.mark.parametrize("source", ["sock_diag", "/proc/net/tcp"])
+def test_listening_pids_from_proc_are_psutils(source: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`probe.listening_pids` asks the kernel (sock_diag; else /proc/net/tcp{,6}) and /proc, no
+    psutil, and pairs ports with pids as psutil's `net_connections` does: an IPv4 listener of
+    ours, an IPv6 one of a child, and one socket shared by this process and a child that
+    inherited it (psutil names the last holder)."""
     import socket
 
     import psutil
@@ -148,6 +150,12 @@ def test_listening_pids_from_proc_are_psutils() -> None:
     from tenure.adapters import procfs
     from tenure.adapters.probe import _listeners
 
+    if source != "sock_diag":
+
+        def refused(_family: int) -> list[tuple[int, int]]:
+            raise OSError("no sock_diag here")
+
+        monkeypatch.setattr(procfs, "_diag_listeners", refused)
     own = socket.create_server(("127.0.0.1", 0))
     shared = socket.create_server(("127.0.0.1", 0))
     code = (

@@ -8,6 +8,8 @@ from __future__ import annotations
 import errno
 import os
 import re
+import socket
+import struct
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -80,7 +82,7 @@ def stat(pid: int) -> tuple[bytes, int] | None:
 
 def _read(path: str, limit: int) -> bytes:
     # One open and one read: /proc files are generated whole on the first read.
-    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    fd = os.open(path, os.O_RDONLY | platform.CLOEXEC)
     try:
         return os.read(fd, limit)
     finally:
@@ -174,17 +176,7 @@ def listening_pids() -> dict[int, int]:
     """port → pid for every listening TCP socket (IPv4 and IPv6) whose owner this process may
     read, as psutil's `net_connections` pairs them: a socket held by several processes (a
     listener inherited across fork) names the last of them in /proc order."""
-    ports: list[tuple[int, int]] = []  # (inode, port), in table order
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        try:
-            with open(table, "rb") as fh:
-                lines = fh.read().splitlines()[1:]
-        except OSError:
-            continue
-        for line in lines:
-            parts = line.split()
-            if len(parts) > 9 and parts[3] == b"0A" and parts[9] != b"0":  # 0A: LISTEN
-                ports.append((int(parts[9]), int(parts[1].rsplit(b":", 1)[1], 16)))
+    ports = listening_sockets()  # (inode, port)
     wanted = {inode for inode, _port in ports}
     owner: dict[int, int] = {}
     for name in os.listdir("/proc") if wanted else ():
@@ -206,3 +198,64 @@ def listening_pids() -> dict[int, int]:
         if inode in owner:
             out.setdefault(port, owner[inode])
     return out
+
+
+def listening_sockets() -> list[tuple[int, int]]:
+    """(inode, port) of every listening TCP socket, IPv4 then IPv6: asked of the kernel over
+    sock_diag (only listeners come back, however many connections sit in TIME_WAIT), else
+    read from /proc/net/tcp{,6}."""
+    try:
+        return [s for family in (socket.AF_INET, socket.AF_INET6) for s in _diag_listeners(family)]
+    except OSError:
+        pass
+    found: list[tuple[int, int]] = []
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            with open(table, "rb") as fh:
+                lines = fh.read().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            parts = line.split()
+            if len(parts) > 9 and parts[3] == b"0A" and parts[9] != b"0":  # 0A: LISTEN
+                found.append((int(parts[9]), int(parts[1].rsplit(b":", 1)[1], 16)))
+    return found
+
+
+_NL_HEADER = struct.Struct("=IHHII")  # nlmsghdr: len, type, flags, seq, pid
+_NLM_F_REQUEST, _NLM_F_DUMP = 0x1, 0x300
+_NLMSG_DONE, _NLMSG_ERROR, _SOCK_DIAG_BY_FAMILY = 3, 2, 20
+_TCP_LISTEN = 10
+_DIAG_PORT_AT, _DIAG_INODE_AT = 4, 68  # in inet_diag_msg: sockid.sport (big-endian); idiag_inode
+
+
+def _diag_listeners(family: int) -> list[tuple[int, int]]:
+    """One sock_diag dump of the listening TCP sockets of `family` (this network namespace)."""
+    if sys.platform != "linux":
+        raise OSError(errno.ENOSYS, "sock_diag is Linux's")
+    request = struct.pack("=BBBBI", family, socket.IPPROTO_TCP, 0, 0, 1 << _TCP_LISTEN)
+    request += bytes(48)  # an empty inet_diag_sockid: no filter but the state
+    flags = _NLM_F_REQUEST | _NLM_F_DUMP
+    head = _NL_HEADER.pack(_NL_HEADER.size + len(request), _SOCK_DIAG_BY_FAMILY, flags, 1, 0)
+    found: list[tuple[int, int]] = []
+    with socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM, 4) as nl:  # NETLINK_SOCK_DIAG
+        nl.settimeout(1.0)
+        nl.sendto(head + request, (0, 0))
+        while True:
+            data = nl.recv(65536)
+            at = 0
+            while at + _NL_HEADER.size <= len(data):
+                size, kind = _NL_HEADER.unpack_from(data, at)[:2]
+                if kind == _NLMSG_DONE:
+                    return found
+                if kind == _NLMSG_ERROR or size < _NL_HEADER.size:
+                    raise OSError(errno.EIO, "sock_diag refused the dump")
+                msg = at + _NL_HEADER.size
+                if size >= _NL_HEADER.size + _DIAG_INODE_AT + 4:
+                    (port,) = struct.unpack_from("!H", data, msg + _DIAG_PORT_AT)
+                    (inode,) = struct.unpack_from("=I", data, msg + _DIAG_INODE_AT)
+                    if inode:
+                        found.append((inode, port))
+                at += (size + 3) & ~3
+            if not data:
+                return found
