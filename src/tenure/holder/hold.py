@@ -167,6 +167,25 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
+class _Outcome:
+    """How a hold's block ended: `failed` when something other than `Retiring` escaped it."""
+
+    failed = False
+
+
+@contextlib.contextmanager
+def _block(outcome: _Outcome) -> Iterator[None]:
+    """The adopter's block inside `hold` / `hold_async`: `Retiring` (`work()` refused because
+    the daemon is leaving) is the normal way out of a loop; anything else is a failure."""
+    try:
+        yield
+    except Retiring:
+        pass
+    except BaseException:
+        outcome.failed = True
+        raise
+
+
 def _leave(held: Held, failed: bool) -> None:
     governor = held.governor
     if governor.forked:
@@ -215,20 +234,16 @@ def hold(
         for signum in HANDLED_SIGNALS:
             previous[signum] = signal.signal(signum, handler)
         _INSTALLED[id(previous)] = previous
-    failed = False
+    outcome = _Outcome()
     try:
-        yield held
-    except Retiring:
-        pass  # `work()` refused because the daemon is leaving: the normal way out of a loop
-    except BaseException:
-        failed = True
-        raise
+        with _block(outcome):
+            yield held
     finally:
         _INSTALLED.pop(id(previous), None)
         if not governor.forked:
             for signum, old in previous.items():
                 signal.signal(signum, old)
-        _leave(held, failed)
+        _leave(held, outcome.failed)
 
 
 @contextlib.asynccontextmanager
@@ -274,16 +289,12 @@ async def hold_async(
         s: signal.default_int_handler if s is signal.SIGINT else signal.SIG_DFL for s in installed
     }
     _INSTALLED[id(defaults)] = defaults
-    failed = False
+    outcome = _Outcome()
     try:
-        yield held
-    except Retiring:
-        pass  # `work()` refused because the daemon is leaving: the normal way out of a loop
-    except BaseException:
-        failed = True
-        raise
+        with _block(outcome):
+            yield held
     finally:
         _INSTALLED.pop(id(defaults), None)
         for signum in installed:
             loop.remove_signal_handler(signum)
-        await asyncio.to_thread(_leave, held, failed)
+        await asyncio.to_thread(_leave, held, outcome.failed)
