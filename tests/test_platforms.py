@@ -147,7 +147,7 @@ def test_listening_pids_from_proc_are_psutils(source: str, monkeypatch: pytest.M
 
     import psutil
 
-    from tenure.adapters import procfs
+    from tenure.adapters import peers, procfs
     from tenure.adapters.probe import _listeners
 
     if source != "sock_diag":
@@ -155,7 +155,7 @@ def test_listening_pids_from_proc_are_psutils(source: str, monkeypatch: pytest.M
         def refused(_family: int) -> list[tuple[int, int]]:
             raise OSError("no sock_diag here")
 
-        monkeypatch.setattr(procfs, "_diag_listeners", refused)
+        monkeypatch.setattr(peers, "_diag_listeners", refused)
     own = socket.create_server(("127.0.0.1", 0))
     shared = socket.create_server(("127.0.0.1", 0))
     code = (

@@ -1,4 +1,5 @@
-"""Who is on the other end of a loopback connection (adapter): the peer socket's owner uid.
+"""Sockets the kernel knows (adapter): who is on the other end of a loopback connection (the
+peer socket's owner uid), and which sockets listen (for the doctor's pid lookup).
 
 On Linux the kernel answers one exact question over sock_diag netlink ("the TCP socket bound
 to 127.0.0.1:<peer port> and connected to 127.0.0.1:<server port>: whose is it?"), in
@@ -9,6 +10,7 @@ another user's. spec: docs/protocol/control.md#limits
 
 from __future__ import annotations
 
+import errno
 import socket
 import struct
 import sys
@@ -19,11 +21,15 @@ from tenure.adapters import platform
 NETLINK_SOCK_DIAG = 4
 SOCK_DIAG_BY_FAMILY = 20
 NLM_F_REQUEST = 1
+NLM_F_DUMP = 0x300
 NLMSG_ERROR = 2
+NLMSG_DONE = 3
+TCP_LISTEN = 10
 NO_COOKIE = 0xFFFFFFFF
 _HEADER = struct.Struct("=IHHII")  # nlmsghdr: len, type, flags, seq, pid
 _REQUEST = struct.Struct("=BBBBI")  # inet_diag_req_v2: family, protocol, ext, pad, states
 _UID_AT = _HEADER.size + 4 + 48 + 12  # inet_diag_msg: 4 bytes, sockid, expires/rq/wq, uid
+_PORT_AT, _INODE_AT = 4, 4 + 48 + 12 + 4  # in inet_diag_msg: sockid.sport (big-endian), inode
 LOOPBACK4 = socket.inet_pton(socket.AF_INET, "127.0.0.1") + bytes(12)
 TABLE = "/proc/net/tcp"
 MAX_TABLE_BYTES = 8 * 1024 * 1024
@@ -108,3 +114,55 @@ def peer_uid(peer_port: int, server_port: int) -> int | None:
         return _diag(peer_port, server_port)
     except OSError:
         return _table(peer_port, server_port)
+
+
+def listening_sockets() -> list[tuple[int, int]]:
+    """(inode, port) of every listening TCP socket, IPv4 then IPv6: asked of the kernel over
+    sock_diag (only listeners come back, however many connections sit in TIME_WAIT), else
+    read from /proc/net/tcp{,6}."""
+    try:
+        return [s for family in (socket.AF_INET, socket.AF_INET6) for s in _diag_listeners(family)]
+    except OSError:
+        pass
+    found: list[tuple[int, int]] = []
+    for table in (TABLE, TABLE + "6"):
+        try:
+            with open(table, "rb") as fh:
+                lines = fh.read(MAX_TABLE_BYTES).splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            parts = line.split()
+            if len(parts) > 9 and parts[3] == b"0A" and parts[9] != b"0":  # 0A: LISTEN
+                found.append((int(parts[9]), int(parts[1].rsplit(b":", 1)[1], 16)))
+    return found
+
+
+def _diag_listeners(family: int) -> list[tuple[int, int]]:
+    """One sock_diag dump of the listening TCP sockets of `family` (this network namespace)."""
+    if sys.platform != "linux":
+        raise OSError(errno.ENOSYS, "sock_diag is Linux's")
+    request = _REQUEST.pack(family, socket.IPPROTO_TCP, 0, 0, 1 << TCP_LISTEN)
+    request += bytes(48)  # an empty inet_diag_sockid: no filter but the state
+    flags = NLM_F_REQUEST | NLM_F_DUMP
+    head = _HEADER.pack(_HEADER.size + len(request), SOCK_DIAG_BY_FAMILY, flags, 1, 0)
+    found: list[tuple[int, int]] = []
+    with socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM, NETLINK_SOCK_DIAG) as nl:
+        nl.settimeout(1.0)
+        nl.sendto(head + request, (0, 0))
+        while data := nl.recv(65536):
+            at = 0
+            while at + _HEADER.size <= len(data):
+                size, kind = _HEADER.unpack_from(data, at)[:2]
+                if kind == NLMSG_DONE:
+                    return found
+                if kind == NLMSG_ERROR or size < _HEADER.size:
+                    raise OSError(errno.EIO, "sock_diag refused the dump")
+                msg = at + _HEADER.size
+                if size >= _HEADER.size + _INODE_AT + 4:
+                    (port,) = struct.unpack_from("!H", data, msg + _PORT_AT)
+                    (inode,) = struct.unpack_from("=I", data, msg + _INODE_AT)
+                    if inode:
+                        found.append((inode, port))
+                at += (size + 3) & ~3
+    return found

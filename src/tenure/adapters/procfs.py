@@ -8,14 +8,13 @@ from __future__ import annotations
 import errno
 import os
 import re
-import socket
-import struct
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 from tenure.adapters import platform
 from tenure.adapters.location import here
+from tenure.adapters.peers import listening_sockets
 from tenure.core.identity import ProcessIdentity
 
 
@@ -41,15 +40,9 @@ def parent_and_start(pid: int) -> tuple[int, int] | None:
     if not platform.PROC_FACTS:
         return None
     try:
-        with open(f"/proc/{pid}/stat", "rb") as fh:
-            data = fh.read(4096)
-    except OSError:
-        return None
-    # The command name (field 2) may hold spaces and parentheses: split after the last ')'.
-    fields = data[data.rfind(b")") + 2 :].split()
-    try:
-        return int(fields[1]), int(fields[19])
-    except (IndexError, ValueError):
+        fields = _stat_fields(pid)
+        return None if fields is None else (int(fields[1]), int(fields[19]))
+    except (OSError, IndexError, ValueError):
         return None
 
 
@@ -68,16 +61,22 @@ def boot_time() -> float:
 
 def stat(pid: int) -> tuple[bytes, int] | None:
     """(state letter, start ticks) from /proc/pid/stat; None when there is no such process."""
+    fields = _stat_fields(pid)
+    try:
+        return None if fields is None else (fields[0], int(fields[19]))
+    except (IndexError, ValueError):
+        return None
+
+
+def _stat_fields(pid: int) -> list[bytes] | None:
+    """/proc/pid/stat's fields from the state (field 3) on; None when there is no such
+    process. Other errors (EACCES under hidepid) are the caller's to judge."""
     try:
         data = _read(f"/proc/{pid}/stat", 4096)
     except (FileNotFoundError, ProcessLookupError, NotADirectoryError):
         return None
     # The command name (field 2) may hold spaces and parentheses: split after the last ')'.
-    fields = data[data.rfind(b")") + 2 :].split()
-    try:
-        return fields[0], int(fields[19])
-    except (IndexError, ValueError):
-        return None
+    return data[data.rfind(b")") + 2 :].split()
 
 
 def _read(path: str, limit: int) -> bytes:
@@ -106,14 +105,12 @@ def read(pid: int) -> ProcessFacts | None:
         return None
     ticks = found[1]
     try:
-        with open(f"/proc/{pid}/status", "rb") as fh:
-            match = _UID.search(fh.read(8192))
+        match = _UID.search(_read(f"/proc/{pid}/status", 8192))
         uid: int | None = int(match.group(1)) if match else None
     except OSError:
         uid = None
     try:
-        with open(f"/proc/{pid}/cmdline", "rb") as fh:
-            cmdline = split_cmdline(os.fsdecode(fh.read(1 << 20)))
+        cmdline = split_cmdline(os.fsdecode(_read(f"/proc/{pid}/cmdline", 1 << 20)))
     except OSError:
         cmdline = ()
     try:
@@ -140,8 +137,7 @@ def split_cmdline(data: str) -> tuple[str, ...]:
 def environ_value(pid: int, name: str) -> str | None:
     """One variable of `pid`'s environment, or None (absent, or not ours to read)."""
     try:
-        with open(f"/proc/{pid}/environ", "rb") as fh:
-            env = fh.read(1 << 20)
+        env = _read(f"/proc/{pid}/environ", 1 << 20)
     except OSError:
         return None
     prefix = f"{name}=".encode()
@@ -198,64 +194,3 @@ def listening_pids() -> dict[int, int]:
         if inode in owner:
             out.setdefault(port, owner[inode])
     return out
-
-
-def listening_sockets() -> list[tuple[int, int]]:
-    """(inode, port) of every listening TCP socket, IPv4 then IPv6: asked of the kernel over
-    sock_diag (only listeners come back, however many connections sit in TIME_WAIT), else
-    read from /proc/net/tcp{,6}."""
-    try:
-        return [s for family in (socket.AF_INET, socket.AF_INET6) for s in _diag_listeners(family)]
-    except OSError:
-        pass
-    found: list[tuple[int, int]] = []
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        try:
-            with open(table, "rb") as fh:
-                lines = fh.read().splitlines()[1:]
-        except OSError:
-            continue
-        for line in lines:
-            parts = line.split()
-            if len(parts) > 9 and parts[3] == b"0A" and parts[9] != b"0":  # 0A: LISTEN
-                found.append((int(parts[9]), int(parts[1].rsplit(b":", 1)[1], 16)))
-    return found
-
-
-_NL_HEADER = struct.Struct("=IHHII")  # nlmsghdr: len, type, flags, seq, pid
-_NLM_F_REQUEST, _NLM_F_DUMP = 0x1, 0x300
-_NLMSG_DONE, _NLMSG_ERROR, _SOCK_DIAG_BY_FAMILY = 3, 2, 20
-_TCP_LISTEN = 10
-_DIAG_PORT_AT, _DIAG_INODE_AT = 4, 68  # in inet_diag_msg: sockid.sport (big-endian); idiag_inode
-
-
-def _diag_listeners(family: int) -> list[tuple[int, int]]:
-    """One sock_diag dump of the listening TCP sockets of `family` (this network namespace)."""
-    if sys.platform != "linux":
-        raise OSError(errno.ENOSYS, "sock_diag is Linux's")
-    request = struct.pack("=BBBBI", family, socket.IPPROTO_TCP, 0, 0, 1 << _TCP_LISTEN)
-    request += bytes(48)  # an empty inet_diag_sockid: no filter but the state
-    flags = _NLM_F_REQUEST | _NLM_F_DUMP
-    head = _NL_HEADER.pack(_NL_HEADER.size + len(request), _SOCK_DIAG_BY_FAMILY, flags, 1, 0)
-    found: list[tuple[int, int]] = []
-    with socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM, 4) as nl:  # NETLINK_SOCK_DIAG
-        nl.settimeout(1.0)
-        nl.sendto(head + request, (0, 0))
-        while True:
-            data = nl.recv(65536)
-            at = 0
-            while at + _NL_HEADER.size <= len(data):
-                size, kind = _NL_HEADER.unpack_from(data, at)[:2]
-                if kind == _NLMSG_DONE:
-                    return found
-                if kind == _NLMSG_ERROR or size < _NL_HEADER.size:
-                    raise OSError(errno.EIO, "sock_diag refused the dump")
-                msg = at + _NL_HEADER.size
-                if size >= _NL_HEADER.size + _DIAG_INODE_AT + 4:
-                    (port,) = struct.unpack_from("!H", data, msg + _DIAG_PORT_AT)
-                    (inode,) = struct.unpack_from("=I", data, msg + _DIAG_INODE_AT)
-                    if inode:
-                        found.append((inode, port))
-                at += (size + 3) & ~3
-            if not data:
-                return found

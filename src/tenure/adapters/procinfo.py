@@ -80,8 +80,7 @@ def read_process(pid: int) -> ProcessFacts | None:
         return ProcessFacts(pid=pid, create_time=-1.0, uid=None, cmdline=())
     if status == psutil.STATUS_ZOMBIE:
         return None
-    ticks = start_ticks(pid)
-    return ProcessFacts(pid, create_time, uid, cmdline, start_ticks=ticks)
+    return ProcessFacts(pid, create_time, uid, cmdline)  # no /proc here: no start ticks
 
 
 def liveness(ident: ProcessIdentity) -> Liveness:
@@ -122,32 +121,32 @@ def holder_liveness(rec: LeaseRecord) -> Liveness | None:
 def child_identity(pid: int) -> ProcessIdentity | None:
     """The identity of a child this process has not reaped yet — also when it already exited
     (a zombie keeps its pid and start until reaped)."""
-    create_time = _create_time(pid)
-    return (
-        None if create_time is None else ProcessIdentity(pid, create_time, start_ticks(pid), here())
-    )
+    return _identity(pid)
 
 
 def own_identity() -> ProcessIdentity:
     """This process's identity, with where it lives."""
-    pid = os.getpid()
-    create_time = _create_time(pid)
-    assert create_time is not None  # this process exists
-    return ProcessIdentity(pid, create_time, start_ticks(pid), here())
+    ident = _identity(os.getpid())
+    assert ident is not None  # this process exists
+    return ident
 
 
-def _create_time(pid: int) -> float | None:
-    """psutil's create_time of `pid` (zombies included), from /proc where it answers."""
-    if platform.PROC_FACTS and here() is not None:
+def _identity(pid: int) -> ProcessIdentity | None:
+    """`pid`'s identity (zombies included): one read of /proc/pid/stat where /proc answers,
+    psutil's create_time (no start ticks) elsewhere."""
+    where = here()
+    if platform.PROC_FACTS and where is not None:
         try:
             found = procfs.stat(pid)
-            return None if found is None else procfs.create_time(found[1])
+            if found is None:
+                return None
+            return ProcessIdentity(pid, procfs.create_time(found[1]), found[1], where)
         except OSError:
             pass  # e.g. hidepid: ask psutil, which may know better
     import psutil  # noqa: PLC0415
 
     try:
-        return float(psutil.Process(pid).create_time())
+        return ProcessIdentity(pid, float(psutil.Process(pid).create_time()), None, where)
     except psutil.Error:
         return None
 
