@@ -202,7 +202,6 @@ def read_request(sock: socket.socket, deadline_s: float) -> bytes:
                 continue
             length = _declared_length(data[:end])
             need = end + 4 + (length if length <= MAX_BODY else 0)  # else: 413 at once
-    sock.settimeout(CLIENT_TIMEOUT_S)
     return data
 
 

@@ -17,7 +17,7 @@ from tenure.core.classify_aware import AWARE_RULES, aware_context, held_by
 from tenure.core.classify_legacy import classify_legacy
 from tenure.core.identity import CREATE_TIME_TOLERANCE_S
 from tenure.core.record import PROTOCOL
-from tenure.core.rules import apply, first_match
+from tenure.core.rules import decide
 from tenure.core.verdicts import (
     CleanupClass,
     DaemonIdentityRecord,
@@ -77,9 +77,7 @@ def classify(facts: ListenerFacts, scope: Scope) -> DaemonIdentityRecord:
     tenure_family = argv_option(facts.cmdline, "tenure-family")
     if text_of(health, "protocol") == PROTOCOL or tenure_family is not None:
         ctx = aware_context(facts, scope, health, tenure_family)
-        rule = first_match(AWARE_RULES, ctx)
-        assert rule is not None  # the last row always matches
-        return apply(rule, ctx, verdict)
+        return decide(AWARE_RULES, ctx, verdict)
     lease = scope.lease
     if lease is not None and lease.held and not lease.expired and held_by(facts, lease):
         # The record's own holder (pid + start time), or the child a `tenure run` holder

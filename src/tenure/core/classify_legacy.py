@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from tenure.core import speckitty
-from tenure.core.rules import NEVER, OPERATOR, SAFE, Context, Rule, apply, first_match
+from tenure.core.rules import NEVER, OPERATOR, SAFE, Context, Rule, decide
 from tenure.core.verdicts import (
     DaemonIdentityRecord,
     Governance,
@@ -195,6 +195,4 @@ def classify_legacy(
         if shape is not None
         else IdentitySource.HEALTH_SELF_REPORT,
     )
-    rule = first_match(LEGACY_RULES, ctx)
-    assert rule is not None  # the last row always matches
-    return apply(rule, ctx, verdict)
+    return decide(LEGACY_RULES, ctx, verdict)

@@ -16,10 +16,23 @@ from tenure.core.verdicts import (
     Verdict,
 )
 
-C = TypeVar("C")
 NEVER = CleanupClass.NEVER_TOUCH
 OPERATOR = CleanupClass.OPERATOR_REQUIRED
 SAFE = CleanupClass.SAFE_AUTO
+
+
+class Context:
+    """What every rule context offers the verdict: its governance, source and extra fields."""
+
+    governance: Governance
+    source: IdentitySource
+
+    def fields(self) -> dict[str, Any]:
+        """Fields of the identity record every row of this table sets."""
+        return {}
+
+
+C = TypeVar("C", bound=Context)
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,25 +52,12 @@ class Rule(Generic[C]):
     fields: Callable[[C], dict[str, Any]] | None = None
 
 
-class Context:
-    """What every rule context offers the verdict: its governance, source and extra fields."""
-
-    governance: Governance
-    source: IdentitySource
-
-    def fields(self) -> dict[str, Any]:
-        """Fields of the identity record every row of this table sets."""
-        return {}
-
-
-def first_match(rules: Sequence[Rule[C]], ctx: C) -> Rule[C] | None:
-    """The first row whose condition holds, or None."""
-    return next((rule for rule in rules if rule.when(ctx)), None)
-
-
-def apply(rule: Rule[C], ctx: C, verdict: Verdict) -> DaemonIdentityRecord:
-    """The identity record a matched row gives."""
-    assert isinstance(ctx, Context)
+def decide(rules: Sequence[Rule[C]], ctx: C, verdict: Verdict) -> DaemonIdentityRecord:
+    """The identity record the first row whose condition holds gives (a table's last row
+    always holds)."""
+    rule = next((rule for rule in rules if rule.when(ctx)), None)
+    if rule is None:
+        raise LookupError(f"no row of the table applies to {ctx!r}")
     fields = rule.fields(ctx) if rule.fields is not None else ctx.fields()
     return verdict(
         rule.cls,
