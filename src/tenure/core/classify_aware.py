@@ -50,11 +50,6 @@ class _Aware(Context):
     root: str | None
     source: IdentitySource
     is_holder: bool
-    epoch: int | None  # the lease's, when there is one
-    expired: bool
-    foreign: str | None  # where the lease's holder lives, when not here
-    health_says_holder: bool  # the health answer names the lease's holder pid
-    health_root_id: str | None
     lingering: float  # how long a non-holder has outlived the takeover
     governance: Governance = Governance.LEASE
 
@@ -65,6 +60,30 @@ class _Aware(Context):
             "scope_id": self.root,
             "root_marker_name": "tenure-root",
         }
+
+    @property
+    def epoch(self) -> int | None:
+        """The lease's epoch, when there is a lease."""
+        return None if self.scope.lease is None else self.scope.lease.epoch
+
+    @property
+    def expired(self) -> bool:
+        return self.scope.lease is not None and self.scope.lease.expired
+
+    @property
+    def foreign(self) -> str | None:
+        """Where the lease's holder lives, when that is not here."""
+        return None if self.scope.lease is None else self.scope.lease.foreign
+
+    @property
+    def health_says_holder(self) -> bool:
+        """The health answer names the lease's holder pid."""
+        lease = self.scope.lease
+        return lease is not None and int_of(self.health, "pid") == lease.holder_pid
+
+    @property
+    def health_root_id(self) -> str | None:
+        return text_of(self.health, "root_id")
 
     @property
     def ties(self) -> bool:
@@ -109,11 +128,6 @@ def aware_context(
         root=argv_option(facts.cmdline, "tenure-root") or text_of(health, "root"),
         source=source,
         is_holder=is_holder,
-        epoch=None if lease is None else lease.epoch,
-        expired=lease is not None and lease.expired,
-        foreign=None if lease is None else lease.foreign,
-        health_says_holder=lease is not None and int_of(health, "pid") == lease.holder_pid,
-        health_root_id=text_of(health, "root_id"),
         lingering=scope.now_wall - since,
     )
 
