@@ -147,8 +147,8 @@ def test_listening_pids_from_proc_are_psutils(source: str, monkeypatch: pytest.M
 
     import psutil
 
-    from tenure.adapters import peers, procfs
-    from tenure.adapters.probe import _listeners
+    from tenure.adapters import peers
+    from tenure.adapters.probe import _listeners, listening_pids
 
     if source != "sock_diag":
 
@@ -172,7 +172,7 @@ def test_listening_pids_from_proc_are_psutils(source: str, monkeypatch: pytest.M
         assert child.stdout is not None
         v6 = int(child.stdout.readline())
         ports = {own.getsockname()[1], shared.getsockname()[1], v6}
-        ours = {p: pid for p, pid in procfs.listening_pids().items() if p in ports}
+        ours = {p: pid for p, pid in listening_pids().items() if p in ports}
         theirs = _listeners(psutil.net_connections(kind="tcp"))
         assert ours == {p: theirs[p] for p in ports}
         assert ours[v6] == child.pid

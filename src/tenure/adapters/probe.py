@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from tenure.adapters import platform, procfs
+from tenure.adapters import peers, platform, procfs
 from tenure.adapters.http import health
 from tenure.adapters.ports import MAX_SOCKETS, open_ports
 from tenure.adapters.procinfo import read_process, tree_cookies
@@ -30,7 +30,14 @@ def listening_pids() -> dict[int, int]:
     they are the only ones tenure may act on. Others' listeners then have no pid (`no_pid`).
     """
     if platform.PROC_FACTS:
-        return procfs.listening_pids()
+        # As psutil's `net_connections` pairs them: the kernel's listeners, then their owners.
+        sockets = peers.listening_sockets()  # (inode, port)
+        owner = procfs.socket_owners({inode for inode, _port in sockets})
+        out: dict[int, int] = {}
+        for inode, port in sockets:
+            if inode in owner:
+                out.setdefault(port, owner[inode])
+        return out
     import psutil  # noqa: PLC0415  (~15 ms and ~4 MB: only without /proc)
 
     if platform.WINDOWS:

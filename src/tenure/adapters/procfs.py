@@ -14,7 +14,6 @@ from pathlib import Path
 
 from tenure.adapters import platform
 from tenure.adapters.location import here
-from tenure.adapters.peers import listening_sockets
 from tenure.core.identity import ProcessIdentity
 
 
@@ -168,14 +167,12 @@ def proc_locks_holder(lock_path: Path) -> int | None:
     return None
 
 
-def listening_pids() -> dict[int, int]:
-    """port → pid for every listening TCP socket (IPv4 and IPv6) whose owner this process may
-    read, as psutil's `net_connections` pairs them: a socket held by several processes (a
-    listener inherited across fork) names the last of them in /proc order."""
-    ports = listening_sockets()  # (inode, port)
-    wanted = {inode for inode, _port in ports}
+def socket_owners(inodes: set[int]) -> dict[int, int]:
+    """inode → pid for the sockets among `inodes` that a process this one may read holds, as
+    psutil pairs them: a socket held by several processes (a listener inherited across fork)
+    names the last of them in /proc order."""
     owner: dict[int, int] = {}
-    for name in os.listdir("/proc") if wanted else ():
+    for name in os.listdir("/proc") if inodes else ():
         if not name.isdigit():
             continue
         try:
@@ -187,10 +184,6 @@ def listening_pids() -> dict[int, int]:
                 link = os.readlink(f"/proc/{name}/fd/{fd}")
             except OSError:
                 continue
-            if link.startswith("socket:[") and (inode := int(link[8:-1])) in wanted:
+            if link.startswith("socket:[") and (inode := int(link[8:-1])) in inodes:
                 owner[inode] = int(name)
-    out: dict[int, int] = {}
-    for inode, port in ports:
-        if inode in owner:
-            out.setdefault(port, owner[inode])
-    return out
+    return owner
