@@ -9,10 +9,10 @@ import os
 import subprocess
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 from tenure.adapters import platform
 from tenure.adapters.watchdog import DONE
+from tenure.core.values import frozen
 
 PR_SET_PDEATHSIG = 1
 
@@ -41,7 +41,7 @@ def _pdeathsig() -> None:  # pragma: no cover - runs in the child between fork a
             os.kill(os.getpid(), platform.KILL)
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Watchdog:
     """The watchdog process and the write end of the pipe only the wrapper holds."""
 

@@ -5,15 +5,16 @@ from __future__ import annotations
 import json
 import socket
 import time
-from dataclasses import dataclass
 from typing import Any
+
+from tenure.core.values import frozen
 
 LOOPBACK = "127.0.0.1"
 BODY_CAP = 64 * 1024
 HEALTH_TIMEOUT_S = 0.5
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Reply:
     """An HTTP answer: status and parsed JSON body (None when not a JSON object)."""
 

@@ -10,13 +10,13 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from typing import Any
 
 from tenure.adapters import peers, platform, procfs
 from tenure.adapters.http import health
 from tenure.adapters.ports import MAX_SOCKETS, open_ports
 from tenure.adapters.procinfo import read_process, tree_cookies
+from tenure.core.values import frozen
 from tenure.core.verdicts import ListenerFacts
 
 PidLookup = Callable[[], dict[int, int]]
@@ -77,7 +77,7 @@ def _listeners(conns: Iterable[Any], pid: int | None = None) -> dict[int, int]:
     return out
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class ScanResult:
     """Facts for every listener found, plus how long the scan took."""
 

@@ -9,15 +9,15 @@ import errno
 import os
 import re
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 
 from tenure.adapters import platform
 from tenure.adapters.location import here
 from tenure.core.identity import ProcessIdentity
+from tenure.core.values import frozen
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class ProcessFacts:
     """What one live process shows. `cmdline` may be empty when access is denied."""
 

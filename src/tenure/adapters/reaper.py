@@ -12,7 +12,6 @@ import enum
 import json
 import signal
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +30,7 @@ from tenure.adapters.waiting import wait_until
 from tenure.core.classify import CleanupClass, DaemonIdentityRecord, Governance
 from tenure.core.families import Family
 from tenure.core.identity import ProcessIdentity
+from tenure.core.values import asdict, field, frozen, mutable
 
 STEP_WAIT_S = 1.0
 
@@ -57,7 +57,7 @@ class FailureReason(enum.StrEnum):
     FOREIGN = "foreign"  # lives in another boot or namespace: never signalled from here
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Swept:
     """A daemon this cleanup ended."""
 
@@ -68,7 +68,7 @@ class Swept:
     reason: str
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Skipped:
     """A candidate left alone, and why."""
 
@@ -78,7 +78,7 @@ class Skipped:
     skip_reason: str | None
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Failed:
     """A candidate the cleanup tried and could not end."""
 
@@ -87,7 +87,7 @@ class Failed:
     failure_reason: str
 
 
-@dataclass
+@mutable
 class ReapResult:
     """Exactly what happened: nothing is counted that did not happen."""
 

@@ -9,19 +9,19 @@ import contextlib
 import errno
 import os
 import stat
-from dataclasses import dataclass
 from pathlib import Path
 
 from tenure.adapters import config, platform
 from tenure.adapters.files import DIR_MODE, read_nofollow, write_new
 from tenure.core.inputs import check_family
+from tenure.core.values import frozen
 from tenure.errors import NotRegularFile, RootError
 
 SUBDIRS = ("leases", "tokens", "logs")
 ROOT_ID_FILE = "root.id"
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class RootLayout:
     """Every path in a daemon root, in one place (spec: root.md#layout).
 
@@ -198,7 +198,7 @@ def read_root_id(root: Path) -> str | None:
     return text if text and len(text) <= 32 and text.isalnum() else None
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class RootIdentity:
     """What makes a root the same root: its inode and its instance id."""
 

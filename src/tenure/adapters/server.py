@@ -13,7 +13,6 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from http import HTTPStatus
 from typing import Any
 
@@ -21,6 +20,7 @@ from tenure.adapters import platform
 from tenure.adapters.daemonlog import log as _log
 from tenure.adapters.http import LOOPBACK
 from tenure.adapters.peers import peer_uid
+from tenure.core.values import frozen
 
 MAX_BODY = 4096
 # spec: control.md#limits — a client can hold at most this many handler threads and
@@ -33,7 +33,7 @@ REQUEST_DEADLINE_S = 2.0  # the whole request (line, headers, body) arrives with
 MAX_HEAD = 16 * 1024  # request line and headers
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Request:
     """One parsed request: method, path, headers (lower-case names, first one wins), body."""
 

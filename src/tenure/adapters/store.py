@@ -8,7 +8,6 @@ from __future__ import annotations
 import errno
 import os
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
@@ -22,6 +21,7 @@ from tenure.adapters.root import RootLayout, ensure_subdir
 from tenure.core.codec import encode, parse
 from tenure.core.inputs import check_family
 from tenure.core.record import LeaseRecord, LeaseState, Unreadable
+from tenure.core.values import frozen
 from tenure.errors import NotRegularFile, RootError
 
 T = TypeVar("T")
@@ -56,7 +56,7 @@ def read_record_strict(path: Path) -> LeaseRecord | Unreadable | None:
     return parse(data)
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class LeaseStore:
     """One family's lease record, its lock, and the epoch high-water mark."""
 

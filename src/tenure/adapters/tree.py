@@ -19,19 +19,19 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 
 from tenure.adapters import guard, platform
 from tenure.adapters.procfs import parent_and_start
 from tenure.adapters.procinfo import TREE_COOKIE_ENV, read_process, signal_verified, tree_cookies
 from tenure.core.identity import ProcessIdentity
 from tenure.core.timing import SCAN_POLL_S, StopPolicy
+from tenure.core.values import frozen
 
 COOKIE_ENV = TREE_COOKIE_ENV
 PR_SET_CHILD_SUBREAPER = 36
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Tree:
     """How to recognise a tree's members: its cookie, the process it descends from, and the
     start (ticks since boot) before which nothing belongs to it."""

@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 import signal
 import time
-from dataclasses import replace
 
 from tenure.adapters import platform
 from tenure.adapters.procinfo import (
@@ -24,6 +23,7 @@ from tenure.core.handover import SupersedeVerdict, decide_supersede, parse_versi
 from tenure.core.lease import Liveness
 from tenure.core.record import Holder, LeaseRecord, LeaseState, Unreadable
 from tenure.core.timing import POLL_S
+from tenure.core.values import replace
 from tenure.protocol.supersede import request_stop
 
 

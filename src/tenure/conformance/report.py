@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
+
+from tenure.core.values import frozen
 
 CHECKS = (
     "takes_lease",
@@ -22,7 +23,7 @@ CHECKS = (
 )
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Check:
     """One verdict: `seconds` is the measured time where there is one (leaving, renewing)."""
 
@@ -41,7 +42,7 @@ class Check:
         }
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Report:
     """Every check, in `CHECKS` order."""
 

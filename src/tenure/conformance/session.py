@@ -7,7 +7,6 @@ import os
 import secrets
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -21,6 +20,7 @@ from tenure.adapters.tree import COOKIE_ENV, Tree, inherit_cookie, stop_tree
 from tenure.adapters.waiting import wait_until
 from tenure.core.record import Holder, LeaseRecord, LeaseState
 from tenure.core.timing import POLL_S, SCAN_POLL_S, TREE_STOP
+from tenure.core.values import field, frozen, mutable, replace
 from tenure.errors import ConfigError, TenureError
 from tenure.requester.ensure import free_port
 
@@ -30,7 +30,7 @@ if TYPE_CHECKING:
 DEFAULT_VERSION = "1.0"
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Options:
     """What the kit tells the daemon, and how long it waits for it."""
 
@@ -54,7 +54,7 @@ class Failed(Exception):
     """A check failed; the message says what was seen."""
 
 
-@dataclass
+@mutable
 class Started:
     """One started copy of the command, and the holder identity it took the lease with."""
 

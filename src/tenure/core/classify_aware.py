@@ -6,13 +6,13 @@ retirement grace after another holder took over. `tenure.core.classify.classify`
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
 from typing import Any
 
 from tenure.core.argv import argv_option
 from tenure.core.identity import ProcessIdentity, same_start
 from tenure.core.record import PROTOCOL
 from tenure.core.rules import NEVER, OPERATOR, SAFE, Context, Rule
+from tenure.core.values import frozen, replace
 from tenure.core.verdicts import (
     Governance,
     IdentitySource,
@@ -38,7 +38,7 @@ def held_by(facts: ListenerFacts, lease: LeaseView) -> bool:
     return any(same_start(ident, seen) for ident in known)
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class _Aware(Context):
     """A lease-aware listener (tenure/1 health or a `--tenure-family` marker), as the rules
     of rows 3-12 see it."""

@@ -6,11 +6,11 @@ Rows 13-23 of docs/protocol/classification.md; `tenure.core.classify.classify` r
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
 from tenure.core import speckitty
 from tenure.core.rules import NEVER, OPERATOR, SAFE, Context, Rule, decide
+from tenure.core.values import frozen
 from tenure.core.verdicts import (
     DaemonIdentityRecord,
     Governance,
@@ -32,7 +32,7 @@ def _leaked_token(health: Mapping[str, Any] | None) -> str | None:
     return None if not token or token == REDACTED else token
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class _Legacy(Context):
     """A listener that is not lease-aware, as the rules of rows 15-24 see it."""
 

@@ -6,9 +6,9 @@ spec: docs/protocol/control.md#families
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 
 from tenure.core.timing import DEFAULT_IDLE_S
+from tenure.core.values import frozen
 from tenure.errors import ConfigError
 
 # Daemon process exit codes other than 0 (retired normally); shared by the daemon and its client.
@@ -18,7 +18,7 @@ EXIT_ROOT = 5
 EXIT_CONFIG = 6
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Family:
     """A daemon family. `lo`..`hi` is half-open: [lo, hi)."""
 

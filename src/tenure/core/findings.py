@@ -9,16 +9,16 @@ and what can. Only findings some command removes are `critical`; the rest are at
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 from tenure.core.classify import CleanupClass, DaemonIdentityRecord, Governance, SkipReason
 from tenure.core.families import FAMILIES
+from tenure.core.values import frozen
 
 RESET = "tenure auth doctor --reset"
 RESET_FORCE = "tenure auth doctor --reset --force"
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Finding:
     """Something the operator should know, with the command that removes it."""
 
@@ -28,7 +28,7 @@ class Finding:
     remediation: str
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class RootProblem:
     """Why the root (or a subdirectory of it) is refused: `kind` as RootError reports it."""
 
@@ -37,7 +37,7 @@ class RootProblem:
     message: str
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class LeaseFacts:
     """What a finding needs to know about one family's lease."""
 

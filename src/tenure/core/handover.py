@@ -6,10 +6,10 @@ spec: docs/protocol/lease.md#supersession, #stop, #release
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Generic, TypeVar
 
 from tenure.core.record import LeaseRecord, LeaseState, StopRequest, Supersession, Unreadable
+from tenure.core.values import frozen, replace
 
 if TYPE_CHECKING:
     from packaging.version import Version
@@ -17,7 +17,7 @@ if TYPE_CHECKING:
 V = TypeVar("V", bound=enum.Enum)
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Decision(Generic[V]):
     """A verdict, and the record to write for it (None: write nothing)."""
 

@@ -9,16 +9,16 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass
 from typing import Any
 
 from tenure.core.record import PROTOCOL
+from tenure.core.values import asdict, frozen
 
 ROLE_HOLDER = "holder"
 ROLE_RETIRING = "retiring"
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Health:
     """What `GET /api/health` answers (never a token)."""
 

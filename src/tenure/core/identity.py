@@ -8,7 +8,7 @@ where no tick count is known. spec: docs/protocol/lease.md#identity
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from tenure.core.values import frozen
 
 # Two create_time readings of one process agree to well under this; psutil rounds to 10 ms.
 CREATE_TIME_TOLERANCE_S = 0.05
@@ -19,7 +19,7 @@ def same_create_time(a: float, b: float) -> bool:
     return abs(a - b) <= CREATE_TIME_TOLERANCE_S
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Location:
     """Where pids and start ticks mean something: one boot, one pid and one time namespace.
 
@@ -46,7 +46,7 @@ class Location:
         return f"host {host}, boot {self.boot_id[:8]}, pid namespace {self.pid_ns}"
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class ProcessIdentity:
     """One process start: pid + start ticks (or create_time where ticks are unknown) + where."""
 

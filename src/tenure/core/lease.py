@@ -8,7 +8,6 @@ spec: docs/protocol/lease.md#transitions
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass, replace
 
 from tenure.core.handover import Decision, is_newer
 from tenure.core.record import (
@@ -18,6 +17,7 @@ from tenure.core.record import (
     LeaseState,
     Unreadable,
 )
+from tenure.core.values import frozen, replace
 
 
 class Liveness(enum.StrEnum):
@@ -32,7 +32,7 @@ class Liveness(enum.StrEnum):
 SEEN = frozenset({Liveness.ALIVE, Liveness.FOREIGN})  # a holder that may still be running
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Observation:
     """An observer's view of a record.
 
@@ -72,7 +72,7 @@ TAKES = frozenset(
 )
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class AcquireDecision:
     """Verdict of `decide_acquire`; `write` is the record to store when the verdict takes."""
 

@@ -10,7 +10,8 @@ same rows and a test compares the two. An event the table does not expect is a r
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
+
+from tenure.core.values import frozen
 
 
 class RetireReason(enum.StrEnum):
@@ -74,7 +75,7 @@ class Action(enum.StrEnum):
     EXIT = "exit"  # nothing was held: the process may end at once
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Transition:
     """One row: where the holder goes, what to do, and (for retirements) why."""
 

@@ -6,9 +6,9 @@ spec: docs/protocol/lease.md#record
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
 
 from tenure.core.identity import Location, ProcessIdentity
+from tenure.core.values import frozen
 
 PROTOCOL = "tenure/1"
 MAX_RECORD_BYTES = 64 * 1024
@@ -24,7 +24,7 @@ class LeaseState(enum.StrEnum):
     RELEASED = "released"
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Holder:
     """Who holds (or last held) a lease: enough to prove the process is the same one."""
 
@@ -44,7 +44,7 @@ class Holder:
         return ProcessIdentity(self.pid, self.create_time, self.start_ticks, self.where)
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Child:
     """The unmodified daemon a `tenure run` holder governs: part of its holder, never a stranger."""
 
@@ -54,7 +54,7 @@ class Child:
     tree: str | None = None  # the cookie its process tree inherits (control.md#run)
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Supersession:
     """A strictly newer version asked the holder to retire (spec: lease.md#supersession)."""
 
@@ -63,7 +63,7 @@ class Supersession:
     at: float
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class StopRequest:
     """Someone asked the holder to leave through the record (spec: lease.md#stop)."""
 
@@ -71,7 +71,7 @@ class StopRequest:
     at: float
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class LeaseRecord:
     """One family's lease document."""
 
@@ -99,7 +99,7 @@ class LeaseRecord:
         return ProcessIdentity(c.pid, c.create_time, c.start_ticks, self.holder.where)
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Unreadable:
     """A record that exists but cannot be trusted; `reason` says why, for humans."""
 

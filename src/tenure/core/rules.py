@@ -4,9 +4,9 @@ docs/protocol/classification.md, named by that row's id (a test compares the two
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
+from tenure.core.values import frozen
 from tenure.core.verdicts import (
     CleanupClass,
     DaemonIdentityRecord,
@@ -35,7 +35,7 @@ class Context:
 C = TypeVar("C", bound=Context)
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Rule(Generic[C]):
     """One row: when it applies to a context, the class and skip reason it gives, and why.
 

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import PurePath
 
 from tenure.core.argv import argv_option
+from tenure.core.values import frozen
 
 ROOT_MARKER = "spec-kitty-daemon-root"
 HOME_ENV = "SPEC_KITTY_HOME"
@@ -20,7 +20,7 @@ STATE_FILE = "sync-daemon"
 _RUN_CALL = re.compile(r"run_sync_daemon\(\s*(\d{1,5})\s*,\s*['\"]([^'\"]*)['\"]")
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class StateFile:
     """The legacy root's `sync-daemon` file: the recorded singleton."""
 
@@ -30,7 +30,7 @@ class StateFile:
     pid: int | None
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class SpawnShape:
     """What a legacy daemon's argv says about it."""
 

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
 
+from tenure.core.values import frozen
 from tenure.errors import ConfigError
 
 DEFAULT_TTL_S = 15.0
@@ -43,7 +43,7 @@ def _env_seconds(env: Mapping[str, str], name: str) -> float | None:
         raise ConfigError(f"{name}={raw[:40]!r} is not a number of seconds") from None
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Timing:
     """Lease timing. TTL in [1 s, 1 day]; heartbeat in [50 ms, TTL/2]; idle 0 = never."""
 
@@ -117,7 +117,7 @@ def start_lock_wait(timing: Timing) -> float:
     return 2 * timing.ttl_s + 60.0
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class StopPolicy:
     """How a process (or a whole tree) is stopped: SIGTERM (+SIGCONT, so a stopped process can
     act on it), `grace_s`, SIGKILL, `kill_wait_s` before it counts as surviving."""

@@ -7,10 +7,10 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 from typing import Any
 
 from tenure.core.families import Family
+from tenure.core.values import frozen
 
 
 class CleanupClass(enum.StrEnum):
@@ -57,7 +57,7 @@ class Governance(enum.StrEnum):
     UNKNOWN = "unknown"
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class ListenerFacts:
     """What the scanner found on one port. `health` is the parsed JSON of a 200 answer."""
 
@@ -71,7 +71,7 @@ class ListenerFacts:
     tree_cookies: tuple[str, ...] = ()  # `TENURE_TREE` in its environment (our uid only)
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class LeaseView:
     """The scope family's lease as read from the record."""
 
@@ -91,7 +91,7 @@ class LeaseView:
     service_port: int | None = None  # the holder's port when it serves no control plane
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Scope:
     """Who is asking: the family being cleaned, this user, the roots, the recorded singletons."""
 
@@ -107,7 +107,7 @@ class Scope:
     root_id: str | None = None  # this root's current instance id (root.md#instance)
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class DaemonIdentityRecord:
     """The classifier's verdict plus the identity a reaper must re-check before any signal."""
 
@@ -125,7 +125,7 @@ class DaemonIdentityRecord:
     create_time: float | None = None
     start_ticks: int | None = None
     token_leaked: bool = False
-    root_marker_name: str | None = field(default=None)
+    root_marker_name: str | None = None
     tree_cookie: str | None = None  # the proof a reaper re-checks for a tree member
 
     def to_json(self) -> dict[str, Any]:

@@ -14,7 +14,6 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -28,6 +27,7 @@ from tenure.adapters.tombstones import read_tombstones
 from tenure.adapters.waiting import wait_until
 from tenure.core.families import SYNC
 from tenure.core.health import parse_health
+from tenure.core.values import field, mutable
 from tenure.hygiene.cleanup import cleanup
 from tenure.hygiene.doctor import gather
 from tenure.legacy.simulated import spawn_legacy, spawn_singleton
@@ -92,7 +92,7 @@ def run(show: Show, pace: float = 0.0) -> dict[str, Any]:
     return summary
 
 
-@dataclass
+@mutable
 class _Ctx:
     show: Show
     step: Callable[..., None]

@@ -12,7 +12,6 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import replace
 from pathlib import Path
 
 from tenure.adapters import config, platform
@@ -25,6 +24,7 @@ from tenure.core.lease import TAKES, AcquireDecision, AcquireVerdict, RenewDecis
 from tenure.core.lifecycle import Event, RetireReason, State
 from tenure.core.record import Child, Holder, LeaseRecord, LeaseState, Unreadable
 from tenure.core.timing import Timing
+from tenure.core.values import replace
 from tenure.errors import LeaseHeld, LeaseUnreadable, LockTimeout, Retiring, RootError
 from tenure.holder.driver import Driver
 from tenure.holder.takeover import Takeover

@@ -7,19 +7,19 @@ reaper. spec: docs/protocol/classification.md#acting-on-a-verdict-the-reaper
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from tenure.adapters.reaper import ReapResult, reap
 from tenure.core.families import Family
 from tenure.core.notify import Notify, quiet
+from tenure.core.values import field, mutable
 from tenure.core.verdicts import CleanupClass, DaemonIdentityRecord
 from tenure.hygiene.survey import Survey, survey
 
 Confirm = Callable[[DaemonIdentityRecord], bool]
 
 
-@dataclass
+@mutable
 class Cleanup:
     """What a cleanup did: the reaper's result, what it left for an operator, interruption."""
 

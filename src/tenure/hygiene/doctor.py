@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -20,6 +19,7 @@ from tenure.adapters.tombstones import read_tombstones
 from tenure.core import schemas
 from tenure.core.classify import CleanupClass, DaemonIdentityRecord
 from tenure.core.findings import Finding, LeaseFacts, RootProblem, build_findings, remediation_for
+from tenure.core.values import field, mutable
 from tenure.errors import RootError
 from tenure.hygiene.survey import Survey, family_names, scannable_families, survey
 from tenure.protocol.report import LeaseReport, lease_json, lease_report
@@ -29,7 +29,7 @@ REDACTED = "<redacted>"
 RECENT_RETIREMENTS = 10
 
 
-@dataclass
+@mutable
 class DoctorReport:
     """Everything the doctor shows."""
 

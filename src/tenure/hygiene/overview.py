@@ -7,7 +7,6 @@ built-in families the port range is scanned too, and the other listeners are cou
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -15,13 +14,14 @@ from tenure.adapters.store import LeaseStore
 from tenure.core import schemas
 from tenure.core.classify import CleanupClass, SkipReason
 from tenure.core.timing import PRUNE_RELEASED_AFTER_S
+from tenure.core.values import field, frozen
 from tenure.hygiene.survey import family_names, family_of, survey
 from tenure.protocol.report import LeaseReport, lease_json, lease_report
 
 SCHEMA_VERSION = schemas.LS
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class FamilyLine:
     """One family: its lease, and what else listens in its range."""
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 from tenure.adapters import config, platform
@@ -26,6 +25,7 @@ from tenure.core.inputs import is_family_name
 from tenure.core.lease import LeaseStatus, Liveness, lease_status
 from tenure.core.record import LeaseRecord, LeaseState
 from tenure.core.timing import DRAIN_TIMEOUT_S, Timing
+from tenure.core.values import frozen
 from tenure.errors import ScanIncomplete
 
 
@@ -104,7 +104,7 @@ def _root_id(root: Path) -> str | None:
         return None
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Survey:
     """Every in-range listener of one family, classified."""
 

@@ -5,7 +5,6 @@ report it. No spawn, no write (not even a lock file), no signal. spec: lease.md#
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -15,11 +14,12 @@ from tenure.adapters.store import LeaseStore
 from tenure.core.health import parse_health
 from tenure.core.lease import LeaseStatus, Liveness, lease_status
 from tenure.core.record import LeaseState, Unreadable
+from tenure.core.values import frozen
 
 LOCK_STUCK_CONFIRM_S = 0.25  # a lock held across two looks this far apart is reported
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class LeaseReport:
     """One family's lease as the doctor sees it."""
 

@@ -12,7 +12,6 @@ import os
 import signal
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 
 from tenure.adapters import platform
 from tenure.adapters.http import health, request
@@ -29,6 +28,7 @@ from tenure.core.lease import SEEN, Liveness, confirm_s
 from tenure.core.notify import Notify, quiet
 from tenure.core.record import LeaseRecord, LeaseState, Unreadable
 from tenure.core.timing import POLL_S, StopPolicy, Timing, asked_leave_wait, leave_wait
+from tenure.core.values import frozen
 from tenure.errors import LeaseHeld, StopRefused
 
 
@@ -145,7 +145,7 @@ def supersede(
     return wait_until(lambda: has_left(store, rec), wait_s, POLL_S) is not None
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Prepared:
     """What a start does after `prepare_start`: reuse `reuse`, or take the lease (spawning
     when the caller spawns), waiting up to `wait_s` for an old lease to be let go."""

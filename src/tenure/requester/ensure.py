@@ -14,7 +14,6 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
 from tenure.adapters import config
@@ -36,6 +35,7 @@ from tenure.core.timing import (
     SPAWN_TIMEOUT_S,
     start_lock_wait,
 )
+from tenure.core.values import asdict, frozen
 from tenure.errors import ConfigError, DaemonStartError
 from tenure.protocol.supersede import (
     answers_as_holder,
@@ -54,7 +54,7 @@ if TYPE_CHECKING:
 READY = ("lease", "port")
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Ensured:
     """The family's daemon after `ensure`: who holds the lease, and what `ensure` did."""
 

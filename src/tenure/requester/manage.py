@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +21,7 @@ from tenure.core.families import Family
 from tenure.core.notify import Notify, quiet
 from tenure.core.record import LeaseRecord
 from tenure.core.timing import HOLDER_STOP, POLL_S
+from tenure.core.values import frozen, replace
 from tenure.errors import StopFailed
 from tenure.protocol.supersede import has_left, is_foreign_holder, stop_holder
 from tenure.requester.start import (
@@ -32,7 +32,7 @@ from tenure.requester.start import (
 )
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class Status:
     """What `status` knows: `state` is running, not_answering, foreign or absent."""
 

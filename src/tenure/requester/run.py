@@ -19,7 +19,6 @@ import sys
 import threading
 import time
 from collections.abc import Sequence
-from dataclasses import replace
 from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING
@@ -49,6 +48,7 @@ from tenure.core.timing import (
     SCAN_POLL_S,
     TREE_STOP,
 )
+from tenure.core.values import replace
 from tenure.errors import ConfigError, Retiring, TenureError
 from tenure.holder.hold import Held, hold, signalled
 from tenure.requester.ensure import free_port

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import sys
-from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -33,6 +32,7 @@ from tenure.core.timing import (
     START_ATTEMPTS,
     start_lock_wait,
 )
+from tenure.core.values import asdict, frozen
 from tenure.errors import DaemonStartError
 from tenure.protocol.supersede import prepare_start
 
@@ -40,7 +40,7 @@ if TYPE_CHECKING:
     import subprocess
 
 
-@dataclass(frozen=True, slots=True)
+@frozen
 class DaemonInfo:
     """What `start` and `status` report about a family's daemon."""
 

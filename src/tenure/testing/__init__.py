@@ -15,12 +15,12 @@ import os
 import subprocess
 import sys
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from tenure.core.values import field, mutable
 from tenure.testing.conformance import (
     ConformanceItem,
     pytest_addoption,
@@ -101,7 +101,7 @@ SYNC_PORTS = "9430-9439"
 DASHBOARD_PORTS = "9320-9329"
 
 
-@dataclass
+@mutable
 class Fleet:
     """A private root plus the env that points tenure at it and at test sub-ranges."""
 

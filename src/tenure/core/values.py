@@ -1,0 +1,186 @@
+"""Value classes (pure): `@frozen` is `@dataclass(frozen=True, slots=True)` made without exec.
+
+Why not dataclasses: importing it loads `inspect` (ast, dis, tokenize), and every class compiles
+six methods with exec, ~0.6 ms a class on the 2-core reference machine: ~25 ms for the two
+dozen records the daemon imports, paid again by every `tenure sync start`, every daemon and
+every host tool that imports `tenure.ensure` (benchmarks/run.py, `cold_start_s`). Here every
+class shares the same few methods, driven by its tuple of field names. mypy reads `frozen` and
+`mutable` as dataclasses (PEP 681), so constructors, defaults and immutability stay checked.
+
+Covered: fields from the class's own annotations (after a value base's), positional or
+keyword construction, plain defaults and `field(default_factory=...)`, `__post_init__`,
+equality and hashing over the fields in order, a dataclass-style repr, `__match_args__`,
+pickling and `copy`, `replace` and `asdict`. Not covered, because no class here needs it:
+ordering, `InitVar`, `ClassVar`, keyword-only fields, per-field options.
+"""
+
+from __future__ import annotations
+
+from operator import attrgetter
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from typing import Any, TypeVar, dataclass_transform
+
+    T = TypeVar("T")
+else:
+
+    def dataclass_transform(**_options: object) -> Callable[[T], T]:
+        """Only for the type checker; nothing to do when running."""
+        return lambda fn: fn
+
+
+FIELDS = "__value_fields__"
+_MISSING = object()
+
+
+class FrozenValueError(AttributeError):
+    """An attribute of a frozen value was assigned or deleted."""
+
+
+class _Factory:
+    __slots__ = ("make",)
+
+    def __init__(self, make: Callable[[], object]) -> None:
+        self.make = make
+
+
+def field(*, default_factory: Callable[[], T]) -> T:
+    """A default made afresh for every instance (a list, a dict, a clock reading)."""
+    return _Factory(default_factory)  # type: ignore[return-value]  # resolved by __init__
+
+
+@dataclass_transform(frozen_default=True, field_specifiers=(field,))
+def frozen(cls: type[T]) -> type[T]:
+    """A frozen value class: immutable, hashable, compared field by field."""
+    return _build(cls, frozen=True)
+
+
+@dataclass_transform(field_specifiers=(field,))
+def mutable(cls: type[T]) -> type[T]:
+    """A mutable value class (a result being filled in): compared field by field, unhashable."""
+    return _build(cls, frozen=False)
+
+
+def is_value(obj: object) -> bool:
+    """True for an instance of a `frozen` or `mutable` class."""
+    return hasattr(type(obj), FIELDS)
+
+
+def replace(obj: T, /, **changes: Any) -> T:
+    """A copy of the value `obj` with `changes` applied (checked by `__init__` again)."""
+    names: tuple[str, ...] = getattr(type(obj), FIELDS)
+    unknown = changes.keys() - set(names)
+    if unknown:
+        raise TypeError(f"{type(obj).__name__} has no field {sorted(unknown)[0]!r}")
+    for name in names:
+        changes.setdefault(name, getattr(obj, name))
+    return type(obj)(**changes)
+
+
+def asdict(obj: object) -> dict[str, Any]:
+    """The value's fields as a dict, nested values, lists, tuples and dicts converted too."""
+    return {name: _plain(getattr(obj, name)) for name in getattr(type(obj), FIELDS)}
+
+
+def _plain(item: Any) -> Any:
+    if is_value(item):
+        return asdict(item)
+    if isinstance(item, list | tuple):
+        return type(item)(_plain(x) for x in item)
+    if isinstance(item, dict):
+        return {k: _plain(v) for k, v in item.items()}
+    return item
+
+
+def _build(cls: type[T], *, frozen: bool) -> type[T]:
+    inherited: tuple[str, ...] = ()
+    defaults: dict[str, Any] = {}
+    for base in reversed(cls.__mro__[1:]):
+        inherited += tuple(n for n in getattr(base, FIELDS, ()) if n not in inherited)
+        defaults.update(getattr(base, "__value_defaults__", {}))
+    own_annotations = cls.__dict__.get("__annotations__", {})  # noqa: RUF063  (inspect is the cost avoided)
+    own = tuple(n for n in own_annotations if n not in inherited)
+    names = inherited + own
+    ns = {k: v for k, v in cls.__dict__.items() if k not in ("__dict__", "__weakref__")}
+    for name in own:
+        if name in ns:
+            defaults[name] = ns.pop(name)  # a slot and a class attribute cannot share a name
+    get = attrgetter(*names) if names else (lambda _obj: ())
+    ns.update(
+        __slots__=own,
+        __match_args__=names,
+        __value_fields__=names,
+        __value_defaults__=defaults,
+        __value_get__=get,
+        __value_frozen__=frozen,
+        __init__=_init,
+        __repr__=_repr,
+        __eq__=_eq,
+        __hash__=_hash if frozen else None,
+        __getstate__=_getstate,
+        __setstate__=_setstate,
+    )
+    if frozen:
+        ns.update(__setattr__=_refuse_set, __delattr__=_refuse_del)
+    meta: Any = type(cls)  # the class's own metaclass, as dataclasses' slots=True does
+    made: type[T] = meta(cls.__name__, cls.__bases__, ns)
+    made.__qualname__ = cls.__qualname__
+    return made
+
+
+def _init(self: Any, *args: Any, **kwargs: Any) -> None:
+    cls = type(self)
+    names: tuple[str, ...] = cls.__value_fields__
+    if len(args) > len(names):
+        raise TypeError(f"{cls.__name__}() takes {len(names)} arguments but {len(args)} given")
+    put = object.__setattr__
+    for name, arg in zip(names, args, strict=False):
+        put(self, name, arg)
+    for name in names[len(args) :]:
+        if name in kwargs:
+            put(self, name, kwargs.pop(name))
+            continue
+        default = cls.__value_defaults__.get(name, _MISSING)
+        if default is _MISSING:
+            raise TypeError(f"{cls.__name__}() missing argument {name!r}")
+        put(self, name, default.make() if type(default) is _Factory else default)
+    if kwargs:
+        raise TypeError(f"{cls.__name__}() got an unexpected or repeated {sorted(kwargs)[0]!r}")
+    post = getattr(self, "__post_init__", None)
+    if post is not None:
+        post()
+
+
+def _repr(self: Any) -> str:
+    shown = ", ".join(f"{n}={getattr(self, n)!r}" for n in type(self).__value_fields__)
+    return f"{type(self).__qualname__}({shown})"
+
+
+def _eq(self: Any, other: Any) -> Any:
+    if other.__class__ is not self.__class__:
+        return NotImplemented
+    get = type(self).__value_get__
+    return get(self) == get(other)
+
+
+def _hash(self: Any) -> int:
+    return hash(type(self).__value_get__(self))
+
+
+def _refuse_set(self: Any, name: str, _new: object) -> None:
+    raise FrozenValueError(f"cannot assign to field {name!r} of a frozen {type(self).__name__}")
+
+
+def _refuse_del(self: Any, name: str) -> None:
+    raise FrozenValueError(f"cannot delete field {name!r} of a frozen {type(self).__name__}")
+
+
+def _getstate(self: Any) -> tuple[Any, ...]:
+    return tuple(getattr(self, n) for n in type(self).__value_fields__)
+
+
+def _setstate(self: Any, state: tuple[Any, ...]) -> None:
+    for name, item in zip(type(self).__value_fields__, state, strict=True):
+        object.__setattr__(self, name, item)
