@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -19,6 +18,7 @@ from tenure.core.classify import (
     classify,
 )
 from tenure.core.families import DASHBOARD, SYNC
+from tenure.core.values import replace
 from tests.conftest import HERE
 
 UID = 1000

@@ -9,7 +9,6 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from dataclasses import replace
 from pathlib import Path
 
 import psutil
@@ -25,6 +24,7 @@ from tenure.adapters.tokens import read_token
 from tenure.core.classify import CleanupClass, SkipReason
 from tenure.core.families import DASHBOARD, SYNC
 from tenure.core.record import Holder, LeaseRecord, LeaseState
+from tenure.core.values import replace
 from tenure.hygiene.survey import legacy_root, survey
 from tenure.legacy.simulated import spawn_legacy, spawn_other, spawn_singleton
 from tenure.testing import ProcessRegistry, make_fleet, pid_gone

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 import pytest
 
 from tenure.core.handover import (
@@ -31,6 +29,7 @@ from tenure.core.record import (
     Supersession,
     Unreadable,
 )
+from tenure.core.values import replace
 
 T0 = 1_000_000.0
 TTL = 15.0

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from dataclasses import replace
 
 import pytest
 from hypothesis import given
@@ -22,6 +21,7 @@ from tenure.core.record import (
     Supersession,
     Unreadable,
 )
+from tenure.core.values import replace
 
 finite = st.floats(allow_nan=False, allow_infinity=False, width=64)
 text = st.text(max_size=40)

@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import warnings
 from importlib import import_module
-from typing import TYPE_CHECKING, Any
 
+from tenure.core.hints import TYPE_CHECKING
 from tenure.version import __version__
 
 # Names → defining module; imported on first use so `tenure --help` and the daemon start fast.
@@ -61,6 +61,8 @@ _MOVED = frozenset(
 )
 
 if TYPE_CHECKING:
+    from typing import Any
+
     from tenure.core.lease import LeaseStatus
     from tenure.core.lifecycle import RetireReason
     from tenure.core.timing import Timing

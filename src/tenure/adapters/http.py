@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
-import socket
 import time
-from typing import Any
 
+from tenure.core.hints import TYPE_CHECKING
 from tenure.core.values import frozen
+
+if TYPE_CHECKING:
+    from typing import Any
 
 LOOPBACK = "127.0.0.1"
 BODY_CAP = 64 * 1024
@@ -64,6 +66,8 @@ def health(port: int, timeout: float = HEALTH_TIMEOUT_S) -> dict[str, Any] | Non
     A raw HTTP/1.0 exchange on a plain socket: bounded in total time (a slow-drip server
     cannot stretch it) and cheap to import on the CLI's hot path.
     """
+    import socket  # noqa: PLC0415  (~4 ms: `tenure.ensure` reusing a daemon asks no health)
+
     deadline = time.monotonic() + timeout
     chunks: list[bytes] = []
     size = 0

@@ -6,7 +6,7 @@ spec: docs/protocol/lease.md#identity
 from __future__ import annotations
 
 import os
-import socket
+import sys
 
 from tenure.adapters import platform
 from tenure.core.identity import Location
@@ -36,7 +36,10 @@ def _read_location() -> Location | None:
     pid_ns = _ns_inode("pid")
     if not boot_id or pid_ns is None:
         return None
-    return Location(boot_id, pid_ns, _ns_inode("time"), socket.gethostname()[:256])
+    if sys.platform == "win32":  # unreachable (no /proc); os.uname is POSIX only
+        return None
+    host = os.uname().nodename  # what gethostname() returns, without loading socket
+    return Location(boot_id, pid_ns, _ns_inode("time"), host[:256])
 
 
 def here() -> Location | None:

@@ -13,7 +13,8 @@ import signal
 import sys
 import time
 from collections.abc import Callable
-from typing import NamedTuple
+
+from tenure.core.values import frozen
 
 WINDOWS = sys.platform == "win32"
 LINUX = sys.platform.startswith("linux")
@@ -90,7 +91,8 @@ CREATE_NEW_PROCESS_GROUP = 0x00000200
 DETACHED_PROCESS = 0x00000008
 
 
-class Detach(NamedTuple):
+@frozen
+class Detach:
     """How to start a child apart from its caller: Popen's `start_new_session` and
     `creationflags` (which must be 0 on POSIX)."""
 

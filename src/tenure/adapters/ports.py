@@ -7,13 +7,15 @@ hygiene scan alike. spec: docs/protocol/classification.md#scanning
 from __future__ import annotations
 
 import errno
-import selectors
-import socket
 import time
 from collections.abc import Iterable
 
 from tenure.adapters.http import LOOPBACK
+from tenure.core.hints import TYPE_CHECKING
 from tenure.errors import ScanIncomplete
+
+if TYPE_CHECKING:
+    import socket
 
 CONNECT_TIMEOUT_S = 0.05
 MAX_SOCKETS = 64  # sockets one scan holds at once, whatever the range (and health probes)
@@ -34,6 +36,8 @@ def open_ports(ports: Iterable[int], timeout: float = CONNECT_TIMEOUT_S) -> list
 
 
 def _socket() -> socket.socket:
+    import socket  # noqa: PLC0415  (~4 ms: a host tool reusing a daemon never probes a port)
+
     try:
         return socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     except OSError as exc:
@@ -44,6 +48,9 @@ def _socket() -> socket.socket:
 
 
 def _open_batch(ports: list[int], timeout: float) -> list[int]:
+    import selectors  # noqa: PLC0415
+    import socket  # noqa: PLC0415
+
     sel = selectors.DefaultSelector()
     pending: dict[int, tuple[socket.socket, int]] = {}
     found: list[int] = []

@@ -10,14 +10,17 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterable
-from typing import Any
 
 from tenure.adapters import peers, platform, procfs
 from tenure.adapters.http import health
 from tenure.adapters.ports import MAX_SOCKETS, open_ports
 from tenure.adapters.procinfo import read_process, tree_cookies
+from tenure.core.hints import TYPE_CHECKING
 from tenure.core.values import frozen
 from tenure.core.verdicts import ListenerFacts
+
+if TYPE_CHECKING:
+    from typing import Any
 
 PidLookup = Callable[[], dict[int, int]]
 

@@ -13,7 +13,6 @@ import json
 import signal
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 from tenure.adapters import config, guard, platform
 from tenure.adapters.http import request
@@ -29,8 +28,12 @@ from tenure.adapters.tokens import read_token
 from tenure.adapters.waiting import wait_until
 from tenure.core.classify import CleanupClass, DaemonIdentityRecord, Governance
 from tenure.core.families import Family
+from tenure.core.hints import TYPE_CHECKING
 from tenure.core.identity import ProcessIdentity
 from tenure.core.values import asdict, field, frozen, mutable
+
+if TYPE_CHECKING:
+    from typing import Any
 
 STEP_WAIT_S = 1.0
 

@@ -14,13 +14,16 @@ import threading
 import time
 from collections.abc import Callable
 from http import HTTPStatus
-from typing import Any
 
 from tenure.adapters import platform
 from tenure.adapters.daemonlog import log as _log
 from tenure.adapters.http import LOOPBACK
 from tenure.adapters.peers import peer_uid
+from tenure.core.hints import TYPE_CHECKING
 from tenure.core.values import frozen
+
+if TYPE_CHECKING:
+    from typing import Any
 
 MAX_BODY = 4096
 # spec: control.md#limits — a client can hold at most this many handler threads and
@@ -44,7 +47,7 @@ class Request:
     local_port: int  # the port it arrived on (the Host check needs it)
 
 
-Answer = tuple[int, dict[str, Any]]
+Answer = tuple[int, dict[str, "Any"]]  # quoted: Any is for the checker only
 Route = Callable[[Request], Answer]
 
 

@@ -12,18 +12,21 @@ from __future__ import annotations
 import os
 import select
 import signal
-import subprocess
 import sys
 import threading
 
 from tenure.adapters import platform
 from tenure.adapters.procinfo import Mismatch, liveness, signal_verified
 from tenure.adapters.waiting import wait_until
+from tenure.core.hints import TYPE_CHECKING
 from tenure.core.identity import ProcessIdentity
 from tenure.core.lease import Liveness
 from tenure.core.notify import Notify, quiet
 from tenure.core.timing import HOLDER_STOP, POLL_S, StopPolicy
 from tenure.errors import StopFailed, StopRefused
+
+if TYPE_CHECKING:
+    import subprocess
 
 
 def gone_within(ident: ProcessIdentity, timeout: float) -> bool:
@@ -78,6 +81,8 @@ def exited_within(child: subprocess.Popen[bytes], timeout: float) -> bool:
                 select.select([fd], [], [], timeout)
             finally:
                 os.close(fd)
+    import subprocess  # noqa: PLC0415  (only a process that has children loads it)
+
     try:
         child.wait(0 if pidfd_open is not None else timeout)
     except subprocess.TimeoutExpired:

@@ -9,7 +9,6 @@ import errno
 import os
 from collections.abc import Callable
 from pathlib import Path
-from typing import TypeVar
 
 from tenure.adapters.files import (
     LOCK_TIMEOUT_S,
@@ -19,6 +18,7 @@ from tenure.adapters.files import (
 )
 from tenure.adapters.root import RootLayout, ensure_subdir
 from tenure.core.codec import encode, parse
+from tenure.core.hints import TypeVar
 from tenure.core.inputs import check_family
 from tenure.core.record import LeaseRecord, LeaseState, Unreadable
 from tenure.core.values import frozen

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
 
 from tenure.adapters.files import atomic_write, locked, read_nofollow
 from tenure.adapters.root import RootLayout
+from tenure.core.hints import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from typing import Any
 
 TOMBSTONE_LIMIT = 200
 

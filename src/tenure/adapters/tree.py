@@ -15,7 +15,6 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import subprocess
 import sys
 import time
 from collections.abc import Iterator
@@ -23,9 +22,13 @@ from collections.abc import Iterator
 from tenure.adapters import guard, platform
 from tenure.adapters.procfs import parent_and_start
 from tenure.adapters.procinfo import TREE_COOKIE_ENV, read_process, signal_verified, tree_cookies
+from tenure.core.hints import TYPE_CHECKING
 from tenure.core.identity import ProcessIdentity
 from tenure.core.timing import SCAN_POLL_S, StopPolicy
 from tenure.core.values import frozen
+
+if TYPE_CHECKING:
+    import subprocess
 
 COOKIE_ENV = TREE_COOKIE_ENV
 PR_SET_CHILD_SUBREAPER = 36

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import TypeVar
+
+from tenure.core.hints import TypeVar
 
 T = TypeVar("T")
 DEFAULT_INTERVAL_S = 0.01

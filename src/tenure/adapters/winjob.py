@@ -15,7 +15,8 @@ the real one (Windows only). spec: docs/protocol/index.md#platforms
 from __future__ import annotations
 
 import sys
-from typing import Protocol
+
+from tenure.core.hints import Protocol
 
 JOB_OBJECT_LIMIT_KILL_ON_JOB_CLOSE = 0x00002000
 JOB_OBJECT_EXTENDED_LIMIT_INFORMATION = 9  # the JOBOBJECTINFOCLASS value

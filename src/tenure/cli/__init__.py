@@ -5,7 +5,11 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import Any, TextIO
+
+from tenure.core.hints import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from typing import Any, TextIO
 
 
 class PipeSafeStdout:

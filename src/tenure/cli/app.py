@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import typer
 from typer.core import TyperGroup
 
 from tenure.cli.common import EXIT_CODES_HELP, examples
+from tenure.core.hints import TYPE_CHECKING
 from tenure.version import current_version
+
+if TYPE_CHECKING:
+    from typing import Any
 
 # How often people reach for each command: the help lists them in this order.
 ORDER = (

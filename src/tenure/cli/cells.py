@@ -6,9 +6,9 @@ Text from outside is wrapped as plain `Text` and stripped of control characters.
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING
 
 from tenure.cli.out import clean, lease_timing
+from tenure.core.hints import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from rich.text import Text

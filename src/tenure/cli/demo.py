@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import signal
 import sys
-from typing import Any
 
 import typer
 
@@ -13,6 +12,10 @@ from tenure.adapters import platform
 from tenure.cli.common import JSON_OPTION
 from tenure.cli.out import note
 from tenure.core import schemas
+from tenure.core.hints import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from typing import Any
 
 
 class StopSignal(BaseException):

@@ -6,7 +6,6 @@ import json
 import signal
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import typer
 
@@ -22,6 +21,7 @@ from tenure.cli.out import (
     note,
     resolve_root,
 )
+from tenure.core.hints import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from tenure.core.classify import DaemonIdentityRecord

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from tenure.cli.out import (
     EXIT_ATTENTION,
@@ -24,6 +23,7 @@ from tenure.cli.out import (
     set_quiet,
 )
 from tenure.core.families import FAMILIES, Family
+from tenure.core.hints import TYPE_CHECKING
 from tenure.errors import TenureError
 from tenure.version import checked_version
 

@@ -9,10 +9,13 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Any, NoReturn
 
 from tenure.core import schemas
+from tenure.core.hints import TYPE_CHECKING
 from tenure.errors import RootError, TenureError
+
+if TYPE_CHECKING:
+    from typing import Any, NoReturn
 
 EXIT_OK = 0
 EXIT_ATTENTION = 1

@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import re
 import sys
-from typing import TYPE_CHECKING, Any, TextIO
 
 from tenure.cli import cells
+from tenure.core.hints import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from typing import Any, TextIO
+
     from rich.console import Console
 
     from tenure.hygiene.doctor import DoctorReport

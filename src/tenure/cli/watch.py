@@ -6,9 +6,9 @@ import io
 import time
 from collections import deque
 from collections.abc import Callable
-from typing import TYPE_CHECKING
 
 from tenure.cli.out import clean
+from tenure.core.hints import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from rich.console import Console, RenderableType

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any
-
+from tenure.core.hints import TYPE_CHECKING
 from tenure.core.values import frozen
+
+if TYPE_CHECKING:
+    from typing import Any
 
 CHECKS = (
     "takes_lease",

@@ -8,7 +8,6 @@ import secrets
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from tenure.adapters import config, guard
 from tenure.adapters.procinfo import descends_from, read_process
@@ -18,6 +17,7 @@ from tenure.adapters.stopping import exited_within, gone_within, stop_own_child,
 from tenure.adapters.store import LeaseStore, read_record_strict
 from tenure.adapters.tree import COOKIE_ENV, Tree, inherit_cookie, stop_tree
 from tenure.adapters.waiting import wait_until
+from tenure.core.hints import TYPE_CHECKING
 from tenure.core.record import Holder, LeaseRecord, LeaseState
 from tenure.core.timing import POLL_S, SCAN_POLL_S, TREE_STOP
 from tenure.core.values import field, frozen, mutable, replace

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from functools import partial
-from typing import Any
 
 from tenure.core.argv import argv_option
 from tenure.core.classify_aware import AWARE_RULES, aware_context, held_by
 from tenure.core.classify_legacy import classify_legacy
+from tenure.core.hints import TYPE_CHECKING
 from tenure.core.identity import CREATE_TIME_TOLERANCE_S
 from tenure.core.record import PROTOCOL
 from tenure.core.rules import decide
@@ -29,6 +29,9 @@ from tenure.core.verdicts import (
     SkipReason,
     text_of,
 )
+
+if TYPE_CHECKING:
+    from typing import Any
 
 __all__ = [
     "CleanupClass",

@@ -6,9 +6,9 @@ retirement grace after another holder took over. `tenure.core.classify.classify`
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
 
 from tenure.core.argv import argv_option
+from tenure.core.hints import TYPE_CHECKING
 from tenure.core.identity import ProcessIdentity, same_start
 from tenure.core.record import PROTOCOL
 from tenure.core.rules import NEVER, OPERATOR, SAFE, Context, Rule
@@ -23,6 +23,9 @@ from tenure.core.verdicts import (
     int_of,
     text_of,
 )
+
+if TYPE_CHECKING:
+    from typing import Any
 
 
 def held_by(facts: ListenerFacts, lease: LeaseView) -> bool:

@@ -6,9 +6,9 @@ Rows 13-23 of docs/protocol/classification.md; `tenure.core.classify.classify` r
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
 
 from tenure.core import speckitty
+from tenure.core.hints import TYPE_CHECKING
 from tenure.core.rules import NEVER, OPERATOR, SAFE, Context, Rule, decide
 from tenure.core.values import frozen
 from tenure.core.verdicts import (
@@ -22,6 +22,9 @@ from tenure.core.verdicts import (
     int_of,
     text_of,
 )
+
+if TYPE_CHECKING:
+    from typing import Any
 
 REDACTED = "<redacted>"
 

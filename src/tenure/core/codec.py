@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import json
 import math
-from typing import Any
 
+from tenure.core.hints import TYPE_CHECKING
 from tenure.core.identity import Location
 from tenure.core.inputs import is_family_name
 from tenure.core.record import (
@@ -26,6 +26,9 @@ from tenure.core.record import (
     Supersession,
     Unreadable,
 )
+
+if TYPE_CHECKING:
+    from typing import Any
 
 
 def encode(record: LeaseRecord) -> bytes:

@@ -6,8 +6,8 @@ spec: docs/protocol/lease.md#supersession, #stop, #release
 from __future__ import annotations
 
 import enum
-from typing import TYPE_CHECKING, Generic, TypeVar
 
+from tenure.core.hints import TYPE_CHECKING, Generic, TypeVar
 from tenure.core.record import LeaseRecord, LeaseState, StopRequest, Supersession, Unreadable
 from tenure.core.values import frozen, replace
 

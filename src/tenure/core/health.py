@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from typing import Any
 
+from tenure.core.hints import TYPE_CHECKING
 from tenure.core.record import PROTOCOL
 from tenure.core.values import asdict, frozen
+
+if TYPE_CHECKING:
+    from typing import Any
 
 ROLE_HOLDER = "holder"
 ROLE_RETIRING = "retiring"

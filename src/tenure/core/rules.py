@@ -4,8 +4,8 @@ docs/protocol/classification.md, named by that row's id (a test compares the two
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any, Generic, TypeVar
 
+from tenure.core.hints import TYPE_CHECKING, Generic, TypeVar
 from tenure.core.values import frozen
 from tenure.core.verdicts import (
     CleanupClass,
@@ -15,6 +15,9 @@ from tenure.core.verdicts import (
     SkipReason,
     Verdict,
 )
+
+if TYPE_CHECKING:
+    from typing import Any
 
 NEVER = CleanupClass.NEVER_TOUCH
 OPERATOR = CleanupClass.OPERATOR_REQUIRED

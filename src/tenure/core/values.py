@@ -18,7 +18,8 @@ from __future__ import annotations
 
 from operator import attrgetter
 
-TYPE_CHECKING = False
+from tenure.core.hints import TYPE_CHECKING
+
 if TYPE_CHECKING:
     from collections.abc import Callable
     from typing import Any, TypeVar, dataclass_transform

@@ -7,10 +7,13 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Callable, Mapping
-from typing import Any
 
 from tenure.core.families import Family
+from tenure.core.hints import TYPE_CHECKING
 from tenure.core.values import frozen
+
+if TYPE_CHECKING:
+    from typing import Any
 
 
 class CleanupClass(enum.StrEnum):

@@ -10,12 +10,15 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
-from typing import Any, Protocol
 
 from tenure.adapters.http import LOOPBACK
 from tenure.adapters.server import MAX_BODY, Answer, Request, Route
+from tenure.core.hints import TYPE_CHECKING, Protocol
 from tenure.errors import Retiring
 from tenure.holder.governor import Governor, RetireReason
+
+if TYPE_CHECKING:
+    from typing import Any
 
 MAX_WORK_S = 30.0  # bound on the demo workload's in-flight slot
 

@@ -15,7 +15,6 @@ import sys
 import threading
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 from tenure.adapters import config, platform
 from tenure.adapters.daemonlog import LOG
@@ -35,11 +34,15 @@ from tenure.core.families import (
     family_named,
 )
 from tenure.core.health import ROLE_HOLDER, ROLE_RETIRING, Health
+from tenure.core.hints import TYPE_CHECKING
 from tenure.daemon.control import make_route
 from tenure.errors import ConfigError, LeaseHeld, LeaseUnreadable, RootError
 from tenure.holder.governor import RetireReason
 from tenure.holder.hold import Held, hold
 from tenure.version import checked_version
+
+if TYPE_CHECKING:
+    from typing import Any
 
 StartupHook = Callable[["Daemon"], None]
 

@@ -16,7 +16,6 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from functools import partial
 from pathlib import Path
-from typing import Any
 
 from tenure.adapters import config, platform
 from tenure.adapters.http import health
@@ -27,11 +26,15 @@ from tenure.adapters.tombstones import read_tombstones
 from tenure.adapters.waiting import wait_until
 from tenure.core.families import SYNC
 from tenure.core.health import parse_health
+from tenure.core.hints import TYPE_CHECKING
 from tenure.core.values import field, mutable
 from tenure.hygiene.cleanup import cleanup
 from tenure.hygiene.doctor import gather
 from tenure.legacy.simulated import spawn_legacy, spawn_singleton
 from tenure.requester import start as client
+
+if TYPE_CHECKING:
+    from typing import Any
 
 Show = Callable[[str, str, Any], None]  # (kind, title, payload)
 

@@ -22,11 +22,11 @@ import signal
 import threading
 from collections.abc import AsyncIterator, Iterator
 from types import FrameType
-from typing import TYPE_CHECKING, Any
 
 from tenure.adapters import config, platform
 from tenure.adapters.files import locked
 from tenure.adapters.root import RootLayout, ensure_root, given_or_default
+from tenure.core.hints import TYPE_CHECKING
 from tenure.core.inputs import check_daemon
 from tenure.core.lifecycle import Event, RetireReason, State
 from tenure.core.timing import Timing, start_lock_wait
@@ -36,6 +36,7 @@ from tenure.protocol.supersede import prepare_start
 
 if TYPE_CHECKING:
     import asyncio
+    from typing import Any
 
 # SIGHUP too (a closed terminal, a service manager's reload): a graceful retirement everywhere.
 HANDLED_SIGNALS = platform.STOP_SIGNALS

@@ -11,7 +11,6 @@ import os
 import time
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 from tenure.adapters.reaper import ReapResult
 from tenure.adapters.root import check_root
@@ -19,10 +18,14 @@ from tenure.adapters.tombstones import read_tombstones
 from tenure.core import schemas
 from tenure.core.classify import CleanupClass, DaemonIdentityRecord
 from tenure.core.findings import Finding, LeaseFacts, RootProblem, build_findings, remediation_for
+from tenure.core.hints import TYPE_CHECKING
 from tenure.core.values import field, mutable
 from tenure.errors import RootError
 from tenure.hygiene.survey import Survey, family_names, scannable_families, survey
 from tenure.protocol.report import LeaseReport, lease_json, lease_report
+
+if TYPE_CHECKING:
+    from typing import Any
 
 SCHEMA_VERSION = schemas.DOCTOR
 REDACTED = "<redacted>"

@@ -8,15 +8,18 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any
 
 from tenure.adapters.store import LeaseStore
 from tenure.core import schemas
 from tenure.core.classify import CleanupClass, SkipReason
+from tenure.core.hints import TYPE_CHECKING
 from tenure.core.timing import PRUNE_RELEASED_AFTER_S
 from tenure.core.values import field, frozen
 from tenure.hygiene.survey import family_names, family_of, survey
 from tenure.protocol.report import LeaseReport, lease_json, lease_report
+
+if TYPE_CHECKING:
+    from typing import Any
 
 SCHEMA_VERSION = schemas.LS
 

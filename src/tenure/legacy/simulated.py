@@ -19,10 +19,10 @@ import sys
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
-from typing import Protocol
 
 from tenure.adapters.ports import open_ports
 from tenure.adapters.waiting import wait_until
+from tenure.core.hints import Protocol
 
 
 class Spawner(Protocol):

@@ -6,15 +6,18 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any
 
 from tenure.adapters.http import health
 from tenure.adapters.procinfo import holder_liveness, lock_holder_pid
 from tenure.adapters.store import LeaseStore
 from tenure.core.health import parse_health
+from tenure.core.hints import TYPE_CHECKING
 from tenure.core.lease import LeaseStatus, Liveness, lease_status
 from tenure.core.record import LeaseState, Unreadable
 from tenure.core.values import frozen
+
+if TYPE_CHECKING:
+    from typing import Any
 
 LOCK_STUCK_CONFIRM_S = 0.25  # a lock held across two looks this far apart is reported
 

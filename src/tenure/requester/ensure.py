@@ -14,7 +14,6 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any
 
 from tenure.adapters import config
 from tenure.adapters.files import locked
@@ -25,6 +24,7 @@ from tenure.adapters.spawn import spawn_detached
 from tenure.adapters.store import LeaseStore
 from tenure.adapters.waiting import wait_until
 from tenure.core.handover import is_newer
+from tenure.core.hints import TYPE_CHECKING
 from tenure.core.inputs import check_daemon, check_family
 from tenure.core.lease import SEEN
 from tenure.core.notify import Notify, quiet
@@ -48,6 +48,7 @@ from tenure.protocol.supersede import (
 
 if TYPE_CHECKING:
     import subprocess
+    from typing import Any
 
     from tenure.protocol.report import LeaseReport
 

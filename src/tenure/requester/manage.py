@@ -8,7 +8,6 @@ from __future__ import annotations
 import os
 import time
 from pathlib import Path
-from typing import Any
 
 from tenure.adapters import platform
 from tenure.adapters.http import LOOPBACK, request
@@ -18,6 +17,7 @@ from tenure.adapters.store import LeaseStore, log_path
 from tenure.adapters.tokens import read_token
 from tenure.adapters.waiting import wait_until
 from tenure.core.families import Family
+from tenure.core.hints import TYPE_CHECKING
 from tenure.core.notify import Notify, quiet
 from tenure.core.record import LeaseRecord
 from tenure.core.timing import HOLDER_STOP, POLL_S
@@ -30,6 +30,9 @@ from tenure.requester.start import (
     info_from_health,
     start,
 )
+
+if TYPE_CHECKING:
+    from typing import Any
 
 
 @frozen

@@ -21,7 +21,6 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 from types import FrameType
-from typing import TYPE_CHECKING
 
 from tenure.adapters import config, guard, platform
 from tenure.adapters.child import start_child
@@ -39,6 +38,7 @@ from tenure.adapters.tree import (
     stop_tree,
 )
 from tenure.adapters.waiting import wait_until
+from tenure.core.hints import TYPE_CHECKING
 from tenure.core.inputs import check_daemon
 from tenure.core.record import LeaseRecord
 from tenure.core.timing import (

@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
 
 from tenure.adapters import config
 from tenure.adapters.files import locked, open_regular
@@ -22,6 +21,7 @@ from tenure.adapters.waiting import wait_until
 from tenure.core.families import EXIT_HELD, Family
 from tenure.core.handover import is_newer
 from tenure.core.health import Health, parse_health
+from tenure.core.hints import TYPE_CHECKING
 from tenure.core.lease import SEEN, Liveness
 from tenure.core.notify import Notify, quiet
 from tenure.core.record import LeaseRecord, LeaseState
@@ -38,6 +38,7 @@ from tenure.protocol.supersede import prepare_start
 
 if TYPE_CHECKING:
     import subprocess
+    from typing import Any
 
 
 @frozen

@@ -16,10 +16,10 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from tenure.core.hints import TYPE_CHECKING
 from tenure.core.values import field, mutable
 from tenure.testing.conformance import (
     ConformanceItem,
@@ -29,6 +29,8 @@ from tenure.testing.conformance import (
 )
 
 if TYPE_CHECKING:
+    from typing import Any
+
     from tenure.adapters.config import GUARD_ENV
     from tenure.adapters.registry import ProcessRegistry
 

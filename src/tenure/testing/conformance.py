@@ -14,11 +14,14 @@ from __future__ import annotations
 
 import shlex
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from tenure.core.hints import TYPE_CHECKING
+
 if TYPE_CHECKING:
+    from typing import Any
+
     from tenure.conformance import Options, Report
 
 # The kit loads only when a run asks for it: a project's pytest that never uses it pays nothing.
