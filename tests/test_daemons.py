@@ -4,19 +4,22 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
 import threading
 from pathlib import Path
+from typing import Any
 
 import psutil
 import pytest
 
 from tenure.adapters.http import health, request
-from tenure.adapters.store import LeaseStore
+from tenure.adapters.store import LeaseStore, log_path
 from tenure.adapters.tokens import read_token
 from tenure.adapters.tombstones import read_tombstones
+from tenure.core.health import AFTER_REAPER_PATH
 from tenure.core.record import LeaseRecord
 from tenure.legacy.simulated import spawn_other
 from tenure.testing import Fleet, pid_gone
@@ -137,6 +140,44 @@ def test_32_concurrent_starts_leave_exactly_one_daemon(fleet: Fleet) -> None:
     assert len({(d["url"], d["pid"]) for d in docs}) == 1
     assert sorted(d["action"] for d in docs).count("started") == 1
     assert fleet.daemon_pids() == [docs[0]["pid"]]
+    # Processes the race spawned: every daemon logs under its pid, even one that stands down
+    # because the lease is taken; the losers spawned none (they reuse, or wait on the lock).
+    logged = set(re.findall(r" tenure\[(\d+)\] ", log_path(fleet.root, "sync").read_text()))
+    assert logged == {str(docs[0]["pid"])}
+
+
+def test_a_start_asks_health_twice_and_a_reuse_once(
+    fleet: Fleet, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A cold start's round trips to the daemon: one health request once the record names it,
+    one answered when its startup reaper finished (no polling); a reuse asks once."""
+    from tenure.core.families import SYNC
+    from tenure.requester import start as starting
+    from tenure.version import current_version
+
+    for key, value in fleet.env.items():
+        monkeypatch.setenv(key, value)
+    asked: list[str] = []
+    real = starting.health
+
+    def counted(port: int, timeout: float = 0.5, path: str = "/api/health") -> Any:
+        asked.append(path)
+        return real(port, timeout, path)  # the real request, only counted
+
+    monkeypatch.setattr(starting, "health", counted)
+    try:
+        version = current_version()  # what the spawned daemon reports
+        first = starting.start(SYNC, fleet.root, version)
+        assert first.action == "started"
+        assert first.startup_reaper is not None
+        assert first.startup_reaper["state"] == "done"
+        assert asked == ["/api/health", AFTER_REAPER_PATH]
+        asked.clear()
+        again = starting.start(SYNC, fleet.root, version)
+        assert (again.action, again.pid) == ("reused", first.pid)
+        assert asked == ["/api/health"]
+    finally:
+        fleet.registry.track_root(fleet.root)  # whatever it started, stopped by pid
 
 
 def test_newer_version_supersedes_and_older_or_equal_reuses(fleet: Fleet) -> None:

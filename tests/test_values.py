@@ -5,8 +5,6 @@ from __future__ import annotations
 import copy
 import dataclasses
 import pickle
-import subprocess
-import sys
 from typing import Generic, TypeVar
 
 import pytest
@@ -154,12 +152,3 @@ def test_generic_values_keep_their_class() -> None:
     assert box.item == 3
     assert Box.__qualname__ == "Box"
     assert Box[int](4) == Box(4)
-
-
-def test_the_daemon_and_the_ensure_path_load_neither_dataclasses_nor_inspect() -> None:
-    code = (
-        "import sys, tenure, tenure.daemon.main; tenure.ensure; "
-        "print(sorted({'dataclasses', 'inspect'} & set(sys.modules)))"
-    )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "[]"

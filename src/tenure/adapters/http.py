@@ -60,8 +60,10 @@ def request(
     return Reply(status, body if isinstance(body, dict) else None)
 
 
-def health(port: int, timeout: float = HEALTH_TIMEOUT_S) -> dict[str, Any] | None:
-    """GET /api/health within `timeout` overall and BODY_CAP bytes; the JSON object or None.
+def health(
+    port: int, timeout: float = HEALTH_TIMEOUT_S, path: str = "/api/health"
+) -> dict[str, Any] | None:
+    """GET `path` (health) within `timeout` overall and BODY_CAP bytes; the JSON object or None.
 
     A raw HTTP/1.0 exchange on a plain socket: bounded in total time (a slow-drip server
     cannot stretch it) and cheap to import on the CLI's hot path.
@@ -74,7 +76,7 @@ def health(port: int, timeout: float = HEALTH_TIMEOUT_S) -> dict[str, Any] | Non
     try:
         with socket.create_connection((LOOPBACK, port), timeout=timeout) as sock:
             sock.sendall(
-                b"GET /api/health HTTP/1.0\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+                f"GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n".encode()
             )
             while size <= BODY_CAP + 8192:
                 left = deadline - time.monotonic()

@@ -10,6 +10,7 @@ from pathlib import Path
 import typer
 
 from tenure.cli.common import JSON_OPTION, LEGACY_ROOT_OPTION, QUIET_OPTION, ROOT_OPTION, examples
+from tenure.cli.hot import show_doctor
 from tenure.cli.out import (
     EXIT_ATTENTION,
     EXIT_INTERRUPTED,
@@ -66,6 +67,8 @@ def doctor_cmd(  # noqa: PLR0917  (typer maps each parameter to an option)
     if watch and (reset or as_json):
         error("--watch is a live human view: it takes neither --reset nor --json")
         raise typer.Exit(EXIT_USAGE)
+    if not reset and not watch:
+        show_doctor(root, legacy_root, as_json)  # the same read-only view as the hot path
     from tenure.hygiene import doctor  # noqa: PLC0415  (keeps `tenure --help` fast)
     from tenure.hygiene import survey as engine  # noqa: PLC0415
 
@@ -79,21 +82,17 @@ def doctor_cmd(  # noqa: PLR0917  (typer maps each parameter to an option)
         live.run(lambda: doctor.gather(the_root, legacy), Console(file=sys.stdout))
         raise typer.Exit(EXIT_OK)
     report = doctor.gather(the_root, legacy)
-    interrupted, terminated = False, False
-    if reset:
-        # --json is for machines: it never prompts (doctor-json.md#reset).
-        done = _reset(report, the_root, force, interactive=not as_json)
-        interrupted, terminated = done.interrupted, signal.SIGTERM in _STOPS
-        report = doctor.gather(the_root, legacy)
-        report.reset_result = done.result
-        if done.pending:
-            listed = ", ".join(
-                f"port {r.port} (pid {r.pid}, {r.skip_reason})" for r in done.pending
-            )
-            note(
-                f"skipped operator_required: {listed}. "
-                "To clean them: tenure auth doctor --reset --force"
-            )
+    # --json is for machines: it never prompts (doctor-json.md#reset).
+    done = _reset(report, the_root, force, interactive=not as_json)
+    interrupted, terminated = done.interrupted, signal.SIGTERM in _STOPS
+    report = doctor.gather(the_root, legacy)
+    report.reset_result = done.result
+    if done.pending:
+        listed = ", ".join(f"port {r.port} (pid {r.pid}, {r.skip_reason})" for r in done.pending)
+        note(
+            f"skipped operator_required: {listed}. "
+            "To clean them: tenure auth doctor --reset --force"
+        )
     if as_json:
         doc = doctor.to_json(report)
         if interrupted:

@@ -1,5 +1,5 @@
-"""The hot commands without typer: `tenure sync|dashboard start|status|stop|restart` and
-`tenure status|stop sync|dashboard`.
+"""The hot commands without typer: `tenure sync|dashboard start|status|stop|restart`,
+`tenure status|stop sync|dashboard` and the read-only `tenure auth doctor`.
 
 A tool's first command after a login or an upgrade pays for `start`; parsing it needs no CLI
 framework (typer alone costs more than the rest of `start`). `dispatch` takes exactly the
@@ -9,6 +9,8 @@ typer app, which calls the same functions. spec: docs/protocol/control.md#start
 
 from __future__ import annotations
 
+import json
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -28,6 +30,8 @@ from tenure.errors import TenureError
 from tenure.version import checked_version
 
 if TYPE_CHECKING:
+    from typing import NoReturn
+
     from tenure.requester.manage import Status
     from tenure.requester.start import DaemonInfo
 
@@ -40,6 +44,14 @@ def dispatch(argv: Sequence[str]) -> bool:
     if len(argv) < 2:
         return False
     first, second, rest = argv[0], argv[1], list(argv[2:])
+    if (first, second) == ("auth", "doctor"):
+        found = _options(rest, legacy=True)
+        if found is None:  # --reset, --watch, --help: the typer command
+            return False
+        as_json, root, legacy_root, quiet = found
+        set_quiet(quiet)
+        show_doctor(root, legacy_root, as_json)
+        return True
     if first in FAMILIES and second in HOT_VERBS:
         family, verb = FAMILIES[first], second
     elif first in ("status", "stop") and second in FAMILIES:
@@ -205,3 +217,19 @@ def stop_family(family: Family, root: Path | None, as_json: bool) -> None:
         echo(f"no {family.name} daemon running")
     else:
         echo(_human(info, family.name))
+
+
+def show_doctor(root: Path | None, legacy_root: Path | None, as_json: bool) -> NoReturn:
+    """The read-only `tenure auth doctor [--json]`: every lease and every daemon in the
+    families' ranges, then exit 1 when something needs attention (doctor-json.md)."""
+    from tenure.hygiene import doctor  # noqa: PLC0415  (keeps `start` and --help fast)
+    from tenure.hygiene.survey import legacy_root as resolve_legacy  # noqa: PLC0415
+
+    report = doctor.gather(resolve_root(root), resolve_legacy(legacy_root))
+    if as_json:
+        sys.stdout.write(json.dumps(doctor.to_json(report), sort_keys=True) + "\n")
+    else:
+        from tenure.cli.render import render  # noqa: PLC0415  (rich: human output only)
+
+        render(report)
+    raise SystemExit(EXIT_ATTENTION if report.needs_attention() else 0)

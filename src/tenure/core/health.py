@@ -17,6 +17,9 @@ from tenure.core.values import asdict, frozen
 if TYPE_CHECKING:
     from typing import Any
 
+# The health answer held until the startup reaper finished (at most REAPER_REPORT_WAIT_S):
+# `start` is told when the report is ready instead of asking again and again (control.md).
+AFTER_REAPER_PATH = "/api/health?wait=startup_reaper"
 ROLE_HOLDER = "holder"
 ROLE_RETIRING = "retiring"
 

@@ -95,6 +95,7 @@ POLL_S = 0.01  # one cheap look (a record read, a process check) while waiting f
 SCAN_POLL_S = 0.05  # one /proc scan (a tree's members) while waiting for a tree to end
 SPAWN_TIMEOUT_S = 15.0  # spawn → holding (and healthy), on top of any wait for an old lease
 REAPER_REPORT_WAIT_S = 5.0  # how long `start` waits to report its startup reaper's result
+READY_HEALTH_TIMEOUT_S = 5.0  # `start` asking its own new holder, which answers once it serves
 PORT_RELEASE_WAIT_S = 2.0  # for a replaced tree's listener to close once its processes are gone
 START_ATTEMPTS = 3  # a spawned daemon that stood down (the lease was taken meanwhile) is retried
 

@@ -13,11 +13,14 @@ from collections.abc import Callable
 
 from tenure.adapters.http import LOOPBACK
 from tenure.adapters.server import MAX_BODY, Answer, Request, Route
+from tenure.core.health import AFTER_REAPER_PATH
 from tenure.core.hints import TYPE_CHECKING, Protocol
+from tenure.core.timing import REAPER_REPORT_WAIT_S
 from tenure.errors import Retiring
 from tenure.holder.governor import Governor, RetireReason
 
 if TYPE_CHECKING:
+    import threading
     from typing import Any
 
 MAX_WORK_S = 30.0  # bound on the demo workload's in-flight slot
@@ -27,6 +30,7 @@ class Controlled(Protocol):
     """What the control plane serves: a health document, a token check, a governor."""
 
     governor: Governor
+    reaper_finished: threading.Event  # set once the startup reaper is no longer pending
 
     def health(self) -> dict[str, Any]:
         """The /api/health document."""
@@ -48,6 +52,10 @@ def make_route(get_daemon: Callable[[], Controlled]) -> Route:
         if req.method == "GET":
             if req.path == "/api/health":
                 return 200, get_daemon().health()
+            if req.path == AFTER_REAPER_PATH:
+                daemon = get_daemon()
+                daemon.reaper_finished.wait(REAPER_REPORT_WAIT_S)
+                return 200, daemon.health()
             return 404, {"error": "not found"}
         if req.path not in ("/api/retire", "/api/shutdown", "/api/work"):
             return 404, {"error": "not found"}

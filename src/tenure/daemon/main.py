@@ -61,6 +61,7 @@ class Daemon:
         self.token = base64.urlsafe_b64encode(os.urandom(32)).rstrip(b"=").decode()
         self.reaper_status = "pending"
         self.reaper_result: dict[str, Any] | None = None  # what the startup reaper did
+        self.reaper_finished = threading.Event()  # set once reaper_status is no longer pending
         self.governor = held.governor
 
     def health(self) -> dict[str, Any]:
@@ -171,6 +172,7 @@ def _serve(daemon: Daemon, startup_hook: StartupHook | None) -> RetireReason | N
         threading.Thread(target=_run_hook, args=(startup_hook, daemon), daemon=True).start()
     else:
         daemon.reaper_status = "none"
+        daemon.reaper_finished.set()
     _log(
         f"holding {daemon.family.name} lease epoch {gov.epoch} "
         f"on {LOOPBACK}:{daemon.port} as version {daemon.version}"
@@ -185,8 +187,10 @@ def _run_hook(hook: StartupHook, daemon: Daemon) -> None:
     except Exception as exc:
         daemon.reaper_status = "failed"
         _log(f"startup reaper failed: {type(exc).__name__}: {exc}")
-        return
-    daemon.reaper_status = "done"
+    else:
+        daemon.reaper_status = "done"
+    finally:
+        daemon.reaper_finished.set()
 
 
 def default_startup_hook(family: Family) -> StartupHook:

@@ -36,7 +36,7 @@ from tenure.requester import start as client
 if TYPE_CHECKING:
     from typing import Any
 
-Show = Callable[[str, str, Any], None]  # (kind, title, payload)
+Show = Callable[[str, str, "Any"], None]  # (kind, title, payload)
 
 
 def free_ports(candidates: range, count: int) -> list[int]:

@@ -5,12 +5,11 @@
             with held.work():
                 index_one_batch()
 
-Inside the block the process holds the family's lease: it heartbeats, and it leaves by itself
-when the lease is lost or expires, a newer version supersedes it (the record's
-`superseded_by`, seen within one heartbeat even without an HTTP control plane), it is idle,
-its root goes away, or it gets SIGTERM / SIGINT (reason `signal`). Leaving the block retires
-it too; `held.work()` raises `Retiring` once the daemon is leaving, and that exception ends the
-block quietly (it is how a work loop learns, race-free, that it must stop).
+Inside the block the process holds the family's lease: it heartbeats, and leaves by itself when
+the lease is lost or expires, a newer version supersedes it (the record's `superseded_by`, seen
+within a heartbeat even without an HTTP control plane), it is idle, its root goes away, or it
+gets SIGTERM / SIGINT (reason `signal`). Leaving the block retires it too; `held.work()` raises
+`Retiring` once leaving, which ends the block quietly (how a work loop learns, race-free, to stop).
 spec: docs/protocol/lease.md#holder-lifecycle
 """
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from tenure.adapters import config
 from tenure.adapters.files import locked, open_regular
-from tenure.adapters.http import LOOPBACK, health
+from tenure.adapters.http import HEALTH_TIMEOUT_S, LOOPBACK, health
 from tenure.adapters.procinfo import liveness
 from tenure.adapters.root import RootLayout, ensure_root
 from tenure.adapters.spawn import spawn_detached
@@ -20,13 +20,14 @@ from tenure.adapters.store import LeaseStore, log_path
 from tenure.adapters.waiting import wait_until
 from tenure.core.families import EXIT_HELD, Family
 from tenure.core.handover import is_newer
-from tenure.core.health import Health, parse_health
+from tenure.core.health import AFTER_REAPER_PATH, Health, parse_health
 from tenure.core.hints import TYPE_CHECKING
 from tenure.core.lease import SEEN, Liveness
 from tenure.core.notify import Notify, quiet
 from tenure.core.record import LeaseRecord, LeaseState
 from tenure.core.timing import (
     POLL_S,
+    READY_HEALTH_TIMEOUT_S,
     REAPER_REPORT_WAIT_S,
     SPAWN_TIMEOUT_S,
     START_ATTEMPTS,
@@ -101,9 +102,9 @@ def info_from_health(doc: Health, action: str) -> DaemonInfo:
     )
 
 
-def fetch_health(port: int) -> Health | None:
+def fetch_health(port: int, timeout: float = HEALTH_TIMEOUT_S) -> Health | None:
     """The parsed health answer on `port`, or None."""
-    return parse_health(health(port))
+    return parse_health(health(port, timeout))
 
 
 def _after_reaper(doc: Health, action: str) -> DaemonInfo:
@@ -112,13 +113,10 @@ def _after_reaper(doc: Health, action: str) -> DaemonInfo:
     A start reports what the reaper swept; if it is still running the caller says where to
     look (`status` shows the last result).
     """
-
-    def reaper_finished() -> Health | None:
-        fresh = fetch_health(doc.port)
-        return fresh if fresh is not None and fresh.startup_reaper != "pending" else None
-
     if doc.startup_reaper == "pending":
-        doc = wait_until(reaper_finished, REAPER_REPORT_WAIT_S, POLL_S) or doc
+        # One request the daemon answers when its reaper finished (control.md#startup-reaper).
+        told = health(doc.port, REAPER_REPORT_WAIT_S + HEALTH_TIMEOUT_S, AFTER_REAPER_PATH)
+        doc = parse_health(told) or doc
     return info_from_health(doc, action)
 
 
@@ -177,7 +175,9 @@ def _wait_ready(
             )
         rec = store.read()
         if isinstance(rec, LeaseRecord) and rec.holder.pid == proc.pid and rec.holder.port:
-            doc = fetch_health(rec.holder.port)
+            # Our own child holds: it answers as soon as its serve loop runs, so one request
+            # may wait for that (a loaded machine) instead of timing out and asking again.
+            doc = fetch_health(rec.holder.port, READY_HEALTH_TIMEOUT_S)
             if doc and doc.pid == proc.pid and doc.is_holder:
                 return ("ready", doc)
         return None
