@@ -57,6 +57,9 @@ TARGETS = {
     "supersession_no_http_heartbeats": 1.0,
     "supersession_no_http_heartbeats_max": 1.0,
 }
+# Measures where more is better: the doctor's speed against the fastest peer's (issue 23).
+AT_LEAST = {"doctor_vs_fastest_peer_x": 5.0}
+PEER_VERSIONS = ("3.2.4", "3.2.7")  # spec-kitty-cli's doctors, each in its own venv
 ADOPT_PORTS = (9500, 9504)  # a custom family's range, outside both built-in ones
 
 
@@ -414,6 +417,67 @@ def wait_child(root: Path) -> int:
     raise TimeoutError("no child recorded")
 
 
+def peer_doctor(peers: Path, version: str) -> Path | None:
+    """spec-kitty-cli `version`'s command in a venv under `peers`, installed on first use from
+    the package index (with typer 0.24.1, which its CLI needs); None when it cannot be had."""
+    venv = peers / f"spec-kitty-{version}"
+    exe = venv / ("Scripts" if sys.platform == "win32" else "bin") / "spec-kitty"
+    if not exe.exists():
+        pip = [str(venv / "bin" / "python"), "-m", "pip", "install", "-q"]
+        try:
+            subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+            subprocess.run([*pip, f"spec-kitty-cli=={version}", "typer==0.24.1"], check=True)
+        except (OSError, subprocess.CalledProcessError) as exc:
+            print(f"spec-kitty-cli {version} not measured: {exc}", file=sys.stderr)
+            return None
+    return exe
+
+
+def bench_doctor(reg: ProcessRegistry, work: Path, runs: int, peers: Path) -> dict[str, float]:
+    """`tenure auth doctor --json` against spec-kitty's own `auth doctor --json`, interleaved,
+    on the standard fleet: 18 legacy daemons 3.2.2 to 3.2.4, a third-party HTTP server, a wedged
+    legacy listener and a raw TCP listener, all in the sync range."""
+    legacy, root, home = work / "fleet-legacy", work / "fleet-root", work / "fleet-home"
+    legacy.mkdir()
+    root.mkdir(mode=0o700)
+    home.mkdir()
+    commands = {"doctor_fleet_s": [sys.executable, "-m", "tenure", "auth", "doctor", "--json"]}
+    for version in PEER_VERSIONS:
+        exe = peer_doctor(peers, version)
+        if exe is not None:
+            commands[f"doctor_peer_{version}_s"] = [str(exe), "auth", "doctor", "--json"]
+    saved = os.environ.get("SPEC_KITTY_HOME")
+    os.environ["SPEC_KITTY_HOME"] = str(legacy)
+    versions = ["3.2.2", "3.2.3", "3.2.4"]
+    for i in range(18):
+        spawn_legacy(reg, 9401 + i, legacy, versions[i % 3])
+    spawn_other(reg, "third_party_http", 9419)
+    spawn_legacy(reg, 9420, legacy, "3.2.4", mode="wedged")
+    spawn_other(reg, "raw_tcp", 9421)
+    env = tenure_env(root) | {"SPEC_KITTY_HOME": str(legacy), "HOME": str(home)}
+    times: dict[str, list[float]] = {name: [] for name in commands}
+    try:
+        for _ in range(runs):
+            for name, argv in commands.items():
+                t0 = time.perf_counter()
+                done = subprocess.run(argv, env=env, capture_output=True, text=True, check=False)
+                times[name].append(time.perf_counter() - t0)
+                if name == "doctor_fleet_s":  # it saw every listener of the fleet
+                    ports = sorted(c["port"] for c in json.loads(done.stdout)["candidates"])
+                    assert ports == list(range(9401, 9422)), ports
+    finally:
+        reg.stop_all()
+        if saved is None:
+            os.environ.pop("SPEC_KITTY_HOME", None)
+        else:
+            os.environ["SPEC_KITTY_HOME"] = saved
+    out = {name: statistics.median(runs_s) for name, runs_s in times.items()}
+    peer_s = [v for k, v in out.items() if k.startswith("doctor_peer_")]
+    if peer_s:
+        out["doctor_vs_fastest_peer_x"] = min(peer_s) / out["doctor_fleet_s"]
+    return out
+
+
 WORSE = 1.2  # --compare flags a measure that grew by more than this factor
 
 GROUPS: dict[str, Callable[[ProcessRegistry, Path, argparse.Namespace], dict[str, float]]] = {
@@ -423,6 +487,7 @@ GROUPS: dict[str, Callable[[ProcessRegistry, Path, argparse.Namespace], dict[str
     "idle": lambda reg, work, a: bench_idle(reg, work, a.idle_seconds),
     "cli": lambda _reg, work, a: bench_cli(a.runs, work),
     "adoption": lambda reg, work, a: bench_adoption(reg, work, a.runs),
+    "doctor": lambda reg, work, a: bench_doctor(reg, work, a.runs, a.peers),
 }
 
 
@@ -432,6 +497,12 @@ def main() -> int:
     parser.add_argument("--idle-seconds", type=float, default=30.0)
     parser.add_argument(
         "--only", nargs="+", choices=GROUPS, help="run these groups; keep the rest from latest.json"
+    )
+    parser.add_argument(
+        "--peers",
+        type=Path,
+        default=HERE / ".peers",
+        help="where spec-kitty-cli 3.2.4 and 3.2.7 live (installed there on first use)",
     )
     parser.add_argument(
         "--compare",
@@ -468,6 +539,7 @@ def main() -> int:
         "runs": args.runs,
         "results": results,
         "targets": TARGETS,
+        "at_least": AT_LEAST,
     }
     (HERE / "latest.json").write_text(json.dumps(doc, indent=2) + "\n")
     print(f"tenure benchmarks — {doc['date']} — {machine} — median of {args.runs} runs\n")
@@ -477,16 +549,17 @@ def main() -> int:
     print(f"| {'-' * 36} | {'-' * 10} | {'-' * 8} | {'-' * 4} |{rule}")
     worse = []
     for key, value in results.items():
-        target = TARGETS.get(key)
+        target, floor = TARGETS.get(key), AT_LEAST.get(key)
         met = "" if target is None else ("yes" if value < target else "NO")
-        line = (
-            f"| {key:<36} | {value:>10.3f} | {'' if target is None else f'< {target}':>8} "
-            f"| {met:<4} |"
-        )
+        goal = "" if target is None else f"< {target}"
+        if floor is not None:
+            met, goal = ("yes" if value >= floor else "NO"), f">= {floor}"
+        line = f"| {key:<36} | {value:>10.3f} | {goal:>8} | {met:<4} |"
         if before:
             old = before.get(key)
             change = "" if not old else f"{(value - old) / old:+.0%}"
-            if old and value > WORSE * old:
+            got_worse = value < old / WORSE if floor is not None else value > WORSE * old
+            if old and got_worse:
                 change += " !"
                 worse.append(key)
             line += f" {'' if old is None else f'{old:.3f}':>10} | {change:>8} |"

@@ -6,6 +6,7 @@ import json
 import os
 import pty
 import select
+import socket
 import subprocess
 import sys
 import time
@@ -155,6 +156,36 @@ def test_json_validates_on_an_empty_machine_and_with_leases_only(fleet: Fleet) -
     assert leased["leases"][0]["state"] == "held"
     assert leased["leases"][0]["holder_answers"] is True
     assert leased["findings"] == []
+
+
+def test_a_listener_whose_accept_queue_is_full_is_still_listed(fleet: Fleet) -> None:
+    """A listener that never accepts, its accept queue filled: connects to it go unanswered (a
+    closed loopback port refuses at once), yet the doctor lists it, never_touch, no health."""
+    legacy = spawn_legacy(fleet.registry, 9427, legacy_root(fleet), "3.2.4", mode="wedged")[0]
+    spawn_other(fleet.registry, "raw_tcp", 9428)  # a backlog of 8
+    held: list[socket.socket] = []
+    try:
+        for port in (9427, 9428):
+            while len(held) < 500:  # the wedged stand-in's backlog is 64
+                sock = socket.socket()
+                sock.settimeout(1.0)  # a queued connect completes at once; a full queue never
+                try:
+                    sock.connect(("127.0.0.1", port))
+                except TimeoutError:
+                    sock.close()
+                    break
+                held.append(sock)
+        assert open_ports([9427, 9428]) == []  # the connect gate alone would miss them
+        doc, _code = doctor_json(fleet)
+    finally:
+        for sock in held:
+            sock.close()
+    found = {c["port"]: c for c in doc["candidates"] if c["port"] in (9427, 9428)}
+    assert found[9428]["cleanup_class"] == "never_touch"
+    assert found[9428]["skip_reason"] == "third_party"
+    # The legacy one is recognised by its argv; unanswered, it is left to an operator.
+    assert (found[9427]["pid"], found[9427]["skip_reason"]) == (legacy.pid, "unresponsive")
+    assert found[9427]["cleanup_class"] == "operator_required"
 
 
 def test_reset_sweeps_exactly_safe_auto_and_force_sweeps_operator_required(fleet: Fleet) -> None:

@@ -28,11 +28,26 @@ def open_ports(ports: Iterable[int], timeout: float = CONNECT_TIMEOUT_S) -> list
     exhaust the descriptor limit; when the process is out of descriptors anyway, the scan says
     so (`ScanIncomplete`) instead of guessing. spec: classification.md#scanning
     """
+    return connect_gate(ports, timeout)[0]
+
+
+def connect_gate(
+    ports: Iterable[int], timeout: float = CONNECT_TIMEOUT_S
+) -> tuple[list[int], list[int]]:
+    """`open_ports`, and the ports whose connect was neither accepted nor refused in `timeout`.
+
+    On loopback a closed port refuses at once; a connect left unanswered means a listener
+    whose accept queue is full (it never accepts): it is there, but asking it anything would
+    only wait out a timeout. spec: classification.md#scanning
+    """
     todo = list(ports)
     found: list[int] = []
+    stalled: list[int] = []
     for i in range(0, len(todo), MAX_SOCKETS):
-        found += _open_batch(todo[i : i + MAX_SOCKETS], timeout)
-    return sorted(found)
+        accepted, unanswered = _open_batch(todo[i : i + MAX_SOCKETS], timeout)
+        found += accepted
+        stalled += unanswered
+    return sorted(found), sorted(stalled)
 
 
 def _socket() -> socket.socket:
@@ -47,7 +62,7 @@ def _socket() -> socket.socket:
         raise
 
 
-def _open_batch(ports: list[int], timeout: float) -> list[int]:
+def _open_batch(ports: list[int], timeout: float) -> tuple[list[int], list[int]]:
     import selectors  # noqa: PLC0415
     import socket  # noqa: PLC0415
 
@@ -79,4 +94,4 @@ def _open_batch(ports: list[int], timeout: float) -> list[int]:
         for sock, _port in pending.values():
             sock.close()
         sel.close()
-    return found
+    return found, [port for _sock, port in pending.values()]

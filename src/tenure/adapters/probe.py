@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterable
 
 from tenure.adapters import peers, platform, procfs
 from tenure.adapters.http import health
-from tenure.adapters.ports import MAX_SOCKETS, open_ports
+from tenure.adapters.ports import MAX_SOCKETS, connect_gate
 from tenure.adapters.procinfo import read_process, tree_cookies
 from tenure.core.hints import TYPE_CHECKING
 from tenure.core.values import frozen
@@ -94,11 +94,12 @@ def scan(
     """Gather facts for every listener on `ports` (loopback only). `GET /api/health` goes only
     to the ports `ask` allows (default: all); the others get nothing but the connect."""
     t0 = time.monotonic()
-    live = open_ports(ports)
+    accepting, stalled = connect_gate(ports)
+    live = sorted(accepting + stalled)  # a full accept queue hides no listener (never asked)
     if not live:
         return ScanResult([], time.monotonic() - t0)
     pids = pid_lookup()
-    asked = [p for p in live if ask is None or ask(p)]
+    asked = [p for p in accepting if ask is None or ask(p)]
     found = dict(zip(asked, _at_once(health, asked, MAX_SOCKETS), strict=True))
     answers = [found.get(p) for p in live]
     listeners = []
