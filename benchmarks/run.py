@@ -558,8 +558,7 @@ def main() -> int:
         if before:
             old = before.get(key)
             change = "" if not old else f"{(value - old) / old:+.0%}"
-            got_worse = value < old / WORSE if floor is not None else value > WORSE * old
-            if old and got_worse:
+            if old and (value < old / WORSE if floor is not None else value > WORSE * old):
                 change += " !"
                 worse.append(key)
             line += f" {'' if old is None else f'{old:.3f}':>10} | {change:>8} |"

@@ -1,11 +1,12 @@
-"""Value classes (pure): `@frozen` is `@dataclass(frozen=True, slots=True)` made without exec.
+"""Value classes (pure): `@frozen` is `@dataclass(frozen=True, slots=True)`, made cheaply.
 
 Why not dataclasses: importing it loads `inspect` (ast, dis, tokenize), and every class compiles
 six methods with exec, ~0.6 ms a class on the 2-core reference machine: ~25 ms for the two
 dozen records the daemon imports, paid again by every `tenure sync start`, every daemon and
 every host tool that imports `tenure.ensure` (benchmarks/run.py, `cold_start_s`). Here every
-class shares the same few methods, driven by its tuple of field names. mypy reads `frozen` and
-`mutable` as dataclasses (PEP 681), so constructors, defaults and immutability stay checked.
+class shares the same few methods, driven by its tuple of field names, and compiles only its
+constructor, on its first construction. mypy reads `frozen` and `mutable` as dataclasses
+(PEP 681), so constructors, defaults and immutability stay checked.
 
 Covered: fields from the class's own annotations (after a value base's), positional or
 keyword construction, plain defaults and `field(default_factory=...)`, `__post_init__`,
@@ -132,26 +133,40 @@ def _build(cls: type[T], *, frozen: bool) -> type[T]:
 
 
 def _init(self: Any, *args: Any, **kwargs: Any) -> None:
+    """A class's first construction: compile its own `__init__`, then run it."""
     cls = type(self)
-    names: tuple[str, ...] = cls.__value_fields__
-    if len(args) > len(names):
-        raise TypeError(f"{cls.__name__}() takes {len(names)} arguments but {len(args)} given")
-    put = object.__setattr__
-    for name, arg in zip(names, args, strict=False):
-        put(self, name, arg)
-    for name in names[len(args) :]:
-        if name in kwargs:
-            put(self, name, kwargs.pop(name))
-            continue
-        default = cls.__value_defaults__.get(name, _MISSING)
+    cls.__init__ = _compile_init(cls)
+    cls.__init__(self, *args, **kwargs)
+
+
+def _compile_init(cls: type) -> Callable[..., None]:
+    """The constructor a dataclass would have, compiled once the class is first used: a
+    record imported but never built costs nothing, one built often costs what a dataclass's
+    does. Field names are identifiers (annotations), so the source is safe to compile."""
+    names: tuple[str, ...] = getattr(cls, FIELDS)
+    defaults: dict[str, Any] = getattr(cls, "__value_defaults__")  # noqa: B009
+    env: dict[str, Any] = {"_put": object.__setattr__, "_MISSING": _MISSING}
+    params, lines = [], []
+    for i, name in enumerate(names):
+        default = defaults.get(name, _MISSING)
         if default is _MISSING:
-            raise TypeError(f"{cls.__name__}() missing argument {name!r}")
-        put(self, name, default.make() if type(default) is _Factory else default)
-    if kwargs:
-        raise TypeError(f"{cls.__name__}() got an unexpected or repeated {sorted(kwargs)[0]!r}")
-    post = getattr(self, "__post_init__", None)
-    if post is not None:
-        post()
+            params.append(name)
+            lines.append(f"_put(self, {name!r}, {name})")
+        elif type(default) is _Factory:
+            env[f"_make{i}"] = default.make
+            params.append(f"{name}=_MISSING")
+            lines.append(f"_put(self, {name!r}, _make{i}() if {name} is _MISSING else {name})")
+        else:
+            env[f"_default{i}"] = default
+            params.append(f"{name}=_default{i}")
+            lines.append(f"_put(self, {name!r}, {name})")
+    if hasattr(cls, "__post_init__"):
+        lines.append("self.__post_init__()")
+    body = "".join(f"\n    {line}" for line in lines or ["pass"])
+    exec(f"def __init__(self, {', '.join(params)}):{body}", env)  # noqa: S102
+    init: Callable[..., None] = env["__init__"]
+    init.__qualname__ = f"{cls.__qualname__}.__init__"
+    return init
 
 
 def _repr(self: Any) -> str:
