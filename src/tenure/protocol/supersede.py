@@ -17,7 +17,6 @@ from tenure.adapters import platform
 from tenure.adapters.http import health, request
 from tenure.adapters.location import here
 from tenure.adapters.procinfo import holder_liveness, liveness
-from tenure.adapters.stopping import stop_verified
 from tenure.adapters.store import LeaseStore
 from tenure.adapters.tokens import read_token
 from tenure.adapters.waiting import wait_until
@@ -256,4 +255,7 @@ def stop_holder(
                 "from here"
             )
         return None
+    # The verified stop loads threading and select: a host tool reusing a holder never needs it.
+    from tenure.adapters.stopping import stop_verified  # noqa: PLC0415
+
     return stop_verified(rec.holder.ident, rec.family, marker=marker, policy=policy, notify=notify)
