@@ -270,6 +270,9 @@ def bench_cli(runs: int, work: Path) -> dict[str, float]:
         breakdown = {
             "python_start_s": median_of(runs, timed(py, "-c", "pass")),
             "daemon_import_s": median_of(runs, timed(py, "-c", "import tenure.daemon.main")),
+            "start_import_s": median_of(
+                runs, timed(py, "-c", "import tenure.cli.hot, tenure.requester.start")
+            ),
             "python_rss_mb": resident_mb(rss),
             "daemon_import_rss_mb": resident_mb(f"import tenure.daemon.main\n{rss}"),
         }
