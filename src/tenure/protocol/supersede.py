@@ -14,14 +14,11 @@ import time
 from collections.abc import Callable
 
 from tenure.adapters import platform
-from tenure.adapters.http import health, request
 from tenure.adapters.location import here
 from tenure.adapters.procinfo import holder_liveness, liveness
 from tenure.adapters.store import LeaseStore
-from tenure.adapters.tokens import read_token
 from tenure.adapters.waiting import wait_until
 from tenure.core.handover import decide_stop_request, decide_supersede, is_newer
-from tenure.core.health import parse_health
 from tenure.core.identity import is_foreign
 from tenure.core.lease import SEEN, Liveness, confirm_s
 from tenure.core.notify import Notify, quiet
@@ -75,6 +72,11 @@ def answers_as_holder(rec: LeaseRecord) -> bool:
     h = rec.holder
     if h.port is None or not h.control:
         return False
+    # HTTP only for a holder with a control plane: a host tool reusing a `tenure.hold`
+    # daemon loads none of it.
+    from tenure.adapters.http import health  # noqa: PLC0415
+    from tenure.core.health import parse_health  # noqa: PLC0415
+
     doc = parse_health(health(h.port))
     return (
         doc is not None
@@ -132,6 +134,9 @@ def supersede(
     )
     # A foreign holder is asked through the record only: its port and pid are not ours to
     # trust, and the token must never go to whoever listens on that port here.
+    from tenure.adapters.http import request  # noqa: PLC0415
+    from tenure.adapters.tokens import read_token  # noqa: PLC0415
+
     token = None if is_foreign_holder(rec) else read_token(store.root, store.family, h.pid)
     if token is not None and h.port is not None and h.control:
         request(

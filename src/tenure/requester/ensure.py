@@ -17,10 +17,8 @@ from collections.abc import Mapping, Sequence
 
 from tenure.adapters import config
 from tenure.adapters.files import locked
-from tenure.adapters.ports import open_ports
 from tenure.adapters.procinfo import holder_liveness
 from tenure.adapters.root import RootLayout, ensure_root, given_or_default
-from tenure.adapters.spawn import spawn_detached
 from tenure.adapters.store import LeaseStore
 from tenure.adapters.waiting import wait_until
 from tenure.core.handover import is_newer
@@ -93,6 +91,8 @@ def free_port(ports: tuple[int, int] | None, prefer: int | None = None) -> int |
     the range and free again, so an upgrade keeps the port clients know."""
     if ports is None:
         return None
+    from tenure.adapters.ports import open_ports  # noqa: PLC0415  (spawning only: socket)
+
     candidates = range(ports[0], ports[1] + 1)
     busy = set(open_ports(candidates))
     free = [p for p in candidates if p not in busy]
@@ -111,6 +111,8 @@ def _spawn(
     env: Mapping[str, str] | None,
     cwd: str | os.PathLike[str] | None,
 ) -> subprocess.Popen[bytes]:
+    from tenure.adapters.spawn import spawn_detached  # noqa: PLC0415  (spawning only)
+
     family, root = store.family, store.root
     last = store.read()
     # The previous holder's port when it is free again: an upgrade keeps the port clients know.
@@ -162,6 +164,8 @@ def ensure(
         plan = prepare_start(store, version, timing, _usable, notify)
         if plan.reuse is not None:
             return _ensured(plan.reuse, plan.action)
+        from tenure.adapters.ports import open_ports  # noqa: PLC0415  (spawning only: socket)
+
         proc = _spawn(store, command, version, ports, wait=plan.wait_s, env=env, cwd=cwd)
 
         def holds() -> LeaseRecord | None:
