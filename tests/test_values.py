@@ -152,3 +152,25 @@ def test_generic_values_keep_their_class() -> None:
     assert box.item == 3
     assert Box.__qualname__ == "Box"
     assert Box[int](4) == Box(4)
+
+
+def test_what_the_class_body_defines_stays() -> None:
+    @frozen
+    class Secret:
+        name: str
+        token: str
+
+        def __repr__(self) -> str:
+            return f"Secret({self.name!r}, token=…)"
+
+    s = Secret("a", "t0ps3cret")
+    assert repr(s) == "Secret('a', token=…)"
+    assert hash(s) == hash(Secret("a", "t0ps3cret"))  # still hashed over its fields
+    with pytest.raises(TypeError, match="cannot define"):
+
+        @frozen
+        class Settable:
+            x: int
+
+            def __setattr__(self, name: str, value: object) -> None:
+                object.__setattr__(self, name, value)

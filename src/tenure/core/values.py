@@ -116,15 +116,24 @@ def _build(cls: type[T], *, frozen: bool) -> type[T]:
         __value_fields__=names,
         __value_defaults__=defaults,
         __value_get__=get,
-        __value_frozen__=frozen,
-        __init__=_init,
-        __repr__=_repr,
-        __eq__=_eq,
-        __hash__=_hash if frozen else None,
-        __getstate__=_getstate,
-        __setstate__=_setstate,
     )
+    # As with dataclasses, what the class body defines itself stays (a repr that hides a
+    # secret, say); the `__hash__ = None` Python adds beside a body's own `__eq__` does not count.
+    generated = {
+        "__init__": _init,
+        "__repr__": _repr,
+        "__eq__": _eq,
+        "__getstate__": _getstate,
+        "__setstate__": _setstate,
+    }
+    for name, method in generated.items():
+        ns.setdefault(name, method)
+    own_hash = "__hash__" in ns and not (ns["__hash__"] is None and "__eq__" in cls.__dict__)
+    if not own_hash:
+        ns["__hash__"] = _hash if frozen else None
     if frozen:
+        if "__setattr__" in ns or "__delattr__" in ns:
+            raise TypeError(f"frozen value {cls.__name__} cannot define __setattr__/__delattr__")
         ns.update(__setattr__=_refuse_set, __delattr__=_refuse_del)
     meta: Any = type(cls)  # the class's own metaclass, as dataclasses' slots=True does
     made: type[T] = meta(cls.__name__, cls.__bases__, ns)
