@@ -14,7 +14,7 @@ import errno
 import socket
 import struct
 import sys
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 
 from tenure.adapters import platform
 
@@ -55,16 +55,23 @@ def _diag(peer_port: int, server_port: int) -> int | None:
     return uid
 
 
+def _table_rows(*tables: str) -> Iterator[list[bytes]]:
+    """The rows of /proc/net/tcp-style tables, split into fields (header skipped, at most
+    MAX_TABLE_BYTES each; a table that cannot be read has no rows):
+    sl local rem st tx:rx tr:when retr uid timeout inode ..."""
+    for table in tables:
+        try:
+            with open(table, "rb") as fh:
+                data = fh.read(MAX_TABLE_BYTES)
+        except OSError:
+            continue
+        for raw in data.splitlines()[1:]:
+            yield raw.split()
+
+
 def _table(peer_port: int, server_port: int) -> int | None:
-    want_local, want_remote = f":{peer_port:04X}", f":{server_port:04X}"
-    try:
-        with open(TABLE, "rb") as fh:
-            data = fh.read(MAX_TABLE_BYTES)
-    except OSError:
-        return None
-    for raw in data.decode("ascii", "replace").splitlines()[1:]:
-        parts = raw.split()
-        # sl local rem st tx:rx tr:when retr uid timeout inode ...
+    want_local, want_remote = f":{peer_port:04X}".encode(), f":{server_port:04X}".encode()
+    for parts in _table_rows(TABLE):
         if len(parts) > 7 and parts[1].endswith(want_local) and parts[2].endswith(want_remote):
             return int(parts[7]) if parts[7].isdigit() else None
     return None
@@ -76,18 +83,11 @@ def established_on(port: int, owners: Iterable[int] = ()) -> int:
     processes, whose sockets psutil reads without privileges) are counted."""
     if not platform.PROC_FACTS:
         return _owned_established(port, owners)
-    want = f":{port:04X}"
-    count = 0
-    for table in (TABLE, TABLE + "6"):
-        try:
-            with open(table, "rb") as fh:
-                data = fh.read(MAX_TABLE_BYTES)
-        except OSError:
-            continue
-        for raw in data.decode("ascii", "replace").splitlines()[1:]:
-            parts = raw.split()
-            count += len(parts) > 3 and parts[1].endswith(want) and parts[3] == "01"
-    return count
+    want = f":{port:04X}".encode()
+    return sum(
+        len(parts) > 3 and parts[1].endswith(want) and parts[3] == b"01"
+        for parts in _table_rows(TABLE, TABLE + "6")
+    )
 
 
 def _owned_established(port: int, owners: Iterable[int]) -> int:
@@ -124,18 +124,11 @@ def listening_sockets() -> list[tuple[int, int]]:
         return [s for family in (socket.AF_INET, socket.AF_INET6) for s in _diag_listeners(family)]
     except OSError:
         pass
-    found: list[tuple[int, int]] = []
-    for table in (TABLE, TABLE + "6"):
-        try:
-            with open(table, "rb") as fh:
-                lines = fh.read(MAX_TABLE_BYTES).splitlines()[1:]
-        except OSError:
-            continue
-        for line in lines:
-            parts = line.split()
-            if len(parts) > 9 and parts[3] == b"0A" and parts[9] != b"0":  # 0A: LISTEN
-                found.append((int(parts[9]), int(parts[1].rsplit(b":", 1)[1], 16)))
-    return found
+    return [
+        (int(parts[9]), int(parts[1].rsplit(b":", 1)[1], 16))
+        for parts in _table_rows(TABLE, TABLE + "6")
+        if len(parts) > 9 and parts[3] == b"0A" and parts[9] != b"0"  # 0A: LISTEN
+    ]
 
 
 def _diag_listeners(family: int) -> list[tuple[int, int]]:
