@@ -102,9 +102,11 @@ def info_from_health(doc: Health, action: str) -> DaemonInfo:
     )
 
 
-def fetch_health(port: int, timeout: float = HEALTH_TIMEOUT_S) -> Health | None:
-    """The parsed health answer on `port`, or None."""
-    return parse_health(health(port, timeout))
+def fetch_health(
+    port: int, timeout: float = HEALTH_TIMEOUT_S, path: str = "/api/health"
+) -> Health | None:
+    """The parsed health answer on `port` (at `path`), or None."""
+    return parse_health(health(port, timeout, path))
 
 
 def _after_reaper(doc: Health, action: str) -> DaemonInfo:
@@ -115,8 +117,8 @@ def _after_reaper(doc: Health, action: str) -> DaemonInfo:
     """
     if doc.startup_reaper == "pending":
         # One request the daemon answers when its reaper finished (control.md#startup-reaper).
-        told = health(doc.port, REAPER_REPORT_WAIT_S + HEALTH_TIMEOUT_S, AFTER_REAPER_PATH)
-        doc = parse_health(told) or doc
+        wait = REAPER_REPORT_WAIT_S + HEALTH_TIMEOUT_S
+        doc = fetch_health(doc.port, wait, AFTER_REAPER_PATH) or doc
     return info_from_health(doc, action)
 
 
