@@ -98,6 +98,15 @@ def wait_gone(pid: int, timeout: float = 10.0) -> None:
     raise TimeoutError(f"pid {pid} still alive")
 
 
+def spawn_fleet(reg: ProcessRegistry, legacy: Path) -> None:
+    """18 legacy daemons 3.2.2 to 3.2.4 on 9401-9418 and a third-party HTTP server on 9419:
+    the standard fleet before its wedged listener (9420) and raw TCP listener (9421)."""
+    versions = ["3.2.2", "3.2.3", "3.2.4"]
+    for i in range(18):
+        spawn_legacy(reg, 9401 + i, legacy, versions[i % 3])
+    spawn_other(reg, "third_party_http", 9419)
+
+
 def bench_scans(reg: ProcessRegistry, work: Path, runs: int) -> dict[str, float]:
     root, legacy = work / "root", work / "legacy"
     root.mkdir(mode=0o700)
@@ -109,10 +118,7 @@ def bench_scans(reg: ProcessRegistry, work: Path, runs: int) -> dict[str, float]
         return survey(SYNC, root, legacy_root()).elapsed_s
 
     out = {"scan_empty_s": median_of(runs, scan_once)}
-    versions = ["3.2.2", "3.2.3", "3.2.4"]
-    for i in range(18):
-        spawn_legacy(reg, 9401 + i, legacy, versions[i % 3])
-    spawn_other(reg, "third_party_http", 9419)
+    spawn_fleet(reg, legacy)
     out["scan_18_legacy_s"] = median_of(runs, scan_once)
     spawn_legacy(reg, 9420, legacy, "3.2.4", mode="wedged")
     out["scan_18_legacy_wedged_s"] = median_of(runs, scan_once)
@@ -451,10 +457,7 @@ def bench_doctor(reg: ProcessRegistry, work: Path, runs: int, peers: Path) -> di
             commands[f"doctor_peer_{version}_s"] = [str(exe), "auth", "doctor", "--json"]
     saved = os.environ.get("SPEC_KITTY_HOME")
     os.environ["SPEC_KITTY_HOME"] = str(legacy)
-    versions = ["3.2.2", "3.2.3", "3.2.4"]
-    for i in range(18):
-        spawn_legacy(reg, 9401 + i, legacy, versions[i % 3])
-    spawn_other(reg, "third_party_http", 9419)
+    spawn_fleet(reg, legacy)
     spawn_legacy(reg, 9420, legacy, "3.2.4", mode="wedged")
     spawn_other(reg, "raw_tcp", 9421)
     env = tenure_env(root) | {"SPEC_KITTY_HOME": str(legacy), "HOME": str(home)}
