@@ -122,10 +122,15 @@ def check_root(path: Path) -> Path:
     link, a foreign owner or a group/world-writable mode anywhere is a `RootError` naming the
     path. Returns the resolved root. spec: root.md#permissions
     """
+    return _check_root(path)[0]
+
+
+def _check_root(path: Path) -> tuple[Path, set[str]]:
+    """`check_root`, and which subdirectories are missing (so `ensure_root` creates them
+    without a second look at those that are there)."""
     _check_dir(path, "root")
-    for sub in SUBDIRS:
-        _check_dir(path / sub, f"{sub}/", missing_ok=True)
-    return path.resolve()
+    missing = {sub for sub in SUBDIRS if not _check_dir(path / sub, f"{sub}/", missing_ok=True)}
+    return path.resolve(), missing
 
 
 def ensure_subdir(root: Path, name: str) -> Path:
@@ -147,9 +152,10 @@ def ensure_root(path: Path) -> Path:
                 path.mkdir(mode=DIR_MODE)
         except OSError as exc:
             raise RootError(path, f"cannot be created ({exc.strerror})", "uncreatable") from None
-    root = check_root(path)
+    root, missing = _check_root(path)
     try:
-        ensure_subdir(root, "leases")
+        if "leases" in missing:
+            ensure_subdir(root, "leases")
         ensure_root_id(root)
     except RootError:
         raise
