@@ -148,12 +148,12 @@ def _init(self: Any, *args: Any, **kwargs: Any) -> None:
     cls.__init__(self, *args, **kwargs)
 
 
-def _compile_init(cls: type) -> Callable[..., None]:
+def _compile_init(cls: Any) -> Callable[..., None]:
     """The constructor a dataclass would have, compiled once the class is first used: a
     record imported but never built costs nothing, one built often costs what a dataclass's
     does. Field names are identifiers (annotations), so the source is safe to compile."""
-    names: tuple[str, ...] = getattr(cls, FIELDS)
-    defaults: dict[str, Any] = getattr(cls, "__value_defaults__")  # noqa: B009
+    names: tuple[str, ...] = cls.__value_fields__
+    defaults: dict[str, Any] = cls.__value_defaults__
     env: dict[str, Any] = {"_put": object.__setattr__, "_MISSING": _MISSING}
     params, lines = [], []
     for i, name in enumerate(names):
