@@ -163,7 +163,7 @@ ROWS: list[tuple[str, ListenerFacts, Scope, CleanupClass, SkipReason | None]] = 
         SkipReason.CROSS_ROOT,
     ),
     (
-        "lease-aware-holder-living-in-another-namespace",
+        "lease-aware-in-another-namespace",
         replace(tenure_daemon(), pid=None, create_time=None),
         replace(SCOPE, lease=replace(SCOPE.lease, foreign="host b, boot 1234abcd, pid ns 7")),  # type: ignore[type-var]
         NEVER,
@@ -537,3 +537,52 @@ def test_the_rule_tables_are_the_documented_rows() -> None:
         for rule in rules:
             reason = None if rule.reason is None else rule.reason.value
             assert documented[rule.row] == (rule.cls.value, reason), rule.row
+
+
+def test_a_tree_the_record_still_lists_as_replaced_is_a_gone_holders_tree() -> None:
+    """An interrupted takeover: the record's live holder is another wrapper, yet the survivor
+    of the tree it replaced is listed in `orphans` and stays cleanable (control.md#run)."""
+    listed = replace(
+        SCOPE,
+        lease=replace(
+            SCOPE.lease,  # type: ignore[type-var]
+            holder_gone=False,
+            orphan_trees=(("c00k1e", 1000, NOW - 90),),
+        ),
+    )
+    record = classify(SURVIVOR, listed)
+    assert record.cleanup_class is SAFE
+    assert record.tree_cookie == "c00k1e"
+    too_old = classify(replace(SURVIVOR, start_ticks=999), listed)
+    assert too_old.cleanup_class is not SAFE
+
+
+@pytest.mark.parametrize(
+    ("why", "facts", "scope"),
+    [
+        (
+            "silent, while the lease's holder is foreign",
+            replace(tenure_daemon(), health=None),
+            replace(SCOPE, lease=replace(SCOPE.lease, foreign="pid ns 7")),  # type: ignore[type-var]
+        ),
+        (
+            "lingering past the grace, in another pid namespace",
+            replace(tenure_daemon(), pid=999, health=None, pid_ns=4026532999),
+            replace(SCOPE, pid_ns=4026531836, now_wall=NOW + 10_000),
+        ),
+    ],
+)
+def test_a_lease_aware_listener_of_another_namespace_is_never_touched(
+    why: str, facts: ListenerFacts, scope: Scope
+) -> None:
+    """Answer or no answer: a pid of another namespace is never judged against ours."""
+    record = classify(facts, scope)
+    assert record.cleanup_class is NEVER, why
+    assert record.skip_reason is SkipReason.LEASE_HOLDER
+
+
+def test_the_same_listener_in_our_namespace_past_the_grace_is_cleanable() -> None:
+    """The control for the row above: only the namespace made the difference."""
+    facts = replace(tenure_daemon(), pid=999, health=None, pid_ns=4026531836)
+    record = classify(facts, replace(SCOPE, pid_ns=4026531836, now_wall=NOW + 10_000))
+    assert record.cleanup_class is SAFE

@@ -13,7 +13,9 @@ ADAPTERS = SRC / "adapters"
 # proof lives in the adapters (procinfo, stopping, tree, registry, child, watchdog).
 SIGNALLING = {("os", "kill"), ("os", "killpg"), ("signal", "pidfd_send_signal")}
 SIGNALLING_METHODS = {"send_signal", "kill", "terminate"}
-MAX_LINES = 300
+# The guide's soft bound (GUIDE §2: one concept per module, ~400 lines); a table is never split
+# to fit it.
+MAX_LINES = 400
 
 
 def _signalling_calls(path: Path) -> list[str]:
@@ -50,7 +52,7 @@ def test_the_rule_sees_a_signal_where_there_is_one(tmp_path: Path) -> None:
     assert calls == ["os.kill", "signal.pidfd_send_signal", ".terminate()"]
 
 
-def test_no_module_is_over_300_lines() -> None:
+def test_no_module_is_over_the_soft_bound() -> None:
     """A module that grows past this splits by purpose (docs/adr/0003-layout-by-purpose.md)."""
     long = {
         str(p.relative_to(SRC)): n

@@ -9,8 +9,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from tenure.core.codec import encode, parse
+from tenure.core.handover import decide_release, decide_stop_request
 from tenure.core.identity import Location
 from tenure.core.inputs import FAMILY_PATTERN
+from tenure.core.lease import Liveness, Observation, decide_acquire, decide_renew
 from tenure.core.record import (
     PROTOCOL,
     Child,
@@ -126,12 +128,73 @@ SAMPLE = LeaseRecord(
 )
 
 
-def test_unknown_keys_are_ignored() -> None:
-    """A reader keeps working when a newer writer adds keys (spec: lease.md#readers)."""
+def test_unknown_keys_are_ignored_when_deciding_and_kept_when_rewriting() -> None:
+    """A reader keeps working when a newer writer adds keys, and every rewrite — a mark, a
+    renewal, a release — writes them back as they were (versioning.md#unknown-keys)."""
     doc = json.loads(encode(SAMPLE))
-    doc["future_field"] = {"anything": [1, 2]}
-    doc["holder"]["hostname"] = "x"
-    assert parse(json.dumps(doc).encode()) == SAMPLE
+    doc["x_newer_extension"] = {"anything": [1, 2]}
+    doc["holder"]["x_newer_holder_field"] = "x"
+    parsed = parse(json.dumps(doc).encode())
+    assert isinstance(parsed, LeaseRecord)
+    assert replace(parsed, extra=(), holder=replace(parsed.holder, extra=())) == SAMPLE
+    marked = decide_stop_request(parsed, SAMPLE.epoch, 77, 9.0)
+    renewed = decide_renew(parsed, SAMPLE.epoch, "n", 1.0, 9.0).write
+    released = decide_release(parsed, SAMPLE.epoch, "n", 9.0).write
+    for rewritten in (marked, renewed, released):
+        assert rewritten is not None
+        back = json.loads(encode(rewritten))
+        assert back["x_newer_extension"] == {"anything": [1, 2]}
+        assert back["holder"]["x_newer_holder_field"] == "x"
+
+
+def test_an_acquire_keeps_the_leases_unknown_keys_but_not_the_old_holders() -> None:
+    """A new holder writes its own holder object; keys about the lease itself stay."""
+    doc = json.loads(encode(replace(SAMPLE, state=LeaseState.RELEASED)))
+    doc["x_newer_extension"] = 1
+    doc["holder"]["x_newer_holder_field"] = "x"
+    parsed = parse(json.dumps(doc).encode())
+    me = replace(SAMPLE.holder, pid=11, nonce="m")
+    obs = Observation(parsed, Liveness.DEAD, now_wall=10.0, unchanged_for=0.0)
+    taken = decide_acquire(obs, me, "sync", 15.0).write
+    assert taken is not None
+    back = json.loads(encode(taken))
+    assert back["x_newer_extension"] == 1
+    assert "x_newer_holder_field" not in back["holder"]
+
+
+def test_a_newer_protocols_record_is_judged_by_its_own_ttl_and_its_epoch_never_reused() -> None:
+    """tenure/2 stating `ttl_s` 60 and `epoch` 7: unreadable here, yet an observer with a 15 s
+    TTL waits its 60 s before taking it, and the epoch it grants is 8 (lease.md#unreadable)."""
+    doc = json.loads(encode(replace(SAMPLE, epoch=7, ttl_s=60.0)))
+    doc["protocol"] = "tenure/2"
+    newer = parse(json.dumps(doc).encode())
+    assert isinstance(newer, Unreadable)
+    assert (newer.epoch, newer.ttl_s) == (7, 60.0)
+    me = replace(SAMPLE.holder, pid=11, nonce="m")
+    waiting = Observation(newer, Liveness.DEAD, now_wall=100.0, unchanged_for=20.0)
+    refused = decide_acquire(waiting, me, "sync", 15.0)
+    assert refused.write is None
+    assert refused.wait_s == pytest.approx(40.0)
+    later = replace(waiting, unchanged_for=61.0)
+    taken = decide_acquire(later, me, "sync", 15.0).write
+    assert taken is not None
+    assert taken.epoch == 8
+
+
+@pytest.mark.parametrize(
+    "stated",
+    [{"ttl_s": 10**9}, {"ttl_s": "60"}, {"ttl_s": True}, {"epoch": -1}, {"epoch": 2.5}],
+    ids=["ttl-out-of-bounds", "ttl-text", "ttl-bool", "negative-epoch", "fractional-epoch"],
+)
+def test_a_newer_record_that_states_nonsense_falls_back_to_the_observers_terms(
+    stated: dict[str, object],
+) -> None:
+    """Only sane values count: anything else is garbage, judged by the observer's TTL."""
+    doc = {**json.loads(encode(SAMPLE)), "protocol": "tenure/2", **stated}
+    newer = parse(json.dumps(doc).encode())
+    assert isinstance(newer, Unreadable)
+    key = next(iter(stated))
+    assert getattr(newer, key) is None
 
 
 def test_record_carries_the_protocol_version() -> None:

@@ -116,6 +116,9 @@ def scan(
                 health=doc,
                 start_ticks=None if proc is None else proc.start_ticks,
                 tree_cookies=tree_cookies(proc.pid) if proc and proc.uid == platform.uid() else (),
+                pid_ns=procfs.pid_namespace(pid)
+                if pid is not None and platform.PROC_FACTS
+                else None,
             )
         )
     return ScanResult(listeners, time.monotonic() - t0)

@@ -133,6 +133,15 @@ def split_cmdline(data: str) -> tuple[str, ...]:
     return tuple(parts)
 
 
+def pid_namespace(pid: int) -> int | None:
+    """The inode of `pid`'s pid namespace (`/proc/<pid>/ns/pid`), or None when it cannot be
+    read (gone, another user's without privilege, no /proc)."""
+    try:
+        return os.stat(f"/proc/{pid}/ns/pid").st_ino
+    except OSError:
+        return None
+
+
 def environ_value(pid: int, name: str) -> str | None:
     """One variable of `pid`'s environment, or None (absent, or not ours to read)."""
     try:

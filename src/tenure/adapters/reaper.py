@@ -16,7 +16,9 @@ from pathlib import Path
 
 from tenure.adapters import config, guard, platform
 from tenure.adapters.http import request
+from tenure.adapters.location import here
 from tenure.adapters.ports import open_ports
+from tenure.adapters.procfs import pid_namespace
 from tenure.adapters.procinfo import (
     Mismatch,
     check_identity,
@@ -147,7 +149,18 @@ def verify(rec: DaemonIdentityRecord) -> FailureReason | None:
         raise _Gone
     if mismatch is None and not _in_tree(rec, rec.pid):
         mismatch = Mismatch.IDENTITY_CHANGED
+    if mismatch is None and rec.governance is Governance.LEASE and _elsewhere(rec.pid):
+        mismatch = Mismatch.FOREIGN  # a holder of another namespace is never ours to end
     return None if mismatch is None else FailureReason(mismatch.value)
+
+
+def _elsewhere(pid: int) -> bool:
+    """Whether `pid` lives in a pid namespace other than ours (lease.md#foreign)."""
+    where = here()
+    if where is None or not platform.PROC_FACTS:
+        return False
+    seen = pid_namespace(pid)
+    return seen is not None and seen != where.pid_ns
 
 
 def _in_tree(rec: DaemonIdentityRecord, pid: int) -> bool:

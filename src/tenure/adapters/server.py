@@ -208,10 +208,18 @@ def read_request(sock: socket.socket, deadline_s: float) -> bytes:
     return data
 
 
+def content_length(value: str) -> int | None:
+    """A `Content-Length` value as a number, or None when malformed: ASCII digits only (a
+    superscript `²` is a digit to `str.isdigit`, not to `int`), at most 11 of them."""
+    text = value.strip()
+    if not (text.isascii() and text.isdigit() and len(text) < 12):
+        return None
+    return int(text)
+
+
 def _declared_length(head: bytes) -> int:
     for line in head.split(b"\r\n")[1:]:
         name, _, value = line.partition(b":")
         if name.strip().lower() == b"content-length":
-            text = value.strip()
-            return int(text) if text.isdigit() and len(text) < 12 else 0
+            return content_length(value.decode("latin-1")) or 0
     return 0

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import errno
 import os
+import stat
 from collections.abc import Callable
 from pathlib import Path
 
@@ -107,6 +108,19 @@ class LeaseStore:
         except ValueError:
             return 0
 
+    def check_writable(self) -> None:
+        """Raise `RootError` when a directory stands where the record or the epoch floor
+        belongs: no rename can replace it, so waiting for it is pointless (root.md#files)."""
+        for path in (self.record_path, self.floor_path):
+            try:
+                st = os.lstat(path)
+            except OSError:
+                continue  # absent, or a problem the write itself reports
+            if stat.S_ISDIR(st.st_mode):
+                raise RootError(
+                    path, "a directory stands where a lease file belongs", "not_directory"
+                )
+
     def transact(
         self,
         decide: Callable[[LeaseRecord | Unreadable | None], tuple[T, LeaseRecord | None]],
@@ -122,6 +136,7 @@ class LeaseStore:
         with locked(self.lock_path, timeout_s):
             result, write = decide(read_record_strict(self.record_path))
             if write is not None:
+                self.check_writable()  # before the floor moves: nothing half-written
                 if write.epoch > self.epoch_floor():
                     atomic_write(self.floor_path, f"{write.epoch}\n".encode())
                 atomic_write(self.record_path, encode(write))

@@ -185,9 +185,10 @@ def signal_tree(tree: Tree, sig: signal.Signals, skip: int | None = None) -> int
     return sent
 
 
-def stop_tree(tree: Tree, child: subprocess.Popen[bytes] | None, policy: StopPolicy) -> None:
+def stop_tree(tree: Tree, child: subprocess.Popen[bytes] | None, policy: StopPolicy) -> bool:
     """End the whole tree under `policy`: SIGTERM (+SIGCONT) to the child (through its Popen)
-    and to every member, the grace period, then SIGKILL to what is left; reaped as it goes."""
+    and to every member, the grace period, then SIGKILL to what is left; reaped as it goes.
+    True when nothing of it is left (a member this process may not signal outlives it)."""
 
     def alive() -> bool:
         if child is not None:
@@ -208,4 +209,5 @@ def stop_tree(tree: Tree, child: subprocess.Popen[bytes] | None, policy: StopPol
         while alive() and time.monotonic() < deadline:
             time.sleep(SCAN_POLL_S)
         if not alive():
-            return
+            return True
+    return False

@@ -94,19 +94,20 @@ def classify(facts: ListenerFacts, scope: Scope) -> DaemonIdentityRecord:
             daemon_family=scope.family.name,
         )
     if lease is not None and _orphaned_member(facts, lease):
-        # A process of the tree a gone holder governed (`tenure run`'s grandchild that outlived
-        # a SIGKILLed wrapper): proven by the tree's cookie, our uid and its start.
+        # A process of a tree a gone holder governed (`tenure run`'s grandchild that outlived
+        # a SIGKILLed wrapper, or survived an interrupted takeover): proven by the tree's
+        # cookie, our uid and its start.
         return verdict(
             CleanupClass.SAFE_AUTO,
             None,
             Governance.LEASE,
             IdentitySource.TREE_COOKIE,
             [
-                f"member of tree {lease.tree} whose holder (pid {lease.holder_pid}, epoch "
-                f"{lease.epoch}) is gone"
+                f"member of a tree whose holder is gone ({scope.family.name} lease, "
+                f"epoch {lease.epoch})"
             ],
             daemon_family=scope.family.name,
-            tree_cookie=lease.tree,
+            tree_cookie=_cookie_of(facts, lease),
         )
     return classify_legacy(facts, scope, health, verdict)
 
@@ -133,16 +134,27 @@ def _verdict(  # noqa: PLR0917  (the shape of `Verdict`, which the rule tables c
 
 
 def _orphaned_member(facts: ListenerFacts, lease: LeaseView) -> bool:
-    """Whether the listener carries the cookie of the tree a gone holder governed and started
+    """Whether the listener carries the cookie of a tree a gone holder governed — the record's
+    `child` once its holder is gone, or a replaced tree the record still lists — and started
     no earlier than that tree's head (a cookie copied into an older process proves nothing)."""
-    if lease.tree is None or not lease.holder_gone or lease.foreign is not None:
+    if lease.foreign is not None or facts.pid is None:
         return False
-    if lease.tree not in facts.tree_cookies or facts.pid is None:
-        return False
-    if facts.start_ticks is not None and lease.child_start_ticks is not None:
-        return facts.start_ticks >= lease.child_start_ticks
-    return (
-        facts.create_time is not None
-        and lease.child_create_time is not None
-        and facts.create_time >= lease.child_create_time - CREATE_TIME_TOLERANCE_S
+    heads = list(lease.orphan_trees)
+    if lease.tree is not None and lease.holder_gone and lease.child_create_time is not None:
+        heads.append((lease.tree, lease.child_start_ticks, lease.child_create_time))
+    return any(
+        cookie in facts.tree_cookies and _started_since(facts, ticks, created)
+        for cookie, ticks, created in heads
     )
+
+
+def _cookie_of(facts: ListenerFacts, lease: LeaseView) -> str | None:
+    """The cookie that proves the membership (the reaper re-checks it before each signal)."""
+    cookies = [lease.tree, *(c for c, _t, _ct in lease.orphan_trees)]
+    return next((c for c in cookies if c is not None and c in facts.tree_cookies), None)
+
+
+def _started_since(facts: ListenerFacts, ticks: int | None, created: float) -> bool:
+    if facts.start_ticks is not None and ticks is not None:
+        return facts.start_ticks >= ticks
+    return facts.create_time is not None and facts.create_time >= created - CREATE_TIME_TOLERANCE_S

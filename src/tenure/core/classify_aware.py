@@ -79,6 +79,12 @@ class _Aware(Context):
         return None if self.scope.lease is None else self.scope.lease.foreign
 
     @property
+    def elsewhere(self) -> bool:
+        """The listener lives in a pid namespace other than the observer's."""
+        seen, mine = self.facts.pid_ns, self.scope.pid_ns
+        return seen is not None and mine is not None and seen != mine
+
+    @property
     def health_says_holder(self) -> bool:
         """The health answer names the lease's holder pid."""
         lease = self.scope.lease
@@ -135,6 +141,20 @@ def aware_context(
     )
 
 
+def _elsewhere(c: _Aware) -> str:
+    if c.foreign is not None and c.health_says_holder:
+        return f"holds epoch {c.epoch} from another namespace ({c.foreign})"
+    if c.foreign is not None:
+        return (
+            f"the lease's holder (epoch {c.epoch}) lives in another namespace ({c.foreign}); "
+            "this listener may be it"
+        )
+    return (
+        f"lives in pid namespace {c.facts.pid_ns}, not this one ({c.scope.pid_ns}): its pid "
+        "means nothing against the record"
+    )
+
+
 # Rows 3-12 of docs/protocol/classification.md, in order.
 AWARE_RULES: tuple[Rule[_Aware], ...] = (
     Rule(
@@ -153,12 +173,13 @@ AWARE_RULES: tuple[Rule[_Aware], ...] = (
         lambda c: [f"lease-aware daemon of root {c.root}, not {c.scope.root}: it governs itself"],
     ),
     Rule(
-        # Its pid is another namespace's: never matched against ours, never signalled.
-        "lease-aware-holder-living-in-another-namespace",
-        lambda c: c.foreign is not None and c.health_says_holder,
+        # A pid of another namespace is never matched against ours, answer or no answer: a
+        # silent foreign holder would otherwise look like a lingering stranger here.
+        "lease-aware-in-another-namespace",
+        lambda c: c.foreign is not None or c.elsewhere,
         NEVER,
         SkipReason.LEASE_HOLDER,
-        lambda c: [f"holds epoch {c.epoch} from another namespace ({c.foreign})"],
+        lambda c: [_elsewhere(c)],
         source=IdentitySource.LEASE_RECORD,
     ),
     Rule(

@@ -14,11 +14,13 @@ from tenure.core.identity import Location
 from tenure.core.inputs import is_family_name
 from tenure.core.record import (
     MAX_EPOCH,
+    MAX_ORPHANS,
     MAX_PID,
     MAX_RECORD_BYTES,
     MAX_TEXT,
     PROTOCOL,
     Child,
+    Extra,
     Holder,
     LeaseRecord,
     LeaseState,
@@ -26,9 +28,45 @@ from tenure.core.record import (
     Supersession,
     Unreadable,
 )
+from tenure.core.timing import TTL_MAX_S, TTL_MIN_S
 
 if TYPE_CHECKING:
     from typing import Any
+
+
+# The keys this release reads; any other is kept as it was on every rewrite (versioning.md).
+RECORD_KEYS = frozenset(
+    [
+        "protocol",
+        "family",
+        "epoch",
+        "holder",
+        "ttl_s",
+        "renewed_at",
+        "seq",
+        "state",
+        "superseded_by",
+        "root_id",
+        "ports",
+        "child",
+        "heartbeat_s",
+        "stop_requested",
+        "orphans",
+    ]
+)
+HOLDER_KEYS = frozenset(
+    [
+        "pid",
+        "create_time",
+        "nonce",
+        "version",
+        "port",
+        "started_at",
+        "start_ticks",
+        "control",
+        "where",
+    ]
+)
 
 
 def encode(record: LeaseRecord) -> bytes:
@@ -65,6 +103,23 @@ def _encode_holder(h: Holder) -> dict[str, Any]:
             "time_ns": w.time_ns,
             "host": w.host,
         }
+    return _with_extra(doc, h.extra)
+
+
+def _with_extra(doc: dict[str, Any], extra: Extra) -> dict[str, Any]:
+    """`doc` plus the keys this release does not know, as they were read (never over a key
+    it writes itself)."""
+    for key, text in extra:
+        doc.setdefault(key, json.loads(text))
+    return doc
+
+
+def _encode_child(c: Child) -> dict[str, Any]:
+    doc: dict[str, Any] = {"pid": c.pid, "create_time": c.create_time}
+    if c.start_ticks is not None:
+        doc["start_ticks"] = c.start_ticks
+    if c.tree is not None:
+        doc["tree"] = c.tree
     return doc
 
 
@@ -91,15 +146,14 @@ def _encode(record: LeaseRecord) -> bytes:
     if record.ports is not None:
         doc["ports"] = list(record.ports)
     if record.child is not None:
-        doc["child"] = {"pid": record.child.pid, "create_time": record.child.create_time}
-        if record.child.start_ticks is not None:
-            doc["child"]["start_ticks"] = record.child.start_ticks
-        if record.child.tree is not None:
-            doc["child"]["tree"] = record.child.tree
+        doc["child"] = _encode_child(record.child)
+    if record.orphans:
+        doc["orphans"] = [_encode_child(c) for c in record.orphans]
     if record.heartbeat_s is not None:
         doc["heartbeat_s"] = record.heartbeat_s
     if record.stop_requested is not None:
         doc["stop_requested"] = {"pid": record.stop_requested.pid, "at": record.stop_requested.at}
+    doc = _with_extra(doc, record.extra)
     return (json.dumps(doc, sort_keys=True, allow_nan=False) + "\n").encode()
 
 
@@ -201,6 +255,7 @@ def _parse_holder(doc: dict[str, Any]) -> Holder:
     if control and port is None:
         raise _Bad("holder.control: true without a port")
     return Holder(
+        extra=_extra(doc, HOLDER_KEYS),
         pid=_int(doc, "pid", 1, MAX_PID),
         create_time=create_time,
         nonce=_text(doc, "nonce"),
@@ -211,6 +266,51 @@ def _parse_holder(doc: dict[str, Any]) -> Holder:
         where=_parse_where(doc.get("where")),
         control=control,
     )
+
+
+def _extra(doc: dict[str, Any], known: frozenset[str]) -> Extra:
+    """The keys of `doc` this release does not know, each with its value as canonical JSON."""
+    return tuple(
+        (key, json.dumps(doc[key], sort_keys=True, allow_nan=False))
+        for key in sorted(doc)
+        if key not in known
+    )
+
+
+def _parse_child(doc: Any, where: str) -> Child:
+    if not isinstance(doc, dict):
+        raise _Bad(f"{where}: expected an object")
+    return Child(
+        pid=_int(doc, "pid", 1, MAX_PID),
+        create_time=_number(doc, "create_time"),
+        start_ticks=_optional_int(doc, "start_ticks", 0, MAX_EPOCH),
+        tree=_tree(doc.get("tree")),
+    )
+
+
+def _parse_orphans(value: Any) -> tuple[Child, ...]:
+    if value is None:
+        return ()
+    if not isinstance(value, list) or len(value) > MAX_ORPHANS:
+        raise _Bad(f"orphans: expected a list of at most {MAX_ORPHANS} objects")
+    return tuple(_parse_child(doc, "orphans[]") for doc in value)
+
+
+def _newer(doc: dict[str, Any], protocol: str) -> Unreadable:
+    """A record of another tenure protocol: unreadable, keeping the epoch and TTL it states
+    when they are sane, so it is judged on its own terms (lease.md#unreadable)."""
+    reason = f"wrong shape: protocol {protocol[:40]!r} is not {PROTOCOL}"
+    epoch, ttl = doc.get("epoch"), doc.get("ttl_s")
+    if not (isinstance(epoch, int) and not isinstance(epoch, bool) and 0 <= epoch <= MAX_EPOCH):
+        epoch = None
+    if not (
+        isinstance(ttl, int | float)
+        and not isinstance(ttl, bool)
+        and math.isfinite(ttl)
+        and TTL_MIN_S <= ttl <= TTL_MAX_S
+    ):
+        ttl = None
+    return Unreadable(reason, epoch, None if ttl is None else float(ttl))
 
 
 def _parse_stop_request(doc: Any) -> StopRequest | None:
@@ -248,7 +348,7 @@ def parse(data: bytes) -> LeaseRecord | Unreadable:
         if not protocol.startswith("tenure/"):
             raise _Bad(f"protocol {protocol[:40]!r} is not a tenure protocol")
         if protocol != PROTOCOL:
-            raise _Bad(f"protocol {protocol[:40]!r} is not {PROTOCOL}")
+            return _newer(doc, protocol)
         state_text = _field(doc, "state", str)
         try:
             state = LeaseState(state_text)
@@ -261,16 +361,7 @@ def parse(data: bytes) -> LeaseRecord | Unreadable:
             raise _Bad("ttl_s: must be positive")
         ports = _ports(doc.get("ports"))
         child_doc = doc.get("child")
-        child = None
-        if child_doc is not None:
-            if not isinstance(child_doc, dict):
-                raise _Bad("child: expected an object")
-            child = Child(
-                pid=_int(child_doc, "pid", 1, MAX_PID),
-                create_time=_number(child_doc, "create_time"),
-                start_ticks=_optional_int(child_doc, "start_ticks", 0, MAX_EPOCH),
-                tree=_tree(child_doc.get("tree")),
-            )
+        child = None if child_doc is None else _parse_child(child_doc, "child")
         heartbeat_s = None if doc.get("heartbeat_s") is None else _number(doc, "heartbeat_s")
         if heartbeat_s is not None and heartbeat_s <= 0:
             raise _Bad("heartbeat_s: must be positive")
@@ -292,6 +383,8 @@ def parse(data: bytes) -> LeaseRecord | Unreadable:
             ports=ports,
             child=child,
             heartbeat_s=heartbeat_s,
+            orphans=_parse_orphans(doc.get("orphans")),
+            extra=_extra(doc, RECORD_KEYS),
         )
     except _Bad as exc:
         return Unreadable(f"wrong shape: {exc}")

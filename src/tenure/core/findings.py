@@ -49,6 +49,7 @@ class LeaseFacts:
     holder_pid: int | None = None
     holder_answers: bool | None = None  # None: not asked (no control port)
     holder_alive: bool | None = None
+    port: int | None = None  # the port the record names for its holder (or its child)
 
 
 def plural(n: int, word: str, words: str | None = None) -> str:
@@ -222,6 +223,40 @@ def _legacy_findings(cands: Sequence[DaemonIdentityRecord]) -> list[Finding]:
     return out
 
 
+def _port_findings(
+    leases: Sequence[LeaseFacts], cands: Sequence[DaemonIdentityRecord]
+) -> list[Finding]:
+    """A dead holder's port that something tenure cannot tie to the family still holds: the
+    documented escape of `tenure run` (a child that scrubbed its environment and double-forked
+    before its wrapper was SIGKILLed), or a stranger that took the port (control.md#run)."""
+    out = []
+    for lease in leases:
+        if lease.state != "expired" or lease.holder_alive is not False or lease.port is None:
+            continue
+        strangers = [
+            r
+            for r in cands
+            if r.port == lease.port
+            and r.cleanup_class is CleanupClass.NEVER_TOUCH
+            and r.skip_reason is not SkipReason.LEASE_HOLDER
+        ]
+        for r in strangers:
+            who = "a process tenure cannot see" if r.pid is None else f"pid {r.pid}"
+            out.append(
+                Finding(
+                    f"holder_port_held:{lease.family}",
+                    "warning",
+                    f"{lease.family} holder pid {lease.holder_pid} is dead, yet its port "
+                    f"{lease.port} is still held by {who} ({_why(r)}): tenure cannot prove it "
+                    "belongs to the family",
+                    "no tenure command can: check it with "
+                    + (f"ps -o pid,user,args -p {r.pid}" if r.pid else f"ss -ltnp sport = {r.port}")
+                    + " and stop it if it is the family's",
+                )
+            )
+    return out
+
+
 def _why(record: DaemonIdentityRecord) -> str:
     return record.skip_reason.value if record.skip_reason is not None else "unattributed"
 
@@ -250,6 +285,7 @@ def build_findings(
     for lease in leases:
         out += _lease_findings(lease)
     out += _legacy_findings(cands)
+    out += _port_findings(leases, cands)
     stale = [
         r
         for r in cands

@@ -11,7 +11,9 @@ import enum
 
 from tenure.core.handover import Decision, is_newer
 from tenure.core.record import (
+    MAX_ORPHANS,
     Child,
+    Extra,
     Holder,
     LeaseRecord,
     LeaseState,
@@ -60,6 +62,9 @@ class AcquireVerdict(enum.StrEnum):
     REFUSE_HELD = "refuse_held"
     REFUSE_UNREADABLE = "refuse_unreadable"
 
+
+# An acquire that replaces a live-recorded holder: its governed tree becomes an orphan.
+REPLACES = frozenset({AcquireVerdict.TAKE_DEAD_HOLDER, AcquireVerdict.TAKE_EXPIRED})
 
 TAKES = frozenset(
     {
@@ -120,6 +125,35 @@ def _expiry_wait(rec: LeaseRecord, obs: Observation, foreign: bool) -> float:
     return max(min(combined, by_monotonic), 0.0)
 
 
+def replaced_trees(
+    cur: LeaseRecord, verdict: AcquireVerdict, *, foreign: bool
+) -> tuple[Child, ...]:
+    """The trees a new holder inherits the duty to stop (control.md#run): those the record
+    still lists, plus the child of a holder that died or expired while governing one (a
+    released holder ended its own). A foreign holder's processes are not ours to stop."""
+    if foreign:
+        return ()
+    found = cur.orphans
+    if cur.child is not None and verdict in REPLACES and cur.child not in found:
+        found = (*found, cur.child)
+    return found[-MAX_ORPHANS:]
+
+
+def without_orphans(
+    current: LeaseRecord | Unreadable | None, epoch: int, nonce: str, stopped: tuple[Child, ...]
+) -> LeaseRecord | None:
+    """The record with the `stopped` trees off its list, when it is still ours (a new holder
+    lists them again and stops them again: stopping a stopped tree finds nobody)."""
+    if (
+        isinstance(current, LeaseRecord)
+        and current.epoch == epoch
+        and current.holder.nonce == nonce
+        and any(c in stopped for c in current.orphans)
+    ):
+        return replace(current, orphans=tuple(c for c in current.orphans if c not in stopped))
+    return None
+
+
 def decide_acquire(
     obs: Observation,
     me: Holder,
@@ -135,7 +169,14 @@ def decide_acquire(
     floor = obs.epoch_floor
 
     def take(verdict: AcquireVerdict, prior_epoch: int) -> AcquireDecision:
+        orphans: tuple[Child, ...] = ()
+        extra: Extra = ()
+        if isinstance(cur, LeaseRecord):
+            extra = cur.extra  # the lease's keys this release does not know (versioning.md)
+            orphans = replaced_trees(cur, verdict, foreign=obs.liveness is Liveness.FOREIGN)
         rec = LeaseRecord(
+            orphans=orphans,
+            extra=extra,
             family=family,
             epoch=max(prior_epoch, floor) + 1,
             holder=me,
@@ -154,10 +195,13 @@ def decide_acquire(
     if isinstance(cur, Unreadable):
         # Any live holder sees the same bytes at its next heartbeat and retires, so after
         # one TTL of unchanged garbage nobody can still believe it holds (lease.md#unreadable).
-        if obs.unchanged_for > ttl_s:
-            return take(AcquireVerdict.TAKE_UNREADABLE, 0)
+        # A newer protocol's record that states its TTL is judged by that TTL, and its epoch
+        # is never granted again.
+        wait = ttl_s if cur.ttl_s is None else max(ttl_s, cur.ttl_s)
+        if obs.unchanged_for > wait:
+            return take(AcquireVerdict.TAKE_UNREADABLE, cur.epoch or 0)
         return AcquireDecision(
-            AcquireVerdict.REFUSE_UNREADABLE, None, wait_s=ttl_s - obs.unchanged_for
+            AcquireVerdict.REFUSE_UNREADABLE, None, wait_s=wait - obs.unchanged_for
         )
     if cur.state is LeaseState.RELEASED:
         return take(AcquireVerdict.TAKE_RELEASED, cur.epoch)

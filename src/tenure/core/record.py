@@ -15,6 +15,11 @@ MAX_RECORD_BYTES = 64 * 1024
 MAX_TEXT = 256  # longest version, family or nonce a record may carry (lease.md#record)
 MAX_PID = 2**31 - 1
 MAX_EPOCH = 2**53  # JSON numbers stay exact below this
+MAX_ORPHANS = 32  # replaced trees a record carries until their stop is confirmed (control.md#run)
+
+# Keys this release does not know, kept on every rewrite (versioning.md#unknown-keys): each as
+# (key, its value as canonical JSON), sorted by key, so records stay hashable values.
+Extra = tuple[tuple[str, str], ...]
 
 
 class LeaseState(enum.StrEnum):
@@ -37,6 +42,7 @@ class Holder:
     start_ticks: int | None = None  # clock ticks since boot (lease.md#identity); optional
     where: Location | None = None  # where the pid means something; absent in older records
     control: bool = False  # `port` serves tenure's control plane (GET /api/health, control.md)
+    extra: Extra = ()  # the holder's keys this release does not know (kept while it holds)
 
     @property
     def ident(self) -> ProcessIdentity:
@@ -89,6 +95,10 @@ class LeaseRecord:
     heartbeat_s: float | None = None  # the holder's renew interval (lease.md#expiry); optional
     stop_requested: StopRequest | None = None  # a stop asked through the record (lease.md#stop)
     protocol: str = PROTOCOL
+    # Trees of replaced holders whose stop nobody has confirmed yet (control.md#run): they stay
+    # here, whoever holds, until a holder saw every member gone.
+    orphans: tuple[Child, ...] = ()
+    extra: Extra = ()  # the lease's keys this release does not know (kept on every write)
 
     @property
     def child_ident(self) -> ProcessIdentity | None:
@@ -101,6 +111,11 @@ class LeaseRecord:
 
 @frozen
 class Unreadable:
-    """A record that exists but cannot be trusted; `reason` says why, for humans."""
+    """A record that exists but cannot be trusted; `reason` says why, for humans.
+
+    A record of a newer protocol that still states a sane `epoch` and `ttl_s` keeps them: it
+    is judged by its own TTL, and its epoch is never granted again (lease.md#unreadable)."""
 
     reason: str
+    epoch: int | None = None
+    ttl_s: float | None = None

@@ -72,6 +72,7 @@ class ListenerFacts:
     health: Mapping[str, Any] | None = None
     start_ticks: int | None = None  # clock ticks since boot, where the platform has them
     tree_cookies: tuple[str, ...] = ()  # `TENURE_TREE` in its environment (our uid only)
+    pid_ns: int | None = None  # its pid namespace (inode), where the platform can tell
 
 
 @frozen
@@ -92,6 +93,9 @@ class LeaseView:
     tree: str | None = None  # the cookie of the tree the record's `child` heads (control.md#run)
     holder_gone: bool = False  # released, or its holder provably dead here (not foreign)
     service_port: int | None = None  # the holder's port when it serves no control plane
+    # Replaced holders' trees not yet seen stopped (the record's `orphans`): (cookie, start
+    # ticks, create_time) of each tree's head (control.md#run).
+    orphan_trees: tuple[tuple[str, int | None, float], ...] = ()
 
 
 @frozen
@@ -108,6 +112,7 @@ class Scope:
     legacy_singleton_pid: int | None = None
     legacy_singleton_port: int | None = None
     root_id: str | None = None  # this root's current instance id (root.md#instance)
+    pid_ns: int | None = None  # the observer's pid namespace (inode), where it can tell
 
 
 @frozen

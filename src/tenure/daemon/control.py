@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable
 
 from tenure.adapters.http import LOOPBACK
-from tenure.adapters.server import MAX_BODY, Answer, Request, Route
+from tenure.adapters.server import MAX_BODY, Answer, Request, Route, content_length
 from tenure.core.health import AFTER_REAPER_PATH
 from tenure.core.hints import TYPE_CHECKING, Protocol
 from tenure.core.timing import REAPER_REPORT_WAIT_S
@@ -59,10 +59,9 @@ def make_route(get_daemon: Callable[[], Controlled]) -> Route:
             return 404, {"error": "not found"}
         if req.path not in ("/api/retire", "/api/shutdown", "/api/work"):
             return 404, {"error": "not found"}
-        raw = req.headers.get("content-length") or "0"
-        length = int(raw) if raw.isdigit() else -1
+        length = content_length(req.headers.get("content-length") or "0")
         # Size and shape first, before any auth (control.md#limits).
-        if length < 0:
+        if length is None:
             return 400, {"error": "bad Content-Length"}
         if length > MAX_BODY:
             return 413, {"error": f"body larger than {MAX_BODY} bytes"}

@@ -20,7 +20,7 @@ from tenure.adapters.root import RootIdentity, ensure_root_id, root_identity, ro
 from tenure.adapters.store import LeaseStore
 from tenure.core import lease as machine
 from tenure.core.identity import ProcessIdentity
-from tenure.core.lease import TAKES, AcquireDecision, AcquireVerdict, RenewDecision, RenewVerdict
+from tenure.core.lease import TAKES, AcquireDecision, RenewDecision, RenewVerdict
 from tenure.core.lifecycle import Event, RetireReason, State
 from tenure.core.record import Child, Holder, LeaseRecord, LeaseState, Unreadable
 from tenure.core.timing import Timing
@@ -101,6 +101,7 @@ class Governor(Driver):
         if self.state is not State.ACQUIRING:
             # spec: lease.md#holder-lifecycle — a holder that retired never holds again.
             raise Retiring(f"{self.family} governor is {self.state.value}: start a new one")
+        self.store.check_writable()  # fail now, not after waiting out an "unreadable" record
         deadline = self._mono() + wait_s
         told = False
         while True:
@@ -139,13 +140,13 @@ class Governor(Driver):
         decision = self.store.transact(self._acquire_decider(self._watcher, root_id))
         if decision.verdict not in TAKES or decision.write is None:
             return AcquireDecision(decision.verdict, None, decision.held_by, decision.wait_s)
-        self.takeover.stop()
         self._root_ident = ident
         self._root_stamp = root_stamp(self.root)
         self.epoch = decision.write.epoch
         self.handle(Event.ACQUIRED)
         self._last_renew = self._mono()
         self._last_activity = self._mono()
+        self.takeover.stop(decision.write.orphans, self._confirm_stopped)
         return decision
 
     def _acquire_decider(
@@ -164,12 +165,6 @@ class Governor(Driver):
                 ports=self.ports,
                 heartbeat_s=self.timing.heartbeat_s,
             )
-            replaces = decision.verdict in (
-                AcquireVerdict.TAKE_DEAD_HOLDER,
-                AcquireVerdict.TAKE_EXPIRED,
-            )
-            if replaces and isinstance(current, LeaseRecord):
-                self.takeover.note(current)  # its tree is stopped once the lease is ours
             return decision, decision.write
 
         return decide
@@ -266,6 +261,20 @@ class Governor(Driver):
             return write is not None, write
 
         return self.store.transact(decide)
+
+    def _confirm_stopped(self, gone: tuple[Child, ...]) -> None:
+        """Take the replaced trees seen gone off the record (control.md#run); a record no
+        longer ours keeps them for its holder, who finds nobody left to stop."""
+        if self.forked:
+            return
+
+        def decide(current: LeaseRecord | Unreadable | None) -> tuple[None, LeaseRecord | None]:
+            return None, machine.without_orphans(current, self.epoch, self.me.nonce, gone)
+
+        try:
+            self.store.transact(decide)
+        except (OSError, LockTimeout) as exc:
+            print(f"tenure: replaced trees not struck off the record: {exc}", file=sys.stderr)
 
     def abandon(self) -> None:
         """The caller gave up while acquiring (cancelled, interrupted): a lease taken on its

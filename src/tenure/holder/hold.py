@@ -19,7 +19,7 @@ import contextlib
 import os
 import signal
 import threading
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from types import FrameType
 
 from tenure.adapters import config, platform
@@ -96,7 +96,7 @@ def signalled(governor: Governor) -> None:
     threading.Thread(target=governor.handle, args=(Event.SIGNALLED,), daemon=True).start()
 
 
-def _governor(
+def make_governor(
     family: str,
     version: str,
     *,
@@ -130,7 +130,7 @@ def make_way(governor: Governor) -> float:
     return plan.wait_s if plan.action == "superseded" else 0.0
 
 
-def _take(governor: Governor, wait_s: float | None) -> Held:
+def take(governor: Governor, wait_s: float | None) -> Held:
     """Acquire (raising `LeaseHeld` naming the holder) and start heartbeating. Interrupted on
     the way — Ctrl-C, a cancelled task — nothing taken is left behind (`Governor.abandon`)."""
     if wait_s is None:
@@ -221,29 +221,50 @@ def hold(
     `port` serves tenure's control plane (`GET /api/health`, control.md#endpoints); without it
     no reader sends the port anything but a connect.
     """
-    governor = _governor(
+    governor = make_governor(
         family, version, root=root, port=port, ports=ports, timing=timing, control=control
     )
-    held = _take(governor, wait_s)
+    held = take(governor, wait_s)
     previous: dict[signal.Signals, Any] = {}
     if handle_signals and threading.current_thread() is threading.main_thread():
 
         def handler(_signum: int, _frame: FrameType | None) -> None:
             signalled(held.governor)
 
-        for signum in HANDLED_SIGNALS:
-            previous[signum] = signal.signal(signum, handler)
-        _INSTALLED[id(previous)] = previous
+        previous = install_handlers(handler)
+    with holding(held, previous):
+        yield held
+
+
+def install_handlers(handler: Callable[[int, FrameType | None], None]) -> dict[signal.Signals, Any]:
+    """Install `handler` for the stop signals; the previous handlers, to give back (a forked
+    child gets them back at once: lease.md#fork)."""
+    previous = {signum: signal.signal(signum, handler) for signum in HANDLED_SIGNALS}
+    _INSTALLED[id(previous)] = previous
+    return previous
+
+
+@contextlib.contextmanager
+def holding(held: Held, previous: dict[signal.Signals, Any]) -> Iterator[None]:
+    """The adopter's block around a taken lease: the previous signal handlers come back and
+    the holder retires (draining) when it ends."""
+    governor = held.governor
     outcome = _Outcome()
     try:
         with _block(outcome):
-            yield held
+            yield
     finally:
-        _INSTALLED.pop(id(previous), None)
         if not governor.forked:
-            for signum, old in previous.items():
-                signal.signal(signum, old)
+            restore_handlers(previous)
+        _INSTALLED.pop(id(previous), None)
         _leave(held, outcome.failed)
+
+
+def restore_handlers(previous: dict[signal.Signals, Any]) -> None:
+    """Give back the handlers `install_handlers` replaced."""
+    _INSTALLED.pop(id(previous), None)
+    for signum, old in previous.items():
+        signal.signal(signum, old)
 
 
 @contextlib.asynccontextmanager
@@ -268,10 +289,10 @@ async def hold_async(
     import asyncio  # noqa: PLC0415  (see Held.wait_async)
 
     governor = await asyncio.to_thread(
-        _governor, family, version, root=root, port=port, ports=ports, timing=timing
+        make_governor, family, version, root=root, port=port, ports=ports, timing=timing
     )
     try:
-        held = await asyncio.to_thread(_take, governor, wait_s)
+        held = await asyncio.to_thread(take, governor, wait_s)
     except asyncio.CancelledError:
         # The acquiring thread runs on: `abandon` stops it and releases what it took. Not a
         # daemon thread, so the interpreter waits for the release before it exits.

@@ -1,58 +1,63 @@
-"""The tree of a holder this one replaced (adapter-driven): stopped before our child starts.
+"""The trees of holders this one replaced (adapter-driven): stopped before our child starts.
 
-A `tenure run` holder that died or expired leaves its governed tree behind; whoever takes the
-lease stops that tree in the background — every member by its cookie, uid and start, or, in a
-record without a cookie, the child by its recorded identity (spec: control.md#run) — and
-`tenure run` waits for it before starting its own child (break before make).
+A `tenure run` holder that died or expired leaves its governed tree behind. The acquire that
+replaces it lists that tree in the record's `orphans` (with any tree an earlier holder had not
+finished stopping), and the new holder stops each in the background — every member by its
+cookie and start, or, for a tree without a cookie, the child by its recorded identity — then
+takes off the record exactly the trees it saw gone. A holder interrupted meanwhile leaves them
+listed, so whoever holds next stops them (spec: control.md#run). `tenure run` waits for the
+stop before starting its own child (break before make).
 """
 
 from __future__ import annotations
 
+import sys
 import threading
+from collections.abc import Callable
 
-from tenure.adapters.location import here
-from tenure.adapters.stopping import stop_in_background
+from tenure.adapters.stopping import gone_within, stop_verified
 from tenure.adapters.tree import Tree, stop_tree
-from tenure.core.identity import is_foreign
-from tenure.core.record import LeaseRecord
+from tenure.core.identity import ProcessIdentity
+from tenure.core.record import Child
 from tenure.core.timing import TREE_STOP
+from tenure.errors import StopFailed
+
+Confirm = Callable[[tuple[Child, ...]], None]
 
 
 class Takeover:
-    """The replaced holder whose tree must be stopped, and the stop in progress."""
+    """The replaced holders' trees that must be stopped, and the stop in progress."""
 
     def __init__(self, family: str) -> None:
         self.family = family
-        self._orphan: LeaseRecord | None = None
         self._stopping: threading.Thread | None = None
 
-    def note(self, replaced: LeaseRecord | None) -> None:
-        """Remember the holder an acquire is about to replace (dead or expired) when it
-        governed a tree; a foreign holder's pids are not ours."""
-        if (
-            replaced is not None
-            and replaced.child is not None
-            and not is_foreign(replaced.holder.where, here())
-        ):
-            self._orphan = replaced
-
-    def stop(self) -> None:
-        """Stop the replaced holder's tree (or child) in the background."""
-        orphan, self._orphan = self._orphan, None
-        if orphan is None or orphan.child is None:
+    def stop(self, orphans: tuple[Child, ...], confirm: Confirm) -> None:
+        """Stop every tree in `orphans` in the background; `confirm` gets those seen gone."""
+        if not orphans:
             return
-        child, ident = orphan.child, orphan.child_ident
-        if child.tree is None:
-            if ident is not None:
-                self._stopping = stop_in_background(
-                    ident, f"{self.family} child of a dead holder", TREE_STOP
-                )
-            return
-        tree = Tree(child.tree, None, child.start_ticks)
         self._stopping = threading.Thread(
-            target=stop_tree, args=(tree, None, TREE_STOP), name="tenure-orphans", daemon=True
+            target=self._stop_all, args=(orphans, confirm), name="tenure-orphans", daemon=True
         )
         self._stopping.start()
+
+    def _stop_all(self, orphans: tuple[Child, ...], confirm: Confirm) -> None:
+        gone = tuple(c for c in orphans if self._stop_one(c))
+        if gone:
+            confirm(gone)
+
+    def _stop_one(self, child: Child) -> bool:
+        """Stop one replaced tree (or lone child); True once nothing of it is left."""
+        if child.tree is not None:
+            return stop_tree(Tree(child.tree, None, child.start_ticks), None, TREE_STOP)
+        label = f"{self.family} child of a replaced holder"
+        ident = ProcessIdentity(child.pid, child.create_time, child.start_ticks)
+        try:
+            if stop_verified(ident, label, policy=TREE_STOP) is not None:
+                print(f"tenure: stopped {label}, pid {child.pid}", file=sys.stderr)
+        except StopFailed as exc:
+            print(f"tenure: {exc}", file=sys.stderr)
+        return gone_within(ident, 0.0)  # refused because its pid is another process's: gone
 
     @property
     def replaced_a_tree(self) -> bool:
@@ -60,7 +65,7 @@ class Takeover:
         return self._stopping is not None
 
     def settle(self, timeout: float) -> bool:
-        """Wait until the replaced tree is stopped; True when it is (or there was none)."""
+        """Wait until the replaced trees are stopped; True when they are (or there were none)."""
         if self._stopping is not None:
             self._stopping.join(timeout)
             return not self._stopping.is_alive()

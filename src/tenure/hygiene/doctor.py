@@ -94,6 +94,7 @@ def build_report_findings(report: DoctorReport) -> list[Finding]:
             holder_pid=lease.holder_pid,
             holder_answers=lease.holder_answers if lease.holder_alive else None,
             holder_alive=lease.holder_alive,
+            port=lease.port,
         )
         for lease in report.leases
     ]

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from tenure.adapters import config, platform
 from tenure.adapters.files import read_nofollow
+from tenure.adapters.location import here
 from tenure.adapters.probe import PidLookup, listening_pids, scan
 from tenure.adapters.procinfo import holder_liveness
 from tenure.adapters.root import RootLayout, read_root_id
@@ -76,6 +77,9 @@ def lease_view(root: Path, family: str, now: float) -> LeaseView | None:
         service_port=rec.holder.port
         if rec.state is LeaseState.HELD and not rec.holder.control
         else None,
+        orphan_trees=tuple(
+            (c.tree, c.start_ticks, c.create_time) for c in rec.orphans if c.tree is not None
+        ),
     )
 
 
@@ -94,6 +98,7 @@ def gather_scope(family: Family, root: Path, legacy: Path) -> Scope:
         legacy_singleton_pid=None if state is None else state.pid,
         legacy_singleton_port=None if state is None else state.port,
         root_id=_root_id(root),
+        pid_ns=None if (where := here()) is None else where.pid_ns,
     )
 
 

@@ -179,6 +179,7 @@ def prepare_start(
       takes it);
     - otherwise: started at once.
     """
+    store.check_writable()  # a directory in the record's place is no lease to wait out
     bound = leave_wait(timing)
     current = store.read()
     rec = fresh_lease(store, current)

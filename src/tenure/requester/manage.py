@@ -28,6 +28,7 @@ from tenure.requester.start import (
     DaemonInfo,
     healthy_holder,
     info_from_health,
+    info_from_record,
     start,
 )
 
@@ -79,6 +80,11 @@ def status(family: Family, root: Path) -> Status:
         info = info_from_health(doc, "running")
         return Status("running", info, info.pid, info.port, info.epoch, log=log)
     expires = round(rec.renewed_at + rec.ttl_s - time.time(), 1)
+    if not rec.holder.control and not is_foreign_holder(rec) and expires >= 0:
+        # No control plane to ask (`tenure run`, `tenure.hold`): a fresh record of a live
+        # holder is what running means (control.md#status-and-stop).
+        info = info_from_record(rec, "running")
+        return Status("running", info, info.pid, info.port, info.epoch, expires, log)
     if is_foreign_holder(rec) and rec.holder.where is not None:
         lives = rec.holder.where.describe()
         h = rec.holder
@@ -103,11 +109,12 @@ def stop(family: Family, root: Path, notify: Notify = quiet) -> DaemonInfo | Non
         if _wait_gone(store, rec, HOLDER_STOP.grace_s):
             return info_from_health(doc, "stopped")
         notify(f"{family.name} pid {rec.holder.pid} did not leave after shutdown; escalating")
-    else:
+    elif rec.holder.control:
         notify(f"{family.name} holder pid {rec.holder.pid} is alive but not answering; escalating")
-    sig = stop_holder(
-        store, rec, policy=HOLDER_STOP, marker=("tenure-root", str(root.resolve())), notify=notify
-    )
+    # A reference daemon carries this root's marker in its argv; a `tenure run` wrapper or a
+    # `tenure.hold` daemon is proved by the record's identity alone (pid, start, location).
+    marker = ("tenure-root", str(root.resolve())) if rec.holder.control else None
+    sig = stop_holder(store, rec, policy=HOLDER_STOP, marker=marker, notify=notify)
     return DaemonInfo(
         url=f"http://{LOOPBACK}:{rec.holder.port}",
         port=rec.holder.port or 0,

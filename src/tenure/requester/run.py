@@ -14,15 +14,14 @@ from __future__ import annotations
 
 import contextlib
 import os
-import signal
 import sys
 import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from types import FrameType
+from typing import Literal
 
-from tenure.adapters import config, guard, platform
+from tenure.adapters import config, guard
 from tenure.adapters.child import start_child
 from tenure.adapters.peers import established_on
 from tenure.adapters.ports import open_ports
@@ -40,6 +39,7 @@ from tenure.adapters.tree import (
 from tenure.adapters.waiting import wait_until
 from tenure.core.hints import TYPE_CHECKING
 from tenure.core.inputs import check_daemon
+from tenure.core.lifecycle import State
 from tenure.core.record import LeaseRecord
 from tenure.core.timing import (
     POLL_S,
@@ -50,13 +50,21 @@ from tenure.core.timing import (
 )
 from tenure.core.values import replace
 from tenure.errors import ConfigError, Retiring, TenureError
-from tenure.holder.hold import Held, hold, signalled
+from tenure.holder.governor import Governor
+from tenure.holder.hold import (
+    Held,
+    holding,
+    install_handlers,
+    make_governor,
+    restore_handlers,
+    signalled,
+    take,
+)
 from tenure.requester.ensure import free_port
 
 if TYPE_CHECKING:
     import subprocess
-
-FORWARDED = platform.STOP_SIGNALS
+    from typing import Literal
 
 
 def run(
@@ -85,27 +93,58 @@ def run(
     subreaper = become_subreaper()
     # Idle is opt-in for `run`; the drain bound covers ending the tree (SIGTERM, grace, SIGKILL).
     timing = replace(config.timing(), idle_s=idle_s, drain_s=RUN_DRAIN_S)
-    with hold(
-        family,
-        version=version,
-        root=the_root,
-        port=port,
-        ports=ports,
-        timing=timing,
-        handle_signals=False,
-    ) as held:
-        # Break before make: a replaced holder's tree is gone before our child starts, so its
-        # port is free again and an upgrade keeps it.
-        held.governor.takeover.settle(TREE_STOP.bound_s + 1)
-        if port is None:
-            if keep is not None and held.governor.takeover.replaced_a_tree:
-                # Its processes are gone; give the kernel a moment to close their listener.
-                wait_until(lambda: not open_ports([keep]), PORT_RELEASE_WAIT_S, SCAN_POLL_S)
-            port = free_port(ports, prefer=keep)
-            if keep is not None and port != keep and ports and ports[0] <= keep <= ports[1]:
-                print(f"tenure: port {keep} is still in use; serving on {port}", file=sys.stderr)
-        return _serve(held, command, port, idle_s, subreaper)
+    gov = make_governor(family, version, root=the_root, port=port, ports=ports, timing=timing)
+    # A stop signal is a request to leave from the first moment: while acquiring it abandons
+    # (nothing taken is left behind), once holding it retires — never a bare exit that skips
+    # the release, or leaves a replaced tree half stopped (control.md#run).
+    previous = install_handlers(lambda _signum, _frame: _stop_asked(gov))
+    try:
+        try:
+            held = take(gov, None)
+        except Retiring:
+            return 0  # a stop signal arrived while acquiring: nothing was taken
+        with holding(held, {}):
+            chosen = _make_way(held, port, ports, keep)
+            if chosen is False:
+                return 0  # asked to stop before the child started
+            return _serve(held, command, chosen, idle_s, subreaper)
+    finally:
+        restore_handlers(previous)
     return 0  # `Retiring` ended the block (the lease went before the child started)
+
+
+def _make_way(
+    held: Held, port: int | None, ports: tuple[int, int] | None, keep: int | None
+) -> int | Literal[False] | None:
+    """Wait for the replaced holders' trees to be stopped (break before make: their port is
+    free again, so an upgrade keeps it), then choose the port; False when a stop was asked
+    meanwhile. Retirement waits for that stop as it waits for our own tree."""
+    gov = held.governor
+    settled = threading.Event()
+    gov.release_after(settled)
+    try:
+        gov.takeover.settle(TREE_STOP.bound_s + 1)
+    finally:
+        settled.set()
+    if held.retiring.is_set():
+        return False
+    if port is not None:
+        return port
+    if keep is not None and gov.takeover.replaced_a_tree:
+        # Its processes are gone; give the kernel a moment to close their listener.
+        wait_until(lambda: not open_ports([keep]), PORT_RELEASE_WAIT_S, SCAN_POLL_S)
+    port = free_port(ports, prefer=keep)
+    if keep is not None and port != keep and ports and ports[0] <= keep <= ports[1]:
+        print(f"tenure: port {keep} is still in use; serving on {port}", file=sys.stderr)
+    return port
+
+
+def _stop_asked(gov: Governor) -> None:
+    """A stop signal (from a signal handler): abandon an acquire in progress, else retire."""
+    if gov.state is State.ACQUIRING:
+        threading.Thread(target=gov.abandon, daemon=True).start()
+    else:
+        signalled(gov)
 
 
 def _serve(
@@ -126,11 +165,6 @@ def _serve(
     since = None if ident is None else ident.start_ticks
     tree = Tree(cookie, os.getpid(), since, spare=() if watch is None else (watch.proc.pid,))
 
-    def forward(_signum: int, _frame: FrameType | None) -> None:
-        # A signal to the wrapper is a request to stop: the lease goes with the tree.
-        signalled(gov)
-
-    previous = {sig: signal.signal(sig, forward) for sig in FORWARDED}
     tree_gone = threading.Event()
     gov.release_after(tree_gone)  # the lease goes only after the whole tree (control.md#run)
     try:
@@ -150,8 +184,6 @@ def _serve(
         if watch is not None:
             watch.stand_down(TREE_STOP.bound_s)
         tree_gone.set()
-        for sig, old in previous.items():
-            signal.signal(sig, old)
     if stopped_by_us:
         return 0  # the wrapper retired (and took the tree with it): a normal end
     return code if code >= 0 else 128 - code

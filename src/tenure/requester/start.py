@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 from pathlib import Path
 
 from tenure.adapters import config
@@ -33,7 +34,7 @@ from tenure.core.timing import (
     START_ATTEMPTS,
     start_lock_wait,
 )
-from tenure.core.values import asdict, frozen
+from tenure.core.values import asdict, frozen, replace
 from tenure.errors import DaemonStartError
 from tenure.protocol.supersede import prepare_start
 
@@ -122,15 +123,26 @@ def _after_reaper(doc: Health, action: str) -> DaemonInfo:
     return info_from_health(doc, action)
 
 
+def info_from_record(rec: LeaseRecord, action: str) -> DaemonInfo:
+    """What start/status/stop report about a holder without a control plane (a `tenure run`
+    wrapper or a `tenure.hold` daemon holding a built-in family): its record says it all."""
+    h = rec.holder
+    url = f"http://{LOOPBACK}:{h.port}" if h.port is not None else "-"
+    return DaemonInfo(url, h.port or 0, h.pid, h.version, rec.epoch, action)
+
+
 def healthy_holder(store: LeaseStore) -> tuple[LeaseRecord | None, Health | None]:
-    """The held record whose holder is alive, and its health answer when it serves as holder."""
+    """The held record whose holder is alive, and its health answer when it serves as holder.
+
+    Only a control port is asked (`holder.control`, control.md#what-tenure-sends): a built-in
+    family held by `tenure run` or `tenure.hold` gets no request, and no answer."""
     rec = store.read()
     if not isinstance(rec, LeaseRecord) or rec.state is not LeaseState.HELD:
         return None, None
     live = liveness(rec.holder.ident)
     if live not in SEEN:
         return None, None
-    if rec.holder.port is None:
+    if rec.holder.port is None or not rec.holder.control:
         return rec, None
     doc = fetch_health(rec.holder.port)
     # A foreign holder (lease.md#foreign) must also name this root instance: its pid alone
@@ -144,6 +156,19 @@ def healthy_holder(store: LeaseStore) -> tuple[LeaseRecord | None, Health | None
     ):
         return rec, doc
     return rec, None
+
+
+def _reusable(store: LeaseStore) -> DaemonInfo | None:
+    """The live holder a start may reuse: one that answers health as the record's holder, or
+    a holder without a control plane whose record is fresh (`tenure run`, `tenure.hold`)."""
+    rec, doc = healthy_holder(store)
+    if rec is None:
+        return None
+    if doc is not None:
+        return info_from_health(doc, "reused")
+    if not rec.holder.control and time.time() - rec.renewed_at <= rec.ttl_s:
+        return info_from_record(rec, "reused")
+    return None
 
 
 def spawn(
@@ -216,25 +241,26 @@ def start(
     root = ensure_root(root)
     store = LeaseStore(root, family.name)
     # Fast path without the lock: reusing a healthy holder changes nothing.
-    rec, doc = healthy_holder(store)
-    if rec is not None and doc is not None and not is_newer(version, rec.holder.version):
-        return info_from_health(doc, "reused")
+    reused = _reusable(store)
+    if reused is not None and not is_newer(version, reused.version):
+        return reused
     start_lock = RootLayout(root).start_lock(family.name)
     with locked(start_lock, timeout_s=start_lock_wait(timing)):
-        answered: list[Health] = []
+        answered: list[DaemonInfo] = []
 
         def answers(rec: LeaseRecord) -> bool:
-            # Reused only when it answers health as the record's holder (not wedged).
-            found = healthy_holder(store)
-            if found[0] is None or found[1] is None or found[0].epoch != rec.epoch:
+            # Reused only when it answers health as the record's holder (not wedged), or,
+            # without a control plane, while its fresh record names it.
+            found = _reusable(store)
+            if found is None or found.epoch != rec.epoch:
                 return False
-            answered.append(found[1])
+            answered.append(found)
             return True
 
         for _attempt in range(START_ATTEMPTS):
             plan = prepare_start(store, version, timing, answers, notify)
             if plan.reuse is not None:
-                return info_from_health(answered[-1], plan.action)
+                return replace(answered[-1], action=plan.action)
             log_from = log_size(root, family.name)
             proc = spawn(family, root, plan.wait_s, spawn_env)
             ready = _wait_ready(proc, store, SPAWN_TIMEOUT_S + plan.wait_s, log_from)

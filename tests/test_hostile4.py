@@ -1,0 +1,341 @@
+"""Hostile input, round four: a holder nobody can see, an interrupted takeover, a member that
+changed its uid, a newer writer's record, built-in families held by `run`, a crowd of the
+owner's own connections, a tiny descriptor limit, directories where files belong, and a dead
+holder's port held by a stranger.
+
+Staged for real: private pid namespaces (as root), uid 65534 through `setpriv`, `prlimit`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import textwrap
+from pathlib import Path
+from typing import Any
+
+import psutil
+import pytest
+
+from tenure.adapters.probe import listening_pids
+from tenure.adapters.store import LeaseStore
+from tenure.core.record import LeaseState
+from tenure.testing import ProcessRegistry
+from tests.conftest import PY, block, linux_only, stop_outside_lock, wait_for
+from tests.test_identity import NS_INIT, env_for, held_when, in_pid_ns, needs_pid_ns, record
+
+BLOCK = block(__name__)
+WEB = f"{BLOCK.extra[0]}-{BLOCK.extra[1]}" if BLOCK.extra else ""
+NOBODY = 65534
+AS_ROOT = os.geteuid() == 0
+SYSTEM_PY = "/usr/bin/python3"
+as_another_user = pytest.mark.skipif(
+    not (AS_ROOT and shutil.which("setpriv") and os.path.exists(SYSTEM_PY)),
+    reason="acting as another user needs root, setpriv and a system python3",
+)
+
+
+def cli(env: dict[str, str], *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [PY, "-m", "tenure", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+def doctor_rows(doc: dict[str, Any], port: int) -> list[dict[str, Any]]:
+    return [c for c in doc["candidates"] if c["port"] == port]
+
+
+# --- 1. a foreign holder that does not answer ------------------------------------------------
+
+
+@needs_pid_ns
+@linux_only("pid namespaces and /proc/<pid>/ns/pid")
+@pytest.mark.parametrize("silenced", ["sigstop", "busy-slots"])
+def test_a_silent_holder_in_another_pid_namespace_is_never_reset(
+    tmp_path: Path, proc_registry: ProcessRegistry, silenced: str
+) -> None:
+    """A sync holder in a child pid namespace (shared root and network) that stops answering —
+    SIGSTOPped, or its slots kept busy by 40 silent connections — is never `safe_auto`, however
+    long past the retirement grace, and `--reset --force` leaves it alive (lease.md#foreign)."""
+    root = (tmp_path / "root").resolve()
+    env = env_for(root, TENURE_RETIRE_GRACE="0")
+    env.pop("TENURE_TEST_SIGNAL_GUARD", None)  # the rule, not the test kit, must protect it
+    daemon = [PY, "-m", "tenure.daemon.main", f"--tenure-root={root}", "--tenure-family=sync"]
+    proc_registry.spawn(in_pid_ns([PY, "-c", NS_INIT, *daemon]), env=env)
+    held = held_when(root, "sync", lambda r: r.holder.port is not None and r.holder.control)
+    assert held.holder.pid < 10  # its own namespace's numbering
+    port = held.holder.port
+    assert port is not None
+    pid = wait_for(lambda: listening_pids().get(port), what="the holder's listener")
+    assert isinstance(pid, int)
+    assert pid != held.holder.pid
+    crowd: list[socket.socket] = []
+    try:
+        if silenced == "sigstop":
+            stop_outside_lock(pid, LeaseStore(root, "sync").lock_path)
+        else:
+            crowd = [socket.create_connection(("127.0.0.1", port)) for _ in range(40)]
+        doctor = cli(env, "auth", "doctor", "--reset", "--force", "--json")
+        doc = json.loads(doctor.stdout)
+        (row,) = doctor_rows(doc, port)
+        assert row["cleanup_class"] == "never_touch", row
+        assert row["skip_reason"] == "lease_holder"
+        assert doc["reset_result"]["swept"] == []
+        assert psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    finally:
+        for conn in crowd:
+            conn.close()
+        if silenced == "sigstop":
+            os.kill(pid, signal.SIGCONT)
+    assert record(root, "sync").holder.nonce == held.holder.nonce
+
+
+# --- 5. a built-in family held by `tenure run` ------------------------------------------------
+
+SERVE = "import http.server, sys; http.server.test(port=int(sys.argv[1]), bind='127.0.0.1')"
+
+
+def test_a_built_in_family_held_by_run_is_read_reused_and_stopped_by_its_record(
+    tmp_path: Path, proc_registry: ProcessRegistry
+) -> None:
+    """`tenure run --family sync`: `sync status` says running (no HTTP to the governed
+    server), `sync start` reuses it at once (no reference daemon spawned), and `tenure stop
+    sync` ends it by the record's identity (the wrapper carries no `--tenure-root=`)."""
+    root = (tmp_path / "root").resolve()
+    env = env_for(root)
+    argv = [PY, "-m", "tenure", "run", "--family", "sync", "--version", "1.0"]
+    argv += ["--ports", BLOCK.sync_env, "--", PY, "-c", SERVE, "{port}"]
+    wrapper = proc_registry.spawn(argv, env=env)
+    held = held_when(root, "sync", lambda r: r.child is not None)
+    assert held.holder.pid == wrapper.pid
+    status = cli(env, "sync", "status", "--json")
+    assert status.returncode == 0, status.stdout + status.stderr
+    assert json.loads(status.stdout)["state"] == "running"
+    started = cli(env, "sync", "start", "--json")
+    assert started.returncode == 0, started.stderr
+    doc = json.loads(started.stdout)
+    assert (doc["action"], doc["pid"]) == ("reused", wrapper.pid)
+    assert (
+        not (root / "logs" / "sync.log").exists()
+        or "tenure.daemon" not in (root / "logs" / "sync.log").read_text()
+    )
+    stopped = cli(env, "stop", "sync", "--json")
+    assert stopped.returncode == 0, stopped.stderr
+    assert json.loads(stopped.stdout)["stopped"] is True
+    assert wrapper.wait(30) == 0
+    assert record(root, "sync").state is LeaseState.RELEASED
+
+
+# --- 7. a Content-Length only str.isdigit believes ----------------------------------------------
+
+
+def test_a_superscript_content_length_is_a_bad_request(tmp_path: Path) -> None:
+    """`Content-Length: ²` is answered 400, with no error in the daemon's log."""
+    from tenure.adapters.server import content_length
+
+    assert content_length("\u00b2") is None
+    assert content_length(" 12 ") == 12
+    assert content_length("1" * 12) is None
+
+
+def test_the_daemon_answers_a_superscript_content_length_with_400(
+    tmp_path: Path, proc_registry: ProcessRegistry
+) -> None:
+    root = (tmp_path / "root").resolve()
+    env = env_for(root)
+    started = json.loads(cli(env, "sync", "start", "--json").stdout)
+    proc_registry.track(started["pid"])
+    with socket.create_connection(("127.0.0.1", started["port"]), timeout=5) as s:
+        s.sendall(
+            "POST /api/retire HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: \u00b2\r\n\r\n".encode(
+                "latin-1"
+            )
+        )
+        reply = s.recv(4096)
+    assert reply.split(b"\r\n", 1)[0].split()[1] == b"400"
+    assert "ValueError" not in (root / "logs" / "sync.log").read_text()
+    assert cli(env, "sync", "stop").returncode == 0
+
+
+# --- 10. a directory where a lease file belongs --------------------------------------------------
+
+
+@pytest.mark.parametrize("where", ["record", "floor"])
+def test_a_directory_in_a_lease_files_place_fails_at_once_with_a_fix(
+    tmp_path: Path, where: str
+) -> None:
+    """No TTL waited out, no epoch floor moved, a one-line error with the command that fixes
+    it; following that command, start works."""
+    root = (tmp_path / "root").resolve()
+    env = env_for(root)
+    leases = root / "leases"
+    leases.mkdir(parents=True)
+    os.chmod(root, 0o700)
+    store = LeaseStore(root, "sync")
+    target = store.record_path if where == "record" else store.floor_path
+    target.mkdir()
+    failed = cli(env, "sync", "start", timeout=30)
+    assert failed.returncode == 1
+    assert "Errno" not in failed.stderr
+    assert "a directory stands where a lease file belongs" in failed.stderr
+    fix = failed.stderr.split("fix: ", 1)[1].split("  (")[0]
+    assert fix == f"mv {target} {target}.bak"
+    if where == "record":
+        assert not store.floor_path.exists()
+    subprocess.run(fix, shell=True, check=True)
+    started = cli(env, "sync", "start", "--json")
+    assert started.returncode == 0, started.stderr
+    assert cli(env, "sync", "stop").returncode == 0
+
+
+# --- 11. a dead holder's port held by a stranger -------------------------------------------------
+
+
+def test_a_dead_run_holders_port_held_by_an_unknown_listener_is_a_finding(
+    tmp_path: Path, proc_registry: ProcessRegistry
+) -> None:
+    """The documented escape — a child that scrubbed its environment and daemonized before its
+    wrapper was SIGKILLed — keeps the port: the doctor says so, naming the pid."""
+    root = (tmp_path / "root").resolve()
+    env = env_for(root)
+    escape = f'env -i setsid {PY} -c "{SERVE}" {{port}} >/dev/null 2>&1 & exec sleep 600'
+    argv = [PY, "-m", "tenure", "run", "--family", "web", "--version", "1.0", "--ports", WEB]
+    wrapper = proc_registry.spawn([*argv, "--", "sh", "-c", escape], env=env)
+    held = held_when(root, "web", lambda r: r.child is not None and r.holder.port is not None)
+    port = held.holder.port
+    assert port is not None
+    server = wait_for(lambda: listening_pids().get(port), what="the escaped server to listen")
+    assert isinstance(server, int)
+    try:
+        wrapper.kill()
+        wrapper.wait(30)
+        doctor = cli(env, "auth", "doctor", "--json")
+        findings = {f["id"]: f for f in json.loads(doctor.stdout)["findings"]}
+        found = findings.get("holder_port_held:web")
+        assert found is not None, findings
+        assert f"port {port} is still held by pid {server}" in found["summary"]
+        assert found["severity"] == "warning"
+    finally:
+        escaped = psutil.Process(server)
+        assert SERVE in escaped.cmdline()  # the process this test caused, by pid
+        escaped.kill()
+        escaped.wait(30)
+
+
+# --- 6. a crowd of the owner's own silent connections ---------------------------------------------
+
+SILENT = textwrap.dedent(
+    """
+    import selectors, socket, sys, time
+    port, n = int(sys.argv[1]), int(sys.argv[2])
+    sel = selectors.DefaultSelector()
+    def dial():
+        try:
+            s = socket.create_connection(("127.0.0.1", port), timeout=5)
+        except OSError:
+            return
+        sel.register(s, selectors.EVENT_READ)
+    for _ in range(n):
+        dial()
+    print("silent", flush=True)
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:
+        for key, _ in sel.select(1.0):
+            sel.unregister(key.fileobj)
+            key.fileobj.close()
+            dial()  # dropped: come back at once, as a leaking client pool would
+        while len(sel.get_map()) < n:
+            dial()
+    """
+)
+
+
+def test_the_owners_silent_connections_cannot_keep_its_cli_out(
+    tmp_path: Path, proc_registry: ProcessRegistry
+) -> None:
+    """40 silent connections of the daemon's own user, reconnecting whenever dropped: `sync
+    status` still finds the daemon running, and `sync start` reuses it without spawning."""
+    root = (tmp_path / "root").resolve()
+    env = env_for(root)
+    started = json.loads(cli(env, "sync", "start", "--json").stdout)
+    proc_registry.track(started["pid"])
+    crowd = proc_registry.spawn(
+        [PY, "-c", SILENT, str(started["port"]), "40"], stdout=subprocess.PIPE
+    )
+    assert crowd.stdout is not None
+    assert crowd.stdout.readline().startswith(b"silent")
+    daemon = psutil.Process(started["pid"])
+    wait_for(
+        lambda: sum(c.status == psutil.CONN_ESTABLISHED for c in daemon.net_connections()) >= 32,
+        what="the crowd to take every slot",
+    )
+    try:
+        for _ in range(3):
+            status = cli(env, "sync", "status", "--json")
+            assert json.loads(status.stdout)["state"] == "running", status.stdout
+        again = cli(env, "sync", "start", "--json")
+        assert json.loads(again.stdout)["action"] == "reused", again.stderr
+        assert json.loads(again.stdout)["pid"] == started["pid"]
+    finally:
+        crowd.kill()
+        crowd.wait(30)
+    assert cli(env, "sync", "stop").returncode == 0
+
+
+# --- 9. a tiny descriptor limit under another user's connections -------------------------------
+
+
+@as_another_user
+@pytest.mark.skipif(shutil.which("prlimit") is None, reason="needs prlimit (util-linux)")
+@pytest.mark.parametrize("nofile", [12, 20])
+def test_a_daemon_with_few_descriptors_keeps_renewing_under_another_users_crowd(
+    tmp_path: Path, proc_registry: ProcessRegistry, nofile: int
+) -> None:
+    """RLIMIT_NOFILE 12 or 20 and 16 connections from uid 65534: the connection limit is sized
+    from the real limit, so renewals never hit EMFILE and the daemon keeps its lease."""
+    root = (tmp_path / "root").resolve()
+    env = env_for(root)
+    limited = subprocess.run(
+        ["prlimit", f"--nofile={nofile}:{nofile}", PY, "-m", "tenure", "sync", "start", "--json"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert limited.returncode == 0, limited.stderr
+    started = json.loads(limited.stdout)
+    proc_registry.track(started["pid"])
+    as_nobody = ["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups"]
+    crowd = proc_registry.spawn(
+        [*as_nobody, SYSTEM_PY, "-c", SILENT, str(started["port"]), "16"],
+        stdout=subprocess.PIPE,
+        cwd="/",
+    )
+    assert crowd.stdout is not None
+    assert crowd.stdout.readline().startswith(b"silent")
+    try:
+        first = record(root, "sync")
+        # Six heartbeats (TTL 3 s, heartbeat 0.5 s) renewed under the crowd.
+        wait_for(lambda: record(root, "sync").seq >= first.seq + 6, what="six renewals")
+        now = record(root, "sync")
+        assert (now.state, now.holder.pid, now.epoch) == (
+            LeaseState.HELD,
+            started["pid"],
+            first.epoch,
+        )
+    finally:
+        crowd.kill()
+        crowd.wait(30)
+    log = (root / "logs" / "sync.log").read_text()
+    assert "Too many open files" not in log
+    assert cli(env, "sync", "stop").returncode == 0
