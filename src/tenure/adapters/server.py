@@ -6,7 +6,9 @@ of start for a daemon that serves four endpoints.) spec: control.md#limits
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import socket
 import socketserver
 import sys
@@ -20,7 +22,7 @@ from tenure.adapters.daemonlog import log as _log
 from tenure.adapters.http import LOOPBACK
 from tenure.adapters.peers import peer_uid
 from tenure.core.hints import TYPE_CHECKING
-from tenure.core.values import frozen
+from tenure.core.values import frozen, mutable
 
 if TYPE_CHECKING:
     from typing import Any
@@ -28,12 +30,39 @@ if TYPE_CHECKING:
 MAX_BODY = 4096
 # spec: control.md#limits — a client can hold at most this many handler threads and
 # descriptors, so no local user can starve the heartbeat of descriptors; other users' clients
-# share at most OTHERS_MAX of them, so the daemon's own user always finds a free slot.
+# share at most half of them. A connection of the daemon's own user that finds every slot taken
+# takes the slot of the oldest connection that has not yet sent its whole request: a crowd of
+# silent connections, whoever opened it, never keeps the owner's CLI out.
 MAX_CONNECTIONS = 32
 OTHERS_MAX = 16
+# Descriptors kept free beside the slots, for what the lease needs while clients come and go:
+# an accept, the heartbeat's lock, temp file and directory, the release, the tombstone.
+RESERVED_FDS = 8
 CLIENT_TIMEOUT_S = 5.0  # per socket write of one connection
 REQUEST_DEADLINE_S = 2.0  # the whole request (line, headers, body) arrives within this
 MAX_HEAD = 16 * 1024  # request line and headers
+
+
+def connection_limit(fd_limit: int | None, in_use: int) -> int:
+    """How many clients may hold a descriptor at once: MAX_CONNECTIONS, or fewer when the
+    process's descriptor limit leaves less room beside `in_use` and RESERVED_FDS (at least 1)."""
+    if fd_limit is None:
+        return MAX_CONNECTIONS
+    return max(1, min(MAX_CONNECTIONS, fd_limit - in_use - RESERVED_FDS))
+
+
+def _fd_room() -> tuple[int | None, int]:
+    """(the soft descriptor limit or None when unlimited or unknown, descriptors open now)."""
+    if sys.platform == "win32":
+        return None, 0
+    import resource  # noqa: PLC0415  (POSIX only)
+
+    soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    try:
+        in_use = len(os.listdir("/proc/self/fd" if platform.PROC_FACTS else "/dev/fd"))
+    except OSError:
+        in_use = 16  # cannot count: assume a daemon's usual few, and some
+    return (None if soft == resource.RLIM_INFINITY else int(soft)), in_use
 
 
 @frozen
@@ -51,13 +80,23 @@ Answer = tuple[int, dict[str, "Any"]]  # quoted: Any is for the checker only
 Route = Callable[[Request], Answer]
 
 
-class BoundedServer(socketserver.ThreadingTCPServer):
-    """A threading loopback server that serves at most MAX_CONNECTIONS clients at once and
-    answers each with one JSON document (`Connection: close`).
+@mutable
+class _Client:
+    """A connection holding a slot: whose it is, and whether its request is still arriving."""
 
-    A connection past the limit is accepted and closed at once, so neither handler threads
-    nor descriptors grow with what another local user opens. Each request is read whole
-    against one deadline before it is parsed (`read_request`).
+    other: bool  # another user's (or a peer whose uid cannot be told)
+    since: float
+    waiting: bool = True
+
+
+class BoundedServer(socketserver.ThreadingTCPServer):
+    """A threading loopback server that serves at most `limit` clients at once and answers
+    each with one JSON document (`Connection: close`).
+
+    A connection past the limit is accepted and closed at once — or, for the daemon's own
+    user, takes the place of the oldest connection still sending its request — so neither
+    handler threads nor descriptors grow with what another local user opens. Each request is
+    read whole against one deadline before it is parsed (`read_request`).
     """
 
     daemon_threads = True
@@ -66,10 +105,12 @@ class BoundedServer(socketserver.ThreadingTCPServer):
 
     def __init__(self, addr: tuple[str, int], route: Route) -> None:
         self.route = route
-        self.slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
-        self.others = threading.BoundedSemaphore(OTHERS_MAX)
-        self._others_held: set[int] = set()  # ids of requests holding an `others` slot
+        self.limit = connection_limit(*_fd_room())
+        self.others_limit = min(OTHERS_MAX, self.limit // 2)
+        self._clients: dict[Any, _Client] = {}  # by socket, while it holds a slot
+        self._lock = threading.Lock()
         self.refused = 0
+        self.evicted = 0
         super().__init__(addr, socketserver.BaseRequestHandler)
 
     @property
@@ -78,22 +119,43 @@ class BoundedServer(socketserver.ThreadingTCPServer):
         return int(self.server_address[1])
 
     def _admit(self, request: Any, client_address: Any) -> bool:
-        """Take a slot for this connection: another user's (or an unknown peer's) only while
-        fewer than OTHERS_MAX of theirs are open."""
-        mine = peer_uid(client_address[1], self.port) == platform.uid()
-        if not mine:
-            if not self.others.acquire(blocking=False):
+        """Give this connection a slot: another user's only while fewer than `others_limit` of
+        theirs are open; the owner's even when all are taken, in place of the oldest
+        connection that has not sent its whole request yet."""
+        other = peer_uid(client_address[1], self.port) != platform.uid()
+        with self._lock:
+            if other and sum(c.other for c in self._clients.values()) >= self.others_limit:
                 return False
-            self._others_held.add(id(request))
-        if self.slots.acquire(blocking=False):
-            return True
-        self._release_other(request)
-        return False
+            if len(self._clients) >= self.limit:
+                victim = None if other else self._oldest_waiting()
+                if victim is None:
+                    return False
+                self._evict(victim)
+            self._clients[request] = _Client(other, time.monotonic())
+        return True
 
-    def _release_other(self, request: Any) -> None:
-        if id(request) in self._others_held:
-            self._others_held.discard(id(request))
-            self.others.release()
+    def _oldest_waiting(self) -> Any:
+        waiting = [(c.since, i, s) for i, (s, c) in enumerate(self._clients.items()) if c.waiting]
+        return min(waiting)[2] if waiting else None
+
+    def _evict(self, sock: Any) -> None:
+        """Take the slot back: its handler's read ends at once and it goes without an answer."""
+        del self._clients[sock]
+        self.evicted += 1
+        with contextlib.suppress(OSError):  # it may have closed by itself meanwhile
+            sock.shutdown(socket.SHUT_RDWR)
+
+    def _release(self, request: Any) -> None:
+        with self._lock:
+            self._clients.pop(request, None)
+
+    def _answering(self, request: Any) -> bool:
+        """Mark the request as read whole (no longer evictable); False when it was evicted."""
+        with self._lock:
+            client = self._clients.get(request)
+            if client is not None:
+                client.waiting = False
+            return client is not None
 
     def process_request(self, request: Any, client_address: Any) -> None:
         if not self._admit(request, client_address):
@@ -103,21 +165,19 @@ class BoundedServer(socketserver.ThreadingTCPServer):
         try:
             super().process_request(request, client_address)
         except BaseException:
-            self.slots.release()
-            self._release_other(request)
+            self._release(request)
             raise
 
     def process_request_thread(self, request: Any, client_address: Any) -> None:
         try:
             super().process_request_thread(request, client_address)
         finally:
-            self.slots.release()
-            self._release_other(request)
+            self._release(request)
 
     def finish_request(self, request: Any, client_address: Any) -> None:
         data = read_request(request, REQUEST_DEADLINE_S)
-        if not data:
-            return  # nothing (or a trickle) by the deadline: dropped without an answer
+        if not self._answering(request) or not data:
+            return  # evicted, or nothing (or a trickle) by the deadline: dropped, no answer
         parsed = parse_request(data, self.port)
         if parsed is None:
             answer: Answer = (400, {"error": "bad request"})
