@@ -23,6 +23,7 @@ import pytest
 
 from tenure.adapters.probe import listening_pids
 from tenure.adapters.store import LeaseStore
+from tenure.adapters.tombstones import read_tombstones
 from tenure.core.record import LeaseState
 from tenure.testing import ProcessRegistry
 from tests.conftest import PY, block, linux_only, stop_outside_lock, wait_for
@@ -339,3 +340,160 @@ def test_a_daemon_with_few_descriptors_keeps_renewing_under_another_users_crowd(
     log = (root / "logs" / "sync.log").read_text()
     assert "Too many open files" not in log
     assert cli(env, "sync", "stop").returncode == 0
+
+
+# --- 2. an interrupted takeover -----------------------------------------------------------------
+
+STUBBORN = (
+    "import signal, sys, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(600)"
+)
+
+
+def process_with_argv(argv: list[str]) -> int | None:
+    """The pid of the one process whose argv is exactly `argv` (a unique marker in it)."""
+    found = [p.pid for p in psutil.process_iter(["cmdline"]) if p.info["cmdline"] == argv]
+    return found[0] if len(found) == 1 else None
+
+
+@linux_only("the wrapper's subreaper and parent-death signal")
+@pytest.mark.parametrize("interrupt", ["SIGTERM", "SIGINT", "SIGKILL"])
+def test_an_interrupted_takeover_never_loses_the_old_tree(
+    tmp_path: Path, proc_registry: ProcessRegistry, interrupt: str
+) -> None:
+    """Wrapper A's daemonized grandchild ignores SIGTERM; A is SIGKILLed; B takes the lease and
+    is interrupted while it ends A's tree. The tree stays in the record's `orphans` until a
+    holder saw it gone, so it ends — by B itself when B can still act, else by C."""
+    root = (tmp_path / "root").resolve()
+    env = env_for(root)
+    survivor = [PY, "-c", STUBBORN, f"survivor-{tmp_path.name}"]
+    spawn_survivor = f"setsid {' '.join(repr(a) for a in survivor)} & exec sleep 600"
+    run = [PY, "-m", "tenure", "run", "--family", "web", "--version", "1.0", "--ports", WEB, "--"]
+    a = proc_registry.spawn([*run, "sh", "-c", spawn_survivor], env=env)
+    held_when(root, "web", lambda r: r.child is not None)
+    pid = wait_for(lambda: process_with_argv(survivor), what="A's grandchild")
+    assert isinstance(pid, int)
+    try:
+        a.kill()
+        a.wait(30)
+        assert psutil.pid_exists(pid)  # the documented survivor, until the next holder
+        b = proc_registry.spawn([*run, PY, "-c", "import time; time.sleep(600)"], env=env)
+        taken = held_when(root, "web", lambda r: r.holder.pid == b.pid)
+        assert [c.tree for c in taken.orphans] != []  # written by the write that took the lease
+        b.send_signal(getattr(signal, interrupt))
+        b.wait(60)
+        if interrupt != "SIGKILL":
+            # B handled it: finished the old tree's stop, then released with a tombstone.
+            assert b.returncode == 0
+            assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == "zombie"
+            assert record(root, "web").orphans == ()
+            assert record(root, "web").state is LeaseState.RELEASED
+            left = [t["reason"] for t in read_tombstones(root) if t.get("pid") == b.pid]
+            assert left == ["signal"]
+        else:
+            assert psutil.pid_exists(pid)
+            assert record(root, "web").orphans == taken.orphans
+            doctor = json.loads(cli(env, "auth", "doctor", "--json").stdout)
+            assert doctor["leases"]  # the survivor listens nowhere: the record alone keeps it
+        c = proc_registry.spawn([*run, PY, "-c", "import time; time.sleep(600)"], env=env)
+        held_when(root, "web", lambda r: r.holder.pid == c.pid and r.orphans == ())
+        wait_for(lambda: not psutil.pid_exists(pid), what="A's grandchild to be ended")
+        c.send_signal(signal.SIGTERM)
+        assert c.wait(60) == 0
+    finally:
+        if psutil.pid_exists(pid) and psutil.Process(pid).cmdline() == survivor:
+            psutil.Process(pid).kill()
+
+
+# --- 3. a member that changed its uid -----------------------------------------------------------
+
+
+@as_another_user
+@linux_only("the wrapper's subreaper")
+def test_a_member_that_dropped_its_privileges_is_ended_with_its_tree(
+    tmp_path: Path, proc_registry: ProcessRegistry
+) -> None:
+    """A root wrapper whose child drops to uid 65534 and daemonizes a server: superseded, the
+    wrapper ends that server too (it is the tree's by descent and cookie) and its port closes."""
+    root = (tmp_path / "root").resolve()
+    env = env_for(root)
+    as_nobody = ["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups"]
+    daemonize = f'setsid {SYSTEM_PY} -c "{SERVE}" {{port}} >/dev/null 2>&1 & exec sleep 1000'
+    run = [PY, "-m", "tenure", "run", "--family", "web", "--ports", WEB]
+    old = proc_registry.spawn(
+        [*run, "--version", "1.0", "--", *as_nobody, "sh", "-c", daemonize], env=env, cwd="/"
+    )
+    held = held_when(root, "web", lambda r: r.child is not None and r.holder.port is not None)
+    port = held.holder.port
+    assert port is not None
+    server = wait_for(lambda: listening_pids().get(port), what="the dropped server to listen")
+    assert isinstance(server, int)
+    assert psutil.Process(server).uids().real == NOBODY
+    try:
+        new = proc_registry.spawn(
+            [*run, "--version", "2.0", "--", PY, "-c", "import time; time.sleep(600)"], env=env
+        )
+        held_when(root, "web", lambda r: r.holder.pid == new.pid and r.state is LeaseState.HELD)
+        assert old.wait(60) == 0
+        wait_for(lambda: not psutil.pid_exists(server), what="the dropped server to be ended")
+        assert port not in listening_pids()
+        new.send_signal(signal.SIGTERM)
+        assert new.wait(60) == 0
+    finally:
+        if psutil.pid_exists(server) and psutil.Process(server).uids().real == NOBODY:
+            psutil.Process(server).kill()
+
+
+# --- 4. a newer protocol's holder ---------------------------------------------------------------
+
+NEWER_HOLDER = textwrap.dedent(
+    """
+    import fcntl, json, os, sys, time
+    record, lock = sys.argv[1], sys.argv[2]
+    doc = {"protocol": "tenure/2", "family": "web", "epoch": 5, "ttl_s": 12.0, "seq": 0,
+           "state": "held", "renewed_at": time.time(), "holder": {"pid": os.getpid()}}
+    while True:
+        with open(lock, "a") as fh:
+            fcntl.flock(fh, fcntl.LOCK_EX)
+            doc["seq"] += 1
+            doc["renewed_at"] = time.time()
+            with open(record + ".tmp", "w") as out:
+                json.dump(doc, out)
+            os.replace(record + ".tmp", record)
+        print("renewed", flush=True)
+        time.sleep(4.0)  # past the observer's 3 s TTL, well within its own 12 s
+    """
+)
+
+
+def test_a_renewing_holder_of_a_newer_protocol_is_never_evicted(
+    tmp_path: Path, proc_registry: ProcessRegistry
+) -> None:
+    """A `tenure/2` holder renewing every 4 s with a 12 s TTL: a `hold` whose own TTL is 3 s
+    waits 6 s and is refused (never taking it, never granting epoch 1)."""
+    root = (tmp_path / "root").resolve()
+    env = env_for(root)
+    store = LeaseStore(root, "web")
+    (root / "leases").mkdir(parents=True)
+    os.chmod(root, 0o700)
+    os.chmod(root / "leases", 0o700)
+    newer = proc_registry.spawn(
+        [PY, "-c", NEWER_HOLDER, str(store.record_path), str(store.lock_path)],
+        stdout=subprocess.PIPE,
+    )
+    assert newer.stdout is not None
+    assert newer.stdout.readline().startswith(b"renewed")
+    contender = subprocess.run(
+        [PY, "-c", "import tenure; tenure.hold('web', version='1.0', wait_s=6.0).__enter__()"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert contender.returncode == 1
+    assert "LeaseUnreadable" in contender.stderr
+    assert "tenure/2" in contender.stderr
+    doc = json.loads(store.record_path.read_text())
+    assert (doc["protocol"], doc["epoch"]) == ("tenure/2", 5)
+    newer.kill()
+    newer.wait(30)

@@ -9,10 +9,18 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from tenure.core.codec import encode, parse
-from tenure.core.handover import decide_release, decide_stop_request
+from tenure.core.handover import decide_release, decide_stop_request, decide_supersede
 from tenure.core.identity import Location
 from tenure.core.inputs import FAMILY_PATTERN
-from tenure.core.lease import Liveness, Observation, decide_acquire, decide_renew
+from tenure.core.lease import (
+    Liveness,
+    Observation,
+    decide_acquire,
+    decide_renew,
+    with_child,
+    with_own_tree_orphaned,
+    without_orphans,
+)
 from tenure.core.record import (
     PROTOCOL,
     Child,
@@ -140,7 +148,10 @@ def test_unknown_keys_are_ignored_when_deciding_and_kept_when_rewriting() -> Non
     marked = decide_stop_request(parsed, SAMPLE.epoch, 77, 9.0)
     renewed = decide_renew(parsed, SAMPLE.epoch, "n", 1.0, 9.0).write
     released = decide_release(parsed, SAMPLE.epoch, "n", 9.0).write
-    for rewritten in (marked, renewed, released):
+    superseded = decide_supersede(parsed, "2.0", 78, 9.0).write
+    child = with_child(parsed, SAMPLE.epoch, "n", Child(12, 1.0, 5, "c00k1e"), 9401)
+    listed = with_own_tree_orphaned(child, SAMPLE.epoch, "n")
+    for rewritten in (marked, renewed, released, superseded, child, listed):
         assert rewritten is not None
         back = json.loads(encode(rewritten))
         assert back["x_newer_extension"] == {"anything": [1, 2]}
@@ -308,3 +319,33 @@ def test_the_health_codec_round_trips_and_refuses_other_shapes() -> None:
     assert parse_health({**doc.to_json(), "pid": "10"}) is None
     assert parse_health({**doc.to_json(), "epoch": True}) is None
     assert parse_health({**doc.to_json(), "started_at": float("nan")}) is None
+
+
+A_TREE = Child(pid=20, create_time=1.0, start_ticks=100, tree="a11ce")
+B_TREE = Child(pid=30, create_time=2.0, start_ticks=200, tree="b0b")
+
+
+@pytest.mark.parametrize(
+    ("liveness", "state", "listed"),
+    [
+        pytest.param(Liveness.DEAD, LeaseState.HELD, (A_TREE, B_TREE), id="dead-holder"),
+        pytest.param(Liveness.DEAD, LeaseState.RELEASED, (A_TREE,), id="released-holder"),
+        pytest.param(Liveness.FOREIGN, LeaseState.RELEASED, (), id="foreign-holder"),
+    ],
+)
+def test_the_write_that_takes_a_lease_lists_every_tree_not_yet_seen_stopped(
+    liveness: Liveness, state: LeaseState, listed: tuple[Child, ...]
+) -> None:
+    """A dead holder's child joins the trees its record still lists; a released holder ended
+    its own; a foreign holder's processes are not ours (control.md#run)."""
+    prior = replace(SAMPLE, state=state, child=B_TREE, orphans=(A_TREE,))
+    me = replace(SAMPLE.holder, pid=11, nonce="m")
+    obs = Observation(prior, liveness, now_wall=10.0, unchanged_for=0.0)
+    taken = decide_acquire(obs, me, "sync", 15.0).write
+    assert taken is not None
+    assert taken.orphans == listed
+    struck = without_orphans(taken, taken.epoch, "m", (A_TREE,))
+    if A_TREE in listed:
+        assert struck is not None
+        assert A_TREE not in struck.orphans
+    assert without_orphans(taken, taken.epoch, "someone-else", (A_TREE,)) is None

@@ -163,12 +163,13 @@ class Mismatch(enum.StrEnum):
 
 
 def check_identity(
-    ident: ProcessIdentity, marker: tuple[str, str | None] | None
+    ident: ProcessIdentity, marker: tuple[str, str | None] | None, *, any_uid: bool = False
 ) -> Mismatch | None:
     """Re-read the process and compare: location, start, our uid, and argv marker `--name=value`.
 
     `marker` is (name, expected value); an expected None means the argv must carry no such
-    marker. None when every check passes: only then may a signal follow, at once.
+    marker. `any_uid` drops the uid check for a process proven otherwise (a tree member, by
+    descent or cookie). None when every check passes: only then may a signal follow, at once.
     """
     if is_foreign(ident.where, here()):
         return Mismatch.FOREIGN
@@ -179,7 +180,7 @@ def check_identity(
         return Mismatch.ACCESS_DENIED
     if not same_start(ident, facts.ident):
         return Mismatch.IDENTITY_CHANGED
-    if facts.uid != platform.uid():
+    if facts.uid != platform.uid() and not any_uid:
         return Mismatch.OTHER_USER
     if not guard.allows(facts.ident):
         return Mismatch.TEST_GUARD
@@ -193,9 +194,12 @@ def signal_verified(
     sig: signal.Signals,
     marker: tuple[str, str | None] | None = None,
     proof: Callable[[int], bool] | None = None,
+    *,
+    any_uid: bool = False,
 ) -> Mismatch | None:
     """Send `sig` only to the process `ident` names; None when sent, else why not. `proof`,
-    when given, must also hold for the pid (a tree member's descent or cookie).
+    when given, must also hold for the pid (a tree member's descent or cookie); with it,
+    `any_uid` lets a member of another uid be signalled where the kernel permits it.
 
     Where the platform has pidfds the order is open → verify → signal through the pidfd: a pid
     recycled after the check can never receive it. Elsewhere: verify, then kill at once.
@@ -210,7 +214,7 @@ def signal_verified(
         except OSError:
             fd = None  # e.g. a kernel without pidfds: the weaker order below
     try:
-        mismatch = check_identity(ident, marker)
+        mismatch = check_identity(ident, marker, any_uid=any_uid and proof is not None)
         if mismatch is None and proof is not None and not proof(ident.pid):
             mismatch = Mismatch.IDENTITY_CHANGED
         if mismatch is not None:

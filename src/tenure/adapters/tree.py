@@ -4,7 +4,7 @@
 environment, as Jenkins' process-tree killer marks builds) in a session of its own, and on
 Linux makes itself the child subreaper, so a descendant that daemonizes (`setsid … &`, a double
 fork) is re-parented to the wrapper instead of init. Members are the wrapper's descendants by
-parent links plus same-user processes carrying the cookie that started after the tree did.
+parent links plus processes carrying the cookie that started after the tree did, of any uid.
 The one escape: a descendant that scrubs its environment *and* leaves the subreaper (only
 possible where there is none, or after the wrapper was SIGKILLed) — see control.md#run.
 spec: docs/protocol/control.md#run
@@ -45,7 +45,8 @@ class Tree:
     spare: tuple[int, ...] = ()  # the wrapper's own helpers (its watchdog): never members
 
     def members(self) -> list[ProcessIdentity]:
-        """The live members now (never the wrapper itself, never another user's process)."""
+        """The live members now, of any uid (a member that dropped its privileges is still
+        one), never the wrapper itself or its helpers."""
         table = dict(_processes())
         kids: dict[int, list[int]] = {}
         for pid, (ppid, _ticks) in table.items():
@@ -65,11 +66,7 @@ class Tree:
         out = []
         for pid in sorted(found):
             facts = read_process(pid)
-            if (
-                facts is not None
-                and facts.uid == platform.uid()
-                and self._started_in(facts.start_ticks)
-            ):
+            if facts is not None and self._started_in(facts.start_ticks):
                 out.append(facts.ident)
         return out
 
@@ -180,7 +177,9 @@ def signal_tree(tree: Tree, sig: signal.Signals, skip: int | None = None) -> int
             continue
         if tree.proves(ident.pid):
             guard.allow(ident)  # the test guard learns the members of a tree it governs
-        if signal_verified(ident, sig, proof=tree.proves) is None:
+        # The tree's proof (descent or cookie) stands in for the uid: the kernel says whether
+        # this process may signal a member that changed its uid (control.md#run).
+        if signal_verified(ident, sig, proof=tree.proves, any_uid=True) is None:
             sent += 1
     return sent
 

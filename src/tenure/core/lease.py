@@ -154,6 +154,22 @@ def without_orphans(
     return None
 
 
+def with_own_tree_orphaned(
+    current: LeaseRecord | Unreadable | None, epoch: int, nonce: str
+) -> LeaseRecord | None:
+    """The record listing its own `child` in `orphans` (the holder could not end that tree),
+    when it is still ours and lists it not yet."""
+    if (
+        isinstance(current, LeaseRecord)
+        and current.epoch == epoch
+        and current.holder.nonce == nonce
+        and current.child is not None
+        and current.child not in current.orphans
+    ):
+        return replace(current, orphans=(*current.orphans, current.child)[-MAX_ORPHANS:])
+    return None
+
+
 def decide_acquire(
     obs: Observation,
     me: Holder,

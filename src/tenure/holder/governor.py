@@ -262,6 +262,18 @@ class Governor(Driver):
 
         return self.store.transact(decide)
 
+    def list_own_tree(self) -> bool:
+        """List the tree this holder governs in the record's `orphans` (members outlived its
+        stop: control.md#run), so its release hands it on; False if the record is not ours."""
+        if self.forked:
+            return False
+
+        def decide(current: LeaseRecord | Unreadable | None) -> tuple[bool, LeaseRecord | None]:
+            write = machine.with_own_tree_orphaned(current, self.epoch, self.me.nonce)
+            return write is not None, write
+
+        return self.store.transact(decide)
+
     def _confirm_stopped(self, gone: tuple[Child, ...]) -> None:
         """Take the replaced trees seen gone off the record (control.md#run); a record no
         longer ours keeps them for its holder, who finds nobody left to stop."""

@@ -21,11 +21,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Literal
 
-from tenure.adapters import config, guard
+from tenure.adapters import config, guard, platform
 from tenure.adapters.child import start_child
 from tenure.adapters.peers import established_on
 from tenure.adapters.ports import open_ports
-from tenure.adapters.procinfo import child_identity
+from tenure.adapters.procinfo import child_identity, read_process
 from tenure.adapters.root import default_root, ensure_root
 from tenure.adapters.store import LeaseStore
 from tenure.adapters.tree import (
@@ -178,8 +178,10 @@ def _serve(
         # Retired, or fenced (a newer holder took over and ended the tree): not the child's
         # own exit, so not its exit code.
         stopped_by_us = child.poll() is None or reap_orphans(child) or not gov.holding()
-        # Whatever happened, no member of the tree outlives its governor's lease.
-        stop_tree(tree, child, TREE_STOP)
+        # Whatever happened, no member of the tree outlives its governor's lease — and one
+        # this process may not signal is never pretended gone (control.md#run).
+        if not stop_tree(tree, child, TREE_STOP):
+            _outlived(gov, tree)
         code = child.wait()
         if watch is not None:
             watch.stand_down(TREE_STOP.bound_s)
@@ -187,6 +189,22 @@ def _serve(
     if stopped_by_us:
         return 0  # the wrapper retired (and took the tree with it): a normal end
     return code if code >= 0 else 128 - code
+
+
+def _outlived(gov: Governor, tree: Tree) -> None:
+    """Say which members outlived the tree's stop and why, and list the tree in the record's
+    `orphans`, so the next holder (or a permitted `--reset`) ends it."""
+    for ident in tree.members():
+        facts = read_process(ident.pid)
+        uid = "?" if facts is None else facts.uid
+        print(
+            f"tenure: pid {ident.pid} (uid {uid}) of the {gov.family} tree outlived its stop: "
+            f"this wrapper (uid {platform.uid()}) may not signal it; the tree stays listed in "
+            "the lease record for the next holder or `tenure auth doctor --reset`",
+            file=sys.stderr,
+        )
+    with contextlib.suppress(OSError, TenureError):
+        gov.list_own_tree()
 
 
 def _govern(
