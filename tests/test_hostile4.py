@@ -21,6 +21,7 @@ from typing import Any
 import psutil
 import pytest
 
+from tenure.adapters.ports import open_ports
 from tenure.adapters.probe import listening_pids
 from tenure.adapters.store import LeaseStore
 from tenure.adapters.tombstones import read_tombstones
@@ -71,7 +72,7 @@ def test_a_silent_holder_in_another_pid_namespace_is_never_reset(
     env = env_for(root, TENURE_RETIRE_GRACE="0")
     env.pop("TENURE_TEST_SIGNAL_GUARD", None)  # the rule, not the test kit, must protect it
     daemon = [PY, "-m", "tenure.daemon.main", f"--tenure-root={root}", "--tenure-family=sync"]
-    proc_registry.spawn(in_pid_ns([PY, "-c", NS_INIT, *daemon]), env=env)
+    namespace = proc_registry.spawn(in_pid_ns([PY, "-c", NS_INIT, *daemon]), env=env)
     held = held_when(root, "sync", lambda r: r.holder.port is not None and r.holder.control)
     assert held.holder.pid < 10  # its own namespace's numbering
     port = held.holder.port
@@ -98,6 +99,9 @@ def test_a_silent_holder_in_another_pid_namespace_is_never_reset(
         if silenced == "sigstop":
             os.kill(pid, signal.SIGCONT)
     assert record(root, "sync").holder.nonce == held.holder.nonce
+    namespace.kill()  # unshare ignores SIGTERM; its child's parent-death signal ends the rest
+    namespace.wait(30)
+    wait_for(lambda: not open_ports([port]), what="the namespace's listener to close")
 
 
 # --- 5. a built-in family held by `tenure run` ------------------------------------------------
@@ -276,8 +280,9 @@ def test_the_owners_silent_connections_cannot_keep_its_cli_out(
     assert crowd.stdout.readline().startswith(b"silent")
     daemon = psutil.Process(started["pid"])
     wait_for(
-        lambda: sum(c.status == psutil.CONN_ESTABLISHED for c in daemon.net_connections()) >= 32,
-        what="the crowd to take every slot",
+        # The crowd is at it (it displaces itself as it redials, so the count moves).
+        lambda: sum(c.status == psutil.CONN_ESTABLISHED for c in daemon.net_connections()) >= 8,
+        what="the crowd to hold slots",
     )
     try:
         for _ in range(3):
@@ -305,17 +310,20 @@ def test_a_daemon_with_few_descriptors_keeps_renewing_under_another_users_crowd(
     from the real limit, so renewals never hit EMFILE and the daemon keeps its lease."""
     root = (tmp_path / "root").resolve()
     env = env_for(root)
-    limited = subprocess.run(
-        ["prlimit", f"--nofile={nofile}:{nofile}", PY, "-m", "tenure", "sync", "start", "--json"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    limit = ["prlimit", f"--nofile={nofile}:{nofile}"]
+    try:
+        limited = subprocess.run(
+            [*limit, PY, "-m", "tenure", "sync", "start", "--json"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+    finally:
+        proc_registry.track_root(root)  # stopped by the registry, whatever start said
     assert limited.returncode == 0, limited.stderr
     started = json.loads(limited.stdout)
-    proc_registry.track(started["pid"])
     as_nobody = ["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups"]
     crowd = proc_registry.spawn(
         [*as_nobody, SYSTEM_PY, "-c", SILENT, str(started["port"]), "16"],

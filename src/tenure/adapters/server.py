@@ -106,7 +106,8 @@ class BoundedServer(socketserver.ThreadingTCPServer):
     def __init__(self, addr: tuple[str, int], route: Route) -> None:
         self.route = route
         self.limit = connection_limit(*_fd_room())
-        self.others_limit = min(OTHERS_MAX, self.limit // 2)
+        # At least one: where no peer's uid can be told, everyone (the owner too) is "other".
+        self.others_limit = max(1, min(OTHERS_MAX, self.limit // 2))
         self._clients: dict[Any, _Client] = {}  # by socket, while it holds a slot
         self._lock = threading.Lock()
         self.refused = 0
@@ -119,23 +120,28 @@ class BoundedServer(socketserver.ThreadingTCPServer):
         return int(self.server_address[1])
 
     def _admit(self, request: Any, client_address: Any) -> bool:
-        """Give this connection a slot: another user's only while fewer than `others_limit` of
-        theirs are open; the owner's even when all are taken, in place of the oldest
-        connection that has not sent its whole request yet."""
+        """Give this connection a slot: another user's while fewer than `others_limit` of theirs
+        are open; when its share (or every slot) is taken, in place of the oldest connection
+        that has not sent its whole request yet — for another user's, only another user's."""
         other = peer_uid(client_address[1], self.port) != platform.uid()
         with self._lock:
-            if other and sum(c.other for c in self._clients.values()) >= self.others_limit:
-                return False
-            if len(self._clients) >= self.limit:
-                victim = None if other else self._oldest_waiting()
+            others_full = sum(c.other for c in self._clients.values()) >= self.others_limit
+            if (other and others_full) or len(self._clients) >= self.limit:
+                # Another user's connection may only displace another user's (where the peer's
+                # uid cannot be told, the owner's too count as others: control.md#limits).
+                victim = self._oldest_waiting(only_others=other)
                 if victim is None:
                     return False
                 self._evict(victim)
             self._clients[request] = _Client(other, time.monotonic())
         return True
 
-    def _oldest_waiting(self) -> Any:
-        waiting = [(c.since, i, s) for i, (s, c) in enumerate(self._clients.items()) if c.waiting]
+    def _oldest_waiting(self, *, only_others: bool) -> Any:
+        waiting = [
+            (c.since, i, s)
+            for i, (s, c) in enumerate(self._clients.items())
+            if c.waiting and (c.other or not only_others)
+        ]
         return min(waiting)[2] if waiting else None
 
     def _evict(self, sock: Any) -> None:
