@@ -254,9 +254,8 @@ def holding(held: Held, previous: dict[signal.Signals, Any]) -> Iterator[None]:
         with _block(outcome):
             yield
     finally:
-        if not governor.forked:
+        if not governor.forked:  # a forked child got its handlers back at the fork
             restore_handlers(previous)
-        _INSTALLED.pop(id(previous), None)
         _leave(held, outcome.failed)
 
 

@@ -29,6 +29,7 @@ from tenure.requester.start import (
     healthy_holder,
     info_from_health,
     info_from_record,
+    serves_by_record,
     start,
 )
 
@@ -80,9 +81,7 @@ def status(family: Family, root: Path) -> Status:
         info = info_from_health(doc, "running")
         return Status("running", info, info.pid, info.port, info.epoch, log=log)
     expires = round(rec.renewed_at + rec.ttl_s - time.time(), 1)
-    if not rec.holder.control and not is_foreign_holder(rec) and expires >= 0:
-        # No control plane to ask (`tenure run`, `tenure.hold`): a fresh record of a live
-        # holder is what running means (control.md#status-and-stop).
+    if serves_by_record(rec):
         info = info_from_record(rec, "running")
         return Status("running", info, info.pid, info.port, info.epoch, expires, log)
     if is_foreign_holder(rec) and rec.holder.where is not None:

@@ -19,7 +19,6 @@ import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Literal
 
 from tenure.adapters import config, guard, platform
 from tenure.adapters.child import start_child

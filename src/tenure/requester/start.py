@@ -36,7 +36,7 @@ from tenure.core.timing import (
 )
 from tenure.core.values import asdict, frozen, replace
 from tenure.errors import DaemonStartError
-from tenure.protocol.supersede import prepare_start
+from tenure.protocol.supersede import is_foreign_holder, prepare_start
 
 if TYPE_CHECKING:
     import subprocess
@@ -158,17 +158,26 @@ def healthy_holder(store: LeaseStore) -> tuple[LeaseRecord | None, Health | None
     return rec, None
 
 
+def serves_by_record(rec: LeaseRecord) -> bool:
+    """Whether a live holder without a control plane (`tenure run`, `tenure.hold`) counts as
+    running: it lives here (a foreign one must answer health to be reused) and its record is
+    fresh by this clock (control.md#status-and-stop)."""
+    return (
+        not rec.holder.control
+        and not is_foreign_holder(rec)
+        and time.time() - rec.renewed_at <= rec.ttl_s
+    )
+
+
 def _reusable(store: LeaseStore) -> DaemonInfo | None:
     """The live holder a start may reuse: one that answers health as the record's holder, or
-    a holder without a control plane whose record is fresh (`tenure run`, `tenure.hold`)."""
+    one without a control plane that `serves_by_record`."""
     rec, doc = healthy_holder(store)
     if rec is None:
         return None
     if doc is not None:
         return info_from_health(doc, "reused")
-    if not rec.holder.control and time.time() - rec.renewed_at <= rec.ttl_s:
-        return info_from_record(rec, "reused")
-    return None
+    return info_from_record(rec, "reused") if serves_by_record(rec) else None
 
 
 def spawn(
