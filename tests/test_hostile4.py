@@ -505,3 +505,18 @@ def test_a_renewing_holder_of_a_newer_protocol_is_never_evicted(
     assert (doc["protocol"], doc["epoch"]) == ("tenure/2", 5)
     newer.kill()
     newer.wait(30)
+
+
+# --- and: `tenure ls` on a root that has no `leases/` yet ----------------------------------------
+
+
+def test_ls_on_an_empty_root_lists_the_families_and_writes_nothing(tmp_path: Path) -> None:
+    """An empty root directory (nothing started yet) is listed, not an error, and stays empty:
+    pruning looks for a record before it takes any lock."""
+    root = (tmp_path / "root").resolve()
+    root.mkdir(mode=0o700)
+    listed = cli(env_for(root), "ls", "--json")
+    assert listed.returncode == 0, listed.stderr
+    states = {f["family"]: f["state"] for f in json.loads(listed.stdout)["families"]}
+    assert states == {"sync": "absent", "dashboard": "absent"}
+    assert list(root.iterdir()) == []

@@ -146,6 +146,8 @@ class LeaseStore:
         """Remove the record when it says `released` at a time before `cutoff_wall`, under the
         lock; True when removed. The lock, start lock and epoch floor stay: a waiter may hold
         the lock file, and epochs must keep rising (lease.md#pruning)."""
+        if not os.path.lexists(self.record_path):
+            return False  # nothing to prune: no lock taken, no lock file (or leases/) made
         with locked(self.lock_path, LOCK_TIMEOUT_S):
             current = read_record_strict(self.record_path)
             if (
