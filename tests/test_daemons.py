@@ -181,7 +181,8 @@ def test_a_start_asks_health_twice_and_a_reuse_once(
 
 
 def test_newer_version_supersedes_and_older_or_equal_reuses(fleet: Fleet) -> None:
-    """1.1 replaces 1.0 (epoch + 1, tombstone `superseded`); 1.0 and 1.1 then reuse 1.1."""
+    """1.1 replaces 1.0 (epoch + 1, tombstone `superseded`); 1.0, 1.1 and 1.1rc1 then reuse
+    1.1; a version outside PEP 440 is refused at the door (exit 2) and changes nothing."""
     old = fleet.start(version="1.0")
     new = fleet.start(version="1.1")
     assert new["action"] == "superseded"
@@ -192,9 +193,12 @@ def test_newer_version_supersedes_and_older_or_equal_reuses(fleet: Fleet) -> Non
     assert [(s["pid"], s["reason"], s["version"]) for s in stones] == [
         (old["pid"], "superseded", "1.0")
     ]
-    for version in ("1.0", "1.1", "1.1rc1", "not-a-version"):
+    for version in ("1.0", "1.1", "1.1rc1"):
         again = fleet.start(version=version)
         assert (again["action"], again["pid"], again["version"]) == ("reused", new["pid"], "1.1")
+    refused = fleet.cli("sync", "start", "--json", version="not-a-version", check=False)
+    assert refused.returncode == 2
+    assert "PEP 440" in json.loads(refused.stdout)["message"]
     assert fleet.daemon_pids() == [new["pid"]]
 
 

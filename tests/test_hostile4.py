@@ -520,3 +520,21 @@ def test_ls_on_an_empty_root_lists_the_families_and_writes_nothing(tmp_path: Pat
     states = {f["family"]: f["state"] for f in json.loads(listed.stdout)["families"]}
     assert states == {"sync": "absent", "dashboard": "absent"}
     assert list(root.iterdir()) == []
+
+
+def test_a_handle_made_after_retirement_began_says_it_is_retiring(tmp_path: Path) -> None:
+    """A stop signal right as the lease is taken begins retirement before `tenure run` has its
+    `Held`: the handle must still say so, or the wrapper would start its child and govern it
+    for ever (found by the stress run of the interrupted-takeover test)."""
+    from tenure.holder.governor import Governor, RetireReason
+    from tenure.holder.hold import Held
+
+    gov = Governor(tmp_path / "root", "web", "1.0")
+    (tmp_path / "root").mkdir(mode=0o700)
+    gov.acquire()
+    gov.start()
+    gov.abandon(RetireReason.SIGNAL)  # holding by now: retires with the signal's reason
+    held = Held(gov)
+    assert held.retiring.is_set()
+    assert held.reason is RetireReason.SIGNAL
+    assert record(tmp_path / "root", "web").state is LeaseState.RELEASED

@@ -12,7 +12,7 @@ from tenure.adapters.root import ensure_root
 from tenure.adapters.store import LeaseStore
 from tenure.adapters.tombstones import read_tombstones
 from tenure.core import lifecycle
-from tenure.core.lifecycle import TABLE, Action, Event, RetireReason, State, step
+from tenure.core.lifecycle import TABLE, Action, Event, RetireReason, State, event_for, step
 from tenure.core.timing import Timing
 from tenure.errors import LeaseHeld, Retiring
 from tenure.holder.governor import Governor
@@ -130,3 +130,12 @@ def test_a_real_holder_fed_an_unexpected_event_retires_and_records_it(tmp_path: 
     assert [t["reason"] for t in read_tombstones(root)] == ["fault"]
     with pytest.raises(Retiring):
         gov.acquire()  # a retired holder never holds again
+
+
+@pytest.mark.parametrize("reason", list(RetireReason))
+def test_every_retirement_reason_can_be_asked_for(reason: RetireReason) -> None:
+    """`retire(reason)` maps every reason to an event the table knows (REQUESTED and SIGNAL
+    once raised ValueError: the mapping's default was built before the lookup)."""
+    for drain in (True, False):
+        event = event_for(reason, drain)
+        assert step(State.HOLDING, event).next is State.RETIRING

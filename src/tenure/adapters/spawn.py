@@ -4,19 +4,44 @@ from __future__ import annotations
 
 import errno
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from tenure.adapters.files import open_regular
 from tenure.adapters.platform import detach
 from tenure.adapters.root import RootLayout, ensure_subdir
 from tenure.core.hints import TYPE_CHECKING
-from tenure.errors import RootError
+from tenure.errors import ConfigError, RootError
 
 if TYPE_CHECKING:
     import subprocess
 
 DETACH = detach()
+
+
+def check_command(
+    argv: Sequence[str],
+    env: Mapping[str, str] | None = None,
+    cwd: str | os.PathLike[str] | None = None,
+) -> str:
+    """The executable `argv` starts, resolved as exec would (a path with a slash relative to
+    `cwd`, else on `env`'s PATH, else this process's): `ConfigError` naming it when there is no
+    such executable file, so a typo fails before any lease is touched (control.md#run)."""
+    if not argv or not argv[0]:
+        raise ConfigError("the command is empty: give the program to run and its arguments")
+    name = argv[0]
+    if os.sep in name or (os.altsep is not None and os.altsep in name):
+        path = Path(cwd or ".") / name
+        if path.is_file() and os.access(path, os.X_OK):
+            return str(path)
+        raise ConfigError(f"command {name!r} is not an executable file (from {Path(cwd or '.')})")
+    import shutil  # noqa: PLC0415  (only a spawn pays for it)
+
+    search = (env or {}).get("PATH", os.environ.get("PATH", os.defpath))
+    found = shutil.which(name, path=search)
+    if found is None:
+        raise ConfigError(f"command {name!r} not found on PATH")
+    return found
 
 
 def spawn_detached(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import typer
@@ -53,6 +54,13 @@ def run_cmd(  # noqa: PLR0917  (typer maps each parameter to an option)
     if not command:
         error("give the command after --, for example: -- python -m http.server {port}")
         raise typer.Exit(EXIT_USAGE)
+    stray = _before_separator(command)
+    if stray is not None:
+        error(
+            f"{stray!r} is not an option of tenure run: its own options come before --, the "
+            "command and its arguments after it"
+        )
+        raise typer.Exit(EXIT_USAGE)
     try:
         port_range = parse_port_range(ports, "--ports") if ports else None
         code = wrapper.run(
@@ -69,3 +77,13 @@ def run_cmd(  # noqa: PLR0917  (typer maps each parameter to an option)
     except (TenureError, OSError) as exc:
         fail(exc, False)
     raise typer.Exit(code)
+
+
+def _before_separator(command: list[str]) -> str | None:
+    """The first word typer passed on that stood before `--` (an unknown or mistyped option
+    such as `--idle 60`): the command must be exactly what follows the separator."""
+    argv = sys.argv[1:]
+    after = argv[argv.index("--") + 1 :] if "--" in argv else []
+    if command == after:
+        return None
+    return command[0] if command[: len(command) - len(after)] else None

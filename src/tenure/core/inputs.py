@@ -37,17 +37,31 @@ def check_family(name: str, what: str = "family") -> str:
     return name
 
 
+# PEP 440's public and local version grammar, as the PEP states it (case-insensitive; the
+# separators and spellings it normalises are accepted): epoch, release, pre, post, dev, local.
+_PEP440 = re.compile(
+    r"v?(?:[0-9]+!)?[0-9]+(?:\.[0-9]+)*"
+    r"(?:[-_.]?(?:a|b|c|rc|alpha|beta|pre|preview)[-_.]?[0-9]*)?"
+    r"(?:-[0-9]+|[-_.]?(?:post|rev|r)[-_.]?[0-9]*)?"
+    r"(?:[-_.]?dev[-_.]?[0-9]*)?"
+    r"(?:\+[a-z0-9]+(?:[-_.][a-z0-9]+)*)?",
+    re.IGNORECASE,
+)
+
+
+def is_pep440(text: str) -> bool:
+    """Whether `text` is a PEP 440 version (the one grammar every entry point accepts)."""
+    return _PEP440.fullmatch(text) is not None
+
+
 def check_version(text: str, what: str = "version") -> str:
-    """`text` when a lease record can carry it: 1 to 256 printable characters."""
-    if (
-        not isinstance(text, str)
-        or not text.strip()
-        or len(text) > MAX_VERSION_CHARS
-        or not text.isprintable()
-    ):
+    """`text` when it is a PEP 440 version a lease record can carry (at most 256 characters):
+    one grammar at every door, so any two versions tenure accepts can be compared."""
+    if not isinstance(text, str) or len(text) > MAX_VERSION_CHARS or not is_pep440(text):
         shown = _shown(text) if isinstance(text, str) else type(text).__name__
         raise ConfigError(
-            f"{what}={shown} is not a usable version: 1 to {MAX_VERSION_CHARS} printable characters"
+            f"{what}={shown} is not a PEP 440 version (such as 1.4, 2.0.1rc1, 2024.6.1, "
+            f"1.0+local.2), at most {MAX_VERSION_CHARS} characters"
         )
     return text
 

@@ -147,8 +147,11 @@ def event_for(reason: RetireReason, drain: bool = False) -> Event:
     shutdown with `drain` is the owner closing the hold, without it "stop now"."""
     if reason is RetireReason.SHUTDOWN:
         return Event.CLOSED if drain else Event.SHUTDOWN_REQUESTED
-    return {
+    named = {
         RetireReason.REQUESTED: Event.RETIRE_REQUESTED,
         RetireReason.FAULT: Event.FAULT,
         RetireReason.SIGNAL: Event.SIGNALLED,
-    }.get(reason, Event(reason.value))
+    }
+    # Not `.get(reason, Event(...))`: that builds the default first, and `Event("signal")`
+    # does not exist (retire(SIGNAL) and retire(REQUESTED) raised ValueError).
+    return named[reason] if reason in named else Event(reason.value)

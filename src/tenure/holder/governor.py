@@ -288,9 +288,10 @@ class Governor(Driver):
         except (OSError, LockTimeout) as exc:
             print(f"tenure: replaced trees not struck off the record: {exc}", file=sys.stderr)
 
-    def abandon(self) -> None:
-        """The caller gave up while acquiring (cancelled, interrupted): a lease taken on its
-        behalf is released at once, with a tombstone, and this governor never holds."""
+    def abandon(self, reason: RetireReason = RetireReason.SHUTDOWN) -> None:
+        """The caller gave up while acquiring (cancelled, interrupted; `reason` for the
+        tombstone): a lease taken on its behalf is released at once, with a tombstone, and
+        this governor never holds."""
         self._abandoned.set()
         if self.forked:
             return
@@ -304,9 +305,9 @@ class Governor(Driver):
                     and current.state is LeaseState.HELD
                 ):
                     self.epoch = current.epoch
-                    self._release_and_record(RetireReason.SHUTDOWN)
+                    self._release_and_record(reason)
                 self.handle(Event.REFUSED)
                 return
             if self.state is State.HOLDING:
-                self.retire(RetireReason.SHUTDOWN, drain=False)
+                self.retire(reason, drain=False)
         self.wait_retired(self.timing.drain_s + 5)

@@ -49,6 +49,10 @@ class Held:
         self.retiring = threading.Event()  # set when retirement begins; loops wait on it
         self._async: list[tuple[asyncio.AbstractEventLoop, asyncio.Event]] = []
         governor.on_retiring.append(self._on_retiring)
+        if governor.retiring is not None:
+            # Retirement began before this handle existed (a stop signal right as the lease
+            # was taken): the loops that wait on `retiring` must see it all the same.
+            self.retiring.set()
 
     @property
     def family(self) -> str:

@@ -160,6 +160,11 @@ def ensure(
     rec = held_record(store)  # the fast path takes no lock and changes nothing
     if rec is not None and not is_newer(version, rec.holder.version):
         return _reuse(rec)
+    from tenure.adapters.spawn import check_command  # noqa: PLC0415  (spawning only)
+
+    # A command that cannot start fails here, before an older holder is asked to leave: this
+    # process cannot bring the old code back (control.md#ensure).
+    check_command(command, {**os.environ, **(env or {})}, cwd)
     with locked(RootLayout(the_root).start_lock(family), timeout_s=start_lock_wait(timing)):
         plan = prepare_start(store, version, timing, _usable, notify)
         if plan.reuse is not None:

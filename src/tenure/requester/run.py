@@ -26,6 +26,7 @@ from tenure.adapters.peers import established_on
 from tenure.adapters.ports import open_ports
 from tenure.adapters.procinfo import child_identity, read_process
 from tenure.adapters.root import default_root, ensure_root
+from tenure.adapters.spawn import check_command
 from tenure.adapters.store import LeaseStore
 from tenure.adapters.tree import (
     COOKIE_ENV,
@@ -38,7 +39,7 @@ from tenure.adapters.tree import (
 from tenure.adapters.waiting import wait_until
 from tenure.core.hints import TYPE_CHECKING
 from tenure.core.inputs import check_daemon
-from tenure.core.lifecycle import State
+from tenure.core.lifecycle import RetireReason, State
 from tenure.core.record import LeaseRecord
 from tenure.core.timing import (
     POLL_S,
@@ -86,6 +87,7 @@ def run(
         port = None  # chosen once we hold, when a replaced holder's tree has let go of it
     if ports is None and any("{port}" in arg for arg in command):
         raise ConfigError("the command uses {port}: give the family's port range (--ports LO-HI)")
+    check_command(command)  # a typo fails here, before an older holder is asked to leave
     last = LeaseStore(the_root, family).read()
     keep = last.holder.port if isinstance(last, LeaseRecord) else None
     # Descendants that daemonize come back to us, not to init (control.md#run).
@@ -141,7 +143,7 @@ def _make_way(
 def _stop_asked(gov: Governor) -> None:
     """A stop signal (from a signal handler): abandon an acquire in progress, else retire."""
     if gov.state is State.ACQUIRING:
-        threading.Thread(target=gov.abandon, daemon=True).start()
+        threading.Thread(target=gov.abandon, args=(RetireReason.SIGNAL,), daemon=True).start()
     else:
         signalled(gov)
 
