@@ -28,17 +28,11 @@ from tenure.adapters.tombstones import read_tombstones
 from tenure.core.record import LeaseState
 from tenure.testing import ProcessRegistry
 from tests.conftest import PY, block, linux_only, stop_outside_lock, wait_for
+from tests.test_hostile import NOBODY, SYSTEM_PY, as_another_user
 from tests.test_identity import NS_INIT, env_for, held_when, in_pid_ns, needs_pid_ns, record
 
 BLOCK = block(__name__)
 WEB = f"{BLOCK.extra[0]}-{BLOCK.extra[1]}" if BLOCK.extra else ""
-NOBODY = 65534
-AS_ROOT = os.geteuid() == 0
-SYSTEM_PY = "/usr/bin/python3"
-as_another_user = pytest.mark.skipif(
-    not (AS_ROOT and shutil.which("setpriv") and os.path.exists(SYSTEM_PY)),
-    reason="acting as another user needs root, setpriv and a system python3",
-)
 
 
 def cli(env: dict[str, str], *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
