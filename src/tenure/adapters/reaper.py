@@ -156,8 +156,8 @@ def verify(rec: DaemonIdentityRecord) -> FailureReason | None:
 
 def _elsewhere(pid: int) -> bool:
     """Whether `pid` lives in a pid namespace other than ours (lease.md#foreign)."""
-    where = here()
-    if where is None or not platform.PROC_FACTS:
+    where = here()  # None without /proc facts (portable mode, macOS, Windows)
+    if where is None:
         return False
     seen = pid_namespace(pid)
     return seen is not None and seen != where.pid_ns
