@@ -136,7 +136,7 @@ def test_the_bounds_table_is_the_code() -> None:
         f"{timing.TREE_STOP.kill_wait_s:g} s; whole tree",
         "HOLDER_STOP": f"SIGTERM, {timing.HOLDER_STOP.grace_s:g} s, SIGKILL, "
         f"{timing.HOLDER_STOP.kill_wait_s:g} s; the holder",
-        "RUN_DRAIN_S": f"{timing.RUN_DRAIN_S:g} s",
+        "RUN_RELEASE_S": f"{timing.RUN_RELEASE_S:g} s",
         "POLL_S": f"{timing.POLL_S * 1000:g} ms",
         "SCAN_POLL_S": f"{timing.SCAN_POLL_S * 1000:g} ms",
     }

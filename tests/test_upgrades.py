@@ -19,10 +19,13 @@ from packaging.version import InvalidVersion, Version
 import tenure
 from tenure.adapters.store import LeaseStore
 from tenure.core.inputs import is_pep440
-from tenure.core.record import LeaseRecord, LeaseState
+from tenure.adapters.procinfo import read_process
+from tenure.core.record import Child, LeaseRecord, LeaseState, StopSpec
+from tenure.core.timing import TREE_STOP
 from tenure.errors import ConfigError, TenureError
+from tenure.holder.takeover import Takeover
 from tenure.testing import ProcessRegistry
-from tests.conftest import PY, block
+from tests.conftest import PY, block, wait_for
 from tests.test_identity import env_for, held_when
 
 BLOCK = block(__name__)
@@ -151,3 +154,124 @@ def test_the_version_grammar_is_pep_440s(text: str) -> None:
     except InvalidVersion:
         accepted = False
     assert is_pep440(text) is accepted
+
+
+# --- a stop policy per holder (control.md#stop-policy) ---------------------------------------
+
+TELLS = (
+    "import pathlib, signal, sys, time\n"
+    "out = pathlib.Path(sys.argv[1])\n"
+    "def told(signum, _frame):\n"
+    "    out.write_text(signal.Signals(signum).name)\n"
+    "    sys.exit(0)\n"
+    "for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1):\n"
+    "    signal.signal(s, told)\n"
+    "out.with_suffix('.ready').write_text('ready')\n"
+    "while True:\n"
+    "    time.sleep(0.05)\n"
+)
+
+
+def told(path: Path) -> str:
+    """The signal name a `TELLS` process wrote when it was stopped."""
+    wait_for(lambda: path.exists() and path.read_text() or None, what=f"{path.name} written")
+    return path.read_text()
+
+
+@pytest.mark.process
+def test_tenure_stop_ends_a_run_child_with_the_signal_it_asked_for(
+    tmp_path: Path, proc_registry: ProcessRegistry
+) -> None:
+    """`--stop-signal INT --stop-grace 20`: recorded on the child and the wrapper (whose own
+    grace covers the child's), and `tenure stop` makes the child get SIGINT."""
+    root = (tmp_path / "root").resolve()
+    env = env_for(root)
+    out = tmp_path / "child.txt"
+    argv = [PY, "-m", "tenure", "run", "--family", "web", "--version", "1.0"]
+    proc_registry.spawn(
+        [*argv, "--stop-signal", "INT", "--stop-grace", "20", "--", PY, "-c", TELLS, str(out)],
+        env=env,
+    )
+    rec = held_when(root, "web", lambda r: r.child is not None)
+    wait_for(lambda: out.with_suffix(".ready").exists(), what="the child to be ready")
+    assert rec.child is not None
+    assert rec.child.stop == StopSpec("SIGINT", 20.0, tree=True)
+    assert rec.holder.stop is not None
+    assert rec.holder.stop.grace_s >= 20.0 + TREE_STOP.kill_wait_s
+    stopped = cli(env, "stop", "web")
+    assert stopped.returncode == 0, stopped.stderr
+    assert told(out) == "SIGINT"
+    gone = LeaseStore(root, "web").read()
+    assert isinstance(gone, LeaseRecord)
+    assert gone.state is LeaseState.RELEASED
+
+
+@pytest.mark.parametrize(
+    ("given", "said"),
+    [
+        (["--stop-signal", "KILL"], "is not one of TERM, INT, HUP, QUIT, USR1, USR2"),
+        (["--stop-grace", "7200"], "out of range: 0 to 3600 seconds"),
+    ],
+)
+def test_a_stop_policy_outside_its_bounds_is_a_usage_error(
+    tmp_path: Path, given: list[str], said: str
+) -> None:
+    root = (tmp_path / "root").resolve()
+    argv = ["run", "--family", "web", "--version", "1.0", *given, "--", PY, "-c", "pass"]
+    failed = cli(env_for(root), *argv)
+    assert failed.returncode == 2
+    assert said in failed.stderr
+    assert not LeaseStore(root, "web").record_path.exists()
+
+
+HOLD_TELLS = (
+    "import pathlib, signal, sys, threading, tenure\n"
+    "out = pathlib.Path(sys.argv[1])\n"
+    "asked = threading.Event()\n"
+    "def told(signum, _frame):\n"
+    "    out.write_text(signal.Signals(signum).name)\n"
+    "    asked.set()\n"
+    "signal.signal(signal.SIGUSR1, told)\n"
+    "with tenure.hold('indexer', version='1.0', handle_signals=False,\n"
+    "                 stop_signal='USR1', stop_grace_s=30) as held:\n"
+    "    while not asked.wait(0.05) and not held.retiring.is_set():\n"
+    "        pass\n"
+)
+
+
+@pytest.mark.process
+def test_tenure_stop_sends_a_hold_daemon_the_signal_it_recorded(
+    tmp_path: Path, proc_registry: ProcessRegistry
+) -> None:
+    """`hold(stop_signal='USR1', stop_grace_s=30)` is in the record, and `tenure.stop` sends
+    SIGUSR1, not SIGTERM; the daemon leaves on it with a clean release."""
+    root = (tmp_path / "root").resolve()
+    out = tmp_path / "holder.txt"
+    proc_registry.spawn([PY, "-c", HOLD_TELLS, str(out)], env=env_for(root))
+    rec = held_when(root, "indexer", lambda r: r.state is LeaseState.HELD)
+    assert rec.holder.stop == StopSpec("SIGUSR1", 30.0)
+    assert tenure.stop("indexer", root=root) == rec.holder.pid
+    assert told(out) == "SIGUSR1"
+    with pytest.raises(ConfigError, match="not one of TERM, INT, HUP"):
+        with tenure.hold("indexer", version="2.0", root=root, stop_signal="USR1"):
+            pass
+
+
+@pytest.mark.process
+def test_a_replaced_holders_tree_is_ended_by_its_own_policy(
+    tmp_path: Path, proc_registry: ProcessRegistry
+) -> None:
+    """The takeover of a dead wrapper's tree honours the stop recorded for it: the lone child
+    (no cookie) gets SIGHUP, not SIGTERM."""
+    out = tmp_path / "orphan.txt"
+    proc = proc_registry.spawn([PY, "-c", TELLS, str(out)])
+    wait_for(lambda: out.with_suffix(".ready").exists(), what="the orphan to be ready")
+    ident = read_process(proc.pid)
+    assert ident is not None
+    orphan = Child(proc.pid, ident.create_time, ident.start_ticks, None, StopSpec("SIGHUP", 10.0))
+    seen: list[tuple[Child, ...]] = []
+    takeover = Takeover("web")
+    takeover.stop((orphan,), seen.append)
+    assert takeover.settle(60)
+    assert told(out) == "SIGHUP"
+    assert seen == [(orphan,)]

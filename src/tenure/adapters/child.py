@@ -12,6 +12,7 @@ from collections.abc import Sequence
 
 from tenure.adapters import platform
 from tenure.adapters.watchdog import DONE
+from tenure.core.record import StopSpec
 from tenure.core.values import frozen
 
 PR_SET_PDEATHSIG = 1
@@ -57,13 +58,14 @@ class Watchdog:
             self.proc.wait(wait_s)
 
 
-def _start_watchdog(cookie: str) -> Watchdog | None:
-    """The watchdog (adapters/watchdog.py); None if it could not start (the next holder still
-    ends a dead wrapper's tree by its cookie)."""
+def _start_watchdog(cookie: str, stop: StopSpec | None) -> Watchdog | None:
+    """The watchdog (adapters/watchdog.py), told the tree's stop policy; None if it could not
+    start (the next holder still ends a dead wrapper's tree by its cookie)."""
     read_end, write_end = os.pipe()  # not inheritable: the child never holds the write end
+    policy = [] if stop is None else [stop.signal, repr(stop.grace_s)]
     try:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "tenure.adapters.watchdog", cookie],
+            [sys.executable, "-m", "tenure.adapters.watchdog", cookie, *policy],
             stdin=read_end,
             start_new_session=True,  # a Ctrl-C for the wrapper's group is the wrapper's to handle
         )
@@ -76,7 +78,7 @@ def _start_watchdog(cookie: str) -> Watchdog | None:
 
 
 def start_child(
-    argv: Sequence[str], env: dict[str, str], cookie: str
+    argv: Sequence[str], env: dict[str, str], cookie: str, stop: StopSpec | None = None
 ) -> tuple[subprocess.Popen[bytes], Watchdog | None]:
     """Start the governed child in its own session and group, tied to the wrapper's life by
     the parent-death signal (Linux), a kill-on-close job (Windows) or a watchdog (elsewhere)."""
@@ -88,7 +90,7 @@ def start_child(
 
         if _JOB is None:  # open for the wrapper's life: closing it ends the tree
             _JOB = contain_self(Kernel32Jobs())
-    watch = _start_watchdog(cookie) if pdeathsig is None and sys.platform != "win32" else None
+    watch = _start_watchdog(cookie, stop) if pdeathsig is None and sys.platform != "win32" else None
     apart = platform.detach(daemon=False)
     child = subprocess.Popen(
         list(argv),

@@ -86,6 +86,12 @@ STOP_SIGNALS: tuple[signal.Signals, ...] = tuple(
 )  # each asks a daemon to leave gracefully
 
 
+def signal_named(name: str) -> signal.Signals:
+    """The signal a stop policy names (`SIGINT`); SIGTERM where this platform lacks it."""
+    found = getattr(signal, name, None)
+    return found if isinstance(found, signal.Signals) else signal.SIGTERM
+
+
 # Windows process-creation flags (winbase.h), named here so the choice is testable anywhere.
 CREATE_NEW_PROCESS_GROUP = 0x00000200
 DETACHED_PROCESS = 0x00000008

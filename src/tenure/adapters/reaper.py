@@ -26,12 +26,14 @@ from tenure.adapters.procinfo import (
     signal_verified,
     tree_cookies,
 )
+from tenure.adapters.store import LeaseStore
 from tenure.adapters.tokens import read_token
 from tenure.adapters.waiting import wait_until
 from tenure.core.classify import CleanupClass, DaemonIdentityRecord, Governance
 from tenure.core.families import Family
 from tenure.core.hints import TYPE_CHECKING
 from tenure.core.identity import ProcessIdentity
+from tenure.core.record import LeaseRecord
 from tenure.core.values import asdict, field, frozen, mutable
 
 if TYPE_CHECKING:
@@ -210,10 +212,11 @@ def _end(rec: DaemonIdentityRecord, family: Family, root: Path) -> CleanupPath |
             request(rec.port, "POST", "/api/shutdown", token=token, timeout=STEP_WAIT_S)
             if _wait_gone(rec.pid, STEP_WAIT_S):
                 return CleanupPath.HTTP_SHUTDOWN
-    failure = _signal(rec, signal.SIGTERM, family)
+    first, grace = _tree_stop(rec, family, root)
+    failure = _signal(rec, first, family)
     if failure is not None:
         return failure
-    if _wait_gone(rec.pid, STEP_WAIT_S):
+    if _wait_gone(rec.pid, grace):
         return CleanupPath.TERMINATE
     failure = _signal(rec, platform.KILL, family)
     if failure is not None:
@@ -221,6 +224,20 @@ def _end(rec: DaemonIdentityRecord, family: Family, root: Path) -> CleanupPath |
     if _wait_gone(rec.pid, STEP_WAIT_S):
         return CleanupPath.KILL
     return FailureReason.STILL_ALIVE_AFTER_KILL
+
+
+def _tree_stop(
+    rec: DaemonIdentityRecord, family: Family, root: Path
+) -> tuple[signal.Signals, float]:
+    """The first signal and grace for `rec`: a governed tree's member gets the stop its
+    holder recorded for the tree (control.md#stop-policy), anything else SIGTERM and 1 s."""
+    if rec.tree_cookie is not None:
+        lease = LeaseStore(root, family.name).read()
+        if isinstance(lease, LeaseRecord):
+            for c in (lease.child, *lease.orphans):
+                if c is not None and c.tree == rec.tree_cookie and c.stop is not None:
+                    return platform.signal_named(c.stop.signal), max(c.stop.grace_s, STEP_WAIT_S)
+    return signal.SIGTERM, STEP_WAIT_S
 
 
 def reap(

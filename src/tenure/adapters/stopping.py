@@ -46,23 +46,24 @@ def stop_verified(
     policy: StopPolicy = HOLDER_STOP,
     notify: Notify = quiet,
 ) -> signal.Signals | None:
-    """Stop the process `ident` names under `policy`: SIGTERM (+SIGCONT, so a stopped process
-    can act on it), the grace period, then SIGKILL, each sent through `signal_verified`
+    """Stop the process `ident` names under `policy`: its first signal, SIGTERM unless the
+    policy names another (+SIGCONT, so a stopped process can act on it), the grace period,
+    then SIGKILL, each sent through `signal_verified`
     (location, start, uid, the test guard, and `marker` in its argv when given). The signal
     that ended it, or None if it was gone before any. Raises `StopRefused` when the process is
     not provably the one meant."""
     pid = ident.pid
-    waits = {signal.SIGTERM: policy.grace_s, platform.KILL: policy.kill_wait_s}
-    for sig in (signal.SIGTERM, platform.KILL):
+    first = platform.signal_named(policy.first)
+    for sig, wait in ((first, policy.grace_s), (platform.KILL, policy.kill_wait_s)):
         mismatch = signal_verified(ident, sig, marker)
         if mismatch is Mismatch.GONE:
             return None
         if mismatch is not None:
             raise StopRefused(f"not signalling {label} pid {pid}: {mismatch.value}")
-        if sig is signal.SIGTERM and platform.CONT is not None:
+        if sig is first and platform.CONT is not None:
             signal_verified(ident, platform.CONT, marker)
         notify(f"sent {sig.name} to {label} pid {pid}")
-        if gone_within(ident, waits[sig]):
+        if gone_within(ident, wait):
             return sig
     raise StopFailed(f"{label} pid {pid} still alive after SIGKILL")
 
@@ -91,10 +92,10 @@ def exited_within(child: subprocess.Popen[bytes], timeout: float) -> bool:
 
 
 def stop_own_child(child: subprocess.Popen[bytes], policy: StopPolicy) -> int:
-    """Stop a child this process started and has not reaped: SIGTERM (+SIGCONT), the grace
-    period, SIGKILL. Returns its exit status."""
+    """Stop a child this process started and has not reaped: the policy's first signal
+    (+SIGCONT), the grace period, SIGKILL. Returns its exit status."""
     if child.poll() is None:
-        child.send_signal(signal.SIGTERM)
+        child.send_signal(platform.signal_named(policy.first))
         if platform.CONT is not None:
             child.send_signal(platform.CONT)
         if not exited_within(child, policy.grace_s):

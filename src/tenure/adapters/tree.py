@@ -168,12 +168,15 @@ def reap_orphans(child: subprocess.Popen[bytes]) -> bool:
             os.waitpid(found.si_pid, 0)
 
 
-def signal_tree(tree: Tree, sig: signal.Signals, skip: int | None = None) -> int:
-    """Send `sig` to every member but `skip` (a child signalled through its Popen), each
-    through `signal_verified` plus the tree's own proof (descent or cookie); how many."""
+def signal_tree(
+    tree: Tree, sig: signal.Signals, skip: int | None = None, only: int | None = None
+) -> int:
+    """Send `sig` to every member but `skip` (a child signalled through its Popen), or to the
+    member `only` alone, each through `signal_verified` plus the tree's own proof (descent or
+    cookie); how many."""
     sent = 0
     for ident in tree.members():
-        if ident.pid == skip:
+        if ident.pid == skip or (only is not None and ident.pid != only):
             continue
         if tree.proves(ident.pid):
             guard.allow(ident)  # the test guard learns the members of a tree it governs
@@ -184,10 +187,17 @@ def signal_tree(tree: Tree, sig: signal.Signals, skip: int | None = None) -> int
     return sent
 
 
-def stop_tree(tree: Tree, child: subprocess.Popen[bytes] | None, policy: StopPolicy) -> bool:
-    """End the whole tree under `policy`: SIGTERM (+SIGCONT) to the child (through its Popen)
-    and to every member, the grace period, then SIGKILL to what is left; reaped as it goes.
-    True when nothing of it is left (a member this process may not signal outlives it)."""
+def stop_tree(
+    tree: Tree,
+    child: subprocess.Popen[bytes] | None,
+    policy: StopPolicy,
+    head: int | None = None,
+) -> bool:
+    """End the whole tree under `policy` (control.md#stop-policy): its first signal (+SIGCONT)
+    to the child (through its Popen) and to every member — to the head alone (the child, or
+    `head` by pid) when the policy says the head ends its own children — the grace period,
+    then SIGKILL to every member left; reaped as it goes. True when nothing of it is left (a
+    member this process may not signal outlives it)."""
 
     def alive() -> bool:
         if child is not None:
@@ -195,15 +205,22 @@ def stop_tree(tree: Tree, child: subprocess.Popen[bytes] | None, policy: StopPol
             reap_orphans(child)
         return (child is not None and child.returncode is None) or bool(tree.members())
 
-    for sig, wait in ((signal.SIGTERM, policy.grace_s), (platform.KILL, policy.kill_wait_s)):
+    first = platform.signal_named(policy.first)
+    skip = None if child is None else child.pid
+    for sig, wait in ((first, policy.grace_s), (platform.KILL, policy.kill_wait_s)):
         if child is not None and child.poll() is None:
             child.send_signal(sig)
             if platform.CONT is not None:
                 child.send_signal(platform.CONT)
-        skip = None if child is None else child.pid
-        signal_tree(tree, sig, skip)
-        if sig is signal.SIGTERM and platform.CONT is not None:
-            signal_tree(tree, platform.CONT, skip)  # a stopped member must be able to act
+        if sig is first and policy.head_only:
+            if child is None and head is not None:
+                signal_tree(tree, sig, only=head)
+                if platform.CONT is not None:
+                    signal_tree(tree, platform.CONT, only=head)
+        else:
+            signal_tree(tree, sig, skip)
+            if sig is first and platform.CONT is not None:
+                signal_tree(tree, platform.CONT, skip)  # a stopped member must be able to act
         deadline = time.monotonic() + wait
         while alive() and time.monotonic() < deadline:
             time.sleep(SCAN_POLL_S)

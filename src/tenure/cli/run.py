@@ -42,12 +42,32 @@ def run_cmd(  # noqa: PLR0917  (typer maps each parameter to an option)
         max=31_622_400.0,
         help="Retire after this long with no connection open on the child's port (0: never).",
     ),
+    stop_signal: str = typer.Option(
+        "TERM",
+        "--stop-signal",
+        metavar="SIG",
+        help="The signal that asks the command to stop: TERM, INT, HUP, QUIT, USR1 or USR2.",
+    ),
+    stop_grace: float = typer.Option(
+        5.0,
+        "--stop-grace",
+        metavar="S",
+        help="Seconds the command has after its stop signal before SIGKILL (0-3600).",
+    ),
+    no_tree: bool = typer.Option(
+        False,
+        "--no-tree",
+        help="Send the stop signal to the command alone (it stops its own children); SIGKILL "
+        "still reaches every process of its tree left after the grace.",
+    ),
     root: Path | None = ROOT_OPTION,
     _quiet: bool = QUIET_OPTION,
 ) -> None:
     """Hold a family's lease for a daemon that cannot be changed, and stop its whole process
     tree when it must go."""
     from tenure.adapters.config import parse_port_range  # noqa: PLC0415
+    from tenure.core.inputs import STOP_SIGNAL_NAMES, check_stop  # noqa: PLC0415
+    from tenure.core.record import StopSpec  # noqa: PLC0415
     from tenure.requester import run as wrapper  # noqa: PLC0415  (keeps `tenure --help` fast)
 
     command = list(ctx.args)
@@ -63,6 +83,9 @@ def run_cmd(  # noqa: PLR0917  (typer maps each parameter to an option)
         raise typer.Exit(EXIT_USAGE)
     try:
         port_range = parse_port_range(ports, "--ports") if ports else None
+        name, grace = check_stop(
+            stop_signal, stop_grace, STOP_SIGNAL_NAMES, "--stop-signal/--stop-grace"
+        )
         code = wrapper.run(
             family,
             version,
@@ -70,6 +93,7 @@ def run_cmd(  # noqa: PLR0917  (typer maps each parameter to an option)
             ports=port_range,
             root=resolve_root(root),
             idle_s=idle_seconds,
+            stop=StopSpec(name, grace, tree=not no_tree),
         )
     except LeaseHeld as exc:
         error(f"{exc}; an equal or newer version already runs")

@@ -11,7 +11,7 @@ import math
 
 from tenure.core.hints import TYPE_CHECKING
 from tenure.core.identity import Location
-from tenure.core.inputs import is_family_name
+from tenure.core.inputs import MAX_STOP_GRACE_S, STOP_SIGNAL_NAMES, is_family_name
 from tenure.core.record import (
     MAX_EPOCH,
     MAX_ORPHANS,
@@ -25,6 +25,7 @@ from tenure.core.record import (
     LeaseRecord,
     LeaseState,
     StopRequest,
+    StopSpec,
     Supersession,
     Unreadable,
 )
@@ -65,6 +66,7 @@ HOLDER_KEYS = frozenset(
         "start_ticks",
         "control",
         "where",
+        "stop",
     ]
 )
 
@@ -95,6 +97,8 @@ def _encode_holder(h: Holder) -> dict[str, Any]:
         doc["start_ticks"] = h.start_ticks
     if h.control:
         doc["control"] = True
+    if h.stop is not None:
+        doc["stop"] = _encode_stop(h.stop)
     if h.where is not None:
         w = h.where
         doc["where"] = {
@@ -120,7 +124,13 @@ def _encode_child(c: Child) -> dict[str, Any]:
         doc["start_ticks"] = c.start_ticks
     if c.tree is not None:
         doc["tree"] = c.tree
+    if c.stop is not None:
+        doc["stop"] = _encode_stop(c.stop)
     return doc
+
+
+def _encode_stop(spec: StopSpec) -> dict[str, Any]:
+    return {"signal": spec.signal, "grace_s": spec.grace_s, "tree": spec.tree}
 
 
 def _encode(record: LeaseRecord) -> bytes:
@@ -265,7 +275,25 @@ def _parse_holder(doc: dict[str, Any]) -> Holder:
         start_ticks=_optional_int(doc, "start_ticks", 0, MAX_EPOCH),
         where=_parse_where(doc.get("where")),
         control=control,
+        stop=_parse_stop(doc.get("stop"), "holder.stop"),
     )
+
+
+def _parse_stop(doc: Any, where: str) -> StopSpec | None:
+    if doc is None:
+        return None
+    if not isinstance(doc, dict):
+        raise _Bad(f"{where}: expected an object")
+    signal = doc.get("signal")
+    if signal not in STOP_SIGNAL_NAMES:
+        raise _Bad(f"{where}.signal: expected one of {', '.join(STOP_SIGNAL_NAMES)}")
+    grace = _number(doc, "grace_s")
+    if not 0 <= grace <= MAX_STOP_GRACE_S:
+        raise _Bad(f"{where}.grace_s: 0 to {MAX_STOP_GRACE_S:g} seconds")
+    tree = doc.get("tree", True)
+    if not isinstance(tree, bool):
+        raise _Bad(f"{where}.tree: expected a boolean")
+    return StopSpec(signal, grace, tree)
 
 
 def _extra(doc: dict[str, Any], known: frozenset[str]) -> Extra:
@@ -285,6 +313,7 @@ def _parse_child(doc: Any, where: str) -> Child:
         create_time=_number(doc, "create_time"),
         start_ticks=_optional_int(doc, "start_ticks", 0, MAX_EPOCH),
         tree=_tree(doc.get("tree")),
+        stop=_parse_stop(doc.get("stop"), f"{where}.stop"),
     )
 
 

@@ -15,6 +15,9 @@ FAMILY_PATTERN = r"[a-z0-9][a-z0-9_-]{0,63}"
 _FAMILY = re.compile(FAMILY_PATTERN)
 MAX_VERSION_CHARS = 256  # the record codec's bound on every text field (lease.md#record)
 MAX_RANGE_PORTS = 1024  # widest port range a family may have (root.md#family-names)
+# The signals a stop policy may name (control.md#stop-policy): each asks a process to leave.
+STOP_SIGNAL_NAMES = ("SIGTERM", "SIGINT", "SIGHUP", "SIGQUIT", "SIGUSR1", "SIGUSR2")
+MAX_STOP_GRACE_S = 3600.0
 
 
 def _shown(text: str) -> str:
@@ -94,3 +97,20 @@ def parse_ports(raw: str, what: str) -> tuple[int, int]:
     except ValueError:
         raise ConfigError(f"{what}={_shown(raw)} is not LO-HI") from None
     return check_ports(lo, hi, what)
+
+
+def check_stop(
+    signal: str, grace_s: float, allowed: tuple[str, ...], what: str = "stop"
+) -> tuple[str, float]:
+    """A stop policy's signal and grace (control.md#stop-policy): the signal's full name
+    from `INT`, `SIGINT` (any case) among `allowed`, and a grace of 0 to 3600 seconds."""
+    name = signal.strip().upper() if isinstance(signal, str) else ""
+    name = name if name.startswith("SIG") else f"SIG{name}"
+    if name not in allowed:
+        raise ConfigError(
+            f"{what} signal {_shown(str(signal))} is not one of "
+            + ", ".join(n.removeprefix("SIG") for n in allowed)
+        )
+    if not (isinstance(grace_s, int | float) and 0 <= grace_s <= MAX_STOP_GRACE_S):
+        raise ConfigError(f"{what} grace {grace_s!r} is out of range: 0 to 3600 seconds")
+    return name, float(grace_s)

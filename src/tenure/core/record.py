@@ -30,6 +30,18 @@ class LeaseState(enum.StrEnum):
 
 
 @frozen
+class StopSpec:
+    """How a process asks to be stopped (control.md#stop-policy): `signal` first, then
+    `grace_s` to leave before SIGKILL. For a governed tree, `tree` says whether the signal goes
+    to every member (True) or to the child alone, which ends its own children (SIGKILL still
+    reaches every member left after the grace)."""
+
+    signal: str = "SIGTERM"
+    grace_s: float = 5.0
+    tree: bool = True
+
+
+@frozen
 class Holder:
     """Who holds (or last held) a lease: enough to prove the process is the same one."""
 
@@ -42,6 +54,7 @@ class Holder:
     start_ticks: int | None = None  # clock ticks since boot (lease.md#identity); optional
     where: Location | None = None  # where the pid means something; absent in older records
     control: bool = False  # `port` serves tenure's control plane (GET /api/health, control.md)
+    stop: StopSpec | None = None  # how stoppers end this holder; absent: SIGTERM, the default grace
     extra: Extra = ()  # the holder's keys this release does not know (kept while it holds)
 
     @property
@@ -58,6 +71,7 @@ class Child:
     create_time: float
     start_ticks: int | None = None
     tree: str | None = None  # the cookie its process tree inherits (control.md#run)
+    stop: StopSpec | None = None  # how its tree is ended, by whoever ends it (control.md#run)
 
 
 @frozen

@@ -9,7 +9,8 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 
-from tenure.core.values import frozen
+from tenure.core.record import StopSpec
+from tenure.core.values import frozen, replace
 from tenure.errors import ConfigError
 
 DEFAULT_TTL_S = 15.0
@@ -106,10 +107,10 @@ def leave_wait(timing: Timing) -> float:
     return timing.ttl_s + 2 * timing.heartbeat_s
 
 
-def asked_leave_wait(heartbeat_s: float) -> float:
+def asked_leave_wait(heartbeat_s: float, grace_s: float | None = None) -> float:
     """How long a holder asked through its record has to leave: one of its heartbeats to see
-    the mark, then the grace a stopped holder gets (`HOLDER_STOP`)."""
-    return heartbeat_s + HOLDER_STOP.grace_s
+    the mark, then the grace a stopped holder gets (its own, else `HOLDER_STOP`'s)."""
+    return heartbeat_s + (HOLDER_STOP.grace_s if grace_s is None else grace_s)
 
 
 def start_lock_wait(timing: Timing) -> float:
@@ -126,6 +127,8 @@ class StopPolicy:
     grace_s: float
     kill_wait_s: float = 5.0
     tree: bool = False  # every member of the tree, not only the process
+    first: str = "SIGTERM"  # the signal that asks it to leave (control.md#stop-policy)
+    head_only: bool = False  # a tree's first signal goes to its head alone (it ends the rest)
 
     @property
     def bound_s(self) -> float:
@@ -134,7 +137,13 @@ class StopPolicy:
 
     def with_grace(self, grace_s: float) -> StopPolicy:
         """The same policy with another grace period (a caller's `wait_s`)."""
-        return StopPolicy(grace_s, self.kill_wait_s, self.tree)
+        return replace(self, grace_s=grace_s)
+
+    def following(self, spec: StopSpec | None) -> StopPolicy:
+        """This policy as the recorded `spec` (signal, grace, tree) asks; itself without one."""
+        if spec is None:
+            return self
+        return replace(self, first=spec.signal, grace_s=spec.grace_s, head_only=not spec.tree)
 
 
 # A governed child and its tree (`tenure run`, a replaced holder's orphans, the kit's command).
@@ -142,5 +151,5 @@ TREE_STOP = StopPolicy(grace_s=5.0, kill_wait_s=5.0, tree=True)
 # A lease holder (`tenure <family> stop`, `tenure.stop`): its grace covers its own drain and,
 # for a `tenure run` holder, ending its tree before it releases.
 HOLDER_STOP = StopPolicy(grace_s=DRAIN_TIMEOUT_S + TREE_STOP.bound_s / 2, kill_wait_s=5.0)
-# The wrapper's drain: its tree's whole stop, plus time to release.
-RUN_DRAIN_S = TREE_STOP.bound_s + 2.0
+# The wrapper's drain is its tree's whole stop (by the tree's policy) plus this, to release.
+RUN_RELEASE_S = 2.0

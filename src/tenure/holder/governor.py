@@ -22,7 +22,7 @@ from tenure.core import lease as machine
 from tenure.core.identity import ProcessIdentity
 from tenure.core.lease import TAKES, AcquireDecision, RenewDecision, RenewVerdict
 from tenure.core.lifecycle import Event, RetireReason, State
-from tenure.core.record import Child, Holder, LeaseRecord, LeaseState, Unreadable
+from tenure.core.record import Child, Holder, LeaseRecord, LeaseState, StopSpec, Unreadable
 from tenure.core.timing import Timing
 from tenure.core.values import replace
 from tenure.errors import LeaseHeld, LeaseUnreadable, LockTimeout, Retiring, RootError
@@ -60,6 +60,7 @@ class Governor(Driver):
         ports: tuple[int, int] | None = None,
         timing: Timing | None = None,
         control: bool = False,
+        stop: StopSpec | None = None,
         on_retire: Callable[[RetireReason], None] | None = None,
         mono: Callable[[], float] = platform.lease_clock,
         wall: Callable[[], float] = time.time,
@@ -81,6 +82,7 @@ class Governor(Driver):
             start_ticks=ident.start_ticks,
             where=ident.where,
             control=control and port is not None,
+            stop=stop,
         )
         self._wall = wall
         # One observer memory per process: expiry is confirmed across acquire calls.
@@ -246,13 +248,18 @@ class Governor(Driver):
         )
 
     def record_child(
-        self, ident: ProcessIdentity, tree: str | None = None, port: int | None = None
+        self,
+        ident: ProcessIdentity,
+        tree: str | None = None,
+        port: int | None = None,
+        stop: StopSpec | None = None,
     ) -> bool:
-        """Name the process (and the tree cookie) this holder governs (`tenure run`) in the
-        record, and the port it chose once it held; False if the record is not ours."""
+        """Name the process (and the tree cookie, and how to end the tree) this holder governs
+        (`tenure run`) in the record, and the port it chose once it held; False if the record
+        is not ours."""
         if self.forked:
             return False
-        child = Child(ident.pid, ident.create_time, ident.start_ticks, tree)
+        child = Child(ident.pid, ident.create_time, ident.start_ticks, tree, stop)
         if port is not None:
             self.me = replace(self.me, port=port)
 

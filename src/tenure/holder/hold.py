@@ -26,9 +26,10 @@ from tenure.adapters import config, platform
 from tenure.adapters.files import locked
 from tenure.adapters.root import RootLayout, ensure_root, given_or_default
 from tenure.core.hints import TYPE_CHECKING
-from tenure.core.inputs import check_daemon
+from tenure.core.inputs import STOP_SIGNAL_NAMES, check_daemon, check_stop
 from tenure.core.lifecycle import Event, RetireReason, State
-from tenure.core.timing import Timing, start_lock_wait
+from tenure.core.record import StopSpec
+from tenure.core.timing import HOLDER_STOP, Timing, start_lock_wait
 from tenure.errors import Retiring
 from tenure.holder.governor import Governor
 from tenure.protocol.supersede import prepare_start
@@ -109,6 +110,7 @@ def make_governor(
     ports: tuple[int, int] | None,
     timing: Timing | None,
     control: bool = False,
+    stop: StopSpec | None = None,
 ) -> Governor:
     check_daemon(family, version, ports)  # before any file is touched
     given_port, given_ports = config.spawned_as(family)
@@ -120,7 +122,21 @@ def make_governor(
         ports=ports if ports is not None else given_ports,
         timing=timing,
         control=control,
+        stop=stop,
     )
+
+
+def stop_spec(
+    stop_signal: str | None, stop_grace_s: float | None, handle_signals: bool
+) -> StopSpec | None:
+    """The holder's own stop policy (control.md#stop-policy), None when it keeps the default.
+    A signal `hold` handles itself must be one it installs a handler for."""
+    if stop_signal is None and stop_grace_s is None:
+        return None
+    allowed = tuple(s.name for s in HANDLED_SIGNALS) if handle_signals else STOP_SIGNAL_NAMES
+    grace = HOLDER_STOP.grace_s if stop_grace_s is None else stop_grace_s
+    name, grace = check_stop(stop_signal or "SIGTERM", grace, allowed, "stop_signal/stop_grace_s")
+    return StopSpec(name, grace)
 
 
 def make_way(governor: Governor) -> float:
@@ -211,6 +227,8 @@ def hold(
     wait_s: float | None = None,
     handle_signals: bool = True,
     control: bool = False,
+    stop_signal: str | None = None,
+    stop_grace_s: float | None = None,
 ) -> Iterator[Held]:
     """Hold `family`'s lease for the duration of the block (or raise `LeaseHeld`).
 
@@ -224,9 +242,22 @@ def hold(
     the block ends. `handle_signals=False` leaves signals to the caller. `control=True` says
     `port` serves tenure's control plane (`GET /api/health`, control.md#endpoints); without it
     no reader sends the port anything but a connect.
+
+    `stop_signal` (`"SIGINT"`, `"SIGHUP"`; default SIGTERM) and `stop_grace_s` (0-3600,
+    default 15) are recorded in the lease: whoever stops this daemon — `tenure stop`,
+    `tenure.stop` — sends that signal and waits that long before SIGKILL
+    (control.md#stop-policy).
     """
+    spec = stop_spec(stop_signal, stop_grace_s, handle_signals)
     governor = make_governor(
-        family, version, root=root, port=port, ports=ports, timing=timing, control=control
+        family,
+        version,
+        root=root,
+        port=port,
+        ports=ports,
+        timing=timing,
+        control=control,
+        stop=spec,
     )
     held = take(governor, wait_s)
     previous: dict[signal.Signals, Any] = {}
@@ -281,6 +312,8 @@ async def hold_async(
     timing: Timing | None = None,
     wait_s: float | None = None,
     handle_signals: bool = True,
+    stop_signal: str | None = None,
+    stop_grace_s: float | None = None,
 ) -> AsyncIterator[Held]:
     """`hold` for asyncio daemons: `async with tenure.hold_async(...) as held`, then
     `await held.wait_async()`. Signals go through the loop (`add_signal_handler`).
@@ -291,8 +324,9 @@ async def hold_async(
     """
     import asyncio  # noqa: PLC0415  (see Held.wait_async)
 
+    spec = stop_spec(stop_signal, stop_grace_s, handle_signals)
     governor = await asyncio.to_thread(
-        make_governor, family, version, root=root, port=port, ports=ports, timing=timing
+        make_governor, family, version, root=root, port=port, ports=ports, timing=timing, stop=spec
     )
     try:
         held = await asyncio.to_thread(take, governor, wait_s)

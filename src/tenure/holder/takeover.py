@@ -31,11 +31,13 @@ class Takeover:
     def __init__(self, family: str) -> None:
         self.family = family
         self._stopping: threading.Thread | None = None
+        self.bound_s = 0.0  # the longest the stop in progress may take, by the trees' policies
 
     def stop(self, orphans: tuple[Child, ...], confirm: Confirm) -> None:
         """Stop every tree in `orphans` in the background; `confirm` gets those seen gone."""
         if not orphans:
             return
+        self.bound_s = sum(TREE_STOP.following(c.stop).bound_s for c in orphans)
         self._stopping = threading.Thread(
             target=self._stop_all, args=(orphans, confirm), name="tenure-orphans", daemon=True
         )
@@ -48,12 +50,15 @@ class Takeover:
 
     def _stop_one(self, child: Child) -> bool:
         """Stop one replaced tree (or lone child); True once nothing of it is left."""
+        # The stop its own holder recorded for it (control.md#stop-policy).
+        policy = TREE_STOP.following(child.stop)
         if child.tree is not None:
-            return stop_tree(Tree(child.tree, None, child.start_ticks), None, TREE_STOP)
+            tree = Tree(child.tree, None, child.start_ticks)
+            return stop_tree(tree, None, policy, head=child.pid)
         label = f"{self.family} child of a replaced holder"
         ident = ProcessIdentity(child.pid, child.create_time, child.start_ticks)
         try:
-            if stop_verified(ident, label, policy=TREE_STOP) is not None:
+            if stop_verified(ident, label, policy=policy) is not None:
                 print(f"tenure: stopped {label}, pid {child.pid}", file=sys.stderr)
         except StopFailed as exc:
             print(f"tenure: {exc}", file=sys.stderr)

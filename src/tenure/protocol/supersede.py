@@ -23,7 +23,14 @@ from tenure.core.identity import is_foreign
 from tenure.core.lease import SEEN, Liveness, confirm_s
 from tenure.core.notify import Notify, quiet
 from tenure.core.record import LeaseRecord, LeaseState, Unreadable
-from tenure.core.timing import POLL_S, StopPolicy, Timing, asked_leave_wait, leave_wait
+from tenure.core.timing import (
+    HOLDER_STOP,
+    POLL_S,
+    StopPolicy,
+    Timing,
+    asked_leave_wait,
+    leave_wait,
+)
 from tenure.core.values import frozen
 from tenure.errors import LeaseHeld, StopRefused
 
@@ -228,6 +235,13 @@ def request_stop(store: LeaseStore, rec: LeaseRecord) -> bool:
     return store.transact(mark)
 
 
+def holder_policy(rec: LeaseRecord, grace_s: float | None = None) -> StopPolicy:
+    """How `rec`'s holder is stopped: the stop it recorded (control.md#stop-policy), else
+    SIGTERM and the default grace; `grace_s` is a caller's own grace, which wins."""
+    policy = HOLDER_STOP.following(rec.holder.stop)
+    return policy if grace_s is None else policy.with_grace(grace_s)
+
+
 def stop_holder(
     store: LeaseStore,
     rec: LeaseRecord,
@@ -238,11 +252,12 @@ def stop_holder(
 ) -> signal.Signals | None:
     """The one stop of a lease holder (lease.md#stop): ask through the record first, on every
     platform — the only way to reach a foreign holder, whose pid means nothing here — then,
-    for a holder that lives here, the verified SIGTERM (+SIGCONT), grace, SIGKILL. The signal
-    that ended it, or None when it left on the request alone (or was gone already)."""
+    for a holder that lives here, the verified stop under `policy` (`holder_policy`: its
+    signal +SIGCONT, grace, SIGKILL). The signal that ended it, or None when it left on the
+    request alone (or was gone already)."""
     request_stop(store, rec)
     heartbeat = rec.heartbeat_s if rec.heartbeat_s is not None else rec.ttl_s / 3
-    bound = asked_leave_wait(heartbeat)
+    bound = asked_leave_wait(heartbeat, policy.grace_s)
     # On Windows there is no graceful signal (SIGTERM is TerminateProcess): the mark is the
     # only way to let a holder drain and release; it is terminated only if it did not act.
     windows_left = (

@@ -27,17 +27,13 @@ from tenure.core.inputs import check_daemon, check_family
 from tenure.core.lease import SEEN
 from tenure.core.notify import Notify, quiet
 from tenure.core.record import LeaseRecord, LeaseState
-from tenure.core.timing import (
-    HOLDER_STOP,
-    POLL_S,
-    SPAWN_TIMEOUT_S,
-    start_lock_wait,
-)
+from tenure.core.timing import POLL_S, SPAWN_TIMEOUT_S, start_lock_wait
 from tenure.core.values import asdict, frozen
 from tenure.errors import ConfigError, DaemonStartError
 from tenure.protocol.supersede import (
     answers_as_holder,
     held_record,
+    holder_policy,
     is_foreign_holder,
     lease_held,
     prepare_start,
@@ -203,15 +199,16 @@ def status(family: str, root: str | os.PathLike[str] | None = None) -> LeaseRepo
 
 
 def stop(
-    family: str, root: str | os.PathLike[str] | None = None, wait_s: float = HOLDER_STOP.grace_s
+    family: str, root: str | os.PathLike[str] | None = None, wait_s: float | None = None
 ) -> int | None:
-    """Stop the family's holder: ask it through the record (lease.md#stop), then SIGTERM
-    (+SIGCONT), `wait_s` for it to leave, then SIGKILL, each after re-checking its identity
-    (pid, start time, uid); a holder in another namespace is only asked. Returns the pid
-    stopped, or None when nothing held it."""
+    """Stop the family's holder: ask it through the record (lease.md#stop), then its stop
+    signal (SIGTERM unless it recorded another: control.md#stop-policy) +SIGCONT, `wait_s`
+    (default: the grace it recorded, else 15 s) for it to leave, then SIGKILL, each after
+    re-checking its identity (pid, start time, uid); a holder in another namespace is only
+    asked. Returns the pid stopped, or None when nothing held it."""
     store = LeaseStore(given_or_default(root), check_family(family))
     rec = store.read()
     if not isinstance(rec, LeaseRecord) or holder_liveness(rec) not in SEEN:
         return None
-    stop_holder(store, rec, policy=HOLDER_STOP.with_grace(wait_s))
+    stop_holder(store, rec, policy=holder_policy(rec, wait_s))
     return rec.holder.pid

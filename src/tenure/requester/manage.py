@@ -20,10 +20,15 @@ from tenure.core.families import Family
 from tenure.core.hints import TYPE_CHECKING
 from tenure.core.notify import Notify, quiet
 from tenure.core.record import LeaseRecord
-from tenure.core.timing import HOLDER_STOP, POLL_S
+from tenure.core.timing import POLL_S
 from tenure.core.values import frozen, replace
 from tenure.errors import StopFailed
-from tenure.protocol.supersede import has_left, is_foreign_holder, stop_holder
+from tenure.protocol.supersede import (
+    has_left,
+    holder_policy,
+    is_foreign_holder,
+    stop_holder,
+)
 from tenure.requester.start import (
     DaemonInfo,
     healthy_holder,
@@ -105,7 +110,7 @@ def stop(family: Family, root: Path, notify: Notify = quiet) -> DaemonInfo | Non
         if token is None:
             raise StopFailed(f"no token for {family.name} pid {rec.holder.pid}; cannot stop it")
         request(rec.holder.port, "POST", "/api/shutdown", token=token)
-        if _wait_gone(store, rec, HOLDER_STOP.grace_s):
+        if _wait_gone(store, rec, holder_policy(rec).grace_s):
             return info_from_health(doc, "stopped")
         notify(f"{family.name} pid {rec.holder.pid} did not leave after shutdown; escalating")
     elif rec.holder.control:
@@ -113,7 +118,8 @@ def stop(family: Family, root: Path, notify: Notify = quiet) -> DaemonInfo | Non
     # A reference daemon carries this root's marker in its argv; a `tenure run` wrapper or a
     # `tenure.hold` daemon is proved by the record's identity alone (pid, start, location).
     marker = ("tenure-root", str(root.resolve())) if rec.holder.control else None
-    sig = stop_holder(store, rec, policy=HOLDER_STOP, marker=marker, notify=notify)
+    policy = holder_policy(rec)  # the stop it recorded (control.md#stop-policy)
+    sig = stop_holder(store, rec, policy=policy, marker=marker, notify=notify)
     return DaemonInfo(
         url=f"http://{LOOPBACK}:{rec.holder.port}",
         port=rec.holder.port or 0,

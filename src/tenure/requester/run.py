@@ -40,11 +40,12 @@ from tenure.adapters.waiting import wait_until
 from tenure.core.hints import TYPE_CHECKING
 from tenure.core.inputs import check_daemon
 from tenure.core.lifecycle import RetireReason, State
-from tenure.core.record import LeaseRecord
+from tenure.core.record import LeaseRecord, StopSpec
 from tenure.core.timing import (
+    HOLDER_STOP,
     POLL_S,
     PORT_RELEASE_WAIT_S,
-    RUN_DRAIN_S,
+    RUN_RELEASE_S,
     SCAN_POLL_S,
     TREE_STOP,
 )
@@ -75,10 +76,15 @@ def run(
     ports: tuple[int, int] | None = None,
     root: Path | None = None,
     idle_s: float = 0.0,
+    stop: StopSpec | None = None,
 ) -> int:
     """Hold `family`'s lease while `command`'s process tree runs; the exit code to leave with.
-    `idle_s` > 0 retires it after that long without a connection on its port (0: never)."""
+    `idle_s` > 0 retires it after that long without a connection on its port (0: never).
+    `stop` is how the tree is ended, by this wrapper or whoever ends it after it
+    (control.md#stop-policy); default SIGTERM to every member, 5 s, SIGKILL."""
     check_daemon(family, version, ports)  # before any file is touched (root.md#family-names)
+    stop = stop or StopSpec()
+    policy = TREE_STOP.following(stop)
     the_root = ensure_root(root or default_root())
     port, given_ports = config.spawned_as(family)
     if ports is None and port is not None:
@@ -92,9 +98,14 @@ def run(
     keep = last.holder.port if isinstance(last, LeaseRecord) else None
     # Descendants that daemonize come back to us, not to init (control.md#run).
     subreaper = become_subreaper()
-    # Idle is opt-in for `run`; the drain bound covers ending the tree (SIGTERM, grace, SIGKILL).
-    timing = replace(config.timing(), idle_s=idle_s, drain_s=RUN_DRAIN_S)
-    gov = make_governor(family, version, root=the_root, port=port, ports=ports, timing=timing)
+    # Idle is opt-in for `run`; the drain bound covers ending the tree (its signal, grace,
+    # SIGKILL) and the release; whoever stops the wrapper gives it that long before SIGKILL.
+    drain = policy.bound_s + RUN_RELEASE_S
+    timing = replace(config.timing(), idle_s=idle_s, drain_s=drain)
+    own = StopSpec("SIGTERM", max(HOLDER_STOP.grace_s, drain))
+    gov = make_governor(
+        family, version, root=the_root, port=port, ports=ports, timing=timing, stop=own
+    )
     # A stop signal is a request to leave from the first moment: while acquiring it abandons
     # (nothing taken is left behind), once holding it retires — never a bare exit that skips
     # the release, or leaves a replaced tree half stopped (control.md#run).
@@ -108,7 +119,7 @@ def run(
             chosen = _make_way(held, port, ports, keep)
             if chosen is False:
                 return 0  # asked to stop before the child started
-            return _serve(held, command, chosen, idle_s, subreaper)
+            return _serve(held, command, chosen, idle_s, (subreaper, stop))
     finally:
         restore_handlers(previous)
     return 0  # `Retiring` ended the block (the lease went before the child started)
@@ -124,7 +135,7 @@ def _make_way(
     settled = threading.Event()
     gov.release_after(settled)
     try:
-        gov.takeover.settle(TREE_STOP.bound_s + 1)
+        gov.takeover.settle(gov.takeover.bound_s + 1)
     finally:
         settled.set()
     if held.retiring.is_set():
@@ -149,9 +160,16 @@ def _stop_asked(gov: Governor) -> None:
 
 
 def _serve(
-    held: Held, command: Sequence[str], port: int | None, idle_s: float, subreaper: bool
+    held: Held,
+    command: Sequence[str],
+    port: int | None,
+    idle_s: float,
+    how: tuple[bool, StopSpec],
 ) -> int:
-    """Start the child (its own session, the tree's cookie), govern the tree, end all of it."""
+    """Start the child (its own session, the tree's cookie), govern the tree, end all of it
+    (`how`: whether the wrapper is the tree's subreaper, and the tree's stop policy)."""
+    subreaper, stop = how
+    policy = TREE_STOP.following(stop)
     argv = [a.replace("{port}", str(port)) if port is not None else a for a in command]
     cookie = os.urandom(8).hex()
     gov = held.governor
@@ -159,7 +177,7 @@ def _serve(
     env[COOKIE_ENV] = inherit_cookie(os.environ.get(COOKIE_ENV), cookie)
     if port is not None:
         env[config.PORT_ENV] = str(port)
-    child, watch = start_child(argv, env, cookie)
+    child, watch = start_child(argv, env, cookie, stop)
     ident = child_identity(child.pid)  # unreaped: readable even if it exited at once
     if ident is not None:
         guard.allow(ident)  # under a test kit, the child is the test's too
@@ -173,7 +191,7 @@ def _serve(
             # Best effort, for readers (the doctor counts the child as the holder's): a root
             # removed meanwhile is the heartbeat's business, not a reason to fail here.
             with contextlib.suppress(OSError, TenureError):
-                gov.record_child(ident, cookie, port)
+                gov.record_child(ident, cookie, port, stop)
         _govern(held, child, (tree, subreaper), port if idle_s > 0 else None)
     finally:
         # Retired, or fenced (a newer holder took over and ended the tree): not the child's
@@ -181,11 +199,11 @@ def _serve(
         stopped_by_us = child.poll() is None or reap_orphans(child) or not gov.holding()
         # Whatever happened, no member of the tree outlives its governor's lease — and one
         # this process may not signal is never pretended gone (control.md#run).
-        if not stop_tree(tree, child, TREE_STOP):
+        if not stop_tree(tree, child, policy):
             _outlived(gov, tree)
         code = child.wait()
         if watch is not None:
-            watch.stand_down(TREE_STOP.bound_s)
+            watch.stand_down(policy.bound_s)
         tree_gone.set()
     if stopped_by_us:
         return 0  # the wrapper retired (and took the tree with it): a normal end
