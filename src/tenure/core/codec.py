@@ -10,14 +10,11 @@ import json
 import math
 
 from tenure.core.hints import TYPE_CHECKING
-from tenure.core.identity import Location
-from tenure.core.inputs import MAX_STOP_GRACE_S, STOP_SIGNAL_NAMES, is_family_name
 from tenure.core.record import (
     MAX_EPOCH,
     MAX_ORPHANS,
     MAX_PID,
     MAX_RECORD_BYTES,
-    MAX_TEXT,
     PROTOCOL,
     Child,
     Extra,
@@ -28,6 +25,19 @@ from tenure.core.record import (
     StopSpec,
     Supersession,
     Unreadable,
+)
+from tenure.core.shapes import (
+    Bad,
+    family_name,
+    field,
+    integer,
+    number,
+    optional_integer,
+    parse_stop,
+    parse_where,
+    port_range,
+    text,
+    tree_cookie,
 )
 from tenure.core.timing import TTL_MAX_S, TTL_MIN_S
 
@@ -113,8 +123,8 @@ def _encode_holder(h: Holder) -> dict[str, Any]:
 def _with_extra(doc: dict[str, Any], extra: Extra) -> dict[str, Any]:
     """`doc` plus the keys this release does not know, as they were read (never over a key
     it writes itself)."""
-    for key, text in extra:
-        doc.setdefault(key, json.loads(text))
+    for key, value in extra:
+        doc.setdefault(key, json.loads(value))
     return doc
 
 
@@ -167,133 +177,29 @@ def _encode(record: LeaseRecord) -> bytes:
     return (json.dumps(doc, sort_keys=True, allow_nan=False) + "\n").encode()
 
 
-class _Bad(ValueError):
-    """Internal: the document has the wrong shape."""
-
-
-def _field(doc: dict[str, Any], key: str, kind: type | tuple[type, ...]) -> Any:
-    value = doc.get(key)
-    # bool is an int subclass; a JSON true is never a valid number here.
-    if isinstance(value, bool) and bool not in (kind if isinstance(kind, tuple) else (kind,)):
-        raise _Bad(f"{key}: expected {kind}, got bool")
-    if not isinstance(value, kind):
-        raise _Bad(f"{key}: expected {getattr(kind, '__name__', kind)}, got {type(value).__name__}")
-    return value
-
-
-def _number(doc: dict[str, Any], key: str) -> float:
-    value = _field(doc, key, (int, float))
-    if not math.isfinite(value):
-        raise _Bad(f"{key}: not a finite number")
-    return float(value)
-
-
-def _text(doc: dict[str, Any], key: str) -> str:
-    value: str = _field(doc, key, str)
-    if len(value) > MAX_TEXT:
-        raise _Bad(f"{key}: longer than {MAX_TEXT} characters")
-    return value
-
-
-def _int(doc: dict[str, Any], key: str, lo: int, hi: int) -> int:
-    value: int = _field(doc, key, int)
-    if not lo <= value <= hi:
-        raise _Bad(f"{key}: {value} is outside [{lo}, {hi}]")
-    return value
-
-
-def _ports(value: Any) -> tuple[int, int] | None:
-    if value is None:
-        return None
-    ok = (
-        isinstance(value, list)
-        and len(value) == 2
-        and all(isinstance(p, int) and not isinstance(p, bool) and 1 <= p <= 65535 for p in value)
-        and value[0] <= value[1]
-    )
-    if not ok:
-        raise _Bad("ports: expected [lo, hi] within 1..65535")
-    return (value[0], value[1])
-
-
-def _tree(value: Any) -> str | None:
-    if value is None:
-        return None
-    if not (isinstance(value, str) and 0 < len(value) <= 64 and value.isalnum()):
-        raise _Bad("child.tree: expected a short alphanumeric cookie")
-    return value
-
-
-def _family(doc: dict[str, Any]) -> str:
-    name = _text(doc, "family")
-    if not is_family_name(name):
-        raise _Bad(f"family {name[:40]!r} is not a family name")
-    return name
-
-
-def _optional_int(doc: dict[str, Any], key: str, lo: int, hi: int) -> int | None:
-    return None if doc.get(key) is None else _int(doc, key, lo, hi)
-
-
-def _parse_where(doc: Any) -> Location | None:
-    if doc is None:
-        return None
-    if not isinstance(doc, dict):
-        raise _Bad("holder.where: expected an object")
-    boot_id = _text(doc, "boot_id")
-    if not boot_id:
-        raise _Bad("holder.where.boot_id: empty")
-    host = doc.get("host", "")
-    if not isinstance(host, str) or len(host) > MAX_TEXT:
-        raise _Bad("holder.where.host: expected a short string")
-    return Location(
-        boot_id=boot_id,
-        pid_ns=_int(doc, "pid_ns", 0, MAX_EPOCH),
-        time_ns=_optional_int(doc, "time_ns", 0, MAX_EPOCH),
-        host=host,
-    )
-
-
 def _parse_holder(doc: dict[str, Any]) -> Holder:
-    port = _optional_int(doc, "port", 1, 65535)
-    create_time = _number(doc, "create_time")
+    port = optional_integer(doc, "port", 1, 65535)
+    create_time = number(doc, "create_time")
     if create_time < 0:
-        raise _Bad("holder.create_time: negative")
+        raise Bad("holder.create_time: negative")
     control = doc.get("control", False)
     if not isinstance(control, bool):
-        raise _Bad("holder.control: expected a boolean")
+        raise Bad("holder.control: expected a boolean")
     if control and port is None:
-        raise _Bad("holder.control: true without a port")
+        raise Bad("holder.control: true without a port")
     return Holder(
         extra=_extra(doc, HOLDER_KEYS),
-        pid=_int(doc, "pid", 1, MAX_PID),
+        pid=integer(doc, "pid", 1, MAX_PID),
         create_time=create_time,
-        nonce=_text(doc, "nonce"),
-        version=_text(doc, "version"),
+        nonce=text(doc, "nonce"),
+        version=text(doc, "version"),
         port=port,
-        started_at=_number(doc, "started_at"),
-        start_ticks=_optional_int(doc, "start_ticks", 0, MAX_EPOCH),
-        where=_parse_where(doc.get("where")),
+        started_at=number(doc, "started_at"),
+        start_ticks=optional_integer(doc, "start_ticks", 0, MAX_EPOCH),
+        where=parse_where(doc.get("where")),
         control=control,
-        stop=_parse_stop(doc.get("stop"), "holder.stop"),
+        stop=parse_stop(doc.get("stop"), "holder.stop"),
     )
-
-
-def _parse_stop(doc: Any, where: str) -> StopSpec | None:
-    if doc is None:
-        return None
-    if not isinstance(doc, dict):
-        raise _Bad(f"{where}: expected an object")
-    signal = doc.get("signal")
-    if signal not in STOP_SIGNAL_NAMES:
-        raise _Bad(f"{where}.signal: expected one of {', '.join(STOP_SIGNAL_NAMES)}")
-    grace = _number(doc, "grace_s")
-    if not 0 <= grace <= MAX_STOP_GRACE_S:
-        raise _Bad(f"{where}.grace_s: 0 to {MAX_STOP_GRACE_S:g} seconds")
-    tree = doc.get("tree", True)
-    if not isinstance(tree, bool):
-        raise _Bad(f"{where}.tree: expected a boolean")
-    return StopSpec(signal, grace, tree)
 
 
 def _extra(doc: dict[str, Any], known: frozenset[str]) -> Extra:
@@ -307,13 +213,13 @@ def _extra(doc: dict[str, Any], known: frozenset[str]) -> Extra:
 
 def _parse_child(doc: Any, where: str) -> Child:
     if not isinstance(doc, dict):
-        raise _Bad(f"{where}: expected an object")
+        raise Bad(f"{where}: expected an object")
     return Child(
-        pid=_int(doc, "pid", 1, MAX_PID),
-        create_time=_number(doc, "create_time"),
-        start_ticks=_optional_int(doc, "start_ticks", 0, MAX_EPOCH),
-        tree=_tree(doc.get("tree")),
-        stop=_parse_stop(doc.get("stop"), f"{where}.stop"),
+        pid=integer(doc, "pid", 1, MAX_PID),
+        create_time=number(doc, "create_time"),
+        start_ticks=optional_integer(doc, "start_ticks", 0, MAX_EPOCH),
+        tree=tree_cookie(doc.get("tree")),
+        stop=parse_stop(doc.get("stop"), f"{where}.stop"),
     )
 
 
@@ -321,7 +227,7 @@ def _parse_orphans(value: Any) -> tuple[Child, ...]:
     if value is None:
         return ()
     if not isinstance(value, list) or len(value) > MAX_ORPHANS:
-        raise _Bad(f"orphans: expected a list of at most {MAX_ORPHANS} objects")
+        raise Bad(f"orphans: expected a list of at most {MAX_ORPHANS} objects")
     return tuple(_parse_child(doc, "orphans[]") for doc in value)
 
 
@@ -346,17 +252,17 @@ def _parse_stop_request(doc: Any) -> StopRequest | None:
     if doc is None:
         return None
     if not isinstance(doc, dict):
-        raise _Bad("stop_requested: expected object or null")
-    return StopRequest(pid=_int(doc, "pid", 1, MAX_PID), at=_number(doc, "at"))
+        raise Bad("stop_requested: expected object or null")
+    return StopRequest(pid=integer(doc, "pid", 1, MAX_PID), at=number(doc, "at"))
 
 
 def _parse_supersession(doc: Any) -> Supersession | None:
     if doc is None:
         return None
     if not isinstance(doc, dict):
-        raise _Bad("superseded_by: expected object or null")
+        raise Bad("superseded_by: expected object or null")
     return Supersession(
-        version=_text(doc, "version"), pid=_int(doc, "pid", 1, MAX_PID), at=_number(doc, "at")
+        version=text(doc, "version"), pid=integer(doc, "pid", 1, MAX_PID), at=number(doc, "at")
     )
 
 
@@ -373,37 +279,37 @@ def parse(data: bytes) -> LeaseRecord | Unreadable:
     if not isinstance(doc, dict):
         return Unreadable("not a JSON object")
     try:
-        protocol = _field(doc, "protocol", str)
+        protocol = field(doc, "protocol", str)
         if not protocol.startswith("tenure/"):
-            raise _Bad(f"protocol {protocol[:40]!r} is not a tenure protocol")
+            raise Bad(f"protocol {protocol[:40]!r} is not a tenure protocol")
         if protocol != PROTOCOL:
             return _newer(doc, protocol)
-        state_text = _field(doc, "state", str)
+        state_text = field(doc, "state", str)
         try:
             state = LeaseState(state_text)
         except ValueError:
-            raise _Bad(f"state {state_text[:40]!r} unknown") from None
-        epoch = _int(doc, "epoch", 0, MAX_EPOCH)
-        seq = _int(doc, "seq", 0, MAX_EPOCH)
-        ttl_s = _number(doc, "ttl_s")
+            raise Bad(f"state {state_text[:40]!r} unknown") from None
+        epoch = integer(doc, "epoch", 0, MAX_EPOCH)
+        seq = integer(doc, "seq", 0, MAX_EPOCH)
+        ttl_s = number(doc, "ttl_s")
         if ttl_s <= 0:
-            raise _Bad("ttl_s: must be positive")
-        ports = _ports(doc.get("ports"))
+            raise Bad("ttl_s: must be positive")
+        ports = port_range(doc.get("ports"))
         child_doc = doc.get("child")
         child = None if child_doc is None else _parse_child(child_doc, "child")
-        heartbeat_s = None if doc.get("heartbeat_s") is None else _number(doc, "heartbeat_s")
+        heartbeat_s = None if doc.get("heartbeat_s") is None else number(doc, "heartbeat_s")
         if heartbeat_s is not None and heartbeat_s <= 0:
-            raise _Bad("heartbeat_s: must be positive")
+            raise Bad("heartbeat_s: must be positive")
         root_id = doc.get("root_id")
         if root_id is not None and not (isinstance(root_id, str) and 0 < len(root_id) <= 64):
-            raise _Bad("root_id: expected a short string or absent")
+            raise Bad("root_id: expected a short string or absent")
         return LeaseRecord(
             protocol=protocol,
-            family=_family(doc),
+            family=family_name(doc),
             epoch=epoch,
-            holder=_parse_holder(_field(doc, "holder", dict)),
+            holder=_parse_holder(field(doc, "holder", dict)),
             ttl_s=ttl_s,
-            renewed_at=_number(doc, "renewed_at"),
+            renewed_at=number(doc, "renewed_at"),
             seq=seq,
             state=state,
             superseded_by=_parse_supersession(doc.get("superseded_by")),
@@ -415,5 +321,5 @@ def parse(data: bytes) -> LeaseRecord | Unreadable:
             orphans=_parse_orphans(doc.get("orphans")),
             extra=_extra(doc, RECORD_KEYS),
         )
-    except _Bad as exc:
+    except Bad as exc:
         return Unreadable(f"wrong shape: {exc}")
