@@ -432,7 +432,18 @@ def test_a_member_that_dropped_its_privileges_is_ended_with_its_tree(
     assert psutil.Process(server).uids().real == NOBODY
     try:
         new = proc_registry.spawn(
-            [*run, "--version", "2.0", "--", PY, "-c", "import time; time.sleep(600)"], env=env
+            [
+                *run,
+                "--version",
+                "2.0",
+                "--ready",
+                "started",
+                "--",
+                PY,
+                "-c",
+                "import time; time.sleep(600)",
+            ],
+            env=env,
         )
         held_when(root, "web", lambda r: r.holder.pid == new.pid and r.state is LeaseState.HELD)
         assert old.wait(60) == 0

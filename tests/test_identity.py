@@ -295,7 +295,8 @@ def test_a_holder_in_another_pid_namespace_is_foreign_and_survives_every_command
     a = proc_registry.spawn(in_pid_ns([PY, "-c", NS_INIT, *run_a]), env=env)
     held_when(root, "web", lambda r: r.child is not None and r.state is LeaseState.HELD)
     run_b = [PY, "-m", "tenure", "run", "--family", "web", "--version", "1.1", "--ports", WEB]
-    run_b += ["--", PY, "-c", "import time; time.sleep(600)"]
+    # It serves nothing: ready once started, so A does not stand by for it (control.md#readiness).
+    run_b += ["--ready", "started", "--", PY, "-c", "import time; time.sleep(600)"]
     newer = proc_registry.spawn(in_pid_ns([PY, "-c", NS_INIT, *run_b], private_net), env=env)
     held_when(root, "web", lambda r: r.holder.version == "1.1" and r.state is LeaseState.HELD)
     assert a.wait(30) == 0  # A's wrapper left (superseded) and took its child with it

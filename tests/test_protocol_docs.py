@@ -137,6 +137,8 @@ def test_the_bounds_table_is_the_code() -> None:
         "HOLDER_STOP": f"SIGTERM, {timing.HOLDER_STOP.grace_s:g} s, SIGKILL, "
         f"{timing.HOLDER_STOP.kill_wait_s:g} s; the holder",
         "RUN_RELEASE_S": f"{timing.RUN_RELEASE_S:g} s",
+        "DEFAULT_READY_S": f"{timing.DEFAULT_READY_S:g} s",
+        "ROLLBACK_WAIT_S": f"{timing.ROLLBACK_WAIT_S:g} s",
         "POLL_S": f"{timing.POLL_S * 1000:g} ms",
         "SCAN_POLL_S": f"{timing.SCAN_POLL_S * 1000:g} ms",
     }

@@ -6,6 +6,7 @@ grammar (PEP 440) at every door. spec: control.md#run, control.md#ensure, versio
 from __future__ import annotations
 
 import json
+import socket
 import string
 import subprocess
 import sys
@@ -17,11 +18,16 @@ from hypothesis import strategies as st
 from packaging.version import InvalidVersion, Version
 
 import tenure
-from tenure.adapters.store import LeaseStore
-from tenure.core.inputs import is_pep440
+from tenure.adapters.ports import open_ports
 from tenure.adapters.procinfo import read_process
-from tenure.core.record import Child, LeaseRecord, LeaseState, StopSpec
+from tenure.adapters.store import LeaseStore
+from tenure.adapters.tombstones import read_tombstones
+from tenure.core.inputs import is_pep440
+from tenure.core.lease import Liveness
+from tenure.core.record import Child, Holder, LeaseRecord, LeaseState, Readiness, StopSpec
+from tenure.core.standby import Standby, StandbyFacts, decide_standby
 from tenure.core.timing import TREE_STOP
+from tenure.core.values import replace
 from tenure.errors import ConfigError, TenureError
 from tenure.holder.takeover import Takeover
 from tenure.testing import ProcessRegistry
@@ -174,7 +180,7 @@ TELLS = (
 
 def told(path: Path) -> str:
     """The signal name a `TELLS` process wrote when it was stopped."""
-    wait_for(lambda: path.exists() and path.read_text() or None, what=f"{path.name} written")
+    wait_for(lambda: (path.exists() and path.read_text()) or None, what=f"{path.name} written")
     return path.read_text()
 
 
@@ -252,9 +258,11 @@ def test_tenure_stop_sends_a_hold_daemon_the_signal_it_recorded(
     assert rec.holder.stop == StopSpec("SIGUSR1", 30.0)
     assert tenure.stop("indexer", root=root) == rec.holder.pid
     assert told(out) == "SIGUSR1"
-    with pytest.raises(ConfigError, match="not one of TERM, INT, HUP"):
-        with tenure.hold("indexer", version="2.0", root=root, stop_signal="USR1"):
-            pass
+    with (
+        pytest.raises(ConfigError, match="not one of TERM, INT, HUP"),
+        tenure.hold("indexer", version="2.0", root=root, stop_signal="USR1"),
+    ):
+        pass
 
 
 @pytest.mark.process
@@ -275,3 +283,188 @@ def test_a_replaced_holders_tree_is_ended_by_its_own_policy(
     assert takeover.settle(60)
     assert told(out) == "SIGHUP"
     assert seen == [(orphan,)]
+
+
+# --- give a failed successor's place back (control.md#readiness) -----------------------------
+
+
+def upgrade(env: dict[str, str], *argv: str) -> subprocess.CompletedProcess[str]:
+    """`tenure run` for `web` at another version, to its end."""
+    return subprocess.run(
+        [*RUN, *argv], env=env, capture_output=True, text=True, timeout=120, check=False
+    )
+
+
+def back_to(root: Path, before: LeaseRecord, after_epoch: int) -> LeaseRecord:
+    """The record once the 1.0 wrapper holds again, at a new epoch, with its child serving."""
+    return held_when(
+        root,
+        "web",
+        lambda r: (
+            r.holder.pid == before.holder.pid
+            and r.epoch > after_epoch
+            and r.child is not None
+            and r.state is LeaseState.HELD
+        ),
+    )
+
+
+def reasons(root: Path) -> list[tuple[str, str]]:
+    return [(t["version"], t["reason"]) for t in read_tombstones(root) if t["family"] == "web"]
+
+
+@pytest.mark.process
+@pytest.mark.parametrize(
+    ("command", "extra", "code", "said"),
+    [
+        pytest.param(
+            ["-c", "import sys, time; time.sleep(0.2); sys.exit(3)"],
+            [],
+            3,
+            "it exited with code 3 before it was ready",
+            id="exits-before-it-serves",
+        ),
+        pytest.param(
+            ["-c", "import time; time.sleep(120)"],
+            ["--ready-timeout", "1"],
+            1,
+            "it was not ready within 1s",
+            id="never-serves-in-time",
+        ),
+    ],
+)
+def test_a_successor_that_fails_before_it_is_ready_gives_the_old_version_back(
+    tmp_path: Path,
+    proc_registry: ProcessRegistry,
+    command: list[str],
+    extra: list[str],
+    code: int,
+    said: str,
+) -> None:
+    """3.0 fails before it is ready: the 1.0 wrapper, standing by, takes the lease back
+    (a new epoch, through a normal acquire), serves its command again on its port, and writes
+    the tombstone `rolled_back` naming 3.0; 3.0 exits non-zero saying so."""
+    root = (tmp_path / "root").resolve()
+    env = env_for(root)
+    before = serving_1_0(root, proc_registry, env)
+    failed = upgrade(env, "--version", "3.0", *extra, "--", PY, *command)
+    assert failed.returncode == code, failed.stderr
+    assert f"web 3.0 rolled back: {said}; 1.0 (pid {before.holder.pid}) holds" in failed.stderr
+    again = back_to(root, before, before.epoch + 1)
+    assert again.holder.port == before.holder.port
+    assert again.holder.port is not None
+    wait_for(lambda: open_ports([again.holder.port or 0]), what="1.0 serving again")
+    assert ("3.0", "rolled_back") in reasons(root)
+    assert ("3.0", "not_ready") in reasons(root)
+
+
+@pytest.mark.process
+def test_a_ready_successor_is_handed_over_and_the_old_wrapper_exits(
+    tmp_path: Path, proc_registry: ProcessRegistry
+) -> None:
+    """2.0 serves: its record says ready, and the standing-by 1.0 wrapper exits 0 without
+    taking anything back."""
+    root = (tmp_path / "root").resolve()
+    env = env_for(root)
+    old = proc_registry.spawn([*RUN, "--version", "1.0", "--", PY, "-c", SERVE, "{port}"], env=env)
+    before = held_when(root, "web", lambda r: r.child is not None)
+    proc_registry.spawn([*RUN, "--version", "2.0", "--", PY, "-c", SERVE, "{port}"], env=env)
+    assert old.wait(timeout=60) == 0
+    now = held_when(root, "web", lambda r: r.holder.version == "2.0" and r.ready is not None)
+    assert now.ready is not None
+    assert now.ready.at is not None  # it said it was ready, which let 1.0 go
+    assert now.holder.port == before.holder.port
+    assert ("2.0", "rolled_back") not in reasons(root)
+
+
+NOTIFIES = (
+    "import os, pathlib, socket, sys, time\n"
+    "go = pathlib.Path(sys.argv[1])\n"
+    "while not go.exists():\n"
+    "    time.sleep(0.02)\n"
+    "address = os.environ['NOTIFY_SOCKET']\n"
+    "address = '\\0' + address[1:] if address.startswith('@') else address\n"
+    "with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as s:\n"
+    "    s.sendto(b'STATUS=up\\nREADY=1\\n', address)\n"
+    "time.sleep(120)\n"
+)
+
+
+@pytest.mark.process
+@pytest.mark.skipif(sys.platform != "linux", reason="reads NOTIFY_SOCKET from /proc/PID/environ")
+def test_readiness_by_notify_socket_comes_from_the_tree_alone(
+    tmp_path: Path, proc_registry: ProcessRegistry
+) -> None:
+    """`--ready notify`: a READY=1 from a process outside the tree (this test) is ignored;
+    the child's own READY=1 makes the record say ready, and 1.0 lets go."""
+    root = (tmp_path / "root").resolve()
+    env = env_for(root)
+    old = proc_registry.spawn([*RUN, "--version", "1.0", "--", PY, "-c", SERVE, "{port}"], env=env)
+    held_when(root, "web", lambda r: r.child is not None)
+    go = tmp_path / "go"
+    argv = ["--version", "2.0", "--ready", "notify", "--", PY, "-c", NOTIFIES, str(go)]
+    proc_registry.spawn([*RUN, *argv], env=env)
+    starting = held_when(root, "web", lambda r: r.holder.version == "2.0" and r.child is not None)
+    assert starting.starting
+    assert starting.child is not None
+    environ = Path(f"/proc/{starting.child.pid}/environ").read_bytes().split(b"\0")
+    address = next(v for v in environ if v.startswith(b"NOTIFY_SOCKET=")).split(b"=", 1)[1]
+    target = b"\0" + address[1:] if address.startswith(b"@") else address
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as stranger:
+        stranger.sendto(b"READY=1\n", target)
+    # The stranger's datagram is read within the wrapper's next look (50 ms); a later look
+    # still finds the record starting, and the old wrapper still standing by.
+    seq = starting.seq
+    held_when(root, "web", lambda r: r.seq >= seq + 2)
+    still = LeaseStore(root, "web").read()
+    assert isinstance(still, LeaseRecord)
+    assert still.starting
+    assert old.poll() is None
+    go.write_text("go")
+    assert old.wait(timeout=60) == 0
+    ready = held_when(root, "web", lambda r: not r.starting)
+    assert ready.holder.version == "2.0"
+
+
+@pytest.mark.parametrize(
+    ("record", "alive", "waited", "verdict"),
+    [
+        ("none-yet", None, 1.0, Standby.WAIT),
+        ("none-yet", None, 99.0, Standby.GIVE_UP),
+        ("starting", Liveness.ALIVE, 1.0, Standby.WAIT),
+        ("starting", Liveness.ALIVE, 99.0, Standby.GIVE_UP),
+        ("starting", Liveness.DEAD, 1.0, Standby.ROLL_BACK),
+        ("starting-released", None, 1.0, Standby.ROLL_BACK),
+        ("ready", Liveness.ALIVE, 1.0, Standby.HANDED_OVER),
+        ("no-readiness", Liveness.ALIVE, 1.0, Standby.HANDED_OVER),
+        ("a-later-holder", Liveness.ALIVE, 1.0, Standby.HANDED_OVER),
+        ("gone", None, 1.0, Standby.GIVE_UP),
+    ],
+)
+def test_the_standby_rules(
+    record: str, alive: Liveness | None, waited: float, verdict: Standby
+) -> None:
+    """core/standby.py, row by row: the successor is judged by its own readiness and its
+    stated bound (`within_s` 10 s, plus one heartbeat of 1 s; arrival within 5 s)."""
+    holder = Holder(7, 1.0, "n", "3.0", 9500, 0.0)
+    base = LeaseRecord("web", 5, holder, 3.0, 0.0, 0, LeaseState.HELD, ready=Readiness(10.0))
+    current: LeaseRecord | None = {
+        "none-yet": replace(base, epoch=4, ready=None),
+        "starting": base,
+        "starting-released": replace(base, state=LeaseState.RELEASED),
+        "ready": replace(base, ready=Readiness(10.0, 12.0)),
+        "no-readiness": replace(base, ready=None),
+        "a-later-holder": replace(base, epoch=6),
+        "gone": None,
+    }[record]
+    facts = StandbyFacts(
+        current=current,
+        liveness=alive,
+        my_epoch=4,
+        waited_s=waited,
+        successor_for_s=None if record == "none-yet" else waited,
+        successor_epoch=None if record == "none-yet" else 5,
+        heartbeat_s=1.0,
+        arrival_s=5.0,
+    )
+    assert decide_standby(facts) is verdict

@@ -9,6 +9,7 @@ import typer
 
 from tenure.cli.common import QUIET_OPTION, ROOT_OPTION
 from tenure.cli.out import EXIT_ATTENTION, EXIT_USAGE, error, fail, resolve_root
+from tenure.core.timing import DEFAULT_READY_S
 from tenure.errors import LeaseHeld, TenureError
 
 RUN_EPILOG = (
@@ -17,7 +18,8 @@ RUN_EPILOG = (
     "python -m http.server {port} --bind 127.0.0.1\n\n"
     "Exit codes: the child's own when it ends by itself; 0 when tenure retired it (superseded, "
     "lease lost, root removed, a signal); 1 when an equal or newer holder already runs (it is "
-    "named on stderr); 2 usage error."
+    "named on stderr), or when this upgrade was not ready in time and was rolled back (the "
+    "child's own code if it exited non-zero); 2 usage error."
 )
 
 
@@ -60,12 +62,30 @@ def run_cmd(  # noqa: PLR0917  (typer maps each parameter to an option)
         help="Send the stop signal to the command alone (it stops its own children); SIGKILL "
         "still reaches every process of its tree left after the grace.",
     ),
+    ready: str | None = typer.Option(
+        None,
+        "--ready",
+        metavar="HOW",
+        help="When the command counts as ready: port (it accepts a connection on its port, or "
+        "sends READY=1 to $NOTIFY_SOCKET), notify (READY=1 only) or started. Default: port "
+        "with a port range, else started.",
+    ),
+    ready_timeout: float = typer.Option(
+        DEFAULT_READY_S,
+        "--ready-timeout",
+        metavar="S",
+        min=0.1,
+        max=3600.0,
+        help="Seconds an upgrade's command has to be ready before the version it replaced "
+        "takes its place back.",
+    ),
     root: Path | None = ROOT_OPTION,
     _quiet: bool = QUIET_OPTION,
 ) -> None:
     """Hold a family's lease for a daemon that cannot be changed, and stop its whole process
     tree when it must go."""
     from tenure.adapters.config import parse_port_range  # noqa: PLC0415
+    from tenure.adapters.readiness import MODES, ReadySpec  # noqa: PLC0415
     from tenure.core.inputs import STOP_SIGNAL_NAMES, check_stop  # noqa: PLC0415
     from tenure.core.record import StopSpec  # noqa: PLC0415
     from tenure.requester import run as wrapper  # noqa: PLC0415  (keeps `tenure --help` fast)
@@ -81,6 +101,9 @@ def run_cmd(  # noqa: PLR0917  (typer maps each parameter to an option)
             "command and its arguments after it"
         )
         raise typer.Exit(EXIT_USAGE)
+    if ready is not None and ready not in MODES:
+        error(f"--ready {ready!r} is not one of {', '.join(MODES)}")
+        raise typer.Exit(EXIT_USAGE)
     try:
         port_range = parse_port_range(ports, "--ports") if ports else None
         name, grace = check_stop(
@@ -94,6 +117,7 @@ def run_cmd(  # noqa: PLR0917  (typer maps each parameter to an option)
             root=resolve_root(root),
             idle_s=idle_seconds,
             stop=StopSpec(name, grace, tree=not no_tree),
+            ready=ReadySpec(ready, ready_timeout),
         )
     except LeaseHeld as exc:
         error(f"{exc}; an equal or newer version already runs")

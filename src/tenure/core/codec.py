@@ -33,6 +33,7 @@ from tenure.core.shapes import (
     integer,
     number,
     optional_integer,
+    parse_ready,
     parse_stop,
     parse_where,
     port_range,
@@ -63,6 +64,7 @@ RECORD_KEYS = frozenset(
         "heartbeat_s",
         "stop_requested",
         "orphans",
+        "ready",
     ]
 )
 HOLDER_KEYS = frozenset(
@@ -169,6 +171,8 @@ def _encode(record: LeaseRecord) -> bytes:
         doc["child"] = _encode_child(record.child)
     if record.orphans:
         doc["orphans"] = [_encode_child(c) for c in record.orphans]
+    if record.ready is not None:
+        doc["ready"] = {"within_s": record.ready.within_s, "at": record.ready.at}
     if record.heartbeat_s is not None:
         doc["heartbeat_s"] = record.heartbeat_s
     if record.stop_requested is not None:
@@ -319,6 +323,7 @@ def parse(data: bytes) -> LeaseRecord | Unreadable:
             child=child,
             heartbeat_s=heartbeat_s,
             orphans=_parse_orphans(doc.get("orphans")),
+            ready=parse_ready(doc.get("ready")),
             extra=_extra(doc, RECORD_KEYS),
         )
     except Bad as exc:

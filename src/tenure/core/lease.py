@@ -17,6 +17,7 @@ from tenure.core.record import (
     Holder,
     LeaseRecord,
     LeaseState,
+    Readiness,
     Unreadable,
 )
 from tenure.core.values import frozen, replace
@@ -179,8 +180,11 @@ def decide_acquire(
     root_id: str | None = None,
     ports: tuple[int, int] | None = None,
     heartbeat_s: float | None = None,
+    ready_within: float | None = None,
 ) -> AcquireDecision:
-    """Decide whether `me` may take the family's lease now (in root instance `root_id`)."""
+    """Decide whether `me` may take the family's lease now (in root instance `root_id`);
+    `ready_within` says the holder is not serving yet, and by when it will be or will have
+    released (control.md#readiness)."""
     cur = obs.current
     floor = obs.epoch_floor
 
@@ -203,6 +207,7 @@ def decide_acquire(
             root_id=root_id,
             ports=ports,
             heartbeat_s=heartbeat_s,
+            ready=None if ready_within is None else Readiness(ready_within),
         )
         return AcquireDecision(verdict, rec)
 
@@ -332,4 +337,21 @@ def with_child(
     ):
         holder = current.holder if port is None else replace(current.holder, port=port)
         return replace(current, child=child, holder=holder)
+    return None
+
+
+def with_ready(
+    current: LeaseRecord | Unreadable | None, epoch: int, nonce: str, now_wall: float
+) -> LeaseRecord | None:
+    """The record saying its holder is ready (serving) since `now_wall`, when it is still
+    ours and said it was starting (control.md#readiness)."""
+    if (
+        isinstance(current, LeaseRecord)
+        and current.epoch == epoch
+        and current.holder.nonce == nonce
+        and current.state is LeaseState.HELD
+        and current.ready is not None
+        and current.ready.at is None
+    ):
+        return replace(current, ready=replace(current.ready, at=now_wall))
     return None

@@ -28,6 +28,13 @@ class RetireReason(enum.StrEnum):
     SHUTDOWN = "shutdown"  # authenticated /api/shutdown, or the holder's owner closed it
     SIGNAL = "signal"  # SIGTERM or SIGINT to a `tenure.hold` daemon
     FAULT = "fault"  # an unexpected error or event: leave rather than run ungoverned
+    NOT_READY = "not_ready"  # a `tenure run` child did not serve within its ready bound
+
+
+# Not a retirement of the holder that writes it: the tombstone a superseded `tenure run`
+# wrapper writes for the successor it replaced because that one failed before it was ready
+# (control.md#readiness).
+ROLLED_BACK = "rolled_back"
 
 
 class State(enum.StrEnum):
@@ -59,6 +66,7 @@ class Event(enum.StrEnum):
     CLOSED = "closed"  # the owner ended the hold (left `hold`'s block): drain, release, record
     DRAINED = "drained"  # retirement finished its drain (or its bound passed)
     FAULT = "fault"  # an unexpected exception in the driver
+    NOT_READY = "not_ready"  # what the holder governs was not ready in time, or ended first
 
 
 class Action(enum.StrEnum):
@@ -114,6 +122,7 @@ ROWS: dict[State, dict[Event, Transition]] = {
         E.SIGNALLED: _leave(Action.RETIRE, RetireReason.SIGNAL),
         E.CLOSED: _leave(Action.RETIRE, RetireReason.SHUTDOWN),
         E.FAULT: _leave(Action.RETIRE, RetireReason.FAULT),
+        E.NOT_READY: _leave(Action.RETIRE, RetireReason.NOT_READY),
     },
     R: {
         E.DRAINED: Transition(X, Action.FINISH),

@@ -92,6 +92,15 @@ class StopRequest:
 
 
 @frozen
+class Readiness:
+    """A holder that is not serving yet (control.md#readiness): it is ready, or has released,
+    within `within_s` of taking the lease; `at` is when it became ready (None: not yet)."""
+
+    within_s: float
+    at: float | None = None
+
+
+@frozen
 class LeaseRecord:
     """One family's lease document."""
 
@@ -112,7 +121,15 @@ class LeaseRecord:
     # Trees of replaced holders whose stop nobody has confirmed yet (control.md#run): they stay
     # here, whoever holds, until a holder saw every member gone.
     orphans: tuple[Child, ...] = ()
+    # Absent: the holder serves once it holds. Present: whether its child is ready yet — what
+    # a superseded wrapper in standby waits for before it lets go (control.md#readiness).
+    ready: Readiness | None = None
     extra: Extra = ()  # the lease's keys this release does not know (kept on every write)
+
+    @property
+    def starting(self) -> bool:
+        """Whether the holder said it is not ready yet (a `tenure run` child starting)."""
+        return self.ready is not None and self.ready.at is None
 
     @property
     def child_ident(self) -> ProcessIdentity | None:

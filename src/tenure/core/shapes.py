@@ -11,7 +11,9 @@ import math
 from tenure.core.hints import TYPE_CHECKING
 from tenure.core.identity import Location
 from tenure.core.inputs import MAX_STOP_GRACE_S, STOP_SIGNAL_NAMES, is_family_name
-from tenure.core.record import MAX_EPOCH, MAX_TEXT, StopSpec
+from tenure.core.record import MAX_EPOCH, MAX_TEXT, Readiness, StopSpec
+
+MAX_READY_S = 86_400.0  # the longest a holder may say it takes to be ready
 
 if TYPE_CHECKING:
     from typing import Any
@@ -119,3 +121,15 @@ def parse_stop(doc: Any, where: str) -> StopSpec | None:
     if not isinstance(tree, bool):
         raise Bad(f"{where}.tree: expected a boolean")
     return StopSpec(signal, grace, tree)
+
+
+def parse_ready(doc: Any) -> Readiness | None:
+    if doc is None:
+        return None
+    if not isinstance(doc, dict):
+        raise Bad("ready: expected an object")
+    within = number(doc, "within_s")
+    if not 0 < within <= MAX_READY_S:
+        raise Bad(f"ready.within_s: above 0, at most {MAX_READY_S:g} seconds")
+    at = None if doc.get("at") is None else number(doc, "at")
+    return Readiness(within, at)

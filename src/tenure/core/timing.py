@@ -98,6 +98,8 @@ SPAWN_TIMEOUT_S = 15.0  # spawn → holding (and healthy), on top of any wait fo
 REAPER_REPORT_WAIT_S = 5.0  # how long `start` waits to report its startup reaper's result
 READY_HEALTH_TIMEOUT_S = 5.0  # `start` asking its own new holder, which answers once it serves
 PORT_RELEASE_WAIT_S = 2.0  # for a replaced tree's listener to close once its processes are gone
+DEFAULT_READY_S = 30.0  # a `tenure run` child's bound to be ready while a predecessor stands by
+ROLLBACK_WAIT_S = 5.0  # a rolled-back successor waiting (beyond a heartbeat) to see who is back
 START_ATTEMPTS = 3  # a spawned daemon that stood down (the lease was taken meanwhile) is retried
 
 

@@ -61,6 +61,7 @@ class Governor(Driver):
         timing: Timing | None = None,
         control: bool = False,
         stop: StopSpec | None = None,
+        ready_within: float | None = None,
         on_retire: Callable[[RetireReason], None] | None = None,
         mono: Callable[[], float] = platform.lease_clock,
         wall: Callable[[], float] = time.time,
@@ -85,6 +86,8 @@ class Governor(Driver):
             stop=stop,
         )
         self._wall = wall
+        # Set: the record says this holder is starting until `mark_ready` (control.md#readiness).
+        self.ready_within = ready_within
         # One observer memory per process: expiry is confirmed across acquire calls.
         self._watcher = Watcher(mono)
         # The root instance the lease was granted in; another instance means we are fenced.
@@ -166,6 +169,7 @@ class Governor(Driver):
                 root_id=root_id,
                 ports=self.ports,
                 heartbeat_s=self.timing.heartbeat_s,
+                ready_within=self.ready_within,
             )
             return decision, decision.write
 
@@ -265,6 +269,18 @@ class Governor(Driver):
 
         def decide(current: LeaseRecord | Unreadable | None) -> tuple[bool, LeaseRecord | None]:
             write = machine.with_child(current, self.epoch, self.me.nonce, child, port)
+            return write is not None, write
+
+        return self.store.transact(decide)
+
+    def mark_ready(self) -> bool:
+        """Say in the record that what this holder governs serves now (control.md#readiness);
+        False if the record is not ours or did not say it was starting."""
+        if self.forked:
+            return False
+
+        def decide(current: LeaseRecord | Unreadable | None) -> tuple[bool, LeaseRecord | None]:
+            write = machine.with_ready(current, self.epoch, self.me.nonce, self._wall())
             return write is not None, write
 
         return self.store.transact(decide)

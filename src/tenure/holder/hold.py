@@ -111,6 +111,7 @@ def make_governor(
     timing: Timing | None,
     control: bool = False,
     stop: StopSpec | None = None,
+    ready_within: float | None = None,
 ) -> Governor:
     check_daemon(family, version, ports)  # before any file is touched
     given_port, given_ports = config.spawned_as(family)
@@ -123,6 +124,7 @@ def make_governor(
         timing=timing,
         control=control,
         stop=stop,
+        ready_within=ready_within,
     )
 
 
