@@ -132,6 +132,9 @@ def test_the_cli_refuses_no_command_and_bad_timing() -> None:
     missing = tenure("conformance", "--", "/nonexistent/daemon")
     assert missing.returncode == 2
     assert "cannot run '/nonexistent/daemon'" in missing.stderr
+    beta = tenure("conformance", "--version", "1.0 beta", "--", "true")
+    assert beta.returncode == 2
+    assert "is not a PEP 440 version" in beta.stderr
 
 
 def test_a_command_that_never_holds_fails_every_check_in_words() -> None:

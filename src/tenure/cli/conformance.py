@@ -55,7 +55,7 @@ def conformance_cmd(
     """Check that a daemon command speaks the tenure/1 lease protocol (real processes)."""
     from tenure.adapters.config import parse_port_range  # noqa: PLC0415
     from tenure.conformance import Options, run_conformance  # noqa: PLC0415
-    from tenure.core.inputs import check_family  # noqa: PLC0415
+    from tenure.core.inputs import check_family, check_version  # noqa: PLC0415
     from tenure.errors import ConfigError, TenureError  # noqa: PLC0415
 
     command = list(ctx.args)
@@ -67,6 +67,8 @@ def conformance_cmd(
         raise typer.Exit(EXIT_USAGE)
     try:
         check_family(family, "--family")
+        if version is not None:
+            check_version(version, "--version")  # one grammar at every door (versioning.md)
         port_range = parse_port_range(ports, "--ports") if ports else None
     except ConfigError as exc:
         error(str(exc))
