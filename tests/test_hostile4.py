@@ -409,6 +409,7 @@ def test_an_interrupted_takeover_never_loses_the_old_tree(
 # --- 3. a member that changed its uid -----------------------------------------------------------
 
 
+@pytest.mark.process
 @as_another_user
 @linux_only("the wrapper's subreaper")
 def test_a_member_that_dropped_its_privileges_is_ended_with_its_tree(

@@ -61,6 +61,7 @@ def unchanged(root: Path, before: LeaseRecord) -> None:
     )
 
 
+@pytest.mark.process
 @pytest.mark.parametrize(
     ("upgrade", "said"),
     [
@@ -98,6 +99,7 @@ def test_a_mistyped_upgrade_leaves_the_running_version_serving(
     unchanged(root, before)
 
 
+@pytest.mark.process
 def test_a_version_outside_the_grammar_writes_no_record(tmp_path: Path) -> None:
     """`--version "1.0 beta"` on an empty root: exit 2, naming the grammar, no record."""
     root = (tmp_path / "root").resolve()
@@ -108,6 +110,29 @@ def test_a_version_outside_the_grammar_writes_no_record(tmp_path: Path) -> None:
     assert not LeaseStore(root, "web").record_path.exists()
 
 
+@pytest.mark.process
+@pytest.mark.parametrize(
+    ("env_extra", "argv"),
+    [
+        ({"TENURE_LEASE_TTL": "abc"}, [PY, "-c", "pass"]),
+        ({}, ["nosuchcommand-tenure"]),
+        ({}, ["--ready", "port", "--", PY, "-c", "pass"]),
+    ],
+    ids=["bad-timing", "missing-command", "readiness-by-port-without-a-port"],
+)
+def test_a_refused_run_does_not_even_make_the_root(
+    tmp_path: Path, env_extra: dict[str, str], argv: list[str]
+) -> None:
+    """Every check comes before the root is made: a refused `tenure run` leaves no trace."""
+    root = (tmp_path / "root").resolve()
+    head = ["run", "--family", "web", "--version", "1.0"]
+    if argv[0] != "--ready":
+        head.append("--")
+    failed = cli(env_for(root, **env_extra), *head, *argv)
+    assert failed.returncode == 2, failed.stderr
+    assert not root.exists()
+
+
 HOLD_DAEMON = (
     "import sys, tenure\n"
     "with tenure.hold('indexer', version=sys.argv[1]) as held:\n"
@@ -115,6 +140,7 @@ HOLD_DAEMON = (
 )
 
 
+@pytest.mark.process
 def test_ensure_with_a_command_that_cannot_start_leaves_the_old_holder(
     tmp_path: Path, proc_registry: ProcessRegistry
 ) -> None:
@@ -212,6 +238,7 @@ def test_tenure_stop_ends_a_run_child_with_the_signal_it_asked_for(
     assert gone.state is LeaseState.RELEASED
 
 
+@pytest.mark.process
 @pytest.mark.parametrize(
     ("given", "said"),
     [

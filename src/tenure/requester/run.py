@@ -112,7 +112,7 @@ def run(
     the wrapper stands by until its successor is ready and takes its place back if the
     successor fails first (control.md#readiness)."""
     check_daemon(family, version, ports)  # before any file is touched (root.md#family-names)
-    the_root = ensure_root(root or default_root())
+    config.timing()  # TENURE_LEASE_TTL / TENURE_HEARTBEAT are checked before the root, too
     port, given_ports = config.spawned_as(family)
     if ports is None and port is not None:
         ports = given_ports  # spawned by `tenure.ensure` or the kit: the port was chosen for us
@@ -127,6 +127,7 @@ def run(
     if ready.mode == "port" and not has_port:
         raise ConfigError("readiness by port needs the family's port range (--ports LO-HI)")
     check_command(command)  # a typo fails here, before an older holder is asked to leave
+    the_root = ensure_root(root or default_root())
     launch = Launch(
         tuple(command), stop or StopSpec(), ready, idle_s, port, ports, become_subreaper()
     )
