@@ -495,3 +495,24 @@ def test_the_standby_rules(
         arrival_s=5.0,
     )
     assert decide_standby(facts) is verdict
+
+
+@pytest.mark.process
+def test_a_successor_killed_while_starting_gives_the_old_version_back(
+    tmp_path: Path, proc_registry: ProcessRegistry
+) -> None:
+    """3.0's wrapper is SIGKILLed while its child is starting: the record names a dead holder
+    that never said it was ready, so 1.0 takes over its lease (epoch + 1) and serves again."""
+    root = (tmp_path / "root").resolve()
+    env = env_for(root)
+    before = serving_1_0(root, proc_registry, env)
+    argv = ["--version", "3.0", "--", PY, "-c", "import time; time.sleep(120)"]
+    new = proc_registry.spawn([*RUN, *argv], env=env)
+    starting = held_when(root, "web", lambda r: r.holder.pid == new.pid and r.child is not None)
+    assert starting.starting
+    new.kill()
+    new.wait(30)
+    again = back_to(root, before, starting.epoch)
+    assert again.holder.port == before.holder.port
+    wait_for(lambda: open_ports([again.holder.port or 0]), what="1.0 serving again")
+    assert ("3.0", "rolled_back") in reasons(root)

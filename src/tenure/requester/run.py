@@ -146,7 +146,9 @@ def run(
     try:
         back_from: LeaseRecord | None = None
         while True:
-            done = _tenure(family, version, the_root, launch, current=current, back_from=back_from)
+            done = _tenure(
+                family, version, the_root, launch, current=(current, asked), back_from=back_from
+            )
             if done.standby_after is None or asked.is_set():
                 return done.code
             # Superseded: stand by until the successor serves; take the place back if it
@@ -174,10 +176,11 @@ def _tenure(
     root: Path,
     launch: Launch,
     *,
-    current: list[Governor],
+    current: tuple[list[Governor], threading.Event],
     back_from: LeaseRecord | None,
 ) -> Done:
-    """Take the lease (superseding an older holder), serve the command, leave."""
+    """Take the lease (superseding an older holder), serve the command, leave. `current` is
+    where the signal handler finds the governor, and the event a stop signal sets."""
     store = LeaseStore(root, family)
     last = store.read()
     keep = last.holder.port if isinstance(last, LeaseRecord) else None
@@ -201,7 +204,10 @@ def _tenure(
         stop=StopSpec("SIGTERM", max(HOLDER_STOP.grace_s, drain)),
         ready_within=within,
     )
-    current.append(gov)
+    governors, asked = current
+    governors.append(gov)
+    if asked.is_set():
+        return Done(0)  # a stop signal came before the handler could see this governor
     try:
         held = take(gov, None)
     except Retiring:
