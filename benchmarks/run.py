@@ -15,6 +15,7 @@ import platform
 import random
 import shutil
 import signal
+import socket
 import statistics
 import subprocess
 import sys
@@ -29,6 +30,7 @@ import psutil
 
 import tenure
 from tenure.adapters.http import health
+from tenure.adapters.ports import open_ports
 from tenure.adapters.registry import ProcessRegistry
 from tenure.adapters.root import ensure_root
 from tenure.adapters.store import LeaseStore
@@ -56,6 +58,8 @@ TARGETS = {
     "supersession_http_s": 1.0,
     "supersession_no_http_heartbeats": 1.0,
     "supersession_no_http_heartbeats_max": 1.0,
+    "upgrade_run_serving_s": 0.5,
+    "upgrade_ensure_serving_s": 0.5,
 }
 # Measures where more is better: the doctor's speed against the fastest peer's (issue 23).
 AT_LEAST = {"doctor_vs_fastest_peer_x": 5.0}
@@ -397,6 +401,103 @@ def bench_adoption(reg: ProcessRegistry, work: Path, runs: int) -> dict[str, flo
     }
 
 
+class Client(threading.Thread):
+    """A client connecting to `port` every 5 ms until stopped; counts the refusals."""
+
+    def __init__(self, port: int) -> None:
+        super().__init__(daemon=True)
+        self.port = port
+        self.refused = 0
+        self.done = threading.Event()
+
+    def run(self) -> None:
+        while not self.done.wait(0.005):
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=1.0).close()
+            except ConnectionRefusedError:
+                self.refused += 1
+            except OSError:
+                pass
+
+    def stop(self) -> int:
+        self.done.set()
+        self.join()
+        return self.refused
+
+
+def wait_serving(root: Path, family: str, version: str) -> int:
+    """The port of `family`'s holder once it is `version` and its port accepts connections."""
+    store = LeaseStore(root, family)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        rec = store.read()
+        if (
+            isinstance(rec, LeaseRecord)
+            and rec.state is LeaseState.HELD
+            and rec.holder.version == version
+            and rec.holder.port is not None
+            and open_ports([rec.holder.port])
+        ):
+            return rec.holder.port
+        time.sleep(0.002)
+    raise TimeoutError(f"{family} {version} not serving")
+
+
+def bench_upgrades(reg: ProcessRegistry, work: Path, runs: int) -> dict[str, float]:
+    """At the default timing (TTL 15 s, heartbeat 5 s): from the start of a newer version until
+    it serves, for `tenure run` around an unmodified server and for `tenure.ensure` of a
+    `tenure.hold` daemon; and how many connections a client making one every 5 ms saw refused
+    meanwhile (break before make: the old server stops before the new one binds)."""
+    saved = dict(os.environ)
+    for name in ("TENURE_LEASE_TTL", "TENURE_HEARTBEAT", "TENURE_VERSION"):
+        os.environ.pop(name, None)
+    served = [sys.executable, str(HERE.parent / "examples" / "served.py")]
+    run_s, run_refused, ensure_s, ensure_refused = [], [], [], []
+    argv = [sys.executable, "-m", "tenure", "run", "--family", "web", "--ports", "9500-9504"]
+    server = ["--", sys.executable, "-m", "http.server", "{port}", "--bind", "127.0.0.1"]
+    try:
+        for i in range(runs):
+            root = ensure_root(work / f"u{i}")
+            quiet = {
+                "env": {**os.environ, "TENURE_ROOT": str(root)},
+                "stdout": subprocess.DEVNULL,
+                "stderr": subprocess.DEVNULL,
+            }
+            reg.spawn([*argv, "--version", "1.0", *server], **quiet)
+            client = Client(wait_serving(root, "web", "1.0"))
+            client.start()
+            t0 = time.perf_counter()
+            reg.spawn([*argv, "--version", "2.0", *server], **quiet)
+            wait_serving(root, "web", "2.0")
+            run_s.append(time.perf_counter() - t0)
+            run_refused.append(client.stop())
+            reg.stop_all()
+            first = tenure.ensure(
+                "indexer", [*served, "1.0"], version="1.0", ports=ADOPT_PORTS, root=root
+            )
+            reg.track(first.pid)
+            client = Client(wait_serving(root, "indexer", "1.0"))
+            client.start()
+            t0 = time.perf_counter()
+            new = tenure.ensure(
+                "indexer", [*served, "2.0"], version="2.0", ports=ADOPT_PORTS, root=root
+            )
+            reg.track(new.pid)
+            wait_serving(root, "indexer", "2.0")
+            ensure_s.append(time.perf_counter() - t0)
+            ensure_refused.append(client.stop())
+            reg.stop_all()
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+    return {
+        "upgrade_run_serving_s": statistics.median(run_s),
+        "upgrade_run_refused": statistics.median(run_refused),
+        "upgrade_ensure_serving_s": statistics.median(ensure_s),
+        "upgrade_ensure_refused": statistics.median(ensure_refused),
+    }
+
+
 def ensure_into(out: list[tenure.Ensured], root: Path, command: list[str]) -> None:
     out.append(tenure.ensure("indexer", command, version="2.0", ports=ADOPT_PORTS, root=root))
 
@@ -493,6 +594,7 @@ GROUPS: dict[str, Callable[[ProcessRegistry, Path, argparse.Namespace], dict[str
     "idle": lambda reg, work, a: bench_idle(reg, work, a.idle_seconds),
     "cli": lambda _reg, work, a: bench_cli(a.runs, work),
     "adoption": lambda reg, work, a: bench_adoption(reg, work, a.runs),
+    "upgrades": lambda reg, work, a: bench_upgrades(reg, work, a.runs),
     "doctor": lambda reg, work, a: bench_doctor(reg, work, a.runs, a.peers),
 }
 

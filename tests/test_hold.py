@@ -19,7 +19,7 @@ from tenure.adapters.root import ensure_root
 from tenure.adapters.store import LeaseStore
 from tenure.adapters.tombstones import read_tombstones
 from tenure.adapters.waiting import wait_until
-from tenure.core.handover import decide_supersede
+from tenure.core.handover import decide_stop_request, decide_supersede
 from tenure.core.record import Child, Holder, LeaseRecord, LeaseState
 from tenure.core.timing import Timing
 from tenure.testing import ProcessRegistry, pid_gone
@@ -608,3 +608,36 @@ def test_stop_asks_through_the_record_first(tmp_path: Path, proc_registry: Proce
     rec = LeaseStore(root, "deaf").read()
     assert isinstance(rec, LeaseRecord)
     assert rec.state is LeaseState.RELEASED
+
+
+@pytest.mark.process
+@pytest.mark.parametrize("mark", ["superseded_by", "stop_requested"])
+def test_a_mark_in_the_record_is_acted_on_between_heartbeats(
+    tmp_path: Path, proc_registry: ProcessRegistry, mark: str
+) -> None:
+    """With a 30 s heartbeat, a newer version's mark (or a stop asked) is seen by the holder's
+    look at its record between heartbeats: it has released long before its next beat."""
+    root = tmp_path / "root"
+    slow = {"TENURE_LEASE_TTL": "90", "TENURE_HEARTBEAT": "30"}
+    proc = popen_interruptible(
+        [sys.executable, str(EXAMPLE), str(root), "1.0"],
+        env={**os.environ, **slow},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    proc_registry.popens.append(proc)  # type: ignore[arg-type]
+    proc_registry.track(proc.pid)
+    assert proc.stdout is not None
+    assert proc.stdout.readline().startswith("holding epoch")
+    store = LeaseStore(root, "indexer")
+    held = store.read()
+    assert isinstance(held, LeaseRecord)
+    if mark == "superseded_by":
+        store.transact(lambda cur: (None, decide_supersede(cur, "2.0", os.getpid(), 0.0).write))
+    else:
+        store.transact(lambda cur: (None, decide_stop_request(cur, held.epoch, os.getpid(), 0.0)))
+    # Half the heartbeat: the beat itself would come only after 30 s.
+    _out, err = proc.communicate(timeout=15)
+    assert proc.returncode == 0, err
+    reason = "superseded" if mark == "superseded_by" else "requested"
+    assert [t["reason"] for t in read_tombstones(root)] == [reason]

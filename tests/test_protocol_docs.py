@@ -139,6 +139,7 @@ def test_the_bounds_table_is_the_code() -> None:
         "RUN_RELEASE_S": f"{timing.RUN_RELEASE_S:g} s",
         "DEFAULT_READY_S": f"{timing.DEFAULT_READY_S:g} s",
         "ROLLBACK_WAIT_S": f"{timing.ROLLBACK_WAIT_S:g} s",
+        "WATCH_S": f"{timing.WATCH_S * 1000:g} ms",
         "POLL_S": f"{timing.POLL_S * 1000:g} ms",
         "SCAN_POLL_S": f"{timing.SCAN_POLL_S * 1000:g} ms",
     }

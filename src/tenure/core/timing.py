@@ -92,6 +92,7 @@ class Timing:
 # Bounds on every wait, in one place (control.md#bounds). Each start path, stop and takeover
 # reads them from here, so they cannot drift apart again.
 
+WATCH_S = 0.1  # a holder's look at its record between heartbeats (a stat): how fast it learns
 POLL_S = 0.01  # one cheap look (a record read, a process check) while waiting for an event
 SCAN_POLL_S = 0.05  # one /proc scan (a tree's members) while waiting for a tree to end
 SPAWN_TIMEOUT_S = 15.0  # spawn → holding (and healthy), on top of any wait for an old lease

@@ -74,6 +74,16 @@ class Driver:
         """Release the lease by CAS and append a tombstone."""
         raise NotImplementedError
 
+    def _await_news(self, timeout: float) -> bool:
+        """Between heartbeats: wait up to `timeout` (less when the stop is asked); whether the
+        record changed in a way that ends this tenure (a newer version's mark, a stop asked,
+        another holder), so the heartbeat runs now."""
+        self._stop_beat.wait(timeout)
+        return False
+
+    def _stop_watching(self) -> None:
+        """The heartbeat thread ends: let go of what `_await_news` holds."""
+
     @property
     def forked(self) -> bool:
         """True in a child forked from the holding process: it never speaks for the lease.
@@ -144,9 +154,23 @@ class Driver:
                 self._cond.notify_all()
 
     def _beat_loop(self) -> None:
-        while not self._stop_beat.wait(self.timing.heartbeat_s):
-            if self.heartbeat().next is not State.HOLDING:
-                return
+        # A heartbeat every `heartbeat_s`; between them the record is watched, so a
+        # supersession or a stop asked through it is acted on at once, not at the next beat
+        # (lease.md#supersession).
+        next_beat = self._mono() + self.timing.heartbeat_s
+        try:
+            while not self._stop_beat.is_set():
+                pause = next_beat - self._mono()
+                news = pause > 0 and self._await_news(pause)
+                if self._stop_beat.is_set():
+                    return
+                if self._mono() < next_beat and not news:
+                    continue
+                next_beat = self._mono() + self.timing.heartbeat_s
+                if self.heartbeat().next is not State.HOLDING:
+                    return
+        finally:
+            self._stop_watching()
 
     def heartbeat(self) -> Transition:
         """One heartbeat, acted on: renew if we may and feed what happened to the table."""

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from tenure.adapters import config, platform
 from tenure.adapters.procinfo import own_identity
+from tenure.adapters.recordwatch import RecordWatch
 from tenure.adapters.root import RootIdentity, ensure_root_id, root_identity, root_stamp
 from tenure.adapters.store import LeaseStore
 from tenure.core import lease as machine
@@ -95,6 +96,8 @@ class Governor(Driver):
         self._root_stamp: tuple[int, int, int] | None = None
         self.takeover = Takeover(family)  # a replaced holder's tree, stopped before we serve
         self._abandoned = threading.Event()  # the caller gave up while we were acquiring
+        self._record_seen: tuple[int, int, int] | None = None  # the record at the last look
+        self._watch: RecordWatch | None = None
         self._attempt = threading.Lock()  # one acquire attempt, or `abandon`, at a time
 
     # --- acquiring -------------------------------------------------------------------------
@@ -232,6 +235,39 @@ class Governor(Driver):
         if decision.verdict is RenewVerdict.RENEWED:
             self._last_renew = self._mono()
         return _RENEW_TO_EVENT[decision.verdict]
+
+    def _await_news(self, timeout: float) -> bool:
+        # The watch is made here, in the heartbeat thread: its cost (on Linux, ctypes for
+        # inotify) is off the path from start to serving.
+        if self._watch is None:
+            self._watch = RecordWatch(self.store.record_path.parent)
+        self._watch.wait(timeout, self._stop_beat)
+        return self._news()
+
+    def _stop_watching(self) -> None:
+        if self._watch is not None:
+            self._watch.close()
+
+    def _news(self) -> bool:
+        """The record's identity (inode, mtime, size) changed since the last look and it now
+        ends this tenure (the pure renew decision, without writing)."""
+        if self.forked:
+            return False
+        try:
+            st = os.lstat(self.store.record_path)
+            seen: tuple[int, int, int] | None = (st.st_ino, st.st_mtime_ns, st.st_size)
+        except FileNotFoundError:
+            seen = None  # gone: the heartbeat says why (record or root)
+        except OSError:
+            return False  # cannot look now (EMFILE, EACCES): the next heartbeat will
+        if seen == self._record_seen:
+            return False
+        self._record_seen = seen
+        if seen is None:
+            return True
+        current = self.store.read()
+        decision = machine.decide_renew(current, self.epoch, self.me.nonce, 0.0, self._wall())
+        return decision.verdict is not RenewVerdict.RENEWED
 
     def _root_changed_quietly(self) -> bool:
         try:
