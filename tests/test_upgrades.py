@@ -6,10 +6,12 @@ grammar (PEP 440) at every door. spec: control.md#run, control.md#ensure, versio
 from __future__ import annotations
 
 import json
+import os
 import socket
 import string
 import subprocess
 import sys
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -23,6 +25,7 @@ from tenure.adapters.procinfo import read_process
 from tenure.adapters.store import LeaseStore
 from tenure.adapters.tombstones import read_tombstones
 from tenure.core.inputs import is_pep440
+from tenure.core.installs import Install, Watched, look
 from tenure.core.lease import Liveness
 from tenure.core.record import Child, Holder, LeaseRecord, LeaseState, Readiness, StopSpec
 from tenure.core.standby import Standby, StandbyFacts, decide_standby
@@ -516,3 +519,112 @@ def test_a_successor_killed_while_starting_gives_the_old_version_back(
     assert again.holder.port == before.holder.port
     wait_for(lambda: open_ports([again.holder.port or 0]), what="1.0 serving again")
     assert ("3.0", "rolled_back") in reasons(root)
+
+
+# --- never keep old code running (control.md#installs) ---------------------------------------
+
+SAYS = (
+    "#!{py}\n"
+    "import http.server, sys\n"
+    "class Says(http.server.BaseHTTPRequestHandler):\n"
+    "    def do_GET(self):\n"
+    "        self.send_response(200)\n"
+    "        self.end_headers()\n"
+    "        self.wfile.write(b'{said}')\n"
+    "    def log_message(self, *args):\n"
+    "        pass\n"
+    "http.server.HTTPServer(('127.0.0.1', int(sys.argv[1])), Says).serve_forever()\n"
+)
+
+
+def install(path: Path, said: str) -> None:
+    """Install the server that answers `said`, as a package manager does: a new file renamed
+    over the old one."""
+    fresh = path.with_name(path.name + ".new")
+    fresh.write_text(SAYS.format(py=PY, said=said))
+    fresh.chmod(0o755)
+    os.replace(fresh, path)
+
+
+def answer(port: int) -> str | None:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=2) as reply:
+            return str(reply.read().decode())
+    except OSError:
+        return None
+
+
+@pytest.mark.process
+def test_a_new_install_of_the_executable_restarts_the_child_on_its_port(
+    tmp_path: Path, proc_registry: ProcessRegistry
+) -> None:
+    """The wrapper watches the executable it runs: replaced by a new install, the child is
+    restarted from the new file on the same port, under the same lease (same epoch)."""
+    root = (tmp_path / "root").resolve()
+    env = env_for(root)
+    server = tmp_path / "server"
+    install(server, "one")
+    wrapper = proc_registry.spawn([*RUN, "--version", "1.0", "--", str(server), "{port}"], env=env)
+    rec = held_when(root, "web", lambda r: r.child is not None and r.holder.port is not None)
+    port = rec.holder.port
+    assert port is not None
+    assert wait_for(lambda: answer(port), what="the first install to answer") == "one"
+    install(server, "two")
+    wait_for(lambda: answer(port) == "two" or None, what="the new install to answer")
+    now = LeaseStore(root, "web").read()
+    assert isinstance(now, LeaseRecord)
+    assert (now.epoch, now.holder.pid, now.holder.port) == (rec.epoch, wrapper.pid, port)
+    assert now.child is not None
+    assert rec.child is not None
+    assert now.child.pid != rec.child.pid
+
+
+HOLD_WATCHING = (
+    "import sys, tenure\n"
+    "with tenure.hold('indexer', version='1.0', watch=[sys.argv[1]]) as held:\n"
+    "    held.wait()\n"
+)
+
+
+@pytest.mark.process
+def test_a_hold_daemon_retires_as_upgraded_when_its_install_changes(
+    tmp_path: Path, proc_registry: ProcessRegistry
+) -> None:
+    """`hold(watch=[...])`: a new install of a watched file retires the daemon with reason
+    `upgraded` (released, so the next start runs the new code); a missing file is refused."""
+    root = (tmp_path / "root").resolve()
+    marker = tmp_path / "VERSION"
+    marker.write_text("1.0\n")
+    daemon = proc_registry.spawn([PY, "-c", HOLD_WATCHING, str(marker)], env=env_for(root))
+    held_when(root, "indexer", lambda r: r.holder.pid == daemon.pid)
+    fresh = tmp_path / "VERSION.new"
+    fresh.write_text("1.1\n")
+    os.replace(fresh, marker)
+    assert daemon.wait(timeout=60) == 0
+    assert [t["reason"] for t in read_tombstones(root)] == ["upgraded"]
+    with (
+        pytest.raises(ConfigError, match="no such file to watch"),
+        tenure.hold("indexer", version="1.1", root=root, watch=[tmp_path / "missing"]),
+    ):
+        pass
+
+
+def test_the_install_rules_settle_before_they_act() -> None:
+    """core/installs.py: a change acts once two looks agree on it; a missing file or a file
+    still changing waits; the new identity becomes the baseline."""
+    a, b, c = (1, 1, 10, 100), (1, 2, 12, 200), (1, 2, 14, 300)
+    w = Watched((a,))
+    verdict, w = look(w, (a,))
+    assert verdict is Install.SAME
+    verdict, w = look(w, (None,))
+    assert verdict is Install.SETTLING
+    verdict, w = look(w, (None,))
+    assert verdict is Install.SETTLING  # missing twice is still no install
+    verdict, w = look(w, (b,))
+    assert verdict is Install.SETTLING
+    verdict, w = look(w, (c,))
+    assert verdict is Install.SETTLING  # still being written
+    verdict, w = look(w, (c,))
+    assert verdict is Install.UPGRADED
+    assert w == Watched((c,))
+    assert look(w, (c,))[0] is Install.SAME

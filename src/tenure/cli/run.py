@@ -23,6 +23,15 @@ RUN_EPILOG = (
 )
 
 
+WATCH_OPTION = typer.Option(
+    None,
+    "--watch",
+    metavar="PATH",
+    help="A file of the command's install (repeatable; the executable is always watched): "
+    "when a new install of it settles, the command restarts from it on the same port.",
+)
+
+
 def run_cmd(  # noqa: PLR0917  (typer maps each parameter to an option)
     ctx: typer.Context,
     family: str = typer.Option(
@@ -79,6 +88,7 @@ def run_cmd(  # noqa: PLR0917  (typer maps each parameter to an option)
         help="Seconds an upgrade's command has to be ready before the version it replaced "
         "takes its place back.",
     ),
+    watch: list[Path] | None = WATCH_OPTION,
     root: Path | None = ROOT_OPTION,
     _quiet: bool = QUIET_OPTION,
 ) -> None:
@@ -118,6 +128,7 @@ def run_cmd(  # noqa: PLR0917  (typer maps each parameter to an option)
             idle_s=idle_seconds,
             stop=StopSpec(name, grace, tree=not no_tree),
             ready=ReadySpec(ready, ready_timeout),
+            watch=[str(w) for w in watch or ()],
         )
     except LeaseHeld as exc:
         error(f"{exc}; an equal or newer version already runs")

@@ -29,6 +29,7 @@ class RetireReason(enum.StrEnum):
     SIGNAL = "signal"  # SIGTERM or SIGINT to a `tenure.hold` daemon
     FAULT = "fault"  # an unexpected error or event: leave rather than run ungoverned
     NOT_READY = "not_ready"  # a `tenure run` child did not serve within its ready bound
+    UPGRADED = "upgraded"  # a watched file of the holder's install changed (control.md#installs)
 
 
 # Not a retirement of the holder that writes it: the tombstone a superseded `tenure run`
@@ -67,6 +68,7 @@ class Event(enum.StrEnum):
     DRAINED = "drained"  # retirement finished its drain (or its bound passed)
     FAULT = "fault"  # an unexpected exception in the driver
     NOT_READY = "not_ready"  # what the holder governs was not ready in time, or ended first
+    UPGRADED = "upgraded"  # a new install of what the holder runs settled on disk
 
 
 class Action(enum.StrEnum):
@@ -123,6 +125,7 @@ ROWS: dict[State, dict[Event, Transition]] = {
         E.CLOSED: _leave(Action.RETIRE, RetireReason.SHUTDOWN),
         E.FAULT: _leave(Action.RETIRE, RetireReason.FAULT),
         E.NOT_READY: _leave(Action.RETIRE, RetireReason.NOT_READY),
+        E.UPGRADED: _leave(Action.RETIRE, RetireReason.UPGRADED),
     },
     R: {
         E.DRAINED: Transition(X, Action.FINISH),

@@ -16,10 +16,10 @@ from pathlib import Path
 
 from tenure.adapters import config, platform
 from tenure.adapters.procinfo import own_identity
-from tenure.adapters.recordwatch import RecordWatch
 from tenure.adapters.root import RootIdentity, ensure_root_id, root_identity, root_stamp
 from tenure.adapters.store import LeaseStore
 from tenure.core import lease as machine
+from tenure.core.hints import TYPE_CHECKING
 from tenure.core.identity import ProcessIdentity
 from tenure.core.lease import TAKES, AcquireDecision, RenewDecision, RenewVerdict
 from tenure.core.lifecycle import Event, RetireReason, State
@@ -31,6 +31,10 @@ from tenure.holder.driver import Driver
 from tenure.holder.takeover import Takeover
 from tenure.protocol.observer import Watcher, observe, release_and_record
 from tenure.protocol.supersede import lease_held
+
+if TYPE_CHECKING:
+    from tenure.adapters.installs import InstallWatch
+    from tenure.adapters.recordwatch import RecordWatch
 
 __all__ = ["ACQUIRE_POLL_S", "Governor", "RetireReason"]
 
@@ -63,6 +67,7 @@ class Governor(Driver):
         control: bool = False,
         stop: StopSpec | None = None,
         ready_within: float | None = None,
+        watch: tuple[str, ...] = (),
         on_retire: Callable[[RetireReason], None] | None = None,
         mono: Callable[[], float] = platform.lease_clock,
         wall: Callable[[], float] = time.time,
@@ -98,6 +103,12 @@ class Governor(Driver):
         self._abandoned = threading.Event()  # the caller gave up while we were acquiring
         self._record_seen: tuple[int, int, int] | None = None  # the record at the last look
         self._watch: RecordWatch | None = None
+        # Files of this holder's install: a new install settled there retires it (`upgraded`).
+        self._installs: InstallWatch | None = None
+        if watch:
+            from tenure.adapters.installs import InstallWatch  # noqa: PLC0415  (opt-in)
+
+            self._installs = InstallWatch(watch)
         self._attempt = threading.Lock()  # one acquire attempt, or `abandon`, at a time
 
     # --- acquiring -------------------------------------------------------------------------
@@ -213,6 +224,8 @@ class Governor(Driver):
             idle_for = self._mono() - self._last_activity
             if self.timing.idle_enabled and self._in_flight == 0 and idle_for > self.timing.idle_s:
                 return Event.IDLE
+        if self._installs is not None and self._installs.upgraded():
+            return Event.UPGRADED  # old code never keeps running (control.md#installs)
         since = self._mono() - self._last_renew
 
         def decide(
@@ -240,6 +253,8 @@ class Governor(Driver):
         # The watch is made here, in the heartbeat thread: its cost (on Linux, ctypes for
         # inotify) is off the path from start to serving.
         if self._watch is None:
+            from tenure.adapters.recordwatch import RecordWatch  # noqa: PLC0415
+
             self._watch = RecordWatch(self.store.record_path.parent)
         self._watch.wait(timeout, self._stop_beat)
         return self._news()

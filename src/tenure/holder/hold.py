@@ -19,7 +19,7 @@ import contextlib
 import os
 import signal
 import threading
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from types import FrameType
 
 from tenure.adapters import config, platform
@@ -112,8 +112,14 @@ def make_governor(
     control: bool = False,
     stop: StopSpec | None = None,
     ready_within: float | None = None,
+    watch: Sequence[str | os.PathLike[str]] = (),
 ) -> Governor:
     check_daemon(family, version, ports)  # before any file is touched
+    watched: tuple[str, ...] = ()
+    if watch:
+        from tenure.adapters.installs import check_watched  # noqa: PLC0415  (opt-in)
+
+        watched = check_watched(watch)
     given_port, given_ports = config.spawned_as(family)
     return Governor(
         ensure_root(given_or_default(root)),
@@ -125,6 +131,7 @@ def make_governor(
         control=control,
         stop=stop,
         ready_within=ready_within,
+        watch=watched,
     )
 
 
@@ -231,6 +238,7 @@ def hold(
     control: bool = False,
     stop_signal: str | None = None,
     stop_grace_s: float | None = None,
+    watch: Sequence[str | os.PathLike[str]] = (),
 ) -> Iterator[Held]:
     """Hold `family`'s lease for the duration of the block (or raise `LeaseHeld`).
 
@@ -249,6 +257,10 @@ def hold(
     default 15) are recorded in the lease: whoever stops this daemon — `tenure stop`,
     `tenure.stop` — sends that signal and waits that long before SIGKILL
     (control.md#stop-policy).
+
+    `watch` names files of this daemon's install (its entry point, its package's version
+    file): when one of them changes and settles — a new install — the daemon retires with
+    reason `upgraded`, so the next start runs the new code (control.md#installs).
     """
     spec = stop_spec(stop_signal, stop_grace_s, handle_signals)
     governor = make_governor(
@@ -260,6 +272,7 @@ def hold(
         timing=timing,
         control=control,
         stop=spec,
+        watch=watch,
     )
     held = take(governor, wait_s)
     previous: dict[signal.Signals, Any] = {}
@@ -316,6 +329,7 @@ async def hold_async(
     handle_signals: bool = True,
     stop_signal: str | None = None,
     stop_grace_s: float | None = None,
+    watch: Sequence[str | os.PathLike[str]] = (),
 ) -> AsyncIterator[Held]:
     """`hold` for asyncio daemons: `async with tenure.hold_async(...) as held`, then
     `await held.wait_async()`. Signals go through the loop (`add_signal_handler`).
@@ -328,7 +342,15 @@ async def hold_async(
 
     spec = stop_spec(stop_signal, stop_grace_s, handle_signals)
     governor = await asyncio.to_thread(
-        make_governor, family, version, root=root, port=port, ports=ports, timing=timing, stop=spec
+        make_governor,
+        family,
+        version,
+        root=root,
+        port=port,
+        ports=ports,
+        timing=timing,
+        stop=spec,
+        watch=watch,
     )
     try:
         held = await asyncio.to_thread(take, governor, wait_s)

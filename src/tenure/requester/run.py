@@ -23,6 +23,7 @@ from pathlib import Path
 
 from tenure.adapters import config, guard, platform
 from tenure.adapters.child import start_child
+from tenure.adapters.installs import InstallWatch, check_watched
 from tenure.adapters.peers import established_on
 from tenure.adapters.ports import open_ports
 from tenure.adapters.procinfo import child_identity, read_process
@@ -52,7 +53,7 @@ from tenure.core.timing import (
     SCAN_POLL_S,
     TREE_STOP,
 )
-from tenure.core.values import frozen, mutable, replace
+from tenure.core.values import replace
 from tenure.errors import ConfigError, Retiring, TenureError
 from tenure.holder.governor import Governor
 from tenure.holder.hold import (
@@ -65,6 +66,7 @@ from tenure.holder.hold import (
     take,
 )
 from tenure.requester.ensure import free_port
+from tenure.requester.launch import Done, Launch, Looks, Served
 from tenure.requester.standby import (
     Watch,
     report_not_ready,
@@ -79,20 +81,6 @@ if TYPE_CHECKING:
     from typing import Literal
 
 
-@frozen
-class Launch:
-    """What one tenure of the wrapper starts with: its command and how it is stopped, the
-    port it was given or prefers, and how readiness is judged (control.md#readiness)."""
-
-    command: tuple[str, ...]
-    stop: StopSpec
-    ready: ReadySpec
-    idle_s: float
-    port: int | None  # given by a launcher (TENURE_PORT): fixed
-    ports: tuple[int, int] | None
-    subreaper: bool
-
-
 def run(
     family: str,
     version: str,
@@ -103,6 +91,7 @@ def run(
     idle_s: float = 0.0,
     stop: StopSpec | None = None,
     ready: ReadySpec | None = None,
+    watch: Sequence[str] = (),
 ) -> int:
     """Hold `family`'s lease while `command`'s process tree runs; the exit code to leave with.
     `idle_s` > 0 retires it after that long without a connection on its port (0: never).
@@ -110,7 +99,8 @@ def run(
     (control.md#stop-policy); default SIGTERM to every member, 5 s, SIGKILL. `ready` is how
     its readiness is judged (default: by port when it has one, else once started); superseded,
     the wrapper stands by until its successor is ready and takes its place back if the
-    successor fails first (control.md#readiness)."""
+    successor fails first (control.md#readiness). The command's executable and `watch` are
+    watched: a new install settled there restarts the child in place (control.md#installs)."""
     check_daemon(family, version, ports)  # before any file is touched (root.md#family-names)
     config.timing()  # TENURE_LEASE_TTL / TENURE_HEARTBEAT are checked before the root, too
     port, given_ports = config.spawned_as(family)
@@ -126,10 +116,11 @@ def run(
         ready = replace(ready, mode="port" if has_port else "started")
     if ready.mode == "port" and not has_port:
         raise ConfigError("readiness by port needs the family's port range (--ports LO-HI)")
-    check_command(command)  # a typo fails here, before an older holder is asked to leave
+    # A typo fails here, before an older holder is asked to leave.
+    watched = (check_command(command), *check_watched(watch))
     the_root = ensure_root(root or default_root())
     launch = Launch(
-        tuple(command), stop or StopSpec(), ready, idle_s, port, ports, become_subreaper()
+        tuple(command), stop or StopSpec(), ready, idle_s, port, ports, become_subreaper(), watched
     )
     current: list[Governor] = []
     # A stop signal is a request to leave from the first moment: while acquiring it abandons
@@ -160,14 +151,6 @@ def run(
             back_from = successor
     finally:
         restore_handlers(previous)
-
-
-@frozen
-class Done:
-    """How one tenure ended: the exit code, and the lease to stand by on when superseded."""
-
-    code: int
-    standby_after: Watch | None = None
 
 
 def _tenure(
@@ -222,6 +205,13 @@ def _tenure(
         # Counted from the acquire, as the promise in the record is (`within`).
         deadline = None if within is None else acquired_at + launch.ready.timeout_s
         served = _serve(held, chosen, launch, deadline)
+        while served.upgraded is not None and gov.state is State.HOLDING:
+            print(
+                f"tenure: a new install of {served.upgraded} settled; restarting {family}"
+                + ("" if chosen is None else f" on port {chosen}"),
+                file=sys.stderr,
+            )
+            served = _serve(held, chosen, launch, None)
         if not served.ready and deadline is not None and gov.state is State.HOLDING:
             gov.handle(Event.NOT_READY)  # ended before it was ready: give the place back
     if gov.retiring is RetireReason.NOT_READY and isinstance(last, LeaseRecord):
@@ -266,16 +256,6 @@ def _stop_asked(gov: Governor) -> None:
         signalled(gov)
 
 
-@mutable
-class Served:
-    """How the child went: its exit code (0 when the wrapper ended it), whether it became
-    ready, and why not (for the message of a rolled-back successor)."""
-
-    code: int = 0
-    ready: bool = False
-    why: str = ""
-
-
 def _serve(held: Held, port: int | None, launch: Launch, deadline: float | None) -> Served:
     """Start the child (its own session, the tree's cookie), govern the tree, end all of it
     under the tree's stop policy. With a `deadline` (monotonic), a child not ready by then —
@@ -308,7 +288,8 @@ def _serve(held: Held, port: int | None, launch: Launch, deadline: float | None)
             with contextlib.suppress(OSError, TenureError):
                 gov.record_child(ident, cookie, port, launch.stop)
         idle_port = port if launch.idle_s > 0 else None
-        looks = Looks(readiness, deadline, launch.ready.timeout_s, idle_port)
+        installs = InstallWatch(launch.watch)  # its baseline: the install this child runs
+        looks = Looks(readiness, deadline, launch.ready.timeout_s, idle_port, installs)
         _govern(held, child, (tree, launch.subreaper), looks, served)
     finally:
         readiness.close()
@@ -346,18 +327,6 @@ def _outlived(gov: Governor, tree: Tree) -> None:
         gov.list_own_tree()
 
 
-@frozen
-class Looks:
-    """What the governing loop looks at besides the tree: readiness (until the child is ready;
-    `deadline` bounds it when a standby waits), and the port whose connections count as work
-    (`--idle-seconds`)."""
-
-    readiness: ReadyWatch
-    deadline: float | None
-    timeout_s: float
-    idle_port: int | None
-
-
 def _govern(
     held: Held,
     child: subprocess.Popen[bytes],
@@ -372,7 +341,7 @@ def _govern(
     back to the wrapper: they are looked for by the tree's cookie."""
     members, subreaper = tree
     gov = held.governor
-    last_look = 0.0
+    last_look = last_install = time.monotonic()
 
     def member(pid: int) -> bool:
         return pid == child.pid or members.proves(pid)
@@ -390,6 +359,11 @@ def _govern(
         exited = child.poll() is not None
         if not reap_orphans(child) and exited and (subreaper or not members.members()):
             return  # the whole tree ended by itself
+        if time.monotonic() - last_install >= gov.timing.heartbeat_s / 2:
+            last_install = time.monotonic()
+            if looks.installs.upgraded():
+                served.upgraded = ", ".join(looks.installs.paths)
+                return  # restarted from the new install (control.md#installs)
         idle_port = looks.idle_port
         if idle_port is not None and time.monotonic() - last_look >= 1.0:
             last_look = time.monotonic()

@@ -1,0 +1,58 @@
+"""What one tenure of a `tenure run` wrapper starts with and how it ended (values shared by
+`run` and its standby). spec: docs/protocol/control.md#run
+"""
+
+from __future__ import annotations
+
+from tenure.adapters.installs import InstallWatch
+from tenure.adapters.readiness import ReadySpec, ReadyWatch
+from tenure.core.record import StopSpec
+from tenure.core.values import frozen, mutable
+from tenure.requester.standby import Watch
+
+
+@frozen
+class Launch:
+    """What one tenure of the wrapper starts with: its command and how it is stopped, the
+    port it was given or prefers, and how readiness is judged (control.md#readiness)."""
+
+    command: tuple[str, ...]
+    stop: StopSpec
+    ready: ReadySpec
+    idle_s: float
+    port: int | None  # given by a launcher (TENURE_PORT): fixed
+    ports: tuple[int, int] | None
+    subreaper: bool
+    watch: tuple[str, ...] = ()  # files whose new install restarts the child in place
+
+
+@frozen
+class Done:
+    """How one tenure ended: the exit code, and the lease to stand by on when superseded."""
+
+    code: int
+    standby_after: Watch | None = None
+
+
+@mutable
+class Served:
+    """How the child went: its exit code (0 when the wrapper ended it), whether it became
+    ready, and why not (for the message of a rolled-back successor)."""
+
+    code: int = 0
+    ready: bool = False
+    why: str = ""
+    upgraded: str | None = None  # the watched file whose new install ended this child
+
+
+@frozen
+class Looks:
+    """What the governing loop looks at besides the tree: readiness (until the child is ready;
+    `deadline` bounds it when a standby waits), the port whose connections count as work
+    (`--idle-seconds`), and the files whose new install restarts the child."""
+
+    readiness: ReadyWatch
+    deadline: float | None
+    timeout_s: float
+    idle_port: int | None
+    installs: InstallWatch
