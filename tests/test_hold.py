@@ -42,11 +42,14 @@ def start(root: Path, registry: ProcessRegistry, version: str = "1.0") -> subpro
     return proc
 
 
-def started(registry: ProcessRegistry, *args: str) -> tuple[subprocess.Popen[str], str]:
-    """`python ARGS` with the fast timing, tracked by `registry`, and its first line."""
+def started(
+    registry: ProcessRegistry, *args: str, timing: dict[str, str] = FAST
+) -> tuple[subprocess.Popen[str], str]:
+    """`python ARGS` with the fast timing (or `timing`), tracked by `registry`, and its first
+    line."""
     proc = popen_interruptible(
         [sys.executable, *args],
-        env={**os.environ, **FAST},
+        env={**os.environ, **timing},
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
     )
@@ -619,16 +622,8 @@ def test_a_mark_in_the_record_is_acted_on_between_heartbeats(
     look at its record between heartbeats: it has released long before its next beat."""
     root = tmp_path / "root"
     slow = {"TENURE_LEASE_TTL": "90", "TENURE_HEARTBEAT": "30"}
-    proc = popen_interruptible(
-        [sys.executable, str(EXAMPLE), str(root), "1.0"],
-        env={**os.environ, **slow},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-    )
-    proc_registry.popens.append(proc)  # type: ignore[arg-type]
-    proc_registry.track(proc.pid)
-    assert proc.stdout is not None
-    assert proc.stdout.readline().startswith("holding epoch")
+    proc, said = started(proc_registry, str(EXAMPLE), str(root), "1.0", timing=slow)
+    assert said.startswith("holding epoch")
     store = LeaseStore(root, "indexer")
     held = store.read()
     assert isinstance(held, LeaseRecord)
