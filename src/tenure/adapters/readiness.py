@@ -49,7 +49,7 @@ class ReadyWatch:
         self._dir: str | None = None
         self._sock: socket.socket | None = None
         self.address: str | None = None
-        if mode != "started" and sys.platform != "win32":
+        if mode != "started":
             with contextlib.suppress(OSError):
                 self._open()
 
@@ -94,9 +94,7 @@ class ReadyWatch:
         while True:
             try:
                 data, cmsgs, _flags, _addr = self._sock.recvmsg(_MAX_DATAGRAM, ancillary)
-            except (BlockingIOError, InterruptedError):
-                return said
-            except OSError:
+            except OSError:  # nothing more to read now (BlockingIOError), or it broke
                 return said
             if passcred is not None and not _from_member(cmsgs, passcred, member):
                 continue  # no credentials, or a sender outside the tree

@@ -66,13 +66,21 @@ def release_and_record(
         store.transact(decide)
     except (OSError, LockTimeout, RootError) as exc:
         print(f"tenure: release failed: {exc}", file=sys.stderr)
+    write_tombstone(store, me.pid, version, epoch, reason, now_wall)
+
+
+def write_tombstone(  # noqa: PLR0917  (the tombstone's fields, in its order)
+    store: LeaseStore, pid: int, version: str, epoch: int, reason: str, at: float
+) -> None:
+    """Append the tombstone of `pid`'s tenure at `epoch` (root.md#tombstones); a failure is
+    reported on stderr, not raised."""
     entry = {
         "family": store.family,
-        "pid": me.pid,
+        "pid": pid,
         "version": version,
         "epoch": epoch,
         "reason": reason,
-        "at": now_wall,
+        "at": at,
     }
     try:
         append_tombstone(store.root, entry)

@@ -12,7 +12,6 @@ import time
 
 from tenure.adapters.procinfo import holder_liveness
 from tenure.adapters.store import LeaseStore
-from tenure.adapters.tombstones import append_tombstone
 from tenure.adapters.waiting import wait_until
 from tenure.core.handover import is_newer
 from tenure.core.lease import SEEN
@@ -21,7 +20,7 @@ from tenure.core.record import LeaseRecord, LeaseState, Unreadable
 from tenure.core.standby import Standby, StandbyFacts, decide_standby
 from tenure.core.timing import POLL_S, ROLLBACK_WAIT_S
 from tenure.core.values import frozen
-from tenure.errors import TenureError
+from tenure.protocol.observer import write_tombstone
 
 
 @frozen
@@ -82,18 +81,7 @@ def tombstone_rolled_back(store: LeaseStore, failed: LeaseRecord) -> None:
     """The tombstone of a successor this wrapper rolled back (reason `rolled_back`, naming
     its version, pid and epoch)."""
     h = failed.holder
-    entry = {
-        "family": store.family,
-        "pid": h.pid,
-        "version": h.version,
-        "epoch": failed.epoch,
-        "reason": ROLLED_BACK,
-        "at": time.time(),
-    }
-    try:
-        append_tombstone(store.root, entry)
-    except (OSError, TenureError) as exc:
-        print(f"tenure: tombstone not written: {exc}", file=sys.stderr)
+    write_tombstone(store, h.pid, h.version, failed.epoch, ROLLED_BACK, time.time())
 
 
 def say_rolling_back(family: str, version: str, failed: LeaseRecord) -> None:
