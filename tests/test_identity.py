@@ -521,7 +521,7 @@ def test_after_its_root_is_removed_an_old_daemon_never_answers_as_holder(
     old = json.loads(first.stdout)
     assert (health(old["port"]) or {}).get("role") == "holder"
     remove_tree(root)
-    assert (health(old["port"]) or {}).get("role") != "holder"  # no heartbeat has run yet
+    assert (health(old["port"]) or {}).get("role") != "holder"  # health stats the root itself
     second = tenure_cli(["dashboard", "start", "--json"], env)
     proc_registry.track_root(root.resolve())
     assert second.returncode == 0, second.stderr
