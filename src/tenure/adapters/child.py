@@ -78,10 +78,16 @@ def _start_watchdog(cookie: str, stop: StopSpec | None) -> Watchdog | None:
 
 
 def start_child(
-    argv: Sequence[str], env: dict[str, str], cookie: str, stop: StopSpec | None = None
+    argv: Sequence[str],
+    env: dict[str, str],
+    cookie: str,
+    stop: StopSpec | None = None,
+    *,
+    pass_fds: tuple[int, ...] = (),
 ) -> tuple[subprocess.Popen[bytes], Watchdog | None]:
     """Start the governed child in its own session and group, tied to the wrapper's life by
-    the parent-death signal (Linux), a kill-on-close job (Windows) or a watchdog (elsewhere)."""
+    the parent-death signal (Linux), a kill-on-close job (Windows) or a watchdog (elsewhere);
+    `pass_fds` are inherited (the listening socket of `--socket`)."""
     global _WRAPPER_PID, _JOB  # noqa: PLW0603  (read by _pdeathsig in the forked child)
     _WRAPPER_PID = os.getpid()
     pdeathsig = _pdeathsig if _PRCTL else None  # prctl only, see _load_prctl
@@ -97,6 +103,7 @@ def start_child(
         env=env,
         start_new_session=apart.new_session,
         creationflags=apart.creationflags,
+        pass_fds=pass_fds,
         preexec_fn=pdeathsig,  # noqa: PLW1509  (one prctl, no lock: see _load_prctl)
     )
     return child, watch

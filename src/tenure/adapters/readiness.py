@@ -17,6 +17,7 @@ import socket
 import struct
 import sys
 import tempfile
+import time
 from collections.abc import Callable
 
 from tenure.adapters.ports import open_ports
@@ -41,15 +42,17 @@ class ReadySpec:
 
 class ReadyWatch:
     """The child's readiness: `mode` port (a connection accepted on `port`, or READY=1),
-    notify (READY=1 only) or started (ready once it runs)."""
+    notify (READY=1 only) or started (ready once it runs; with `settle_s`, once it has run
+    that long: a child on a handed socket, where a port probe proves nothing)."""
 
-    def __init__(self, mode: str, port: int | None) -> None:
+    def __init__(self, mode: str, port: int | None, *, settle_s: float = 0.0) -> None:
         self.mode = mode
         self.port = port
+        self._settled_at = time.monotonic() + settle_s
         self._dir: str | None = None
         self._sock: socket.socket | None = None
         self.address: str | None = None
-        if mode != "started":
+        if mode != "started" or settle_s > 0:
             with contextlib.suppress(OSError):
                 self._open()
 
@@ -81,7 +84,9 @@ class ReadyWatch:
 
     def ready(self, member: Callable[[int], bool]) -> bool:
         """Whether the child is ready now; `member(pid)` proves a sender is of its tree."""
-        if self.mode == "started" or self._notified(member):
+        if self.mode == "started":
+            return time.monotonic() >= self._settled_at or self._notified(member)
+        if self._notified(member):
             return True
         return self.mode == "port" and self.port is not None and bool(open_ports([self.port]))
 

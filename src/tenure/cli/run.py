@@ -16,6 +16,7 @@ RUN_EPILOG = (
     "Examples:\n\n"
     "  tenure run --family web --version 1.2 --ports 9500-9509 -- "
     "python -m http.server {port} --bind 127.0.0.1\n\n"
+    "  tenure run --family web --version 1.3 --ports 9500-9509 --socket -- ./server\n\n"
     "Exit codes: the child's own when it ends by itself; 0 when tenure retired it (superseded, "
     "lease lost, root removed, a signal); 1 when an equal or newer holder already runs (it is "
     "named on stderr), or when this upgrade was not ready in time and was rolled back (the "
@@ -89,6 +90,14 @@ def run_cmd(  # noqa: PLR0917  (typer maps each parameter to an option)
         "takes its place back.",
     ),
     watch: list[Path] | None = WATCH_OPTION,
+    socket: bool = typer.Option(
+        False,
+        "--socket",
+        help="Bind the port here and pass it to the command on fd 3 (LISTEN_FDS=1, "
+        "LISTEN_PID): no connection is refused while it restarts, and an upgrade by a newer "
+        "`tenure run --socket` is handed the socket (make before break; Linux). Ready: "
+        "READY=1 to $NOTIFY_SOCKET, or up for 1 s.",
+    ),
     root: Path | None = ROOT_OPTION,
     _quiet: bool = QUIET_OPTION,
 ) -> None:
@@ -129,6 +138,7 @@ def run_cmd(  # noqa: PLR0917  (typer maps each parameter to an option)
             stop=StopSpec(name, grace, tree=not no_tree),
             ready=ReadySpec(ready, ready_timeout),
             watch=[str(w) for w in watch or ()],
+            socket=socket,
         )
     except LeaseHeld as exc:
         error(f"{exc}; an equal or newer version already runs")

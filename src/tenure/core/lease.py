@@ -328,7 +328,8 @@ def with_child(
     port: int | None = None,
 ) -> LeaseRecord | None:
     """The record naming `child` as the holder's governed process (and `port` as the holder's,
-    when given); None unless the record is ours."""
+    when given); None unless the record is ours. A tree governed again (a rollback takes back
+    the tree it had listed) is no longer anyone's to stop: it leaves `orphans`."""
     if (
         isinstance(current, LeaseRecord)
         and current.epoch == epoch
@@ -336,8 +337,15 @@ def with_child(
         and current.state is LeaseState.HELD
     ):
         holder = current.holder if port is None else replace(current.holder, port=port)
-        return replace(current, child=child, holder=holder)
+        orphans = tuple(o for o in current.orphans if not _same_tree(o, child))
+        return replace(current, child=child, holder=holder, orphans=orphans)
     return None
+
+
+def _same_tree(a: Child, b: Child) -> bool:
+    if a.tree is not None and b.tree is not None:
+        return a.tree == b.tree
+    return (a.pid, a.start_ticks, a.create_time) == (b.pid, b.start_ticks, b.create_time)
 
 
 def with_ready(

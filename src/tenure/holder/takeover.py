@@ -6,7 +6,10 @@ finished stopping), and the new holder stops each in the background — every me
 cookie and start, or, for a tree without a cookie, the child by its recorded identity — then
 takes off the record exactly the trees it saw gone. A holder interrupted meanwhile leaves them
 listed, so whoever holds next stops them (spec: control.md#run). `tenure run` waits for the
-stop before starting its own child (break before make).
+stop before starting its own child (break before make) — unless it was handed the listening
+socket: then the stop waits until its own child is ready (make before break), and a successor
+that never became ready leaves the tree listed for the wrapper that rolls back
+(control.md#socket-handover).
 """
 
 from __future__ import annotations
@@ -32,9 +35,27 @@ class Takeover:
         self.family = family
         self._stopping: threading.Thread | None = None
         self.bound_s = 0.0  # the longest the stop in progress may take, by the trees' policies
+        self._gate: threading.Event | None = None  # set: the stop may begin
+        self._cancelled = False
+        self.spare: str | None = None  # the cookie of a tree this holder governs again
+
+    def defer(self) -> None:
+        """Hold the stop of the replaced trees back until `proceed` (or `cancel`)."""
+        self._gate = threading.Event()
+
+    def proceed(self) -> None:
+        """Let a deferred stop begin."""
+        if self._gate is not None:
+            self._gate.set()
+
+    def cancel(self) -> None:
+        """Never stop the deferred trees: they stay listed for whoever holds next."""
+        self._cancelled = True
+        self.proceed()
 
     def stop(self, orphans: tuple[Child, ...], confirm: Confirm) -> None:
         """Stop every tree in `orphans` in the background; `confirm` gets those seen gone."""
+        orphans = tuple(c for c in orphans if self.spare is None or c.tree != self.spare)
         if not orphans:
             return
         self.bound_s = sum(TREE_STOP.following(c.stop).bound_s for c in orphans)
@@ -44,6 +65,10 @@ class Takeover:
         self._stopping.start()
 
     def _stop_all(self, orphans: tuple[Child, ...], confirm: Confirm) -> None:
+        if self._gate is not None:
+            self._gate.wait()
+            if self._cancelled:
+                return
         gone = tuple(c for c in orphans if self._stop_one(c))
         if gone:
             confirm(gone)

@@ -4,11 +4,18 @@
 
 from __future__ import annotations
 
+from tenure.adapters.child import Watchdog
 from tenure.adapters.installs import InstallWatch
 from tenure.adapters.readiness import ReadySpec, ReadyWatch
+from tenure.adapters.tree import Tree
+from tenure.core.hints import TYPE_CHECKING
+from tenure.core.identity import ProcessIdentity
 from tenure.core.record import StopSpec
 from tenure.core.values import frozen, mutable
 from tenure.requester.standby import Watch
+
+if TYPE_CHECKING:
+    import subprocess
 
 
 @frozen
@@ -24,6 +31,20 @@ class Launch:
     ports: tuple[int, int] | None
     subreaper: bool
     watch: tuple[str, ...] = ()  # files whose new install restarts the child in place
+    socket: bool = False  # the wrapper binds the port and passes it on (--socket)
+
+
+@frozen
+class Running:
+    """A child this wrapper started, and its tree: kept serving through a socket handover,
+    so that a rollback takes it back (control.md#socket-handover)."""
+
+    child: subprocess.Popen[bytes]
+    watch: Watchdog | None
+    tree: Tree
+    cookie: str
+    ident: ProcessIdentity | None
+    stop: StopSpec | None
 
 
 @frozen
@@ -32,6 +53,7 @@ class Done:
 
     code: int
     standby_after: Watch | None = None
+    kept: Running | None = None  # our tree, still serving for a successor handed the socket
 
 
 @mutable
@@ -43,6 +65,7 @@ class Served:
     ready: bool = False
     why: str = ""
     upgraded: str | None = None  # the watched file whose new install ended this child
+    kept: Running | None = None  # handed over: the tree still serves until the successor does
 
 
 @frozen

@@ -13,32 +13,20 @@ spec: docs/protocol/control.md#run, control.md#readiness
 
 from __future__ import annotations
 
-import contextlib
-import os
 import sys
 import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from tenure.adapters import config, guard, platform
-from tenure.adapters.child import start_child
-from tenure.adapters.installs import InstallWatch, check_watched
-from tenure.adapters.peers import established_on
+from tenure.adapters import config
+from tenure.adapters.installs import check_watched
 from tenure.adapters.ports import open_ports
-from tenure.adapters.procinfo import child_identity, read_process
-from tenure.adapters.readiness import NOTIFY_ENV, ReadySpec, ReadyWatch
+from tenure.adapters.readiness import ReadySpec
 from tenure.adapters.root import default_root, ensure_root
 from tenure.adapters.spawn import check_command
 from tenure.adapters.store import LeaseStore
-from tenure.adapters.tree import (
-    COOKIE_ENV,
-    Tree,
-    become_subreaper,
-    inherit_cookie,
-    reap_orphans,
-    stop_tree,
-)
+from tenure.adapters.tree import become_subreaper
 from tenure.adapters.waiting import wait_until
 from tenure.core.hints import TYPE_CHECKING
 from tenure.core.inputs import check_daemon
@@ -47,14 +35,14 @@ from tenure.core.record import LeaseRecord, StopSpec
 from tenure.core.standby import Standby
 from tenure.core.timing import (
     HOLDER_STOP,
-    POLL_S,
     PORT_RELEASE_WAIT_S,
     RUN_RELEASE_S,
     SCAN_POLL_S,
+    SOCKET_SETTLE_S,
     TREE_STOP,
 )
 from tenure.core.values import replace
-from tenure.errors import ConfigError, Retiring, TenureError
+from tenure.errors import ConfigError, Retiring
 from tenure.holder.governor import Governor
 from tenure.holder.hold import (
     Held,
@@ -66,7 +54,8 @@ from tenure.holder.hold import (
     take,
 )
 from tenure.requester.ensure import free_port
-from tenure.requester.launch import Done, Launch, Looks, Served
+from tenure.requester.launch import Done, Launch, Running
+from tenure.requester.serving import end_tree, serve
 from tenure.requester.standby import (
     Watch,
     report_not_ready,
@@ -77,8 +66,10 @@ from tenure.requester.standby import (
 )
 
 if TYPE_CHECKING:
-    import subprocess
+    import socket
     from typing import Literal
+
+    from tenure.adapters.handover import Receiver
 
 
 def run(
@@ -92,6 +83,7 @@ def run(
     stop: StopSpec | None = None,
     ready: ReadySpec | None = None,
     watch: Sequence[str] = (),
+    socket: bool = False,
 ) -> int:
     """Hold `family`'s lease while `command`'s process tree runs; the exit code to leave with.
     `idle_s` > 0 retires it after that long without a connection on its port (0: never).
@@ -100,7 +92,9 @@ def run(
     its readiness is judged (default: by port when it has one, else once started); superseded,
     the wrapper stands by until its successor is ready and takes its place back if the
     successor fails first (control.md#readiness). The command's executable and `watch` are
-    watched: a new install settled there restarts the child in place (control.md#installs)."""
+    watched: a new install settled there restarts the child in place (control.md#installs).
+    With `socket`, the wrapper binds the port and passes it to the child on fd 3, and hands
+    it to a successor that takes it (control.md#socket-handover)."""
     check_daemon(family, version, ports)  # before any file is touched (root.md#family-names)
     config.timing()  # TENURE_LEASE_TTL / TENURE_HEARTBEAT are checked before the root, too
     port, given_ports = config.spawned_as(family)
@@ -111,16 +105,20 @@ def run(
     if ports is None and any("{port}" in arg for arg in command):
         raise ConfigError("the command uses {port}: give the family's port range (--ports LO-HI)")
     has_port = ports is not None or port is not None
-    ready = ready or ReadySpec()
-    if ready.mode is None:
-        ready = replace(ready, mode="port" if has_port else "started")
-    if ready.mode == "port" and not has_port:
-        raise ConfigError("readiness by port needs the family's port range (--ports LO-HI)")
+    ready = _readiness(ready or ReadySpec(), has_port, socket)
     # A typo fails here, before an older holder is asked to leave.
     watched = (check_command(command), *check_watched(watch))
     the_root = ensure_root(root or default_root())
     launch = Launch(
-        tuple(command), stop or StopSpec(), ready, idle_s, port, ports, become_subreaper(), watched
+        tuple(command),
+        stop or StopSpec(),
+        ready,
+        idle_s,
+        port,
+        ports,
+        become_subreaper(),
+        watched,
+        socket,
     )
     current: list[Governor] = []
     # A stop signal is a request to leave from the first moment: while acquiring it abandons
@@ -134,92 +132,135 @@ def run(
             _stop_asked(current[-1])
 
     previous = install_handlers(on_signal)
+    wrapper = Wrapper(the_root, launch, current, asked)
     try:
         back_from: LeaseRecord | None = None
         while True:
-            done = _tenure(
-                family, version, the_root, launch, current=(current, asked), back_from=back_from
-            )
+            done = _tenure(family, version, wrapper, back_from)
+            kept, wrapper.kept = done.kept, None
             if done.standby_after is None or asked.is_set():
+                if kept is not None:
+                    end_tree(family, kept)
                 return done.code
             # Superseded: stand by until the successor serves; take the place back if it
             # failed first (control.md#readiness).
             verdict, successor = stand_by(done.standby_after, asked)
             if verdict is not Standby.ROLL_BACK or successor is None:
+                if kept is not None:
+                    end_tree(family, kept)  # handed over: the successor serves (or never will)
                 return 0
             say_rolling_back(family, version, successor)
-            back_from = successor
+            back_from, wrapper.kept = successor, kept
     finally:
         restore_handlers(previous)
+        if wrapper.sock is not None:
+            wrapper.sock.close()
 
 
-def _tenure(
-    family: str,
-    version: str,
-    root: Path,
-    launch: Launch,
-    *,
-    current: tuple[list[Governor], threading.Event],
-    back_from: LeaseRecord | None,
-) -> Done:
-    """Take the lease (superseding an older holder), serve the command, leave. `current` is
-    where the signal handler finds the governor, and the event a stop signal sets."""
+def _readiness(ready: ReadySpec, has_port: bool, socket: bool) -> ReadySpec:
+    """What ready means for this wrapper (control.md#readiness), refused when it cannot be."""
+    if socket:
+        from tenure.adapters.handover import socket_refusal  # noqa: PLC0415  (--socket only)
+
+        refusal = socket_refusal(has_port, ready.mode)
+        if refusal:
+            raise ConfigError(refusal)
+    if ready.mode is None:
+        ready = replace(ready, mode="started" if socket or not has_port else "port")
+    if ready.mode == "port" and not has_port:
+        raise ConfigError("readiness by port needs the family's port range (--ports LO-HI)")
+    return ready
+
+
+class Wrapper:
+    """What lasts across the tenures of one wrapper: its root, its launch, the governor the
+    signal handler finds, the stop asked, its listening socket (`--socket`) and the tree it
+    kept serving through a handover."""
+
+    def __init__(
+        self, root: Path, launch: Launch, current: list[Governor], asked: threading.Event
+    ) -> None:
+        self.root = root
+        self.launch = launch
+        self.current = current
+        self.asked = asked
+        self.sock: socket.socket | None = None
+        self.kept: Running | None = None
+
+
+def _tenure(family: str, version: str, wrapper: Wrapper, back_from: LeaseRecord | None) -> Done:
+    """Take the lease (superseding an older holder), serve the command, leave."""
+    launch, root = wrapper.launch, wrapper.root
     store = LeaseStore(root, family)
     last = store.read()
     keep = last.holder.port if isinstance(last, LeaseRecord) else None
     if back_from is not None and launch.port is None:
         keep = back_from.holder.port or keep
     standby = stands_by(last, version)
-    policy = TREE_STOP.following(launch.stop)
-    # Idle is opt-in for `run`; the drain bound covers ending the tree (its signal, grace,
-    # SIGKILL) and the release; whoever stops the wrapper gives it that long before SIGKILL.
-    drain = policy.bound_s + RUN_RELEASE_S
-    timing = replace(config.timing(), idle_s=launch.idle_s, drain_s=drain)
-    # Promised to a standby: ready, or released, within this long of taking the lease.
-    within = launch.ready.timeout_s + drain if standby and launch.ready.mode != "started" else None
-    gov = make_governor(
-        family,
-        version,
-        root=root,
-        port=launch.port,
-        ports=launch.ports,
-        timing=timing,
-        stop=StopSpec("SIGTERM", max(HOLDER_STOP.grace_s, drain)),
-        ready_within=within,
-    )
-    governors, asked = current
-    governors.append(gov)
-    if asked.is_set():
+    gov, within = _governor(family, version, wrapper, standby=standby)
+    wrapper.current.append(gov)
+    if wrapper.asked.is_set():
         return Done(0)  # a stop signal came before the handler could see this governor
+    receiver = _receiver(wrapper, gov, last if standby and isinstance(last, LeaseRecord) else None)
+    if wrapper.kept is not None:
+        gov.takeover.spare = wrapper.kept.cookie  # our own tree, taken back (a rollback)
     try:
         held = take(gov, None)
     except Retiring:
+        if receiver is not None:
+            _close(receiver.take())
         return Done(0)  # a stop signal arrived while acquiring: nothing was taken
     acquired_at = time.monotonic()
     with holding(held, {}):
         if back_from is not None:
             tombstone_rolled_back(store, back_from)
-        chosen = _make_way(held, launch.port, launch.ports, keep)
+        chosen = _place(held, wrapper, receiver, keep)
         if chosen is False:
             return Done(0)  # asked to stop before the child started
         # Counted from the acquire, as the promise in the record is (`within`).
         deadline = None if within is None else acquired_at + launch.ready.timeout_s
-        served = _serve(held, chosen, launch, deadline)
+        adopt, wrapper.kept = _adoptable(family, wrapper.kept), None
+        served = serve(held, chosen, launch, deadline, sock=wrapper.sock, adopt=adopt)
         while served.upgraded is not None and gov.state is State.HOLDING:
             print(
                 f"tenure: a new install of {served.upgraded} settled; restarting {family}"
                 + ("" if chosen is None else f" on port {chosen}"),
                 file=sys.stderr,
             )
-            served = _serve(held, chosen, launch, None)
+            served = serve(held, chosen, launch, None, sock=wrapper.sock)
+        if not served.ready:
+            gov.takeover.cancel()  # a handed-over predecessor takes its tree back
         if not served.ready and deadline is not None and gov.state is State.HOLDING:
             gov.handle(Event.NOT_READY)  # ended before it was ready: give the place back
+    if wrapper.sock is not None and wrapper.sock.fileno() == -1:
+        wrapper.sock = None  # closed as the tree ended: the port is the next holder's
     if gov.retiring is RetireReason.NOT_READY and isinstance(last, LeaseRecord):
         outcome = (served.code, served.why)
         return Done(report_not_ready(store, (version, gov.epoch), last, outcome))
     if gov.retiring is RetireReason.SUPERSEDED:
-        return Done(0, Watch(store, gov.epoch, gov.timing.heartbeat_s, gov.timing.ttl_s))
+        watch = Watch(store, gov.epoch, gov.timing.heartbeat_s, gov.timing.ttl_s)
+        return Done(0, watch, served.kept)
     return Done(served.code)
+
+
+def _place(
+    held: Held, wrapper: Wrapper, receiver: Receiver | None, keep: int | None
+) -> int | Literal[False] | None:
+    """The port to serve on: the handed socket's (its old tree serves until ours is ready),
+    our own socket's (a rollback), or one chosen once the replaced trees let go of it; False
+    when a stop was asked meanwhile."""
+    launch = wrapper.launch
+    handed = None if receiver is None else receiver.take()
+    if handed is not None:
+        _close(wrapper.sock)
+        wrapper.sock = handed
+        return _port_of(handed)
+    held.governor.takeover.proceed()  # nothing handed: replaced trees go before we start
+    fixed = launch.port if wrapper.sock is None else _port_of(wrapper.sock)
+    chosen = _make_way(held, fixed, launch.ports, keep)
+    if launch.socket and wrapper.sock is None and chosen is not False and chosen is not None:
+        wrapper.sock = _listen(chosen)
+    return chosen
 
 
 def _make_way(
@@ -256,118 +297,71 @@ def _stop_asked(gov: Governor) -> None:
         signalled(gov)
 
 
-def _serve(held: Held, port: int | None, launch: Launch, deadline: float | None) -> Served:
-    """Start the child (its own session, the tree's cookie), govern the tree, end all of it
-    under the tree's stop policy. With a `deadline` (monotonic), a child not ready by then —
-    or ended before it was — retires the wrapper with reason `not_ready`."""
+def _governor(
+    family: str, version: str, wrapper: Wrapper, *, standby: bool
+) -> tuple[Governor, float | None]:
+    """The governor of one tenure, and the ready bound it promises a standby predecessor."""
+    launch = wrapper.launch
     policy = TREE_STOP.following(launch.stop)
-    argv = [a.replace("{port}", str(port)) if port is not None else a for a in launch.command]
-    cookie = os.urandom(8).hex()
-    gov = held.governor
-    readiness = ReadyWatch(launch.ready.mode or "started", port)
-    env = {**os.environ, config.FAMILY_ENV: gov.family, config.ROOT_ENV: str(gov.root)}
-    env.pop(NOTIFY_ENV, None)  # a NOTIFY_SOCKET meant for the wrapper is not the child's
-    env.update(readiness.env())
-    env[COOKIE_ENV] = inherit_cookie(os.environ.get(COOKIE_ENV), cookie)
-    if port is not None:
-        env[config.PORT_ENV] = str(port)
-    child, watch = start_child(argv, env, cookie, launch.stop)
-    ident = child_identity(child.pid)  # unreaped: readable even if it exited at once
-    if ident is not None:
-        guard.allow(ident)  # under a test kit, the child is the test's too
-    since = None if ident is None else ident.start_ticks
-    tree = Tree(cookie, os.getpid(), since, spare=() if watch is None else (watch.proc.pid,))
+    # Idle is opt-in for `run`; the drain bound covers ending the tree (its signal, grace,
+    # SIGKILL) and the release; whoever stops the wrapper gives it that long before SIGKILL.
+    drain = policy.bound_s + RUN_RELEASE_S
+    timing = replace(config.timing(), idle_s=launch.idle_s, drain_s=drain)
+    # Promised to a standby: ready, or released, within this long of taking the lease.
+    within = None
+    if standby and launch.socket:
+        within = max(launch.ready.timeout_s, SOCKET_SETTLE_S) + drain
+    elif standby and launch.ready.mode != "started":
+        within = launch.ready.timeout_s + drain
+    gov = make_governor(
+        family,
+        version,
+        root=wrapper.root,
+        port=launch.port,
+        ports=launch.ports,
+        timing=timing,
+        stop=StopSpec("SIGTERM", max(HOLDER_STOP.grace_s, drain)),
+        ready_within=within,
+    )
+    return gov, within
 
-    served = Served()
-    tree_gone = threading.Event()
-    gov.release_after(tree_gone)  # the lease goes only after the whole tree (control.md#run)
+
+def _receiver(wrapper: Wrapper, gov: Governor, last: LeaseRecord | None) -> Receiver | None:
+    """Listen for the socket of the older wrapper we supersede (`--socket`, Linux): when it
+    hands it over, its tree serves until ours is ready, so the stop of replaced trees waits."""
+    if not wrapper.launch.socket or last is None:
+        return None
+    from tenure.adapters import handover  # noqa: PLC0415  (--socket only)
+
+    if not handover.supported():
+        return None
+    gov.takeover.defer()
+    return handover.Receiver(wrapper.root, gov.family, last.holder.pid)
+
+
+def _adoptable(family: str, kept: Running | None) -> Running | None:
+    """Our kept tree, when its child still runs (a rollback takes it back as it is)."""
+    if kept is not None and kept.child.poll() is not None:
+        end_tree(family, kept)  # its child ended meanwhile: what is left of it goes
+        return None
+    return kept
+
+
+def _port_of(sock: socket.socket) -> int:
+    from tenure.adapters.handover import port_of  # noqa: PLC0415  (--socket only)
+
+    return port_of(sock)
+
+
+def _listen(port: int) -> socket.socket:
+    from tenure.adapters.handover import listen_on  # noqa: PLC0415  (--socket only)
+
     try:
-        if ident is not None:
-            # Best effort, for readers (the doctor counts the child as the holder's): a root
-            # removed meanwhile is the heartbeat's business, not a reason to fail here.
-            with contextlib.suppress(OSError, TenureError):
-                gov.record_child(ident, cookie, port, launch.stop)
-        idle_port = port if launch.idle_s > 0 else None
-        installs = InstallWatch(launch.watch)  # its baseline: the install this child runs
-        looks = Looks(readiness, deadline, launch.ready.timeout_s, idle_port, installs)
-        _govern(held, child, (tree, launch.subreaper), looks, served)
-    finally:
-        readiness.close()
-        # Retired, or fenced (a newer holder took over and ended the tree): not the child's
-        # own exit, so not its exit code.
-        stopped_by_us = child.poll() is None or reap_orphans(child) or not gov.holding()
-        # Whatever happened, no member of the tree outlives its governor's lease — and one
-        # this process may not signal is never pretended gone (control.md#run).
-        if not stop_tree(tree, child, policy):
-            _outlived(gov, tree)
-        code = child.wait()
-        if watch is not None:
-            watch.stand_down(policy.bound_s)
-        tree_gone.set()
-    if not stopped_by_us:
-        served.code = code if code >= 0 else 128 - code
-        if not served.ready:
-            served.why = f"exited with code {served.code} before it was ready"
-    return served
+        return listen_on(port)
+    except OSError as exc:
+        raise ConfigError(f"cannot listen on 127.0.0.1:{port}: {exc.strerror or exc}") from exc
 
 
-def _outlived(gov: Governor, tree: Tree) -> None:
-    """Say which members outlived the tree's stop and why, and list the tree in the record's
-    `orphans`, so the next holder (or a permitted `--reset`) ends it."""
-    for ident in tree.members():
-        facts = read_process(ident.pid)
-        uid = "?" if facts is None else facts.uid
-        print(
-            f"tenure: pid {ident.pid} (uid {uid}) of the {gov.family} tree outlived its stop: "
-            f"this wrapper (uid {platform.uid()}) may not signal it; the tree stays listed in "
-            "the lease record for the next holder or `tenure auth doctor --reset`",
-            file=sys.stderr,
-        )
-    with contextlib.suppress(OSError, TenureError):
-        gov.list_own_tree()
-
-
-def _govern(
-    held: Held,
-    child: subprocess.Popen[bytes],
-    tree: tuple[Tree, bool],
-    looks: Looks,
-    served: Served,
-) -> None:
-    """Hold while any member of the tree lives (a child that exits after daemonizing is not
-    the end) and until retirement begins; say in the record when the child is ready; with
-    `--idle-seconds`, a connection open on the child's port counts as work. `tree` is the
-    tree and whether the wrapper is its subreaper; without one, daemonized members never come
-    back to the wrapper: they are looked for by the tree's cookie."""
-    members, subreaper = tree
-    gov = held.governor
-    last_look = last_install = time.monotonic()
-
-    def member(pid: int) -> bool:
-        return pid == child.pid or members.proves(pid)
-
-    while True:
-        if not served.ready and looks.readiness.ready(member):
-            served.ready = True
-            with contextlib.suppress(OSError, TenureError):
-                gov.mark_ready()  # a standby predecessor lets go now (control.md#readiness)
-        elif not served.ready and looks.deadline is not None and time.monotonic() > looks.deadline:
-            served.why = f"was not ready within {looks.timeout_s:g}s"
-            gov.handle(Event.NOT_READY)
-        if held.retiring.wait(POLL_S * 5):
-            return
-        exited = child.poll() is not None
-        if not reap_orphans(child) and exited and (subreaper or not members.members()):
-            return  # the whole tree ended by itself
-        if time.monotonic() - last_install >= gov.timing.heartbeat_s / 2:
-            last_install = time.monotonic()
-            if looks.installs.upgraded():
-                served.upgraded = ", ".join(looks.installs.paths)
-                return  # restarted from the new install (control.md#installs)
-        idle_port = looks.idle_port
-        if idle_port is not None and time.monotonic() - last_look >= 1.0:
-            last_look = time.monotonic()
-            owners = [child.pid, *(m.pid for m in members.members())] if not subreaper else []
-            if established_on(idle_port, owners):
-                with contextlib.suppress(Retiring), held.work():
-                    pass
+def _close(sock: socket.socket | None) -> None:
+    if sock is not None:
+        sock.close()
