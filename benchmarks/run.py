@@ -60,7 +60,10 @@ TARGETS = {
     "supersession_no_http_heartbeats_max": 1.0,
     "upgrade_run_serving_s": 0.5,
     "upgrade_ensure_serving_s": 0.5,
+    "upgrade_socket_serving_s": 0.5,
 }
+# Counts that must stay at zero: what a client saw during a `--socket` upgrade (issue 34).
+NONE_OF = ("upgrade_socket_refused", "upgrade_socket_failed")
 # Measures where more is better: the doctor's speed against the fastest peer's (issue 23).
 AT_LEAST = {"doctor_vs_fastest_peer_x": 5.0}
 PEER_VERSIONS = ("3.2.4", "3.2.7")  # spec-kitty-cli's doctors, each in its own venv
@@ -402,22 +405,30 @@ def bench_adoption(reg: ProcessRegistry, work: Path, runs: int) -> dict[str, flo
 
 
 class Client(threading.Thread):
-    """A client connecting to `port` every 5 ms until stopped; counts the refusals."""
+    """A client connecting to `port` every 5 ms until stopped; counts the refusals, and with
+    `http` asks each time and counts the exchanges that failed otherwise."""
 
-    def __init__(self, port: int) -> None:
+    def __init__(self, port: int, *, http: bool = False) -> None:
         super().__init__(daemon=True)
         self.port = port
+        self.http = http
         self.refused = 0
+        self.failed = 0
+        self.last: str | None = None
         self.done = threading.Event()
 
     def run(self) -> None:
         while not self.done.wait(0.005):
             try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=1.0).close()
+                with socket.create_connection(("127.0.0.1", self.port), timeout=10.0) as s:
+                    if self.http:
+                        s.sendall(b"GET / HTTP/1.0\r\n\r\n")
+                        answer = b"".join(iter(lambda: s.recv(4096), b""))
+                        self.last = answer.rsplit(b"\r\n\r\n", 1)[-1].decode()
             except ConnectionRefusedError:
                 self.refused += 1
             except OSError:
-                pass
+                self.failed += 1
 
     def stop(self) -> int:
         self.done.set()
@@ -453,6 +464,7 @@ def bench_upgrades(reg: ProcessRegistry, work: Path, runs: int) -> dict[str, flo
         os.environ.pop(name, None)
     served = [sys.executable, str(HERE.parent / "examples" / "served.py")]
     run_s, run_refused, ensure_s, ensure_refused = [], [], [], []
+    sockets: list[tuple[float, int, int]] = []
     argv = [sys.executable, "-m", "tenure", "run", "--family", "web", "--ports", "9500-9504"]
     server = ["--", sys.executable, "-m", "http.server", "{port}", "--bind", "127.0.0.1"]
     try:
@@ -487,6 +499,8 @@ def bench_upgrades(reg: ProcessRegistry, work: Path, runs: int) -> dict[str, flo
             ensure_s.append(time.perf_counter() - t0)
             ensure_refused.append(client.stop())
             reg.stop_all()
+            sockets.append(_socket_upgrade(reg, root, quiet))
+            reg.stop_all()
     finally:
         os.environ.clear()
         os.environ.update(saved)
@@ -495,7 +509,35 @@ def bench_upgrades(reg: ProcessRegistry, work: Path, runs: int) -> dict[str, flo
         "upgrade_run_refused": statistics.median(run_refused),
         "upgrade_ensure_serving_s": statistics.median(ensure_s),
         "upgrade_ensure_refused": statistics.median(ensure_refused),
+        "upgrade_socket_serving_s": statistics.median(s[0] for s in sockets),
+        "upgrade_socket_refused": max(s[1] for s in sockets),
+        "upgrade_socket_failed": max(s[2] for s in sockets),
     }
+
+
+def _socket_upgrade(
+    reg: ProcessRegistry, root: Path, quiet: dict[str, Any]
+) -> tuple[float, int, int]:
+    """`tenure run --socket` 1.0 → 2.0 under an HTTP client every 5 ms: from the start of
+    2.0 until the client is answered by 2.0, and what it saw refused or failed."""
+    argv = [sys.executable, "-m", "tenure", "run", "--family", "api", "--socket"]
+    argv += ["--ports", "9505-9509"]
+    server = ["--", sys.executable, str(HERE.parent / "examples" / "activated.py")]
+    old = reg.spawn([*argv, "--version", "1.0", *server, "1.0"], **quiet)
+    client = Client(wait_serving(root, "api", "1.0"), http=True)
+    client.start()
+    while client.last != "1.0":
+        time.sleep(0.002)
+    t0 = time.perf_counter()
+    reg.spawn([*argv, "--version", "2.0", *server, "2.0"], **quiet)
+    deadline = time.monotonic() + 60
+    while client.last != "2.0" and time.monotonic() < deadline:
+        time.sleep(0.002)
+    took = time.perf_counter() - t0
+    # The old child's drain is part of an upgrade too: count until the old wrapper is gone.
+    old.wait(timeout=60)
+    refused = client.stop()
+    return took, refused, client.failed
 
 
 def ensure_into(out: list[tenure.Ensured], root: Path, command: list[str]) -> None:
@@ -648,6 +690,7 @@ def main() -> int:
         "results": results,
         "targets": TARGETS,
         "at_least": AT_LEAST,
+        "none_of": NONE_OF,
     }
     (HERE / "latest.json").write_text(json.dumps(doc, indent=2) + "\n")
     print(f"tenure benchmarks — {doc['date']} — {machine} — median of {args.runs} runs\n")
@@ -662,6 +705,8 @@ def main() -> int:
         goal = "" if target is None else f"< {target}"
         if floor is not None:
             met, goal = ("yes" if value >= floor else "NO"), f">= {floor}"
+        if key in NONE_OF:
+            met, goal = ("yes" if value == 0 else "NO"), "0"
         line = f"| {key:<36} | {value:>10.3f} | {goal:>8} | {met:<4} |"
         if before:
             old = before.get(key)

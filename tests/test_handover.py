@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from tenure.adapters import handover
+from tenure.adapters.tombstones import read_tombstones
 from tenure.core.record import LeaseRecord, LeaseState
 from tenure.testing import ProcessRegistry
 from tests.conftest import PY, block, wait_for
@@ -28,31 +29,9 @@ WEB = f"{BLOCK.extra[0]}-{BLOCK.extra[1]}" if BLOCK.extra else ""
 RUN = [PY, "-m", "tenure", "run", "--family", "web", "--ports", WEB, "--socket"]
 LINUX_ONLY = pytest.mark.skipif(not handover.supported(), reason="the handover is Linux's")
 
-# A server that only runs socket-activated: fd 3, LISTEN_FDS=1, LISTEN_PID its own pid. It
-# answers its version; on SIGTERM it stops accepting and finishes what it accepted.
-SERVER = """
-import http.server, os, signal, socket, sys, threading
-version = sys.argv[1]
-if os.environ.get("LISTEN_PID") != str(os.getpid()) or os.environ.get("LISTEN_FDS") != "1":
-    sys.exit(f"not socket-activated: LISTEN_PID={os.environ.get('LISTEN_PID')}")
-class Answer(http.server.BaseHTTPRequestHandler):
-    def do_GET(self):
-        body = version.encode()
-        self.send_response(200)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-    def log_message(self, *args):
-        pass
-class Server(http.server.ThreadingHTTPServer):
-    daemon_threads = False
-server = Server(("127.0.0.1", 0), Answer, bind_and_activate=False)
-server.socket.close()
-server.socket = socket.socket(fileno=3)
-signal.signal(signal.SIGTERM, lambda *a: threading.Thread(target=server.shutdown).start())
-server.serve_forever()
-server.server_close()
-"""
+# examples/activated.py only runs socket-activated (fd 3, LISTEN_FDS=1, LISTEN_PID its own
+# pid). It answers its version; on SIGTERM it stops accepting and finishes what it accepted.
+SERVER = [PY, str(Path(__file__).parent.parent / "examples" / "activated.py")]
 
 
 class Client:
@@ -89,7 +68,7 @@ def serving(
     root: Path, registry: ProcessRegistry, env: dict[str, str]
 ) -> tuple[subprocess.Popen[bytes], LeaseRecord]:
     """1.0 under `tenure run --socket`, serving (its record says so, a request answers)."""
-    wrapper = registry.spawn([*RUN, "--version", "1.0", "--", PY, "-c", SERVER, "1.0"], env=env)
+    wrapper = registry.spawn([*RUN, "--version", "1.0", "--", *SERVER, "1.0"], env=env)
     rec = held_when(root, "web", lambda r: r.child is not None and r.state is LeaseState.HELD)
     assert rec.holder.port is not None
     wait_for(lambda: answer(rec.holder.port or 0) == "1.0", what="1.0 to answer")
@@ -120,7 +99,7 @@ def test_a_socket_upgrade_refuses_no_connection_and_ends_on_the_new_version(
     client = Client(port)
     try:
         wait_for(lambda: len(client.answers) >= 20, what="the client to be answered")
-        proc_registry.spawn([*RUN, "--version", "2.0", "--", PY, "-c", SERVER, "2.0"], env=env)
+        proc_registry.spawn([*RUN, "--version", "2.0", "--", *SERVER, "2.0"], env=env)
         assert old.wait(timeout=60) == 0
         seen = len(client.answers)
         wait_for(lambda: len(client.answers) >= seen + 20, what="answers after the handover")
@@ -290,3 +269,60 @@ def test_a_deep_root_still_gets_a_handover_address(tmp_path: Path) -> None:
         assert got is not None
         with got:
             assert handover.port_of(got) == handover.port_of(sock)
+
+
+HELD = """
+import http.server, sys, threading
+import tenure
+
+version, port = sys.argv[1], int(sys.argv[2])
+
+
+class Answer(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        body = version.encode()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+
+with tenure.hold("api", version=version, port=port, listen=True) as held:
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Answer, bind_and_activate=False)
+    server.socket.close()
+    server.socket = held.socket
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    held.wait()
+    server.shutdown()
+    server.server_close()
+"""
+
+
+@pytest.mark.process
+@LINUX_ONLY
+def test_a_hold_daemon_hands_its_socket_to_the_version_that_supersedes_it(
+    tmp_path: Path, proc_registry: ProcessRegistry
+) -> None:
+    """`hold(listen=True)`: 2.0, started by hand, supersedes 1.0 and is handed its listening
+    socket; a client connecting every 5 ms meanwhile is refused nothing and ends on 2.0."""
+    root = (tmp_path / "root").resolve()
+    env = env_for(root)
+    port = BLOCK.extra[1] if BLOCK.extra else 0
+    old = proc_registry.spawn([PY, "-c", HELD, "1.0", str(port)], env=env)
+    wait_for(lambda: answer(port) == "1.0", what="1.0 to answer")
+    client = Client(port)
+    try:
+        wait_for(lambda: len(client.answers) >= 20, what="the client to be answered")
+        proc_registry.spawn([PY, "-c", HELD, "2.0", str(port)], env=env)
+        assert old.wait(timeout=60) == 0
+        wait_for(lambda: client.answers[-1:] == ["2.0"], what="2.0 to answer")
+    finally:
+        client.stop()
+    assert (client.refused, client.errors) == (0, [])
+    assert set(client.answers) == {"1.0", "2.0"}
+    assert ("1.0", "superseded") in [
+        (t["version"], t["reason"]) for t in read_tombstones(root) if t["family"] == "api"
+    ]

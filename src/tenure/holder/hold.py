@@ -36,6 +36,7 @@ from tenure.protocol.supersede import prepare_start
 
 if TYPE_CHECKING:
     import asyncio
+    import socket
     from typing import Any
 
 # SIGHUP too (a closed terminal, a service manager's reload): a graceful retirement everywhere.
@@ -48,6 +49,7 @@ class Held:
     def __init__(self, governor: Governor) -> None:
         self.governor = governor
         self.retiring = threading.Event()  # set when retirement begins; loops wait on it
+        self.socket: socket.socket | None = None  # listen=True: the listening socket
         self._async: list[tuple[asyncio.AbstractEventLoop, asyncio.Event]] = []
         governor.on_retiring.append(self._on_retiring)
         if governor.retiring is not None:
@@ -239,6 +241,7 @@ def hold(
     stop_signal: str | None = None,
     stop_grace_s: float | None = None,
     watch: Sequence[str | os.PathLike[str]] = (),
+    listen: bool = False,
 ) -> Iterator[Held]:
     """Hold `family`'s lease for the duration of the block (or raise `LeaseHeld`).
 
@@ -261,6 +264,9 @@ def hold(
     `watch` names files of this daemon's install (its entry point, its package's version
     file): when one of them changes and settles — a new install — the daemon retires with
     reason `upgraded`, so the next start runs the new code (control.md#installs).
+
+    `listen=True` gives `held.socket`, listening on `port`: handed over by the older version
+    this superseded and on to the newer one (Linux; control.md#socket-handover).
     """
     spec = stop_spec(stop_signal, stop_grace_s, handle_signals)
     governor = make_governor(
@@ -274,7 +280,18 @@ def hold(
         stop=spec,
         watch=watch,
     )
-    held = take(governor, wait_s)
+    listening = None
+    if listen:
+        from tenure.holder.listening import Listening  # noqa: PLC0415  (opt-in)
+
+        listening = Listening(governor)  # listens for the socket before the holder is asked
+    try:
+        held = take(governor, wait_s)
+    except BaseException:
+        if listening is not None:
+            listening.close()
+        raise
+    held.socket = None if listening is None else listening.open()
     previous: dict[signal.Signals, Any] = {}
     if handle_signals and threading.current_thread() is threading.main_thread():
 
