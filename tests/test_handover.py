@@ -326,3 +326,42 @@ def test_a_hold_daemon_hands_its_socket_to_the_version_that_supersedes_it(
     assert ("1.0", "superseded") in [
         (t["version"], t["reason"]) for t in read_tombstones(root) if t["family"] == "api"
     ]
+
+
+def install(path: Path, said: str) -> None:
+    """Install a socket-activated server that answers `said`, as a package manager does: a
+    new file renamed over the old one."""
+    fresh = path.with_name(path.name + ".new")
+    fresh.write_text(
+        f"#!{PY}\nimport runpy, sys\nsys.argv = ['activated.py', {said!r}]\n"
+        f"runpy.run_path({SERVER[1]!r}, run_name='__main__')\n"
+    )
+    fresh.chmod(0o755)
+    os.replace(fresh, path)
+
+
+@pytest.mark.process
+@pytest.mark.skipif(sys.platform == "win32", reason="no socket activation on Windows")
+def test_a_new_install_restarts_the_child_on_the_kept_socket_refusing_nothing(
+    tmp_path: Path, proc_registry: ProcessRegistry
+) -> None:
+    """With `--socket`, the restart from a new install happens on the socket the wrapper kept:
+    the client connecting every 5 ms meanwhile is refused nothing, under the same lease."""
+    root = (tmp_path / "root").resolve()
+    env = env_for(root)
+    server = tmp_path / "server"
+    install(server, "one")
+    proc_registry.spawn([*RUN, "--version", "1.0", "--", str(server)], env=env)
+    rec = held_when(root, "web", lambda r: r.child is not None and r.holder.port is not None)
+    port = rec.holder.port or 0
+    wait_for(lambda: answer(port) == "one", what="the first install to answer")
+    client = Client(port)
+    try:
+        wait_for(lambda: len(client.answers) >= 20, what="the client to be answered")
+        install(server, "two")
+        wait_for(lambda: client.answers[-1:] == ["two"], what="the new install to answer")
+    finally:
+        client.stop()
+    assert (client.refused, client.errors) == (0, [])
+    now = held_when(root, "web", lambda r: r.child is not None and r.child != rec.child)
+    assert (now.epoch, now.holder.port) == (rec.epoch, port)
