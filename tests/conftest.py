@@ -92,6 +92,7 @@ PORT_BLOCKS["test_guide"] = PORT_BLOCKS["test_hold"]
 PORT_BLOCKS["test_hostile4"] = PORT_BLOCKS["test_hold"]
 PORT_BLOCKS["test_upgrades"] = PORT_BLOCKS["test_hold"]
 PORT_BLOCKS["test_handover"] = PORT_BLOCKS["test_hold"]
+PORT_BLOCKS["test_scopes"] = PORT_BLOCKS["test_hold"]
 # Both real ranges, for the tests marked realports.
 REAL_PORTS = [*range(9236, 9338), *range(9399, 9451)]
 LOCK_DIR = Path(tempfile.gettempdir())

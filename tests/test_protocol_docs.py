@@ -138,6 +138,7 @@ def test_the_bounds_table_is_the_code() -> None:
         f"{timing.HOLDER_STOP.kill_wait_s:g} s; the holder",
         "RUN_RELEASE_S": f"{timing.RUN_RELEASE_S:g} s",
         "DEFAULT_READY_S": f"{timing.DEFAULT_READY_S:g} s",
+        "PORT_CLAIM_WAIT_S": f"{timing.PORT_CLAIM_WAIT_S:g} s",
         "HANDOVER_WAIT_S": f"{timing.HANDOVER_WAIT_S:g} s",
         "SOCKET_SETTLE_S": f"{timing.SOCKET_SETTLE_S:g} s",
         "ROLLBACK_WAIT_S": f"{timing.ROLLBACK_WAIT_S:g} s",

@@ -35,7 +35,7 @@ _EXPORTS = {
     "TenureError": "tenure.errors",
     "Held": "tenure.holder.hold",
     "hold": "tenure.holder.hold",
-    "hold_async": "tenure.holder.hold",
+    "hold_async": "tenure.holder.hold_async",
     "Ensured": "tenure.requester.ensure",
     "ensure": "tenure.requester.ensure",
     "status": "tenure.requester.ensure",
@@ -79,7 +79,8 @@ if TYPE_CHECKING:
         StopRefused,
         TenureError,
     )
-    from tenure.holder.hold import Held, hold, hold_async
+    from tenure.holder.hold import Held, hold
+    from tenure.holder.hold_async import hold_async
     from tenure.protocol.report import LeaseReport
     from tenure.requester.ensure import Ensured, ensure, status, stop
 

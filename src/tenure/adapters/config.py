@@ -99,6 +99,12 @@ def spawned_as(family: str) -> tuple[int | None, tuple[int, int] | None]:
     return port, ports
 
 
+def spawned_scope(family: str) -> str | None:
+    """The scope (a directory) a launcher gave this process, when it spawned it for `family`:
+    `TENURE_SCOPE` (lease.md#scopes)."""
+    return (os.environ.get("TENURE_SCOPE") or None) if launched_for(family) else None
+
+
 def acquire_wait(family: str) -> float:
     """`TENURE_ACQUIRE_WAIT` (seconds, 0..86400) when a launcher spawned us for `family`, else 0.
 

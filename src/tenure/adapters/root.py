@@ -13,7 +13,7 @@ from pathlib import Path
 
 from tenure.adapters import config, platform
 from tenure.adapters.files import DIR_MODE, read_nofollow, write_new
-from tenure.core.inputs import check_family
+from tenure.core.inputs import check_key
 from tenure.core.values import frozen
 from tenure.errors import NotRegularFile, RootError
 
@@ -26,7 +26,8 @@ class RootLayout:
     """Every path in a daemon root, in one place (spec: root.md#layout).
 
     Every per-family path checks the family name first (`ConfigError`): no name can address a
-    file outside `leases/`, `tokens/` or `logs/` (root.md#family-names).
+    file outside `leases/`, `tokens/` or `logs/` (root.md#family-names). Where a family is
+    named, so can a scoped lease's key be (`family.<digest>`, lease.md#scopes).
     """
 
     root: Path
@@ -38,19 +39,23 @@ class RootLayout:
 
     def record(self, family: str) -> Path:
         """The family's lease record."""
-        return self.leases / f"{check_family(family)}.json"
+        return self.leases / f"{check_key(family)}.json"
 
     def lock(self, family: str) -> Path:
         """The lock file guarding every write of the family's record."""
-        return self.leases / f"{check_family(family)}.lock"
+        return self.leases / f"{check_key(family)}.lock"
 
     def epoch_floor(self, family: str) -> Path:
         """The highest epoch ever granted for the family."""
-        return self.leases / f"{check_family(family)}.epoch"
+        return self.leases / f"{check_key(family)}.epoch"
 
     def start_lock(self, family: str) -> Path:
         """The lock that serialises check → spawn → wait-healthy of `start`."""
-        return self.leases / f"{check_family(family)}.start.lock"
+        return self.leases / f"{check_key(family)}.start.lock"
+
+    def ports_lock(self, family: str) -> Path:
+        """The lock under which a holder of any of the family's scopes claims a port."""
+        return self.leases / f"{check_key(family)}.ports.lock"
 
     @property
     def tombstones(self) -> Path:
@@ -69,7 +74,7 @@ class RootLayout:
 
     def token(self, family: str, pid: int) -> Path:
         """Where the daemon `pid` of `family` keeps its control token."""
-        return self.tokens / f"{check_family(family)}.{pid}.token"
+        return self.tokens / f"{check_key(family)}.{pid}.token"
 
     @property
     def logs(self) -> Path:
@@ -78,7 +83,7 @@ class RootLayout:
 
     def log(self, family: str) -> Path:
         """A family's daemon log (rotated to `.1` by the daemon)."""
-        return self.logs / f"{check_family(family)}.log"
+        return self.logs / f"{check_key(family)}.log"
 
     @property
     def root_id(self) -> Path:

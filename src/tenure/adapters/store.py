@@ -20,8 +20,8 @@ from tenure.adapters.files import (
 from tenure.adapters.root import RootLayout, ensure_subdir
 from tenure.core.codec import encode, parse
 from tenure.core.hints import TypeVar
-from tenure.core.inputs import check_family
-from tenure.core.record import LeaseRecord, LeaseState, Unreadable
+from tenure.core.inputs import check_family, lease_key
+from tenure.core.record import LeaseRecord, LeaseScope, LeaseState, Unreadable
 from tenure.core.values import frozen
 from tenure.errors import NotRegularFile, RootError
 
@@ -59,32 +59,51 @@ def read_record_strict(path: Path) -> LeaseRecord | Unreadable | None:
 
 @frozen
 class LeaseStore:
-    """One family's lease record, its lock, and the epoch high-water mark."""
+    """One family's lease record in one scope (None: the user scope), its lock, and the
+    epoch high-water mark."""
 
     root: Path
     family: str
+    scope: LeaseScope | None = None
 
     def __post_init__(self) -> None:
         check_family(self.family)  # before any file is touched (root.md#family-names)
 
     @property
+    def key(self) -> str:
+        """The lease's name in file names: the family, or the family and its scope's digest."""
+        return lease_key(self.family, None if self.scope is None else self.scope.digest)
+
+    @property
     def record_path(self) -> Path:
         """Path of the lease record."""
-        return RootLayout(self.root).record(self.family)
+        return RootLayout(self.root).record(self.key)
 
     @property
     def lock_path(self) -> Path:
         """Path of the lock file guarding every write of the record."""
-        return RootLayout(self.root).lock(self.family)
+        return RootLayout(self.root).lock(self.key)
 
     @property
     def floor_path(self) -> Path:
         """Path of the highest epoch ever granted (survives a garbage record)."""
-        return RootLayout(self.root).epoch_floor(self.family)
+        return RootLayout(self.root).epoch_floor(self.key)
 
     def read(self) -> LeaseRecord | Unreadable | None:
         """The current record, without taking the lock (writes are atomic renames)."""
-        return read_record_at(self.record_path)
+        return self._placed(read_record_at(self.record_path))
+
+    def _placed(self, rec: LeaseRecord | Unreadable | None) -> LeaseRecord | Unreadable | None:
+        """A record in this file must be of this family and scope: one naming another scope
+        (or none, in a scoped file) was put there by someone else (lease.md#scopes)."""
+        if not isinstance(rec, LeaseRecord):
+            return rec
+        if rec.family != self.family:
+            return Unreadable(f"names family {rec.family!r}, not {self.family!r}")
+        theirs = None if rec.scope is None else rec.scope.digest
+        if theirs != (None if self.scope is None else self.scope.digest):
+            return Unreadable("names another scope than its file's")
+        return rec
 
     def read_raw(self) -> bytes | None:
         """The record's bytes, for change detection; None when absent or unreadable as a file."""
@@ -134,7 +153,7 @@ class LeaseStore:
         except FileNotFoundError:
             raise RootError(self.root, "disappeared") from None
         with locked(self.lock_path, timeout_s):
-            result, write = decide(read_record_strict(self.record_path))
+            result, write = decide(self._placed(read_record_strict(self.record_path)))
             if write is not None:
                 self.check_writable()  # before the floor moves: nothing half-written
                 if write.epoch > self.epoch_floor():

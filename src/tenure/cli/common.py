@@ -16,6 +16,12 @@ LEGACY_ROOT_OPTION = typer.Option(
     "--legacy-root",
     help="Legacy spec-kitty root (default: $SPEC_KITTY_HOME or ~/.spec-kitty).",
 )
+SCOPE_OPTION = typer.Option(
+    None,
+    "--scope",
+    metavar="DIR",
+    help="The directory (a project, a worktree) whose lease this is; default: the user scope.",
+)
 
 
 QUIET_OPTION = typer.Option(

@@ -8,7 +8,14 @@ from pathlib import Path
 
 import typer
 
-from tenure.cli.common import JSON_OPTION, LEGACY_ROOT_OPTION, QUIET_OPTION, ROOT_OPTION, examples
+from tenure.cli.common import (
+    JSON_OPTION,
+    LEGACY_ROOT_OPTION,
+    QUIET_OPTION,
+    ROOT_OPTION,
+    SCOPE_OPTION,
+    examples,
+)
 from tenure.cli.hot import show_status, start_or_restart, stop_family
 from tenure.cli.out import (
     EXIT_ATTENTION,
@@ -80,6 +87,7 @@ def logs_cmd(
     lines: int = typer.Option(20, "--lines", "-n", min=0, help="How many lines to show."),
     follow: bool = typer.Option(False, "--follow", "-f", help="Keep printing new lines."),
     root: Path | None = ROOT_OPTION,
+    scope: Path | None = SCOPE_OPTION,
     _quiet: bool = QUIET_OPTION,
 ) -> None:
     """Show a daemon's log (rotated file included); -f follows it until Ctrl-C."""
@@ -91,15 +99,22 @@ def logs_cmd(
     from tenure.adapters.store import log_path  # noqa: PLC0415
 
     the_root = resolve_root(root)
-    path = log_path(the_root, family)
+    key = family
+    if scope is not None:
+        from tenure.cli.verbs import scope_of  # noqa: PLC0415
+        from tenure.core.inputs import lease_key  # noqa: PLC0415
+
+        where = scope_of(scope)
+        key = lease_key(family, None if where is None else where.digest)
+    path = log_path(the_root, key)
     if not (os.path.lexists(path) or os.path.lexists(f"{path}.1")):
         error(f"no {family} log in {the_root}: no {family} daemon has run with this root")
         raise typer.Exit(EXIT_ATTENTION)
-    for line in last_lines(the_root, family, lines):
+    for line in last_lines(the_root, key, lines):
         typer.echo(clean(line))
     if not follow:
         return
-    follower = LogFollower(the_root, family)
+    follower = LogFollower(the_root, key)
     note(f"following {follower.path} (Ctrl-C to stop)")
     try:
         while True:

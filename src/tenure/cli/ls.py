@@ -27,10 +27,11 @@ def _line(doc: dict[str, object]) -> str:
     advice = doc["doctor_says"]
     if advice not in ("ok", "no port range known"):
         elsewhere += f" → {advice}"
+    scope = f"  scope {_home(str(doc['scope']))}" if doc.get("scope") else ""
     if doc["state"] in ("absent", "unreadable"):
-        return f"{doc['family']:<10} {doc['state']:<8} {elsewhere}"
+        return f"{doc['family']:<10} {doc['state']:<8}{scope} {elsewhere}"
     parts = [
-        f"{doc['family']:<10} {doc['state']:<8}",
+        f"{doc['family']:<10} {doc['state']:<8}{scope}",
         f"pid {doc['holder_pid']}",
         f"port {doc['port'] or '-'}",
         f"v{doc['version']}",
@@ -40,6 +41,12 @@ def _line(doc: dict[str, object]) -> str:
         elsewhere,
     ]
     return "  ".join(p for p in parts if p)
+
+
+def _home(path: str) -> str:
+    """`path` with the home directory shown as `~`."""
+    home = str(Path.home())
+    return "~" + path[len(home) :] if path == home or path.startswith(home + "/") else path
 
 
 def ls_cmd(

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from tenure.cli.common import QUIET_OPTION, ROOT_OPTION
+from tenure.cli.common import QUIET_OPTION, ROOT_OPTION, SCOPE_OPTION
 from tenure.cli.out import EXIT_ATTENTION, EXIT_USAGE, error, fail, resolve_root
 from tenure.core.timing import DEFAULT_READY_S
 from tenure.errors import LeaseHeld, TenureError
@@ -99,6 +99,7 @@ def run_cmd(  # noqa: PLR0917  (typer maps each parameter to an option)
         "READY=1 to $NOTIFY_SOCKET, or up for 1 s.",
     ),
     root: Path | None = ROOT_OPTION,
+    scope: Path | None = SCOPE_OPTION,
     _quiet: bool = QUIET_OPTION,
 ) -> None:
     """Hold a family's lease for a daemon that cannot be changed, and stop its whole process
@@ -139,6 +140,7 @@ def run_cmd(  # noqa: PLR0917  (typer maps each parameter to an option)
             ready=ReadySpec(ready, ready_timeout),
             watch=[str(w) for w in watch or ()],
             socket=socket,
+            scope=scope,
         )
     except LeaseHeld as exc:
         error(f"{exc}; an equal or newer version already runs")

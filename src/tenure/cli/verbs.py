@@ -13,7 +13,13 @@ from pathlib import Path
 
 import typer
 
-from tenure.cli.common import JSON_OPTION, LEGACY_ROOT_OPTION, QUIET_OPTION, ROOT_OPTION
+from tenure.cli.common import (
+    JSON_OPTION,
+    LEGACY_ROOT_OPTION,
+    QUIET_OPTION,
+    ROOT_OPTION,
+    SCOPE_OPTION,
+)
 from tenure.cli.hot import show_status, start_or_restart, stop_family
 from tenure.cli.out import (
     EXIT_ATTENTION,
@@ -27,8 +33,12 @@ from tenure.cli.out import (
     resolve_root,
 )
 from tenure.core.families import FAMILIES
+from tenure.core.hints import TYPE_CHECKING
 from tenure.core.inputs import is_family_name
 from tenure.errors import TenureError
+
+if TYPE_CHECKING:
+    from tenure.core.record import LeaseScope
 
 FAMILY_ARG = typer.Argument(..., help="Daemon family: sync, dashboard, or any family in the root.")
 
@@ -44,18 +54,19 @@ def status_cmd(
     family: str = FAMILY_ARG,
     as_json: bool = JSON_OPTION,
     root: Path | None = ROOT_OPTION,
+    scope: Path | None = SCOPE_OPTION,
     _quiet: bool = QUIET_OPTION,
 ) -> None:
     """Show a family's daemon (read-only). Exit 0 only while a live holder renews its lease."""
     name = _family(family)
-    if name in FAMILIES:
+    if name in FAMILIES and scope is None:
         show_status(FAMILIES[name], root, as_json)
         return
     from tenure.protocol.report import lease_json, lease_report  # noqa: PLC0415
 
     try:
         the_root = resolve_root(root)
-        report = lease_report(the_root, name, time.time())
+        report = lease_report(the_root, name, time.time(), scope_of(scope))
     except (TenureError, OSError) as exc:
         fail(exc, as_json)
     doc = lease_json(report)
@@ -71,6 +82,7 @@ def status_cmd(
         typer.echo(clean(f"no {name} daemon: lease {report.state}"))
     else:
         where = f", lives on {report.lives}" if report.lives else ""
+        where += f", scope {report.scope}" if report.scope else ""
         typer.echo(
             clean(
                 f"{name} {report.state}: pid {report.holder_pid}, port {report.port or '-'}, "
@@ -81,22 +93,41 @@ def status_cmd(
         raise typer.Exit(EXIT_ATTENTION)
 
 
-def stop_cmd(
-    family: str = FAMILY_ARG,
+def stop_cmd(  # noqa: PLR0917  (typer maps each parameter to an option)
+    family: str | None = typer.Argument(
+        None, help="Daemon family: sync, dashboard, or any family in the root."
+    ),
+    every: bool = typer.Option(
+        False, "--all", help="Every holder of the root, of every family and scope."
+    ),
+    only: str | None = typer.Option(
+        None, "--family", metavar="F", help="With --all: only this family."
+    ),
     as_json: bool = JSON_OPTION,
     root: Path | None = ROOT_OPTION,
+    scope: Path | None = SCOPE_OPTION,
     _quiet: bool = QUIET_OPTION,
 ) -> None:
     """Stop a family's daemon: SIGTERM (+SIGCONT), then SIGKILL, each after re-checking the
-    holder's recorded identity; a `tenure run` holder ends its whole tree before it leaves."""
+    holder's recorded identity; a `tenure run` holder ends its whole tree before it leaves.
+    `--all` stops every holder of the root (of `--family`, of `--scope`)."""
+    if every:
+        if family is not None:
+            error("give the family with --family when stopping --all")
+            raise typer.Exit(EXIT_USAGE)
+        _stop_all(root, None if only is None else _family(only), scope, as_json)
+        return
+    if family is None or only is not None:
+        error("name the family to stop, or use --all [--family F]")
+        raise typer.Exit(EXIT_USAGE)
     name = _family(family)
-    if name in FAMILIES:
+    if name in FAMILIES and scope is None:
         stop_family(FAMILIES[name], root, as_json)
         return
     from tenure.requester.ensure import stop  # noqa: PLC0415
 
     try:
-        pid = stop(name, resolve_root(root))
+        pid = stop(name, resolve_root(root), scope=scope)
     except (TenureError, OSError) as exc:
         fail(exc, as_json)
     if as_json:
@@ -105,6 +136,39 @@ def stop_cmd(
         typer.echo(f"no {name} daemon running")
     else:
         typer.echo(f"{name} daemon stopped: pid {pid}")
+
+
+def _stop_all(root: Path | None, family: str | None, scope: Path | None, as_json: bool) -> None:
+    from tenure.requester.stopall import stop_all  # noqa: PLC0415
+
+    try:
+        done = stop_all(resolve_root(root), family, scope_of(scope))
+    except (TenureError, OSError) as exc:
+        fail(exc, as_json)
+    refused = [d for d in done if not d.stopped]
+    if as_json:
+        emit_json({"stopped": [d.to_json() for d in done], "refused": len(refused)})
+    elif not done:
+        typer.echo("no holder running")
+    for d in [] if as_json else done:
+        where = f" (scope {d.scope})" if d.scope else ""
+        said = "stopped" if d.stopped else f"NOT stopped: {d.detail}"
+        typer.echo(clean(f"{d.family}{where} {d.version} pid {d.pid}: {said}"))
+    if refused:
+        raise typer.Exit(EXIT_ATTENTION)
+
+
+def scope_of(scope: Path | None) -> LeaseScope | None:
+    """The scope of `--scope DIR`; a bad one is a usage error (exit 2)."""
+    if scope is None:
+        return None
+    from tenure.adapters.scopes import resolve_scope  # noqa: PLC0415
+
+    try:
+        return resolve_scope(scope)
+    except TenureError as exc:
+        error(str(exc))
+        raise typer.Exit(EXIT_USAGE) from None
 
 
 def restart_cmd(

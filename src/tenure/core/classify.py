@@ -82,15 +82,24 @@ def classify(facts: ListenerFacts, scope: Scope) -> DaemonIdentityRecord:
         ctx = aware_context(facts, scope, health, tenure_family)
         return decide(AWARE_RULES, ctx, verdict)
     lease = scope.lease
-    if lease is not None and lease.held and not lease.expired and held_by(facts, lease):
+    holding = next(
+        (
+            v
+            for v in (lease, *scope.scoped)
+            if v is not None and v.held and not v.expired and held_by(facts, v)
+        ),
+        None,
+    )
+    if holding is not None:
         # The record's own holder (pid + start time), or the child a `tenure run` holder
-        # governs: neither carries a tenure argv marker, both are part of a live lease.
+        # governs: neither carries a tenure argv marker, both are part of a live lease — of
+        # the user scope or of any other (lease.md#scopes).
         return verdict(
             never,
             SkipReason.LEASE_HOLDER,
             Governance.LEASE,
             IdentitySource.LEASE_RECORD,
-            [f"holds epoch {lease.epoch} of the {scope.family.name} lease"],
+            [f"holds epoch {holding.epoch} of the {scope.family.name} lease"],
             daemon_family=scope.family.name,
         )
     if lease is not None and _orphaned_member(facts, lease):

@@ -55,6 +55,7 @@ class _Aware(Context):
     is_holder: bool
     lingering: float  # how long a non-holder has outlived the takeover
     governance: Governance = Governance.LEASE
+    held: LeaseView | None = None  # the lease it holds, when that is another scope's
 
     def fields(self) -> dict[str, Any]:
         return {
@@ -65,13 +66,18 @@ class _Aware(Context):
         }
 
     @property
+    def lease(self) -> LeaseView | None:
+        """The lease judged: the one it holds in another scope, else the user scope's."""
+        return self.held or self.scope.lease
+
+    @property
     def epoch(self) -> int | None:
         """The lease's epoch, when there is a lease."""
-        return None if self.scope.lease is None else self.scope.lease.epoch
+        return None if self.lease is None else self.lease.epoch
 
     @property
     def expired(self) -> bool:
-        return self.scope.lease is not None and self.scope.lease.expired
+        return self.lease is not None and self.lease.expired
 
     @property
     def foreign(self) -> str | None:
@@ -120,6 +126,11 @@ def aware_context(
     is_holder = lease is not None and lease.held and facts.pid == lease.holder_pid
     if is_holder and facts.create_time is not None and lease is not None:
         is_holder = held_by(facts, replace(lease, child_pid=None))
+    held = None
+    if not is_holder:
+        # The holder of the family's lease in another scope is a holder all the same.
+        held = next((v for v in scope.scoped if v.held and _holds(facts, v)), None)
+        is_holder = held is not None
     if is_holder:
         source = IdentitySource.LEASE_RECORD
     else:
@@ -138,7 +149,12 @@ def aware_context(
         source=source,
         is_holder=is_holder,
         lingering=scope.now_wall - since,
+        held=held,
     )
+
+
+def _holds(facts: ListenerFacts, lease: LeaseView) -> bool:
+    return facts.pid == lease.holder_pid and held_by(facts, replace(lease, child_pid=None))
 
 
 def _elsewhere(c: _Aware) -> str:

@@ -34,6 +34,7 @@ from tenure.core.shapes import (
     number,
     optional_integer,
     parse_ready,
+    parse_scope,
     parse_stop,
     parse_where,
     port_range,
@@ -65,6 +66,7 @@ RECORD_KEYS = frozenset(
         "stop_requested",
         "orphans",
         "ready",
+        "scope",
     ]
 )
 HOLDER_KEYS = frozenset(
@@ -173,6 +175,9 @@ def _encode(record: LeaseRecord) -> bytes:
         doc["orphans"] = [_encode_child(c) for c in record.orphans]
     if record.ready is not None:
         doc["ready"] = {"within_s": record.ready.within_s, "at": record.ready.at}
+    if record.scope is not None:
+        sc = record.scope
+        doc["scope"] = {"path": sc.path, "dev": sc.dev, "ino": sc.ino}
     if record.heartbeat_s is not None:
         doc["heartbeat_s"] = record.heartbeat_s
     if record.stop_requested is not None:
@@ -324,6 +329,7 @@ def parse(data: bytes) -> LeaseRecord | Unreadable:
             heartbeat_s=heartbeat_s,
             orphans=_parse_orphans(doc.get("orphans")),
             ready=parse_ready(doc.get("ready")),
+            scope=parse_scope(doc.get("scope")),
             extra=_extra(doc, RECORD_KEYS),
         )
     except Bad as exc:

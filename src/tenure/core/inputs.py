@@ -29,6 +29,31 @@ def is_family_name(name: str) -> bool:
     return _FAMILY.fullmatch(name) is not None
 
 
+# A lease's key in file names (root.md#layout): the family, or for a scoped lease the family
+# and its scope's digest — never path text, and never a name a family could have.
+_KEY = re.compile(rf"({FAMILY_PATTERN})(?:\.([0-9a-f]{{16}}))?")
+
+
+def split_key(name: str) -> tuple[str, str | None] | None:
+    """(family, scope digest or None) of a lease key, or None when `name` is not one."""
+    found = _KEY.fullmatch(name)
+    return None if found is None else (found.group(1), found.group(2))
+
+
+def lease_key(family: str, digest: str | None) -> str:
+    """The key of `family`'s lease in the scope with `digest` (None: the user scope)."""
+    key = family if digest is None else f"{family}.{digest}"
+    return check_key(key)
+
+
+def check_key(key: str) -> str:
+    """`key` when it is a lease key, else `ConfigError` naming its family part."""
+    if not isinstance(key, str) or split_key(key) is None:
+        check_family(key.split(".", 1)[0] if isinstance(key, str) else key)
+        raise ConfigError(f"lease key {_shown(key)} is not a family and a scope digest")
+    return key
+
+
 def check_family(name: str, what: str = "family") -> str:
     """`name` when it is a family name, else `ConfigError` in one line."""
     if not isinstance(name, str) or not is_family_name(name):

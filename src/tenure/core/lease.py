@@ -16,6 +16,7 @@ from tenure.core.record import (
     Extra,
     Holder,
     LeaseRecord,
+    LeaseScope,
     LeaseState,
     Readiness,
     Unreadable,
@@ -181,8 +182,10 @@ def decide_acquire(
     ports: tuple[int, int] | None = None,
     heartbeat_s: float | None = None,
     ready_within: float | None = None,
+    scope: LeaseScope | None = None,
 ) -> AcquireDecision:
-    """Decide whether `me` may take the family's lease now (in root instance `root_id`);
+    """Decide whether `me` may take the family's lease now (in root instance `root_id`, for
+    `scope`: None is the user scope);
     `ready_within` says the holder is not serving yet, and by when it will be or will have
     released (control.md#readiness)."""
     cur = obs.current
@@ -208,6 +211,7 @@ def decide_acquire(
             ports=ports,
             heartbeat_s=heartbeat_s,
             ready=None if ready_within is None else Readiness(ready_within),
+            scope=scope,
         )
         return AcquireDecision(verdict, rec)
 
@@ -324,12 +328,13 @@ def with_child(
     current: LeaseRecord | Unreadable | None,
     epoch: int,
     nonce: str,
-    child: Child,
+    child: Child | None,
     port: int | None = None,
 ) -> LeaseRecord | None:
-    """The record naming `child` as the holder's governed process (and `port` as the holder's,
-    when given); None unless the record is ours. A tree governed again (a rollback takes back
-    the tree it had listed) is no longer anyone's to stop: it leaves `orphans`."""
+    """The record naming `child` as the holder's governed process (None: the same as now)
+    and `port` as the holder's, when given; None unless the record is ours. A tree governed
+    again (a rollback takes back the tree it had listed) is no longer anyone's to stop: it
+    leaves `orphans`."""
     if (
         isinstance(current, LeaseRecord)
         and current.epoch == epoch
@@ -337,6 +342,8 @@ def with_child(
         and current.state is LeaseState.HELD
     ):
         holder = current.holder if port is None else replace(current.holder, port=port)
+        if child is None:
+            return replace(current, holder=holder)
         orphans = tuple(o for o in current.orphans if not _same_tree(o, child))
         return replace(current, child=child, holder=holder, orphans=orphans)
     return None

@@ -30,6 +30,7 @@ class RetireReason(enum.StrEnum):
     FAULT = "fault"  # an unexpected error or event: leave rather than run ungoverned
     NOT_READY = "not_ready"  # a `tenure run` child did not serve within its ready bound
     UPGRADED = "upgraded"  # a watched file of the holder's install changed (control.md#installs)
+    SCOPE_GONE = "scope_gone"  # a scoped holder's directory was removed, moved or replaced
 
 
 # Not a retirement of the holder that writes it: the tombstone a superseded `tenure run`
@@ -69,6 +70,7 @@ class Event(enum.StrEnum):
     FAULT = "fault"  # an unexpected exception in the driver
     NOT_READY = "not_ready"  # what the holder governs was not ready in time, or ended first
     UPGRADED = "upgraded"  # a new install of what the holder runs settled on disk
+    SCOPE_GONE = "scope_gone"  # the scope's path no longer leads to its directory
 
 
 class Action(enum.StrEnum):
@@ -126,6 +128,7 @@ ROWS: dict[State, dict[Event, Transition]] = {
         E.FAULT: _leave(Action.RETIRE, RetireReason.FAULT),
         E.NOT_READY: _leave(Action.RETIRE, RetireReason.NOT_READY),
         E.UPGRADED: _leave(Action.RETIRE, RetireReason.UPGRADED),
+        E.SCOPE_GONE: _leave(Action.RETIRE, RetireReason.SCOPE_GONE),
     },
     R: {
         E.DRAINED: Transition(X, Action.FINISH),

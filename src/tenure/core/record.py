@@ -101,6 +101,25 @@ class Readiness:
 
 
 @frozen
+class LeaseScope:
+    """The directory a scoped lease is for (a project, a worktree): its resolved path and
+    what identifies the directory itself, so a directory replaced at the path is another
+    scope (lease.md#scopes)."""
+
+    path: str
+    dev: int
+    ino: int
+
+    @property
+    def digest(self) -> str:
+        """16 hex digits naming the scope in file names: never the path text."""
+        import hashlib  # noqa: PLC0415  (scoped leases only)
+
+        text = f"{self.dev}:{self.ino}:{self.path}".encode("utf-8", "surrogateescape")
+        return hashlib.sha256(text).hexdigest()[:16]
+
+
+@frozen
 class LeaseRecord:
     """One family's lease document."""
 
@@ -124,6 +143,7 @@ class LeaseRecord:
     # Absent: the holder serves once it holds. Present: whether its child is ready yet — what
     # a superseded wrapper in standby waits for before it lets go (control.md#readiness).
     ready: Readiness | None = None
+    scope: LeaseScope | None = None  # absent: the user scope (lease.md#scopes)
     extra: Extra = ()  # the lease's keys this release does not know (kept on every write)
 
     @property

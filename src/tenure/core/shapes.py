@@ -11,7 +11,7 @@ import math
 from tenure.core.hints import TYPE_CHECKING
 from tenure.core.identity import Location
 from tenure.core.inputs import MAX_STOP_GRACE_S, STOP_SIGNAL_NAMES, is_family_name
-from tenure.core.record import MAX_EPOCH, MAX_TEXT, Readiness, StopSpec
+from tenure.core.record import MAX_EPOCH, MAX_TEXT, LeaseScope, Readiness, StopSpec
 
 MAX_READY_S = 86_400.0  # the longest a holder may say it takes to be ready
 
@@ -133,3 +133,19 @@ def parse_ready(doc: Any) -> Readiness | None:
         raise Bad(f"ready.within_s: above 0, at most {MAX_READY_S:g} seconds")
     at = None if doc.get("at") is None else number(doc, "at")
     return Readiness(within, at)
+
+
+MAX_SCOPE_PATH = 4096  # PATH_MAX: a longer path names no directory
+
+
+def parse_scope(doc: Any) -> LeaseScope | None:
+    if doc is None:
+        return None
+    if not isinstance(doc, dict):
+        raise Bad("scope: expected an object")
+    path = doc.get("path")
+    if not (isinstance(path, str) and path.startswith("/") and 0 < len(path) <= MAX_SCOPE_PATH):
+        raise Bad("scope.path: expected an absolute path")
+    if "\0" in path:
+        raise Bad("scope.path: a NUL byte")
+    return LeaseScope(path, integer(doc, "dev", 0, 2**64 - 1), integer(doc, "ino", 0, 2**64 - 1))

@@ -100,6 +100,7 @@ REAPER_REPORT_WAIT_S = 5.0  # how long `start` waits to report its startup reape
 READY_HEALTH_TIMEOUT_S = 5.0  # `start` asking its own new holder, which answers once it serves
 PORT_RELEASE_WAIT_S = 2.0  # for a replaced tree's listener to close once its processes are gone
 DEFAULT_READY_S = 30.0  # a `tenure run` child's bound to be ready while a predecessor stands by
+PORT_CLAIM_WAIT_S = 30.0  # waiting for the family's ports lock to choose a port (lease.md#scopes)
 HANDOVER_WAIT_S = 2.0  # a superseded `tenure run --socket` waiting for its successor to take it
 SOCKET_SETTLE_S = 1.0  # a child on a handed socket, up this long, is started (no port to probe)
 ROLLBACK_WAIT_S = 5.0  # a rolled-back successor waiting (beyond a heartbeat) to see who is back

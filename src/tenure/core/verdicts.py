@@ -113,6 +113,9 @@ class Scope:
     legacy_singleton_port: int | None = None
     root_id: str | None = None  # this root's current instance id (root.md#instance)
     pid_ns: int | None = None  # the observer's pid namespace (inode), where it can tell
+    # The family's leases in other scopes (lease.md#scopes): their holders and governed
+    # children are holders too, never stale copies of the user scope's.
+    scoped: tuple[LeaseView, ...] = ()
 
 
 @frozen

@@ -35,6 +35,7 @@ from tenure.protocol.supersede import lease_held
 if TYPE_CHECKING:
     from tenure.adapters.installs import InstallWatch
     from tenure.adapters.recordwatch import RecordWatch
+    from tenure.core.record import LeaseScope
 
 __all__ = ["ACQUIRE_POLL_S", "Governor", "RetireReason"]
 
@@ -68,13 +69,15 @@ class Governor(Driver):
         stop: StopSpec | None = None,
         ready_within: float | None = None,
         watch: tuple[str, ...] = (),
+        scope: LeaseScope | None = None,
         on_retire: Callable[[RetireReason], None] | None = None,
         mono: Callable[[], float] = platform.lease_clock,
         wall: Callable[[], float] = time.time,
     ) -> None:
         super().__init__(timing or config.timing(), mono, on_retire)
         self.ports = ports  # the family's port range, recorded for doctor, ls and reapers
-        self.store = LeaseStore(root, family)
+        self.store = LeaseStore(root, family, scope)
+        self.scope = scope  # the directory this lease is for; None: the user's (lease.md#scopes)
         self.root = root
         self.family = family
         self.version = version
@@ -184,6 +187,7 @@ class Governor(Driver):
                 ports=self.ports,
                 heartbeat_s=self.timing.heartbeat_s,
                 ready_within=self.ready_within,
+                scope=self.scope,
             )
             return decision, decision.write
 
@@ -226,6 +230,11 @@ class Governor(Driver):
                 return Event.IDLE
         if self._installs is not None and self._installs.upgraded():
             return Event.UPGRADED  # old code never keeps running (control.md#installs)
+        if self.scope is not None:
+            from tenure.adapters.scopes import scope_intact  # noqa: PLC0415  (scoped only)
+
+            if not scope_intact(self.scope):
+                return Event.SCOPE_GONE  # removed, moved away or replaced (lease.md#scopes)
         since = self._mono() - self._last_renew
 
         def decide(
@@ -304,17 +313,21 @@ class Governor(Driver):
 
     def record_child(
         self,
-        ident: ProcessIdentity,
+        ident: ProcessIdentity | None,
         tree: str | None = None,
         port: int | None = None,
         stop: StopSpec | None = None,
     ) -> bool:
         """Name the process (and the tree cookie, and how to end the tree) this holder governs
-        (`tenure run`) in the record, and the port it chose once it held; False if the record
-        is not ours."""
+        (`tenure run`; None: the port alone) in the record, and the port it chose once it held;
+        False if the record is not ours."""
         if self.forked:
             return False
-        child = Child(ident.pid, ident.create_time, ident.start_ticks, tree, stop)
+        child = (
+            None
+            if ident is None
+            else Child(ident.pid, ident.create_time, ident.start_ticks, tree, stop)
+        )
         if port is not None:
             self.me = replace(self.me, port=port)
 

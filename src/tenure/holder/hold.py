@@ -19,7 +19,7 @@ import contextlib
 import os
 import signal
 import threading
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from types import FrameType
 
 from tenure.adapters import config, platform
@@ -28,7 +28,7 @@ from tenure.adapters.root import RootLayout, ensure_root, given_or_default
 from tenure.core.hints import TYPE_CHECKING
 from tenure.core.inputs import STOP_SIGNAL_NAMES, check_daemon, check_stop
 from tenure.core.lifecycle import Event, RetireReason, State
-from tenure.core.record import StopSpec
+from tenure.core.record import LeaseScope, StopSpec
 from tenure.core.timing import HOLDER_STOP, Timing, start_lock_wait
 from tenure.errors import Retiring
 from tenure.holder.governor import Governor
@@ -115,8 +115,14 @@ def make_governor(
     stop: StopSpec | None = None,
     ready_within: float | None = None,
     watch: Sequence[str | os.PathLike[str]] = (),
+    scope: str | os.PathLike[str] | LeaseScope | None = None,
 ) -> Governor:
     check_daemon(family, version, ports)  # before any file is touched
+    scope = scope if scope is not None else config.spawned_scope(family)
+    if scope is not None:
+        from tenure.adapters.scopes import given_scope  # noqa: PLC0415  (scoped only)
+
+        scope = given_scope(scope)  # a bad scope is a ConfigError before the root is made
     watched: tuple[str, ...] = ()
     if watch:
         from tenure.adapters.installs import check_watched  # noqa: PLC0415  (opt-in)
@@ -134,6 +140,7 @@ def make_governor(
         stop=stop,
         ready_within=ready_within,
         watch=watched,
+        scope=scope,
     )
 
 
@@ -242,6 +249,7 @@ def hold(
     stop_grace_s: float | None = None,
     watch: Sequence[str | os.PathLike[str]] = (),
     listen: bool = False,
+    scope: str | os.PathLike[str] | None = None,
 ) -> Iterator[Held]:
     """Hold `family`'s lease for the duration of the block (or raise `LeaseHeld`).
 
@@ -267,6 +275,11 @@ def hold(
 
     `listen=True` gives `held.socket`, listening on `port`: handed over by the older version
     this superseded and on to the newer one (Linux; control.md#socket-handover).
+
+    `scope` (a directory: a project, a worktree) makes the lease that directory's: holders of
+    one family in different scopes coexist, and this one retires (`scope_gone`) when the
+    directory is removed, moved or replaced (default: `TENURE_SCOPE` from `tenure.ensure`,
+    else the user scope; lease.md#scopes).
     """
     spec = stop_spec(stop_signal, stop_grace_s, handle_signals)
     governor = make_governor(
@@ -279,6 +292,7 @@ def hold(
         control=control,
         stop=spec,
         watch=watch,
+        scope=scope,
     )
     listening = None
     if listen:
@@ -331,69 +345,3 @@ def restore_handlers(previous: dict[signal.Signals, Any]) -> None:
     _INSTALLED.pop(id(previous), None)
     for signum, old in previous.items():
         signal.signal(signum, old)
-
-
-@contextlib.asynccontextmanager
-async def hold_async(
-    family: str,
-    *,
-    version: str,
-    root: str | os.PathLike[str] | None = None,
-    port: int | None = None,
-    ports: tuple[int, int] | None = None,
-    timing: Timing | None = None,
-    wait_s: float | None = None,
-    handle_signals: bool = True,
-    stop_signal: str | None = None,
-    stop_grace_s: float | None = None,
-    watch: Sequence[str | os.PathLike[str]] = (),
-) -> AsyncIterator[Held]:
-    """`hold` for asyncio daemons: `async with tenure.hold_async(...) as held`, then
-    `await held.wait_async()`. Signals go through the loop (`add_signal_handler`).
-
-    Cancelled while it waits for the lease (`asyncio.wait_for`, a task group), it gives up at
-    once, and a lease taken meanwhile is released with a tombstone: nothing keeps heartbeating
-    for a caller that left.
-    """
-    import asyncio  # noqa: PLC0415  (see Held.wait_async)
-
-    spec = stop_spec(stop_signal, stop_grace_s, handle_signals)
-    governor = await asyncio.to_thread(
-        make_governor,
-        family,
-        version,
-        root=root,
-        port=port,
-        ports=ports,
-        timing=timing,
-        stop=spec,
-        watch=watch,
-    )
-    try:
-        held = await asyncio.to_thread(take, governor, wait_s)
-    except asyncio.CancelledError:
-        # The acquiring thread runs on: `abandon` stops it and releases what it took. Not a
-        # daemon thread, so the interpreter waits for the release before it exits.
-        threading.Thread(target=governor.abandon, name="tenure-abandon").start()
-        raise
-    loop = asyncio.get_running_loop()
-    installed: list[signal.Signals] = []
-    if handle_signals:
-        for signum in HANDLED_SIGNALS:
-            with contextlib.suppress(NotImplementedError, RuntimeError):
-                loop.add_signal_handler(signum, signalled, held.governor)
-                installed.append(signum)
-    # A forked child gets the default dispositions back instead of the loop's.
-    defaults = {
-        s: signal.default_int_handler if s is signal.SIGINT else signal.SIG_DFL for s in installed
-    }
-    _INSTALLED[id(defaults)] = defaults
-    outcome = _Outcome()
-    try:
-        with _block(outcome):
-            yield held
-    finally:
-        _INSTALLED.pop(id(defaults), None)
-        for signum in installed:
-            loop.remove_signal_handler(signum)
-        await asyncio.to_thread(_leave, held, outcome.failed)

@@ -6,18 +6,21 @@ is refused across an upgrade. spec: docs/protocol/control.md#socket-handover
 from __future__ import annotations
 
 import contextlib
-import socket
 import threading
 
 from tenure.adapters import handover
 from tenure.adapters.procinfo import holder_liveness
 from tenure.core.handover import is_newer
+from tenure.core.hints import TYPE_CHECKING
 from tenure.core.lease import SEEN
 from tenure.core.lifecycle import RetireReason
 from tenure.core.record import LeaseRecord, LeaseState
 from tenure.core.timing import HANDOVER_WAIT_S
 from tenure.errors import ConfigError
 from tenure.holder.governor import Governor
+
+if TYPE_CHECKING:
+    import socket
 
 
 class Listening:
@@ -38,7 +41,7 @@ class Listening:
             and is_newer(governor.version, rec.holder.version)
             and holder_liveness(rec) in SEEN
         ):
-            self.receiver = handover.Receiver(governor.root, governor.family, rec.holder.pid)
+            self.receiver = handover.Receiver(governor.root, governor.store.key, rec.holder.pid)
 
     def open(self) -> socket.socket:
         """The listening socket: the one handed to us on our port, else a new one."""
@@ -75,7 +78,7 @@ class Listening:
                     and rec.superseded_by is not None
                 ):
                     to = rec.superseded_by.pid
-                    handover.offer(gov.root, gov.family, to, keep, HANDOVER_WAIT_S)
+                    handover.offer(gov.root, gov.store.key, to, keep, HANDOVER_WAIT_S)
         finally:
             if keep is not None:
                 keep.close()

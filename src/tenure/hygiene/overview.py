@@ -12,10 +12,17 @@ from pathlib import Path
 from tenure.adapters.store import LeaseStore
 from tenure.core import schemas
 from tenure.core.classify import CleanupClass, SkipReason
+from tenure.core.families import FAMILIES
 from tenure.core.hints import TYPE_CHECKING
 from tenure.core.timing import PRUNE_RELEASED_AFTER_S
 from tenure.core.values import field, frozen
-from tenure.hygiene.survey import family_names, family_of, survey
+from tenure.hygiene.survey import (
+    family_names,
+    family_of,
+    has_user_record,
+    scoped_stores,
+    survey,
+)
 from tenure.protocol.report import LeaseReport, lease_json, lease_report
 
 if TYPE_CHECKING:
@@ -57,25 +64,30 @@ class FamilyLine:
 
 
 def prune_released(root: Path, now: float) -> list[str]:
-    """Remove the records of families released more than 30 days ago (never their lock, start
-    lock or epoch floor); the families pruned. spec: lease.md#pruning"""
+    """Remove the records of leases released more than 30 days ago, in every scope (never
+    their lock, start lock or epoch floor); the leases pruned. spec: lease.md#pruning"""
     pruned = []
-    for name in family_names(root):
-        store = LeaseStore(root, name)
+    stores = [LeaseStore(root, name) for name in family_names(root)]
+    for store in [*stores, *scoped_stores(root)]:
         if store.prune_if_released_before(now - PRUNE_RELEASED_AFTER_S):
-            pruned.append(name)
+            where = "" if store.scope is None else f" ({store.scope.path})"
+            pruned.append(store.family + where)
     return pruned
 
 
 def gather(root: Path, legacy_root: Path) -> list[FamilyLine]:
     """One line per family. Read-only: no spawn, no write, no signal."""
     now = time.time()
-    lines = []
+    lines: list[FamilyLine] = []
     for name in family_names(root):
-        lease = lease_report(root, name, now)
+        # The user scope's line (a built-in family always has one), then one per scope.
+        scoped = [lease_report(root, name, now, s.scope) for s in scoped_stores(root, name)]
+        leases = scoped
+        if name in FAMILIES or has_user_record(root, name) or not scoped:
+            leases = [lease_report(root, name, now), *scoped]
         family = family_of(root, name)
         if family is None:
-            lines.append(FamilyLine(lease))
+            lines.extend(FamilyLine(lease) for lease in leases)
             continue
         others: dict[str, int] = {}
         found = survey(family, root, legacy_root)
@@ -83,5 +95,8 @@ def gather(root: Path, legacy_root: Path) -> list[FamilyLine]:
             if rec.skip_reason is SkipReason.LEASE_HOLDER:
                 continue
             others[rec.cleanup_class.value] = others.get(rec.cleanup_class.value, 0) + 1
-        lines.append(FamilyLine(lease, others, scanned=True, not_scanned=found.not_scanned))
+        lines.extend(
+            FamilyLine(lease, others, scanned=True, not_scanned=found.not_scanned)
+            for lease in leases
+        )
     return lines

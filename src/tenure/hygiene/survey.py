@@ -7,7 +7,6 @@ family's own cleanup. Each works on exactly one family's range.
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -17,17 +16,19 @@ from tenure.adapters.files import read_nofollow
 from tenure.adapters.location import here
 from tenure.adapters.probe import PidLookup, listening_pids, scan
 from tenure.adapters.procinfo import holder_liveness
-from tenure.adapters.root import RootLayout, read_root_id
+from tenure.adapters.root import read_root_id
 from tenure.adapters.store import LeaseStore
 from tenure.core import speckitty
 from tenure.core.classify import DaemonIdentityRecord, LeaseView, Scope, classify
 from tenure.core.families import FAMILIES, Family
-from tenure.core.inputs import is_family_name
 from tenure.core.lease import LeaseStatus, Liveness, lease_status
-from tenure.core.record import LeaseRecord, LeaseState
+from tenure.core.record import LeaseRecord, LeaseScope, LeaseState
 from tenure.core.timing import DRAIN_TIMEOUT_S, Timing
 from tenure.core.values import frozen
 from tenure.errors import ScanIncomplete
+from tenure.protocol.leases import family_names, has_user_record, scoped_stores
+
+__all__ = ["family_names", "has_user_record", "scoped_stores"]
 
 
 def legacy_root(override: Path | None = None) -> Path:
@@ -51,9 +52,12 @@ def retire_grace(timing: Timing) -> float:
     return config.retire_grace(timing.ttl_s + 2 * timing.heartbeat_s + DRAIN_TIMEOUT_S)
 
 
-def lease_view(root: Path, family: str, now: float) -> LeaseView | None:
-    """The family's lease as seen right now (wall clock: a report, never a takeover)."""
-    rec = LeaseStore(root, family).read()
+def lease_view(
+    root: Path, family: str, now: float, scope: LeaseScope | None = None
+) -> LeaseView | None:
+    """The family's lease (in `scope`) as seen right now (wall clock: a report, never a
+    takeover)."""
+    rec = LeaseStore(root, family, scope).read()
     if not isinstance(rec, LeaseRecord):
         return None
     live = holder_liveness(rec)
@@ -95,6 +99,11 @@ def gather_scope(family: Family, root: Path, legacy: Path) -> Scope:
         now_wall=now,
         retire_grace_s=retire_grace(config.timing(family.idle_s)),
         lease=lease_view(root, family.name, now),
+        scoped=tuple(
+            view
+            for store in scoped_stores(root, family.name)
+            if (view := lease_view(root, family.name, now, store.scope)) is not None
+        ),
         legacy_singleton_pid=None if state is None else state.pid,
         legacy_singleton_port=None if state is None else state.port,
         root_id=_root_id(root),
@@ -144,27 +153,14 @@ def _askable(family: Family, lease: LeaseView | None) -> Callable[[int], bool]:
     return lambda port: port != quiet
 
 
-def family_names(root: Path) -> list[str]:
-    """Built-in families first, then every other family with a lease record in the root."""
-    names = list(FAMILIES)
-    try:
-        entries = sorted(os.listdir(RootLayout(root).leases))
-    except OSError:
-        entries = []
-    for entry in entries:
-        name = entry.removesuffix(".json")
-        if entry.endswith(".json") and is_family_name(name) and name not in names:
-            names.append(name)
-    return names
-
-
 def family_of(root: Path, name: str) -> Family | None:
-    """A family with a port range: built in, or as its lease record says (None: no range)."""
+    """A family with a port range: built in, or as its lease records say (None: no range)."""
     if name in FAMILIES:
         return FAMILIES[name]
-    rec = LeaseStore(root, name).read()
-    if isinstance(rec, LeaseRecord) and rec.ports is not None:
-        return Family(name, rec.ports[0], rec.ports[1] + 1)
+    for store in [LeaseStore(root, name), *scoped_stores(root, name)]:
+        rec = store.read()
+        if isinstance(rec, LeaseRecord) and rec.ports is not None:
+            return Family(name, rec.ports[0], rec.ports[1] + 1)
     return None
 
 

@@ -13,7 +13,7 @@ from tenure.adapters.store import LeaseStore
 from tenure.core.health import parse_health
 from tenure.core.hints import TYPE_CHECKING
 from tenure.core.lease import LeaseStatus, Liveness, lease_status
-from tenure.core.record import LeaseState, Unreadable
+from tenure.core.record import LeaseScope, LeaseState, Unreadable
 from tenure.core.values import frozen
 
 if TYPE_CHECKING:
@@ -42,11 +42,16 @@ class LeaseReport:
     lock_holder_pid: int | None = None
     record_path: str = ""
     lives: str | None = None  # where a foreign holder lives (lease.md#foreign)
+    scope: str | None = None  # the directory a scoped lease is for; None: the user scope
 
 
-def lease_report(root: Path, family: str, now: float) -> LeaseReport:
-    """One family's lease as the doctor (and `tenure ls`) sees it. Read-only."""
-    store = LeaseStore(root, family)
+def lease_report(
+    root: Path, family: str, now: float, scope: LeaseScope | None = None
+) -> LeaseReport:
+    """One family's lease (in `scope`; None: the user scope) as the doctor (and `tenure ls`)
+    sees it. Read-only."""
+    store = LeaseStore(root, family, scope)
+    where = None if scope is None else scope.path
     lock_pid = lock_holder_pid(store.lock_path)
     if lock_pid is not None:
         time.sleep(LOCK_STUCK_CONFIRM_S)
@@ -55,7 +60,9 @@ def lease_report(root: Path, family: str, now: float) -> LeaseReport:
     rec = store.read()
     path = str(store.record_path)
     if rec is None:
-        return LeaseReport(family, LeaseStatus.ABSENT, lock_holder_pid=lock_pid, record_path=path)
+        return LeaseReport(
+            family, LeaseStatus.ABSENT, lock_holder_pid=lock_pid, record_path=path, scope=where
+        )
     if isinstance(rec, Unreadable):
         return LeaseReport(
             family,
@@ -63,6 +70,7 @@ def lease_report(root: Path, family: str, now: float) -> LeaseReport:
             unreadable_reason=rec.reason,
             lock_holder_pid=lock_pid,
             record_path=path,
+            scope=where,
         )
     answers = None  # not asked: a holder without a control port is judged by its record
     if rec.state is LeaseState.HELD and rec.holder.control and rec.holder.port is not None:
@@ -94,6 +102,7 @@ def lease_report(root: Path, family: str, now: float) -> LeaseReport:
         lives=rec.holder.where.describe()
         if live is Liveness.FOREIGN and rec.holder.where is not None
         else None,
+        scope=where,
     )
 
 
@@ -114,4 +123,5 @@ def lease_json(lease: LeaseReport) -> dict[str, Any]:
         "unreadable_reason": lease.unreadable_reason,
         "lock_holder_pid": lease.lock_holder_pid,
         "lives": lease.lives,
+        "scope": lease.scope,
     }

@@ -10,7 +10,7 @@ from tenure.adapters.readiness import ReadySpec, ReadyWatch
 from tenure.adapters.tree import Tree
 from tenure.core.hints import TYPE_CHECKING
 from tenure.core.identity import ProcessIdentity
-from tenure.core.record import StopSpec
+from tenure.core.record import LeaseScope, StopSpec
 from tenure.core.values import frozen, mutable
 from tenure.requester.standby import Watch
 
@@ -32,6 +32,7 @@ class Launch:
     subreaper: bool
     watch: tuple[str, ...] = ()  # files whose new install restarts the child in place
     socket: bool = False  # the wrapper binds the port and passes it on (--socket)
+    scope: LeaseScope | None = None  # the directory the lease is for (--scope)
 
 
 @frozen

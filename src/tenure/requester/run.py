@@ -13,6 +13,7 @@ spec: docs/protocol/control.md#run, control.md#readiness
 
 from __future__ import annotations
 
+import os
 import sys
 import threading
 import time
@@ -20,10 +21,11 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from tenure.adapters import config
+from tenure.adapters.files import locked
 from tenure.adapters.installs import check_watched
 from tenure.adapters.ports import open_ports
 from tenure.adapters.readiness import ReadySpec
-from tenure.adapters.root import default_root, ensure_root
+from tenure.adapters.root import RootLayout, default_root, ensure_root
 from tenure.adapters.spawn import check_command
 from tenure.adapters.store import LeaseStore
 from tenure.adapters.tree import become_subreaper
@@ -31,10 +33,11 @@ from tenure.adapters.waiting import wait_until
 from tenure.core.hints import TYPE_CHECKING
 from tenure.core.inputs import check_daemon
 from tenure.core.lifecycle import Event, RetireReason, State
-from tenure.core.record import LeaseRecord, StopSpec
+from tenure.core.record import LeaseRecord, LeaseScope, StopSpec
 from tenure.core.standby import Standby
 from tenure.core.timing import (
     HOLDER_STOP,
+    PORT_CLAIM_WAIT_S,
     PORT_RELEASE_WAIT_S,
     RUN_RELEASE_S,
     SCAN_POLL_S,
@@ -84,6 +87,7 @@ def run(
     ready: ReadySpec | None = None,
     watch: Sequence[str] = (),
     socket: bool = False,
+    scope: str | os.PathLike[str] | None = None,
 ) -> int:
     """Hold `family`'s lease while `command`'s process tree runs; the exit code to leave with.
     `idle_s` > 0 retires it after that long without a connection on its port (0: never).
@@ -94,7 +98,8 @@ def run(
     successor fails first (control.md#readiness). The command's executable and `watch` are
     watched: a new install settled there restarts the child in place (control.md#installs).
     With `socket`, the wrapper binds the port and passes it to the child on fd 3, and hands
-    it to a successor that takes it (control.md#socket-handover)."""
+    it to a successor that takes it (control.md#socket-handover). `scope` (a directory) makes
+    the lease that directory's (lease.md#scopes)."""
     check_daemon(family, version, ports)  # before any file is touched (root.md#family-names)
     config.timing()  # TENURE_LEASE_TTL / TENURE_HEARTBEAT are checked before the root, too
     port, given_ports = config.spawned_as(family)
@@ -106,6 +111,7 @@ def run(
         raise ConfigError("the command uses {port}: give the family's port range (--ports LO-HI)")
     has_port = ports is not None or port is not None
     ready = _readiness(ready or ReadySpec(), has_port, socket)
+    where = _scope(scope if scope is not None else config.spawned_scope(family))
     # A typo fails here, before an older holder is asked to leave.
     watched = (check_command(command), *check_watched(watch))
     the_root = ensure_root(root or default_root())
@@ -119,6 +125,7 @@ def run(
         become_subreaper(),
         watched,
         socket,
+        where,
     )
     current: list[Governor] = []
     # A stop signal is a request to leave from the first moment: while acquiring it abandons
@@ -191,7 +198,7 @@ class Wrapper:
 def _tenure(family: str, version: str, wrapper: Wrapper, back_from: LeaseRecord | None) -> Done:
     """Take the lease (superseding an older holder), serve the command, leave."""
     launch, root = wrapper.launch, wrapper.root
-    store = LeaseStore(root, family)
+    store = LeaseStore(root, family, launch.scope)
     last = store.read()
     keep = last.holder.port if isinstance(last, LeaseRecord) else None
     if back_from is not None and launch.port is None:
@@ -283,7 +290,14 @@ def _make_way(
     if keep is not None and gov.takeover.replaced_a_tree:
         # Its processes are gone; give the kernel a moment to close their listener.
         wait_until(lambda: not open_ports([keep]), PORT_RELEASE_WAIT_S, SCAN_POLL_S)
-    port = free_port(ports, prefer=keep)
+    from tenure.protocol.leases import ports_taken  # noqa: PLC0415  (choosing a port only)
+
+    # Claimed under the family's ports lock until our record names it: another scope's
+    # holder choosing at the same moment takes another (lease.md#scopes).
+    with locked(RootLayout(gov.root).ports_lock(gov.family), timeout_s=PORT_CLAIM_WAIT_S):
+        port = free_port(ports, prefer=keep, avoid=ports_taken(gov.store))
+        if port is not None:
+            gov.record_child(None, port=port)
     if keep is not None and port != keep and ports and ports[0] <= keep <= ports[1]:
         print(f"tenure: port {keep} is still in use; serving on {port}", file=sys.stderr)
     return port
@@ -322,6 +336,7 @@ def _governor(
         timing=timing,
         stop=StopSpec("SIGTERM", max(HOLDER_STOP.grace_s, drain)),
         ready_within=within,
+        scope=launch.scope,
     )
     return gov, within
 
@@ -336,7 +351,7 @@ def _receiver(wrapper: Wrapper, gov: Governor, last: LeaseRecord | None) -> Rece
     if not handover.supported():
         return None
     gov.takeover.defer()
-    return handover.Receiver(wrapper.root, gov.family, last.holder.pid)
+    return handover.Receiver(wrapper.root, gov.store.key, last.holder.pid)
 
 
 def _adoptable(family: str, kept: Running | None) -> Running | None:
@@ -345,6 +360,14 @@ def _adoptable(family: str, kept: Running | None) -> Running | None:
         end_tree(family, kept)  # its child ended meanwhile: what is left of it goes
         return None
     return kept
+
+
+def _scope(scope: str | os.PathLike[str] | None) -> LeaseScope | None:
+    if scope is None:
+        return None
+    from tenure.adapters.scopes import resolve_scope  # noqa: PLC0415  (--scope only)
+
+    return resolve_scope(scope)
 
 
 def _port_of(sock: socket.socket) -> int:

@@ -101,6 +101,9 @@ def _start(
     env[COOKIE_ENV] = inherit_cookie(os.environ.get(COOKIE_ENV), cookie)
     if port is not None:
         env[config.PORT_ENV] = str(port)
+    env.pop("TENURE_SCOPE", None)
+    if gov.scope is not None:
+        env["TENURE_SCOPE"] = gov.scope.path
     keep: tuple[int, ...] = ()
     if sock is not None:
         from tenure.adapters import handover  # noqa: PLC0415  (--socket only)
@@ -132,7 +135,7 @@ def _hand_over(gov: Governor, sock: socket.socket, running: Running) -> bool:
     if not isinstance(rec, LeaseRecord) or rec.epoch != gov.epoch or rec.superseded_by is None:
         return False
     to = rec.superseded_by.pid
-    if not handover.offer(gov.root, gov.family, to, sock, HANDOVER_WAIT_S):
+    if not handover.offer(gov.root, gov.store.key, to, sock, HANDOVER_WAIT_S):
         return False
     try:
         return gov.list_own_tree()

@@ -1,0 +1,311 @@
+"""Scopes: one lease per family *per directory* (a project, a worktree), beside the user scope;
+a scoped holder retires when its directory goes; `tenure stop --all` ends every holder.
+spec: lease.md#scopes
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import tenure
+from tenure.adapters.ports import open_ports
+from tenure.adapters.scopes import resolve_scope, scope_intact
+from tenure.adapters.store import LeaseStore
+from tenure.adapters.tombstones import read_tombstones
+from tenure.core.classify import CleanupClass, LeaseView, ListenerFacts, Scope, SkipReason, classify
+from tenure.core.codec import encode, parse
+from tenure.core.families import FAMILIES
+from tenure.core.inputs import split_key
+from tenure.core.record import LeaseRecord, LeaseState, Unreadable
+from tenure.core.timing import Timing
+from tenure.core.values import replace
+from tenure.errors import ConfigError, LeaseHeld
+from tenure.testing import ProcessRegistry, pid_gone
+from tests.conftest import PY, block, wait_for
+from tests.test_identity import env_for
+
+BLOCK = block(__name__)
+WEB = f"{BLOCK.extra[0]}-{BLOCK.extra[1]}" if BLOCK.extra else ""
+SERVE = "import http.server, sys; http.server.test(port=int(sys.argv[1]), bind='127.0.0.1')"
+FAST = Timing(ttl_s=3.0, heartbeat_s=0.5)
+
+
+def run_in(scope: Path, version: str) -> list[str]:
+    return [
+        *[PY, "-m", "tenure", "run", "--family", "web", "--ports", WEB],
+        *["--scope", str(scope), "--version", version, "--", PY, "-c", SERVE, "{port}"],
+    ]
+
+
+def cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    argv = [PY, "-m", "tenure", *args]
+    return subprocess.run(argv, env=env, capture_output=True, text=True, timeout=120, check=False)
+
+
+def scoped(root: Path, scope: Path, ready: object = None) -> LeaseRecord:
+    store = LeaseStore(root, "web", resolve_scope(scope))
+
+    def check() -> LeaseRecord | None:
+        rec = store.read()
+        if isinstance(rec, LeaseRecord) and rec.state is LeaseState.HELD and rec.child:
+            return rec if ready is None or ready == rec.holder.version else None
+        return None
+
+    found = wait_for(check, what=f"web to hold in {scope.name}")
+    assert isinstance(found, LeaseRecord)
+    return found
+
+
+# --- identity, files, placement (pure and files) ------------------------------------------
+
+
+def test_a_scope_is_its_directory_and_names_files_by_digest_alone(tmp_path: Path) -> None:
+    """The key is `family.<16 hex>`: no path text, never a family name, and a directory
+    replaced at the same path is another scope."""
+    project = tmp_path / "my project; rm -rf ~"
+    project.mkdir()
+    first = resolve_scope(project)
+    store = LeaseStore(tmp_path, "web", first)
+    assert store.record_path.parent == tmp_path / "leases"
+    assert store.record_path.name == f"web.{first.digest}.json"
+    assert split_key(store.key) == ("web", first.digest)
+    assert split_key("web") == ("web", None)
+    assert split_key("web.json") is None  # a family has no dot: never mistaken for a key
+    assert scope_intact(first)
+    project.rename(tmp_path / "moved")
+    assert not scope_intact(first)
+    project.mkdir()
+    second = resolve_scope(project)
+    assert not scope_intact(first)
+    assert second.path == first.path
+    assert second.digest != first.digest
+
+
+def test_a_record_in_the_wrong_file_is_unreadable(tmp_path: Path) -> None:
+    """A scoped record MUST sit in its scope's file and a user-scope record MUST carry no
+    scope: either put elsewhere is someone else's doing, and reads as unreadable."""
+    a, b = tmp_path / "a", tmp_path / "b"
+    a.mkdir()
+    b.mkdir()
+    with tenure.hold("web", version="1.0", root=tmp_path, scope=a, timing=FAST):
+        in_a = LeaseStore(tmp_path, "web", resolve_scope(a))
+        rec = in_a.read()
+        assert isinstance(rec, LeaseRecord)
+        assert rec.scope == resolve_scope(a)
+        assert parse(encode(rec)) == rec  # the field round-trips
+        data = in_a.record_path.read_bytes()
+        in_b = LeaseStore(tmp_path, "web", resolve_scope(b))
+        in_b.record_path.write_bytes(data)
+        assert isinstance(in_b.read(), Unreadable)
+        user = LeaseStore(tmp_path, "web")
+        user.record_path.write_bytes(data)
+        assert isinstance(user.read(), Unreadable)
+        in_b.record_path.unlink()
+        user.record_path.unlink()
+
+
+def test_a_bad_scope_is_refused_before_anything_is_touched(tmp_path: Path) -> None:
+    a_file = tmp_path / "file"
+    a_file.write_text("")
+    for bad, said in [
+        (tmp_path / "missing", "no such directory"),
+        (a_file, "not a directory"),
+        ("", "not a directory path"),
+    ]:
+        with pytest.raises(ConfigError, match=said):
+            resolve_scope(bad)
+    root = tmp_path / "root"
+    with pytest.raises(ConfigError), tenure.hold("web", version="1", root=root, scope=a_file):
+        pass
+    assert not root.exists()
+    done = cli(env_for(root), "run", "--family", "web", "--version", "1", "--scope",
+               str(tmp_path / "missing"), "--", PY, "-c", "pass")  # fmt: skip
+    assert done.returncode == 2, done.stderr
+    assert "no such directory" in done.stderr
+    assert not root.exists()
+
+
+@pytest.mark.skipif(sys.platform == "win32" or os.getuid() != 0, reason="needs chown")
+def test_another_users_directory_is_not_a_scope(tmp_path: Path) -> None:
+    theirs = tmp_path / "theirs"
+    theirs.mkdir()
+    os.chown(theirs, 65534, 65534)
+    with pytest.raises(ConfigError, match="not this user's"):
+        resolve_scope(theirs)
+
+
+def test_holders_of_one_family_coexist_one_per_scope(tmp_path: Path) -> None:
+    """`hold` in two scopes at once holds both (two records, their own epochs); a second
+    holder in the same scope is refused; the user scope is a third."""
+    a, b = tmp_path / "a", tmp_path / "b"
+    a.mkdir()
+    b.mkdir()
+    with (
+        tenure.hold("web", version="1.0", root=tmp_path, scope=a, timing=FAST) as in_a,
+        tenure.hold("web", version="1.0", root=tmp_path, scope=b, timing=FAST) as in_b,
+        tenure.hold("web", version="1.0", root=tmp_path, timing=FAST) as in_user,
+    ):
+        assert in_a.epoch == in_b.epoch == in_user.epoch == 1
+        with (
+            pytest.raises(LeaseHeld),
+            tenure.hold("web", version="1.0", root=tmp_path, scope=a, timing=FAST),
+        ):
+            pass
+        names = sorted(p.name for p in (tmp_path / "leases").glob("*.json"))
+        assert len(names) == 3
+        assert "web.json" in names
+
+
+def test_a_scoped_holder_is_a_holder_to_the_classifier() -> None:
+    """A listener that holds the family's lease in another scope (or is its `tenure run`
+    child) is never a stale copy of the user scope's holder."""
+    family = FAMILIES["sync"]
+    view = LeaseView(
+        holder_pid=4242,
+        holder_create_time=100.0,
+        holder_started_at=100.0,
+        epoch=3,
+        held=True,
+        expired=False,
+        child_pid=4343,
+        child_create_time=101.0,
+    )
+    scope = Scope(family, 1000, "/r", "/l", 10_000.0, 30.0, scoped=(view,))
+    aware = ListenerFacts(
+        port=family.lo,
+        pid=4242,
+        uid=1000,
+        create_time=100.0,
+        cmdline=("python", "--tenure-family=sync", "--tenure-root=/r"),
+    )
+    found = classify(aware, scope)
+    assert (found.cleanup_class, found.skip_reason) == (
+        CleanupClass.NEVER_TOUCH,
+        SkipReason.LEASE_HOLDER,
+    )
+    child = ListenerFacts(port=family.lo, pid=4343, uid=1000, create_time=101.0)
+    assert classify(child, scope).skip_reason is SkipReason.LEASE_HOLDER
+    # Without the scoped lease, the same aware listener is a non-holder past its grace.
+    alone = classify(aware, replace(scope, scoped=()))
+    assert alone.cleanup_class is CleanupClass.SAFE_AUTO
+
+
+# --- real processes -----------------------------------------------------------------------
+
+
+@pytest.mark.process
+def test_tenure_run_serves_per_scope_and_upgrades_within_one(
+    tmp_path: Path, proc_registry: ProcessRegistry
+) -> None:
+    """web in A and in B: two ports, two rows in `ls --json`; an equal version in A is
+    refused while A serves; a newer one in A supersedes A's tree on A's port, and B's child
+    keeps its pid."""
+    root = (tmp_path / "root").resolve()
+    env = env_for(root)
+    a, b = tmp_path / "a", tmp_path / "b"
+    a.mkdir()
+    b.mkdir()
+    proc_registry.spawn(run_in(a, "1.0"), env=env)
+    in_a = scoped(root, a)
+    proc_registry.spawn(run_in(b, "1.0"), env=env)
+    in_b = scoped(root, b)
+    assert in_a.holder.port != in_b.holder.port
+    rows = json.loads(cli(env, "ls", "--json").stdout)["families"]
+    web = sorted((r["scope"], r["state"]) for r in rows if r["family"] == "web")
+    assert web == [(str(a.resolve()), "held"), (str(b.resolve()), "held")]
+    refused = subprocess.run(
+        run_in(a, "1.0"), env=env, capture_output=True, text=True, timeout=120, check=False
+    )
+    assert refused.returncode == 1, refused.stderr
+    proc_registry.spawn(run_in(a, "2.0"), env=env)
+    upgraded = scoped(root, a, ready="2.0")
+    assert upgraded.holder.port == in_a.holder.port
+    now_b = LeaseStore(root, "web", resolve_scope(b)).read()
+    assert isinstance(now_b, LeaseRecord)
+    assert (now_b.epoch, now_b.child) == (in_b.epoch, in_b.child)
+    assert in_b.child is not None
+    assert not pid_gone(in_b.child.pid)
+
+
+@pytest.mark.process
+def test_a_scoped_holder_retires_when_its_directory_is_moved_away(
+    tmp_path: Path, proc_registry: ProcessRegistry
+) -> None:
+    """Moving B away retires B's holder with reason `scope_gone`: its tree ends, its port
+    closes, its wrapper exits 0; A's holder is untouched."""
+    root = (tmp_path / "root").resolve()
+    env = env_for(root)
+    a, b = tmp_path / "a", tmp_path / "b"
+    a.mkdir()
+    b.mkdir()
+    proc_registry.spawn(run_in(a, "1.0"), env=env)
+    wrapper = proc_registry.spawn(run_in(b, "1.0"), env=env)
+    in_a, in_b = scoped(root, a), scoped(root, b)
+    assert in_b.child is not None
+    wait_for(lambda: open_ports([in_b.holder.port or 0]), what="B to serve")
+    b.rename(tmp_path / "b-moved")
+    assert wrapper.wait(timeout=60) == 0
+    assert pid_gone(in_b.child.pid)
+    assert not open_ports([in_b.holder.port or 0])
+    gone = [t for t in read_tombstones(root) if t["reason"] == "scope_gone"]
+    assert [t["pid"] for t in gone] == [in_b.holder.pid]
+    still = LeaseStore(root, "web", resolve_scope(a)).read()
+    assert isinstance(still, LeaseRecord)
+    assert (still.state, still.epoch) == (LeaseState.HELD, in_a.epoch)
+
+
+DAEMON = (
+    "import os, sys, tenure\n"
+    "with tenure.hold(os.environ['TENURE_FAMILY'], version=sys.argv[1]) as held:\n"
+    "    held.wait()\n"
+)
+
+
+@pytest.mark.process
+def test_ensure_reuses_per_scope_and_stop_all_ends_every_holder(
+    tmp_path: Path, proc_registry: ProcessRegistry
+) -> None:
+    """`ensure(scope=A)` twice reuses; `scope=C` starts another (the daemon reads its scope
+    from TENURE_SCOPE); with a scoped `tenure run` too, `tenure stop --all` ends them all and
+    says so, and nothing of theirs runs or listens afterwards."""
+    root = (tmp_path / "root").resolve()
+    env = env_for(root)
+    a, c = tmp_path / "a", tmp_path / "c"
+    a.mkdir()
+    c.mkdir()
+    command = [PY, "-c", DAEMON, "1.0"]
+    saved = dict(os.environ)
+    os.environ.update({k: v for k, v in env.items() if k.startswith("TENURE_")})
+    try:
+        first = tenure.ensure("indexer", command, version="1.0", root=root, scope=a)
+        proc_registry.track(first.pid)
+        again = tenure.ensure("indexer", command, version="1.0", root=root, scope=a)
+        other = tenure.ensure("indexer", command, version="1.0", root=root, scope=c)
+        proc_registry.track(other.pid)
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+    assert (first.action, again.action, other.action) == ("started", "reused", "started")
+    assert again.pid == first.pid != other.pid
+    assert (first.scope, other.scope) == (str(a.resolve()), str(c.resolve()))
+    proc_registry.spawn(run_in(a, "1.0"), env=env)
+    web = scoped(root, a)
+    assert web.child is not None
+    done = cli(env, "stop", "--all", "--json")
+    assert done.returncode == 0, done.stderr
+    stopped = json.loads(done.stdout)["stopped"]
+    assert sorted((s["family"], s["pid"], s["stopped"]) for s in stopped) == sorted(
+        [("indexer", first.pid, True), ("indexer", other.pid, True), ("web", web.holder.pid, True)]
+    )
+    for pid in (first.pid, other.pid, web.holder.pid, web.child.pid):
+        assert wait_for(lambda p=pid: pid_gone(p), what=f"pid {pid} to be gone")
+    assert not open_ports([web.holder.port or 0])
+    assert cli(env, "stop", "--all").stdout.strip() == "no holder running"
+    shutil.rmtree(a)
