@@ -10,6 +10,7 @@ import os
 import shutil
 import subprocess
 import sys
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -309,3 +310,44 @@ def test_ensure_reuses_per_scope_and_stop_all_ends_every_holder(
     assert not open_ports([web.holder.port or 0])
     assert cli(env, "stop", "--all").stdout.strip() == "no holder running"
     shutil.rmtree(a)
+
+
+@pytest.mark.process
+def test_one_dashboard_per_project_whose_health_names_it(
+    tmp_path: Path, proc_registry: ProcessRegistry
+) -> None:
+    """`tenure dashboard start --project DIR` in two projects: two dashboards on two ports,
+    each health answer naming its project; a third start for the first project reuses it;
+    `stop --project` stops that one only. A moved-away project's record is pruned by `ls`."""
+    root = (tmp_path / "root").resolve()
+    env = env_for(root)
+    alpha, beta = tmp_path / "alpha", tmp_path / "beta"
+    alpha.mkdir()
+    beta.mkdir()
+
+    def start(project: Path) -> dict[str, object]:
+        done = cli(env, "dashboard", "start", "--project", str(project), "--json")
+        assert done.returncode == 0, done.stderr
+        doc = json.loads(done.stdout)
+        assert isinstance(doc["pid"], int)
+        proc_registry.track(doc["pid"])
+        return dict(doc)
+
+    a, b, again = start(alpha), start(beta), start(alpha)
+    assert a["port"] != b["port"]
+    assert (again["pid"], again["action"]) == (a["pid"], "reused")
+    for doc, project in ((a, alpha), (b, beta)):
+        with urllib.request.urlopen(f"http://127.0.0.1:{doc['port']}/api/health") as reply:
+            health = json.loads(reply.read())
+        assert (health["pid"], health["scope"]) == (doc["pid"], str(project.resolve()))
+    assert cli(env, "sync", "start", "--project", str(alpha)).returncode == 2
+    stopped = cli(env, "dashboard", "stop", "--project", str(beta), "--json")
+    assert json.loads(stopped.stdout)["stopped"] is True
+    assert wait_for(lambda: pid_gone(int(str(b["pid"]))), what="beta's dashboard to go")
+    assert not pid_gone(int(str(a["pid"])))
+    key = LeaseStore(root, "dashboard", resolve_scope(beta)).record_path
+    shutil.rmtree(beta)
+    listed = cli(env, "ls")
+    assert "pruned the records of dashboard (" in listed.stderr
+    assert not key.exists()
+    assert cli(env, "stop", "--all").returncode == 0

@@ -25,6 +25,14 @@ def text(value: object) -> Text:
     return Text(clean("-" if value is None else value))
 
 
+def home_short(path: str) -> str:
+    """`path` with the home directory shown as `~`."""
+    import os.path  # noqa: PLC0415
+
+    home = os.path.expanduser("~")
+    return "~" + path[len(home) :] if path == home or path.startswith(home + "/") else path
+
+
 def lease_cells(lease: LeaseReport) -> list[str]:
     from tenure.protocol.report import lease_json  # noqa: PLC0415
 
@@ -43,7 +51,7 @@ def lease_cells(lease: LeaseReport) -> list[str]:
     else:
         answers = "yes" if lease.holder_answers else "NO"
     return [
-        lease.family,
+        lease.family if lease.scope is None else f"{lease.family} ({home_short(lease.scope)})",
         state,
         str(lease.holder_pid or "-"),
         str(lease.port or "-"),

@@ -27,7 +27,32 @@ from tenure.cli.out import (
     resolve_root,
 )
 from tenure.core.families import Family
+from tenure.core.hints import TYPE_CHECKING
 from tenure.core.inputs import is_family_name
+
+if TYPE_CHECKING:
+    from tenure.core.record import LeaseScope
+
+
+PROJECT_OPTION = typer.Option(
+    None,
+    "--project",
+    metavar="DIR",
+    help="The project whose dashboard this is (one per project; dashboard only). Without "
+    "it, the user's one dashboard.",
+)
+
+
+def project_scope(family: Family, project: Path | None) -> LeaseScope | None:
+    """The scope of `--project DIR`: dashboards are per project, the sync daemon per user."""
+    if project is None:
+        return None
+    if family.name != "dashboard":
+        error(f"the {family.name} daemon is per user: --project is for the dashboard")
+        raise typer.Exit(EXIT_USAGE)
+    from tenure.cli.verbs import scope_of  # noqa: PLC0415
+
+    return scope_of(project)
 
 
 def family_app(family: Family) -> typer.Typer:
@@ -44,28 +69,32 @@ def family_app(family: Family) -> typer.Typer:
         as_json: bool = JSON_OPTION,
         root: Path | None = ROOT_OPTION,
         legacy_root: Path | None = LEGACY_ROOT_OPTION,
+        project: Path | None = PROJECT_OPTION,
         _quiet: bool = QUIET_OPTION,
     ) -> None:
-        """Ensure exactly one healthy daemon for this root and print it."""
-        start_or_restart("start", family, root, legacy_root, as_json)
+        """Ensure exactly one healthy daemon for this root (and project) and print it."""
+        scope = project_scope(family, project)
+        start_or_restart("start", family, root, legacy_root, as_json, scope)
 
     @sub.command("status", epilog=examples(f"tenure {name} status", f"tenure {name} status --json"))
     def status_cmd(
         as_json: bool = JSON_OPTION,
         root: Path | None = ROOT_OPTION,
+        project: Path | None = PROJECT_OPTION,
         _quiet: bool = QUIET_OPTION,
     ) -> None:
         """Show the daemon's state (read-only). Exit 1 unless it runs and answers."""
-        show_status(family, root, as_json)
+        show_status(family, root, as_json, project_scope(family, project))
 
     @sub.command("stop", epilog=examples(f"tenure {name} stop", f"tenure {name} stop --json"))
     def stop_cmd(
         as_json: bool = JSON_OPTION,
         root: Path | None = ROOT_OPTION,
+        project: Path | None = PROJECT_OPTION,
         _quiet: bool = QUIET_OPTION,
     ) -> None:
         """Stop the daemon (authenticated shutdown; a wedged one by verified SIGTERM/SIGKILL)."""
-        stop_family(family, root, as_json)
+        stop_family(family, root, as_json, project_scope(family, project))
 
     @sub.command(
         "restart", epilog=examples(f"tenure {name} restart", f"tenure {name} restart --json")
@@ -74,10 +103,12 @@ def family_app(family: Family) -> typer.Typer:
         as_json: bool = JSON_OPTION,
         root: Path | None = ROOT_OPTION,
         legacy_root: Path | None = LEGACY_ROOT_OPTION,
+        project: Path | None = PROJECT_OPTION,
         _quiet: bool = QUIET_OPTION,
     ) -> None:
         """Stop the daemon gracefully, then start a fresh one (the epoch goes up)."""
-        start_or_restart("restart", family, root, legacy_root, as_json)
+        scope = project_scope(family, project)
+        start_or_restart("restart", family, root, legacy_root, as_json, scope)
 
     return sub
 

@@ -32,6 +32,7 @@ from tenure.version import checked_version
 if TYPE_CHECKING:
     from typing import NoReturn
 
+    from tenure.core.record import LeaseScope
     from tenure.requester.manage import Status
     from tenure.requester.start import DaemonInfo
 
@@ -137,8 +138,13 @@ def _reaper_lines(info: DaemonInfo, family: str) -> list[str]:
     return lines or ["startup reaper: nothing to clean"]
 
 
-def start_or_restart(
-    what: str, family: Family, root: Path | None, legacy_root: Path | None, as_json: bool
+def start_or_restart(  # noqa: PLR0917  (the typer commands pass their options through)
+    what: str,
+    family: Family,
+    root: Path | None,
+    legacy_root: Path | None,
+    as_json: bool,
+    scope: LeaseScope | None = None,
 ) -> None:
     """`start` or `restart`: run it, then print the daemon, its reaper's work and its log."""
     # Imported here, and only what this command needs: `tenure --help` and `start` stay fast.
@@ -149,23 +155,28 @@ def start_or_restart(
 
     try:
         the_root = resolve_root(root)
-        info = operation(family, the_root, checked_version(), note, legacy_root)
+        info = operation(family, the_root, checked_version(), note, legacy_root, scope)
     except (TenureError, OSError) as exc:
         fail(exc, as_json)
-    _print_started(info, family.name, the_root, as_json)
+    _print_started(info, family.name, the_root, as_json, scope)
 
 
-def _print_started(info: DaemonInfo, family: str, root: Path, as_json: bool) -> None:
+def _print_started(
+    info: DaemonInfo, family: str, root: Path, as_json: bool, scope: LeaseScope | None
+) -> None:
     from tenure.adapters.store import log_path  # noqa: PLC0415
+    from tenure.core.inputs import lease_key  # noqa: PLC0415
 
+    log = log_path(root, lease_key(family, None if scope is None else scope.digest))
     if as_json:
-        emit_json({**info.to_json(), "log": str(log_path(root, family))})
+        emit_json({**info.to_json(), "log": str(log)})
         return
     echo(_human(info, family))
     if info.action != "reused":
         for line in _reaper_lines(info, family):
             note(line)
-    note(f"log: {log_path(root, family)}  (tenure logs {family})")
+    hint = f"tenure logs {family}" + ("" if scope is None else f" --scope {scope.path}")
+    note(f"log: {log}  ({hint})")
 
 
 def _print_status(st: Status, name: str, as_json: bool) -> None:
@@ -190,12 +201,14 @@ def _print_status(st: Status, name: str, as_json: bool) -> None:
         echo(f"no {name} daemon running")
 
 
-def show_status(family: Family, root: Path | None, as_json: bool) -> None:
+def show_status(
+    family: Family, root: Path | None, as_json: bool, scope: LeaseScope | None = None
+) -> None:
     """`tenure <family> status` / `tenure status <family>` for a built-in family."""
     from tenure.requester import manage  # noqa: PLC0415  (keeps --help fast)
 
     try:
-        st = manage.status(family, resolve_root(root))
+        st = manage.status(family, resolve_root(root), scope)
     except (TenureError, OSError) as exc:
         fail(exc, as_json)
     _print_status(st, family.name, as_json)
@@ -203,12 +216,14 @@ def show_status(family: Family, root: Path | None, as_json: bool) -> None:
         raise SystemExit(EXIT_ATTENTION)
 
 
-def stop_family(family: Family, root: Path | None, as_json: bool) -> None:
+def stop_family(
+    family: Family, root: Path | None, as_json: bool, scope: LeaseScope | None = None
+) -> None:
     """`tenure <family> stop` / `tenure stop <family>` for a built-in family."""
     from tenure.requester import manage  # noqa: PLC0415  (keeps --help fast)
 
     try:
-        info = manage.stop(family, resolve_root(root), notify=note)
+        info = manage.stop(family, resolve_root(root), notify=note, scope=scope)
     except (TenureError, OSError) as exc:
         fail(exc, as_json)
     if as_json:

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import typer
 
+from tenure.cli.cells import home_short
 from tenure.cli.common import JSON_OPTION, LEGACY_ROOT_OPTION, QUIET_OPTION, ROOT_OPTION
 from tenure.cli.out import EXIT_OK, clean, fail, lease_timing, note, resolve_root
 from tenure.errors import TenureError
@@ -27,7 +28,7 @@ def _line(doc: dict[str, object]) -> str:
     advice = doc["doctor_says"]
     if advice not in ("ok", "no port range known"):
         elsewhere += f" → {advice}"
-    scope = f"  scope {_home(str(doc['scope']))}" if doc.get("scope") else ""
+    scope = f"  scope {home_short(str(doc['scope']))}" if doc.get("scope") else ""
     if doc["state"] in ("absent", "unreadable"):
         return f"{doc['family']:<10} {doc['state']:<8}{scope} {elsewhere}"
     parts = [
@@ -41,12 +42,6 @@ def _line(doc: dict[str, object]) -> str:
         elsewhere,
     ]
     return "  ".join(p for p in parts if p)
-
-
-def _home(path: str) -> str:
-    """`path` with the home directory shown as `~`."""
-    home = str(Path.home())
-    return "~" + path[len(home) :] if path == home or path.startswith(home + "/") else path
 
 
 def ls_cmd(

@@ -43,6 +43,7 @@ class Health:
     root_id: str | None = None
     last_fault: str | None = None
     protocol: str = PROTOCOL
+    scope: str | None = None  # the project (directory) a scoped daemon serves (lease.md#scopes)
 
     @property
     def is_holder(self) -> bool:
@@ -99,4 +100,5 @@ def parse_health(doc: Mapping[str, Any] | None) -> Health | None:
         startup_reaper_result=result,
         root_id=root_id,
         last_fault=fault if isinstance(fault, str) else None,
+        scope=doc["scope"] if isinstance(doc.get("scope"), str) else None,
     )

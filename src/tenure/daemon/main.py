@@ -35,6 +35,7 @@ from tenure.core.families import (
 )
 from tenure.core.health import ROLE_HOLDER, ROLE_RETIRING, Health
 from tenure.core.hints import TYPE_CHECKING
+from tenure.core.inputs import lease_key
 from tenure.daemon.control import make_route
 from tenure.errors import ConfigError, LeaseHeld, LeaseUnreadable, RootError
 from tenure.holder.governor import RetireReason
@@ -43,6 +44,8 @@ from tenure.version import checked_version
 
 if TYPE_CHECKING:
     from typing import Any
+
+    from tenure.core.record import LeaseScope
 
 StartupHook = Callable[["Daemon"], None]
 
@@ -85,6 +88,7 @@ class Daemon:
             startup_reaper_result=self.reaper_result,
             root_id=gov.root_id,
             last_fault=gov.last_fault,
+            scope=None if gov.scope is None else gov.scope.path,
         ).to_json()
 
     def authorized(self, header: str | None) -> int:
@@ -110,13 +114,15 @@ def run(
         root = ensure_root(root)
         ports = config.ports(family)
         config.timing(family.idle_s)  # refuse bad timing before binding anything
+        scope = _scope(family)
     except RootError as exc:
         _log(str(exc))
         return EXIT_ROOT
     except ConfigError as exc:
         _log(str(exc))
         return EXIT_CONFIG
-    LOG.path = log_path(root, family.name)
+    key = lease_key(family.name, None if scope is None else scope.digest)
+    LOG.path = log_path(root, key)
     daemons: list[Daemon] = []
     server = bind_first_free(ports, make_route(lambda: daemons[0]))
     if server is None:
@@ -136,6 +142,7 @@ def run(
             wait_s=acquire_wait,
             handle_signals=False,
             control=True,
+            scope=scope,
         ) as held:
             daemon = Daemon(family, root, version, server, held)
             daemons.append(daemon)
@@ -150,15 +157,25 @@ def run(
         return EXIT_ROOT
     server.server_close()
     with contextlib.suppress(OSError):
-        token_path(root, family.name, daemon.governor.me.pid).unlink()
+        token_path(root, key, daemon.governor.me.pid).unlink()
     _log(f"exited: {reason.value if reason else 'unknown'}")
     return 0
+
+
+def _scope(family: Family) -> LeaseScope | None:
+    """The project a launcher started this daemon for (`TENURE_SCOPE`), or None."""
+    given = config.spawned_scope(family.name)
+    if given is None:
+        return None
+    from tenure.adapters.scopes import resolve_scope  # noqa: PLC0415  (a project's daemon)
+
+    return resolve_scope(given)
 
 
 def _serve(daemon: Daemon, startup_hook: StartupHook | None) -> RetireReason | None:
     """Serve as holder until retirement finished; the reason."""
     gov, server = daemon.governor, daemon.server
-    write_token(daemon.root, daemon.family.name, gov.me.pid, daemon.token)
+    write_token(daemon.root, gov.store.key, gov.me.pid, daemon.token)
     for signum in platform.STOP_SIGNALS:
         signal.signal(signum, lambda *_: gov.retire(RetireReason.SHUTDOWN, drain=False))
 

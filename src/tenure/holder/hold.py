@@ -249,7 +249,7 @@ def hold(
     stop_grace_s: float | None = None,
     watch: Sequence[str | os.PathLike[str]] = (),
     listen: bool = False,
-    scope: str | os.PathLike[str] | None = None,
+    scope: str | os.PathLike[str] | LeaseScope | None = None,
 ) -> Iterator[Held]:
     """Hold `family`'s lease for the duration of the block (or raise `LeaseHeld`).
 

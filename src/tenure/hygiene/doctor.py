@@ -17,11 +17,19 @@ from tenure.adapters.root import check_root
 from tenure.adapters.tombstones import read_tombstones
 from tenure.core import schemas
 from tenure.core.classify import CleanupClass, DaemonIdentityRecord
+from tenure.core.families import FAMILIES
 from tenure.core.findings import Finding, LeaseFacts, RootProblem, build_findings, remediation_for
 from tenure.core.hints import TYPE_CHECKING
 from tenure.core.values import field, mutable
 from tenure.errors import RootError
-from tenure.hygiene.survey import Survey, family_names, scannable_families, survey
+from tenure.hygiene.survey import (
+    Survey,
+    family_names,
+    has_user_record,
+    scannable_families,
+    scoped_stores,
+    survey,
+)
 from tenure.protocol.report import LeaseReport, lease_json, lease_report
 
 if TYPE_CHECKING:
@@ -66,8 +74,14 @@ def gather(root: Path, legacy_root: Path) -> DoctorReport:
             check_root(root)
     except RootError as exc:
         problem = RootProblem(str(exc.path), exc.kind, str(exc))
-    # Every family of the root: built in, or discovered from its lease record (and its range).
-    leases = [lease_report(root, name, now) for name in family_names(root)]
+    # Every family of the root: built in, or discovered from its lease records (and its range),
+    # the user scope's lease, then every scoped one (lease.md#scopes).
+    leases = [
+        lease_report(root, name, now)
+        for name in family_names(root)
+        if name in FAMILIES or has_user_record(root, name)
+    ]
+    leases += [lease_report(root, s.family, now, s.scope) for s in scoped_stores(root)]
     surveys = [survey(fam, root, legacy_root) for fam in scannable_families(root)]
     report = DoctorReport(
         root=root,

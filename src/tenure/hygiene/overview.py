@@ -64,12 +64,16 @@ class FamilyLine:
 
 
 def prune_released(root: Path, now: float) -> list[str]:
-    """Remove the records of leases released more than 30 days ago, in every scope (never
-    their lock, start lock or epoch floor); the leases pruned. spec: lease.md#pruning"""
+    """Remove the records of leases released more than 30 days ago, in every scope, and of
+    released scoped leases whose directory is gone (nothing comes back to them) — never their
+    lock, start lock or epoch floor; the leases pruned. spec: lease.md#pruning"""
+    from tenure.adapters.scopes import scope_intact  # noqa: PLC0415
+
     pruned = []
     stores = [LeaseStore(root, name) for name in family_names(root)]
     for store in [*stores, *scoped_stores(root)]:
-        if store.prune_if_released_before(now - PRUNE_RELEASED_AFTER_S):
+        gone = store.scope is not None and not scope_intact(store.scope)
+        if store.prune_if_released_before(now if gone else now - PRUNE_RELEASED_AFTER_S):
             where = "" if store.scope is None else f" ({store.scope.path})"
             pruned.append(store.family + where)
     return pruned

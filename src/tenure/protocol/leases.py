@@ -50,7 +50,7 @@ def scoped_stores(root: Path, family: str | None = None) -> list[LeaseStore]:
         scope = rec.scope if isinstance(rec, LeaseRecord) and rec.family == name else None
         if scope is not None and scope.digest == digest:
             found.append(LeaseStore(root, name, scope))
-    return found
+    return sorted(found, key=lambda s: (s.family, "" if s.scope is None else s.scope.path))
 
 
 def every_store(root: Path) -> list[LeaseStore]:

@@ -144,7 +144,7 @@ def supersede(
     from tenure.adapters.http import request  # noqa: PLC0415
     from tenure.adapters.tokens import read_token  # noqa: PLC0415
 
-    token = None if is_foreign_holder(rec) else read_token(store.root, store.family, h.pid)
+    token = None if is_foreign_holder(rec) else read_token(store.root, store.key, h.pid)
     if token is not None and h.port is not None and h.control:
         request(
             h.port,

@@ -19,7 +19,7 @@ from tenure.adapters.waiting import wait_until
 from tenure.core.families import Family
 from tenure.core.hints import TYPE_CHECKING
 from tenure.core.notify import Notify, quiet
-from tenure.core.record import LeaseRecord
+from tenure.core.record import LeaseRecord, LeaseScope
 from tenure.core.timing import POLL_S
 from tenure.core.values import frozen, replace
 from tenure.errors import StopFailed
@@ -70,16 +70,16 @@ class Status:
         }
 
 
-def status(family: Family, root: Path) -> Status:
+def status(family: Family, root: Path, scope: LeaseScope | None = None) -> Status:
     """The family's daemon as seen now. Read-only: no spawn, no write, no signal.
 
     A holder that is alive but does not answer (stopped, wedged) is `not_answering`, with
     the time until its lease expires; it still holds the lease and its port.
     """
     root = check_root(root) if os.path.lexists(root) else root
-    store = LeaseStore(root, family.name)
+    store = LeaseStore(root, family.name, scope)
     rec, doc = healthy_holder(store)
-    log = str(log_path(root, family.name))
+    log = str(log_path(root, store.key))
     if rec is None:
         return Status("absent", log=log)
     if doc is not None:
@@ -96,17 +96,19 @@ def status(family: Family, root: Path) -> Status:
     return Status("not_answering", None, rec.holder.pid, rec.holder.port, rec.epoch, expires, log)
 
 
-def stop(family: Family, root: Path, notify: Notify = quiet) -> DaemonInfo | None:
+def stop(
+    family: Family, root: Path, notify: Notify = quiet, scope: LeaseScope | None = None
+) -> DaemonInfo | None:
     """Stop the holder: authenticated shutdown, or for a holder that does not answer, SIGTERM
     then SIGKILL, each after re-checking its identity (pid, start time, this root's marker).
     """
     root = check_root(root) if os.path.lexists(root) else root
-    store = LeaseStore(root, family.name)
+    store = LeaseStore(root, family.name, scope)
     rec, doc = healthy_holder(store)
     if rec is None:
         return None
     if doc is not None and rec.holder.port is not None:
-        token = read_token(root, family.name, rec.holder.pid)
+        token = read_token(root, store.key, rec.holder.pid)
         if token is None:
             raise StopFailed(f"no token for {family.name} pid {rec.holder.pid}; cannot stop it")
         request(rec.holder.port, "POST", "/api/shutdown", token=token)
@@ -130,18 +132,19 @@ def stop(family: Family, root: Path, notify: Notify = quiet) -> DaemonInfo | Non
     )
 
 
-def restart(
+def restart(  # noqa: PLR0917  (the shape of `start`, which the hot CLI calls alike)
     family: Family,
     root: Path,
     version: str,
     notify: Notify = quiet,
     legacy_root: Path | None = None,
+    scope: LeaseScope | None = None,
 ) -> DaemonInfo:
     """Graceful restart: stop the holder (if any), then start a fresh one (epoch + 1)."""
-    stopped = stop(family, root, notify)
+    stopped = stop(family, root, notify, scope)
     if stopped is not None:
         notify(f"stopped {family.name} pid {stopped.pid} (epoch {stopped.epoch})")
-    info = start(family, root, version, notify, legacy_root)
+    info = start(family, root, version, notify, legacy_root, scope)
     return replace(info, action="restarted") if info.action == "started" else info
 
 

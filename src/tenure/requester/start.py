@@ -25,7 +25,7 @@ from tenure.core.health import AFTER_REAPER_PATH, Health, parse_health
 from tenure.core.hints import TYPE_CHECKING
 from tenure.core.lease import SEEN, Liveness
 from tenure.core.notify import Notify, quiet
-from tenure.core.record import LeaseRecord, LeaseState
+from tenure.core.record import LeaseRecord, LeaseScope, LeaseState
 from tenure.core.timing import (
     POLL_S,
     READY_HEALTH_TIMEOUT_S,
@@ -181,7 +181,11 @@ def _reusable(store: LeaseStore) -> DaemonInfo | None:
 
 
 def spawn(
-    family: Family, root: Path, acquire_wait: float, env: dict[str, str] | None = None
+    family: Family,
+    root: Path,
+    acquire_wait: float,
+    env: dict[str, str] | None = None,
+    key: str | None = None,
 ) -> subprocess.Popen[bytes]:
     """Start a detached reference daemon: markers in argv, output to its log."""
     argv = [
@@ -192,7 +196,7 @@ def spawn(
         f"--tenure-family={family.name}",
         f"--acquire-wait={acquire_wait:.3f}",
     ]
-    return spawn_detached(root, family.name, argv, env)
+    return spawn_detached(root, key or family.name, argv, env)
 
 
 def _wait_ready(
@@ -207,7 +211,7 @@ def _wait_ready(
                 return ("held", None)  # it stood down: someone else holds the lease
             raise DaemonStartError(
                 f"{store.family} daemon exited with code {code} before becoming healthy; "
-                f"its log says:\n{log_tail(store.root, store.family, since=log_from)}"
+                f"its log says:\n{log_tail(store.root, store.key, since=log_from)}"
             )
         rec = store.read()
         if isinstance(rec, LeaseRecord) and rec.holder.pid == proc.pid and rec.holder.port:
@@ -222,19 +226,21 @@ def _wait_ready(
     if found is None:
         raise DaemonStartError(
             f"{store.family} daemon pid {proc.pid} not healthy within {timeout:.1f}s; "
-            f"its log says:\n{log_tail(store.root, store.family, since=log_from)}"
+            f"its log says:\n{log_tail(store.root, store.key, since=log_from)}"
         )
     return found[1]
 
 
-def start(
+def start(  # noqa: PLR0917  (restart and the hot CLI pass these positionally)
     family: Family,
     root: Path,
     version: str,
     notify: Notify = quiet,
     legacy_root: Path | None = None,
+    scope: LeaseScope | None = None,
 ) -> DaemonInfo:
-    """Ensure exactly one healthy daemon of `family` for `root` and return it.
+    """Ensure exactly one healthy daemon of `family` for `root` (and `scope`: a project's
+    dashboard) and return it.
 
     `legacy_root` is the spec-kitty root its startup reaper looks at (default: the daemon's
     `$SPEC_KITTY_HOME` or `~/.spec-kitty`).
@@ -248,12 +254,14 @@ def start(
     timing = config.timing(family.idle_s)
     config.ports(family)
     root = ensure_root(root)
-    store = LeaseStore(root, family.name)
+    store = LeaseStore(root, family.name, scope)
+    # Its `hold` reads the scope as it reads TENURE_PORT; never one from our environment.
+    spawn_env["TENURE_SCOPE"] = "" if scope is None else scope.path
     # Fast path without the lock: reusing a healthy holder changes nothing.
     reused = _reusable(store)
     if reused is not None and not is_newer(version, reused.version):
         return reused
-    start_lock = RootLayout(root).start_lock(family.name)
+    start_lock = RootLayout(root).start_lock(store.key)
     with locked(start_lock, timeout_s=start_lock_wait(timing)):
         answered: list[DaemonInfo] = []
 
@@ -270,12 +278,12 @@ def start(
             plan = prepare_start(store, version, timing, answers, notify)
             if plan.reuse is not None:
                 return replace(answered[-1], action=plan.action)
-            log_from = log_size(root, family.name)
-            proc = spawn(family, root, plan.wait_s, spawn_env)
+            log_from = log_size(root, store.key)
+            proc = spawn(family, root, plan.wait_s, spawn_env, store.key)
             ready = _wait_ready(proc, store, SPAWN_TIMEOUT_S + plan.wait_s, log_from)
             if ready is not None:
                 return _after_reaper(ready, plan.action)
         raise DaemonStartError(
             f"{family.name}: could not start or reuse a daemon after {START_ATTEMPTS} attempts; "
-            f"see tenure auth doctor and {log_path(root, family.name)}"
+            f"see tenure auth doctor and {log_path(root, store.key)}"
         )
