@@ -33,9 +33,10 @@ from tenure.adapters.http import health
 from tenure.adapters.ports import open_ports
 from tenure.adapters.registry import ProcessRegistry
 from tenure.adapters.root import ensure_root
+from tenure.adapters.scopes import resolve_scope
 from tenure.adapters.store import LeaseStore
 from tenure.core.families import SYNC
-from tenure.core.record import LeaseRecord, LeaseState
+from tenure.core.record import Holder, LeaseRecord, LeaseState
 from tenure.holder.governor import Governor, RetireReason
 from tenure.hygiene.survey import legacy_root, survey
 from tenure.legacy.simulated import spawn_legacy, spawn_other
@@ -61,6 +62,8 @@ TARGETS = {
     "upgrade_run_serving_s": 0.5,
     "upgrade_ensure_serving_s": 0.5,
     "upgrade_socket_serving_s": 0.5,
+    "scopes_500_ls_s": 1.0,
+    "scopes_500_doctor_s": 1.0,
 }
 # Counts that must stay at zero: what a client saw during a `--socket` upgrade (issue 34).
 NONE_OF = ("upgrade_socket_refused", "upgrade_socket_failed")
@@ -629,6 +632,64 @@ def bench_doctor(reg: ProcessRegistry, work: Path, runs: int, peers: Path) -> di
 
 WORSE = 1.2  # --compare flags a measure that grew by more than this factor
 
+
+def bench_scopes(work: Path, runs: int) -> dict[str, float]:
+    """100 projects, 5 families each: 500 scoped records, 495 released and 5 held by live
+    governors of this process; `tenure ls --json` and the read-only `tenure auth doctor
+    --json` over that root (each family's 5-port range scanned)."""
+    root = ensure_root(work / "scopes-root")
+    families = [f"tool{i}" for i in range(5)]
+    held: list[Governor] = []
+    for p in range(100):
+        project = work / "projects" / f"p{p:03d}"
+        project.mkdir(parents=True)
+        scope = resolve_scope(project)
+        for i, family in enumerate(families):
+            ports = (9460 + i * 5, 9464 + i * 5)
+            if p == 0:
+                gov = Governor(root, family, "1.0", ports=ports, scope=scope)
+                gov.acquire()
+                gov.start()
+                held.append(gov)
+                continue
+            store = LeaseStore(root, family, scope)
+            rec = LeaseRecord(
+                family=family,
+                epoch=1,
+                holder=Holder(
+                    pid=1,
+                    create_time=0.0,
+                    nonce="0" * 16,
+                    version="1.0",
+                    port=None,
+                    started_at=time.time(),
+                ),
+                ttl_s=15.0,
+                renewed_at=time.time(),
+                seq=1,
+                state=LeaseState.RELEASED,
+                ports=ports,
+                scope=scope,
+            )
+            store.transact(lambda _cur, r=rec: (None, r))
+    env = tenure_env(root)
+    try:
+        ls_s = median_of(runs, lambda: timed(lambda: cli(env, "ls")))
+        doctor_s = median_of(runs, lambda: timed(lambda: cli(env, "auth", "doctor")))
+        rows = len(cli(env, "ls")["families"])
+    finally:
+        for gov in held:
+            gov.retire(RetireReason.SHUTDOWN, drain=False)
+            gov.wait_retired(5)
+    return {"scopes_500_ls_s": ls_s, "scopes_500_doctor_s": doctor_s, "scopes_500_rows": rows}
+
+
+def timed(fn: Callable[[], object]) -> float:
+    t0 = time.perf_counter()
+    fn()
+    return time.perf_counter() - t0
+
+
 GROUPS: dict[str, Callable[[ProcessRegistry, Path, argparse.Namespace], dict[str, float]]] = {
     "scans": lambda reg, work, a: bench_scans(reg, work, a.runs),
     "daemons": lambda reg, work, a: bench_daemons(reg, work, a.runs),
@@ -638,6 +699,7 @@ GROUPS: dict[str, Callable[[ProcessRegistry, Path, argparse.Namespace], dict[str
     "adoption": lambda reg, work, a: bench_adoption(reg, work, a.runs),
     "upgrades": lambda reg, work, a: bench_upgrades(reg, work, a.runs),
     "doctor": lambda reg, work, a: bench_doctor(reg, work, a.runs, a.peers),
+    "scopes": lambda _reg, work, a: bench_scopes(work, a.runs),
 }
 
 
