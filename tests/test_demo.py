@@ -45,20 +45,30 @@ def test_demo_tells_the_story_and_cleans_up(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     doc = json.loads(proc.stdout)
     steps = {s["step"]: s for s in doc["steps"]}
-    assert list(steps) == ["start_1_0", "legacy_started", "supersede", "sigkill_takeover", "reset"]
+    assert list(steps) == [
+        "start_1_0",
+        "legacy_started",
+        "supersede",
+        "sigkill_takeover",
+        "reset",
+        "projects",
+    ]
     assert steps["supersede"]["action"] == "superseded"
     assert [t["reason"] for t in steps["supersede"]["tombstones"]] == ["superseded"]
     assert len(steps["supersede"]["startup_swept"]) == 2
     assert steps["sigkill_takeover"]["epoch"] == steps["supersede"]["epoch"] + 1
     assert [s["pid"] for s in steps["reset"]["swept"]] == [steps["reset"]["late_pid"]]
     assert [s["skip_reason"] for s in steps["reset"]["skipped"]] == ["pre_marker"]
+    # One dashboard per project; the removed project's dashboard left by itself.
+    assert len(set(steps["projects"]["ports"])) == 2
+    assert [t["reason"] for t in steps["projects"]["tombstones"]] == ["scope_gone"]
     assert open_ports(SYNC_PORTS) == []
     assert not Path(doc["root"]).exists()
     # Nothing outside the demo's temporary directory: HOME (tmp_path here) stays empty.
     assert sorted(p.name for p in tmp_path.iterdir()) == []
 
 
-def test_human_demo_output_has_the_five_acts(tmp_path: Path) -> None:
+def test_human_demo_output_has_the_six_acts(tmp_path: Path) -> None:
     """The human rendering shows each act's heading and no colour codes when not a terminal."""
     proc = run_demo(tmp_path)
     assert proc.returncode == 0, proc.stderr
@@ -68,6 +78,7 @@ def test_human_demo_output_has_the_five_acts(tmp_path: Path) -> None:
         "3. Version 1.1",
         "4. The holder is killed",
         "5. Another stale",
+        "6. One dashboard per project",
     ):
         assert heading in proc.stdout
     assert "\x1b[" not in proc.stdout

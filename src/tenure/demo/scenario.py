@@ -24,7 +24,7 @@ from tenure.adapters.procinfo import read_process, signal_verified
 from tenure.adapters.registry import ProcessRegistry
 from tenure.adapters.tombstones import read_tombstones
 from tenure.adapters.waiting import wait_until
-from tenure.core.families import SYNC
+from tenure.core.families import DASHBOARD, SYNC
 from tenure.core.health import parse_health
 from tenure.core.hints import TYPE_CHECKING
 from tenure.core.values import field, mutable
@@ -124,7 +124,8 @@ def _story(ctx: _Ctx, pace: float) -> None:
     ctx.ports = free_ports(ports[len(ports) // 2 :], 5)
     if len(ctx.ports) < 5:
         raise RuntimeError(f"need 5 free ports in the upper half of {ports}, found {ctx.ports}")
-    for act in (_act_start, _act_legacy, _act_supersede, _act_sigkill, _act_reset):
+    acts = (_act_start, _act_legacy, _act_supersede, _act_sigkill, _act_reset, _act_projects)
+    for act in acts:
         act(ctx)
         time.sleep(pace)
 
@@ -222,3 +223,31 @@ def _act_reset(ctx: _Ctx) -> None:
         "tenure auth doctor --reset --force",
     )
     ctx.step("reset", late_pid=late.pid, **result.to_json())
+
+
+def _act_projects(ctx: _Ctx) -> None:
+    ctx.show("rule", "6. One dashboard per project; a deleted project's dashboard leaves", None)
+    from tenure.adapters.scopes import resolve_scope  # noqa: PLC0415
+
+    projects = ctx.root.parent / "projects"
+    started = {}
+    for name in ("alpha", "beta"):
+        (projects / name).mkdir(parents=True)
+        with _env(TENURE_VERSION="1.1"):
+            info = client.start(DASHBOARD, ctx.root, "1.1", scope=resolve_scope(projects / name))
+        ctx.reg.track(info.pid)
+        started[name] = info
+        ctx.show("daemon", f"dashboard for project {name}", info.to_json())
+    beta = started["beta"].pid
+    t0 = time.monotonic()
+    shutil.rmtree(projects / "beta")
+    _wait(lambda: _gone(beta), 30.0)
+    took = time.monotonic() - t0
+    stones = [s for s in read_tombstones(ctx.root) if s.get("pid") == beta]
+    ctx.show("tombstones", f"project beta removed; its dashboard left in {took:.2f}s", stones)
+    ctx.step(
+        "projects",
+        ports=[started["alpha"].port, started["beta"].port],
+        beta_gone_s=round(took, 3),
+        tombstones=stones,
+    )

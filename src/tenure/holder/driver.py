@@ -14,6 +14,7 @@ import sys
 import threading
 from collections.abc import Callable, Iterator
 
+from tenure.core.lease import RenewVerdict
 from tenure.core.lifecycle import (
     LEAVING,
     Action,
@@ -26,6 +27,17 @@ from tenure.core.lifecycle import (
 )
 from tenure.core.timing import Timing
 from tenure.errors import LeaseLost, Retiring
+
+# What a renewal's verdict is to the lifecycle.
+RENEW_TO_EVENT = {
+    RenewVerdict.RENEWED: Event.RENEWED,
+    RenewVerdict.LOST: Event.LEASE_LOST,
+    RenewVerdict.SELF_EXPIRED: Event.LEASE_EXPIRED,
+    RenewVerdict.SUPERSEDED: Event.SUPERSEDED,
+    RenewVerdict.STOP_REQUESTED: Event.RETIRE_REQUESTED,
+    RenewVerdict.GONE: Event.RECORD_GONE,
+    RenewVerdict.UNREADABLE: Event.RECORD_UNREADABLE,
+}
 
 
 class Driver:

@@ -27,7 +27,7 @@ from tenure.core.record import Child, Holder, LeaseRecord, LeaseState, StopSpec,
 from tenure.core.timing import Timing
 from tenure.core.values import replace
 from tenure.errors import LeaseHeld, LeaseUnreadable, LockTimeout, Retiring, RootError
-from tenure.holder.driver import Driver
+from tenure.holder.driver import RENEW_TO_EVENT, Driver
 from tenure.holder.takeover import Takeover
 from tenure.protocol.observer import Watcher, observe, release_and_record
 from tenure.protocol.supersede import lease_held
@@ -40,17 +40,6 @@ if TYPE_CHECKING:
 __all__ = ["ACQUIRE_POLL_S", "Governor", "RetireReason"]
 
 ACQUIRE_POLL_S = 0.05
-
-
-_RENEW_TO_EVENT = {
-    RenewVerdict.RENEWED: Event.RENEWED,
-    RenewVerdict.LOST: Event.LEASE_LOST,
-    RenewVerdict.SELF_EXPIRED: Event.LEASE_EXPIRED,
-    RenewVerdict.SUPERSEDED: Event.SUPERSEDED,
-    RenewVerdict.STOP_REQUESTED: Event.RETIRE_REQUESTED,
-    RenewVerdict.GONE: Event.RECORD_GONE,
-    RenewVerdict.UNREADABLE: Event.RECORD_UNREADABLE,
-}
 
 
 class Governor(Driver):
@@ -230,11 +219,8 @@ class Governor(Driver):
                 return Event.IDLE
         if self._installs is not None and self._installs.upgraded():
             return Event.UPGRADED  # old code never keeps running (control.md#installs)
-        if self.scope is not None:
-            from tenure.adapters.scopes import scope_intact  # noqa: PLC0415  (scoped only)
-
-            if not scope_intact(self.scope):
-                return Event.SCOPE_GONE  # removed, moved away or replaced (lease.md#scopes)
+        if self._scope_gone():
+            return Event.SCOPE_GONE  # removed, moved away or replaced (lease.md#scopes)
         since = self._mono() - self._last_renew
 
         def decide(
@@ -256,7 +242,7 @@ class Governor(Driver):
         self.last_fault = None
         if decision.verdict is RenewVerdict.RENEWED:
             self._last_renew = self._mono()
-        return _RENEW_TO_EVENT[decision.verdict]
+        return RENEW_TO_EVENT[decision.verdict]
 
     def _await_news(self, timeout: float) -> bool:
         # The watch is made here, in the heartbeat thread: its cost (on Linux, ctypes for
@@ -266,7 +252,16 @@ class Governor(Driver):
 
             self._watch = RecordWatch(self.store.record_path.parent)
         self._watch.wait(timeout, self._stop_beat)
-        return self._news()
+        return self._news() or self._scope_gone()
+
+    def _scope_gone(self) -> bool:
+        """Whether a scoped holder's directory is gone, by a stat at every look: within a
+        second of it, the heartbeat that follows retires it (lease.md#scopes)."""
+        if self.scope is None:
+            return False
+        from tenure.adapters.scopes import scope_intact  # noqa: PLC0415  (scoped holders)
+
+        return not scope_intact(self.scope)
 
     def _stop_watching(self) -> None:
         if self._watch is not None:
