@@ -351,3 +351,38 @@ def test_one_dashboard_per_project_whose_health_names_it(
     assert "pruned the records of dashboard (" in listed.stderr
     assert not key.exists()
     assert cli(env, "stop", "--all").returncode == 0
+
+
+def test_a_user_scope_record_is_what_the_previous_release_wrote(tmp_path: Path) -> None:
+    """No `scope` key, the same file name: a root written by the previous release is read and
+    governed unchanged, and an older reader sees this release's user-scope records as its own."""
+    with tenure.hold("web", version="1.0", root=tmp_path, timing=FAST):
+        path = tmp_path / "leases" / "web.json"
+        doc = json.loads(path.read_bytes())
+        assert "scope" not in doc
+        assert sorted(p.name for p in (tmp_path / "leases").glob("*.json")) == ["web.json"]
+    rec = LeaseStore(tmp_path, "web").read()
+    assert isinstance(rec, LeaseRecord)
+    assert rec.scope is None
+    assert rec.state is LeaseState.RELEASED
+
+
+def test_a_garbage_scoped_record_is_listed_unreadable_and_governs_nothing(tmp_path: Path) -> None:
+    """A file that looks like a scoped record but is garbage, or a record copied from another
+    scope's file, is shown by the doctor as unreadable; `ls` and `stop --all` go on."""
+    root = (tmp_path / "root").resolve()
+    env = env_for(root)
+    a = tmp_path / "a"
+    a.mkdir()
+    with tenure.hold("web", version="1.0", root=root, scope=a, timing=FAST):
+        real = LeaseStore(root, "web", resolve_scope(a)).record_path
+        (root / "leases" / "web.0123456789abcdef.json").write_bytes(real.read_bytes())
+        (root / "leases" / "web.fedcba9876543210.json").write_bytes(b"\x00garbage")
+        doctor = cli(env, "auth", "doctor", "--json")
+        leases = json.loads(doctor.stdout)["leases"]
+        web = sorted((x["state"], x["scope"]) for x in leases if x["family"] == "web")
+        assert web == [("held", str(a.resolve())), ("unreadable", None), ("unreadable", None)]
+        listed = cli(env, "ls", "--json")
+        assert listed.returncode == 0, listed.stderr
+        stopped = cli(env, "stop", "--all", "--family", "nosuch", "--json")
+        assert json.loads(stopped.stdout)["stopped"] == []

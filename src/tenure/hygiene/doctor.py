@@ -20,6 +20,7 @@ from tenure.core.classify import CleanupClass, DaemonIdentityRecord
 from tenure.core.families import FAMILIES
 from tenure.core.findings import Finding, LeaseFacts, RootProblem, build_findings, remediation_for
 from tenure.core.hints import TYPE_CHECKING
+from tenure.core.lease import LeaseStatus
 from tenure.core.values import field, mutable
 from tenure.errors import RootError
 from tenure.hygiene.survey import (
@@ -30,6 +31,7 @@ from tenure.hygiene.survey import (
     scoped_stores,
     survey,
 )
+from tenure.protocol.leases import unplaced
 from tenure.protocol.report import LeaseReport, lease_json, lease_report
 
 if TYPE_CHECKING:
@@ -82,6 +84,10 @@ def gather(root: Path, legacy_root: Path) -> DoctorReport:
         if name in FAMILIES or has_user_record(root, name)
     ]
     leases += [lease_report(root, s.family, now, s.scope) for s in scoped_stores(root)]
+    leases += [
+        LeaseReport(name, LeaseStatus.UNREADABLE, unreadable_reason=why, record_path=str(path))
+        for name, path, why in unplaced(root)
+    ]
     surveys = [survey(fam, root, legacy_root) for fam in scannable_families(root)]
     report = DoctorReport(
         root=root,

@@ -53,6 +53,25 @@ def scoped_stores(root: Path, family: str | None = None) -> list[LeaseStore]:
     return sorted(found, key=lambda s: (s.family, "" if s.scope is None else s.scope.path))
 
 
+def unplaced(root: Path) -> list[tuple[str, Path, str]]:
+    """(family, path, why) of every scoped record file that names no scope of its own —
+    garbage, not a regular file, or written for another scope or family: the doctor lists it
+    as unreadable, nothing governs by it."""
+    found = []
+    for name, digest in _lease_keys(root):
+        if digest is None:
+            continue
+        path = RootLayout(root).record(f"{name}.{digest}")
+        rec = read_record_at(path)
+        if rec is None:
+            continue  # gone since the listing
+        if not isinstance(rec, LeaseRecord):
+            found.append((name, path, rec.reason))
+        elif rec.family != name or rec.scope is None or rec.scope.digest != digest:
+            found.append((name, path, "names another family or scope than its file's"))
+    return found
+
+
 def every_store(root: Path) -> list[LeaseStore]:
     """The store of every lease of the root: each family's user scope, then every scope."""
     users = [LeaseStore(root, n) for n in family_names(root) if has_user_record(root, n)]
