@@ -365,3 +365,36 @@ def test_a_new_install_restarts_the_child_on_the_kept_socket_refusing_nothing(
     assert (client.refused, client.errors) == (0, [])
     now = held_when(root, "web", lambda r: r.child is not None and r.child != rec.child)
     assert (now.epoch, now.holder.port) == (rec.epoch, port)
+
+
+def test_hold_async_listen_gives_a_listening_socket_on_its_port(tmp_path: Path) -> None:
+    """`hold_async(listen=True)`: `held.socket` listens on the holder's port (bound here, no
+    older version to hand it over), and a connection to the port reaches it."""
+    import asyncio
+
+    import tenure
+    from tenure.core.timing import Timing
+
+    port = BLOCK.extra[1] if BLOCK.extra else 0
+
+    async def main() -> int:
+        async with tenure.hold_async(
+            "api", version="1.0", root=tmp_path, port=port, listen=True,
+            timing=Timing(ttl_s=3.0, heartbeat_s=0.5), handle_signals=False,
+        ) as held:  # fmt: skip
+            assert held.socket is not None
+            with socket.create_connection(("127.0.0.1", port), timeout=5):
+                conn, _ = held.socket.accept()
+                conn.close()
+            return handover.port_of(held.socket)
+
+    assert asyncio.run(main()) == port
+    with pytest.raises(tenure.ConfigError, match="listen=True needs a port"):
+        asyncio.run(_no_port(tmp_path))
+
+
+async def _no_port(root: Path) -> None:
+    import tenure
+
+    async with tenure.hold_async("api", version="1.0", root=root, listen=True):
+        pass

@@ -38,13 +38,15 @@ async def hold_async(
     stop_grace_s: float | None = None,
     watch: Sequence[str | os.PathLike[str]] = (),
     scope: str | os.PathLike[str] | None = None,
+    listen: bool = False,
 ) -> AsyncIterator[Held]:
     """`hold` for asyncio daemons: `async with tenure.hold_async(...) as held`, then
     `await held.wait_async()`. Signals go through the loop (`add_signal_handler`).
 
     Cancelled while it waits for the lease (`asyncio.wait_for`, a task group), it gives up at
     once, and a lease taken meanwhile is released with a tombstone: nothing keeps heartbeating
-    for a caller that left.
+    for a caller that left. `listen=True` gives `held.socket` as `hold` does (handed over
+    between versions: control.md#socket-handover).
     """
     import asyncio  # noqa: PLC0415  (see Held.wait_async)
 
@@ -61,13 +63,22 @@ async def hold_async(
         watch=watch,
         scope=scope,
     )
+    listening = None
+    if listen:
+        from tenure.holder.listening import Listening  # noqa: PLC0415  (opt-in)
+
+        listening = Listening(governor)  # listens for the socket before the holder is asked
     try:
         held = await asyncio.to_thread(take, governor, wait_s)
-    except asyncio.CancelledError:
-        # The acquiring thread runs on: `abandon` stops it and releases what it took. Not a
-        # daemon thread, so the interpreter waits for the release before it exits.
-        threading.Thread(target=governor.abandon, name="tenure-abandon").start()
+    except BaseException as exc:
+        if listening is not None:
+            listening.close()
+        if isinstance(exc, asyncio.CancelledError):
+            # The acquiring thread runs on: `abandon` stops it and releases what it took. Not
+            # a daemon thread, so the interpreter waits for the release before it exits.
+            threading.Thread(target=governor.abandon, name="tenure-abandon").start()
         raise
+    held.socket = None if listening is None else listening.open()
     loop = asyncio.get_running_loop()
     installed: list[signal.Signals] = []
     if handle_signals:
