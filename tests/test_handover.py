@@ -369,7 +369,8 @@ def test_a_new_install_restarts_the_child_on_the_kept_socket_refusing_nothing(
 
 def test_hold_async_listen_gives_a_listening_socket_on_its_port(tmp_path: Path) -> None:
     """`hold_async(listen=True)`: `held.socket` listens on the holder's port (bound here, no
-    older version to hand it over), and a connection to the port reaches it."""
+    older version to hand it over), a connection to the port reaches it, and it is closed
+    when the hold ends."""
     import asyncio
 
     import tenure
@@ -389,6 +390,9 @@ def test_hold_async_listen_gives_a_listening_socket_on_its_port(tmp_path: Path) 
             return handover.port_of(held.socket)
 
     assert asyncio.run(main()) == port
+    from tenure.adapters.ports import open_ports
+
+    assert open_ports([port]) == []  # the hold closed the socket it gave when it ended
     with pytest.raises(tenure.ConfigError, match="listen=True needs a port"):
         asyncio.run(_no_port(tmp_path))
 

@@ -231,6 +231,8 @@ def _leave(held: Held, failed: bool) -> None:
     if governor.state is State.HOLDING:
         governor.retire(RetireReason.FAULT if failed else RetireReason.SHUTDOWN, drain=not failed)
     governor.wait_retired(governor.timing.drain_s + 5)
+    if held.socket is not None:
+        held.socket.close()  # ours to close (listen=True): handed on already, if superseded
 
 
 @contextlib.contextmanager
