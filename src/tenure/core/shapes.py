@@ -71,7 +71,9 @@ def port_range(value: Any) -> tuple[int, int] | None:
 def tree_cookie(value: Any) -> str | None:
     if value is None:
         return None
-    if not (isinstance(value, str) and 0 < len(value) <= 64 and value.isalnum()):
+    if not (
+        isinstance(value, str) and 0 < len(value) <= 64 and value.isascii() and value.isalnum()
+    ):
         raise Bad("child.tree: expected a short alphanumeric cookie")
     return value
 
