@@ -212,3 +212,71 @@ def test_a_daemon_that_writes_without_the_lock_fails_takes_the_lock() -> None:
     assert not checks["takes_the_lock"]["passed"]
     assert "writes without the lock" in checks["takes_the_lock"]["detail"]
     assert [n for n, c in checks.items() if not c["passed"]] == ["takes_the_lock"]
+
+
+HANDWRITTEN = """
+import json, os, sys, time
+from tenure.adapters.procinfo import own_identity
+
+me = own_identity()
+where = {"boot_id": me.where.boot_id, "pid_ns": me.where.pid_ns,
+         "time_ns": me.where.time_ns, "host": "h"}
+WRONG
+holder = {"pid": os.getpid(), "create_time": me.create_time, "start_ticks": me.start_ticks,
+          "nonce": "0" * 16, "version": "1.0", "port": None, "started_at": time.time(),
+          "where": where}
+family, root = os.environ["TENURE_FAMILY"], os.environ["TENURE_ROOT"]
+doc = {"protocol": "tenure/1", "family": family, "epoch": 1, "holder": holder, "ttl_s": 2.0,
+       "renewed_at": time.time(), "seq": 0, "state": "held", "superseded_by": None}
+path = os.path.join(root, "leases", family + ".json")
+with open(path + ".tmp", "w") as f:
+    f.write(json.dumps(doc))
+os.replace(path + ".tmp", path)
+time.sleep(120)
+"""
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="holder.where is written on Linux")
+@pytest.mark.parametrize(
+    ("wrong", "said"),
+    [
+        pytest.param(
+            'where["pid_ns"] = str(where["pid_ns"])',
+            "its record is unreadable: wrong shape: pid_ns",
+            id="pid_ns-as-a-string",
+        ),
+        pytest.param(
+            'where["boot_id"] += "\\\\n"',
+            "holder judged foreign (lease.md#foreign): where.boot_id",
+            id="boot_id-with-its-newline",
+        ),
+    ],
+)
+def test_a_wrong_record_encoding_is_named_at_once_and_the_rest_not_run(
+    wrong: str, said: str
+) -> None:
+    """A record the kit cannot read, or reads as a holder that lives elsewhere, fails
+    `takes_lease` naming the field — not after a timeout, and not as a false cause in a later
+    check: the remaining sessions are not run."""
+    script = HANDWRITTEN.replace("WRONG", wrong)
+    done = tenure("conformance", "--json", "--", sys.executable, "-c", script)
+    assert done.returncode == 1, done.stderr
+    checks = json.loads(done.stdout)["checks"]
+    assert checks[0]["name"] == "takes_lease"
+    assert said in checks[0]["detail"]
+    later = [c["detail"] for c in checks[1:-1]]
+    assert later
+    assert all(d.startswith("not run:") for d in later)
+
+
+def test_a_daemon_that_never_takes_the_lease_is_waited_for_once(tmp_path: Path) -> None:
+    """It runs and never writes a record: the first session's start timeout says so, and the
+    other sessions are not run (they would wait the same timeout again)."""
+    from tenure.conformance import Options, run_conformance
+
+    opts = Options(start_timeout_s=3.0, workdir=tmp_path)
+    report = run_conformance([sys.executable, "-c", "import time; time.sleep(120)"], opts)
+    assert not report.passed
+    first, *rest = report.checks
+    assert "never held the lease within 3s" in first.detail
+    assert all("it never took the lease" in c.detail for c in rest[5:-1])

@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from tenure.adapters import config, guard
+from tenure.adapters.location import here
 from tenure.adapters.procinfo import descends_from, read_process
 from tenure.adapters.root import ensure_root
 from tenure.adapters.spawn import spawn_with_output
@@ -18,7 +19,8 @@ from tenure.adapters.store import LeaseStore, read_record_strict
 from tenure.adapters.tree import COOKIE_ENV, Tree, inherit_cookie, stop_tree
 from tenure.adapters.waiting import wait_until
 from tenure.core.hints import TYPE_CHECKING
-from tenure.core.record import Holder, LeaseRecord, LeaseState
+from tenure.core.identity import Location
+from tenure.core.record import Holder, LeaseRecord, LeaseState, Unreadable
 from tenure.core.timing import POLL_S, SCAN_POLL_S, TREE_STOP
 from tenure.core.values import field, frozen, mutable, replace
 from tenure.errors import ConfigError, TenureError
@@ -136,8 +138,15 @@ class Session:
         first: list[LeaseRecord] = []
 
         def holds() -> LeaseRecord | None:
-            rec = self.record()
+            found = read_record_strict(self.store.record_path)
+            if isinstance(found, Unreadable):
+                # Writes are atomic renames: what is there is what the daemon wrote.
+                raise Failed(f"its record is unreadable: {found.reason}; its output: {self.tail()}")
+            rec = found
             if rec is not None and rec.state is LeaseState.HELD and self._is_ours(daemon, rec):
+                why = foreign_because(rec.holder.where, here())
+                if why is not None:
+                    raise Failed(f"holder judged foreign (lease.md#foreign): {why}")
                 if not first:
                     first.append(rec)
                 if rec.seq > first[0].seq and rec.epoch == first[0].epoch:
@@ -215,6 +224,19 @@ class Session:
                 with contextlib.suppress(TenureError):
                     stop_verified(h.ident, "conformance daemon", policy=TREE_STOP)
             exited_within(daemon.proc, 10)
+
+
+def foreign_because(theirs: Location | None, mine: Location | None) -> str | None:
+    """Why a holder recording `theirs` would be judged to live elsewhere than this reader
+    (each field that differs, with both values), or None when it lives here."""
+    if theirs is None or mine is None or theirs.same_place(mine):
+        return None
+    said = []
+    for name in ("boot_id", "pid_ns", "time_ns"):
+        a, b = getattr(theirs, name), getattr(mine, name)
+        if a != b:
+            said.append(f"where.{name} {a!r} is not this one's {b!r}")
+    return "; ".join(said)
 
 
 def _described(pid: int) -> str:
