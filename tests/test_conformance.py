@@ -280,3 +280,68 @@ def test_a_daemon_that_never_takes_the_lease_is_waited_for_once(tmp_path: Path) 
     first, *rest = report.checks
     assert "never held the lease within 3s" in first.detail
     assert all("it never took the lease" in c.detail for c in rest[5:-1])
+
+
+RENEWER = """
+import fcntl, json, os, sys, time
+from tenure.adapters.procinfo import own_identity
+
+every, ttl = float(sys.argv[1]), float(sys.argv[2])
+me = own_identity()
+where = None if me.where is None else {"boot_id": me.where.boot_id, "pid_ns": me.where.pid_ns,
+                                        "time_ns": me.where.time_ns, "host": "h"}
+family, root = os.environ["TENURE_FAMILY"], os.environ["TENURE_ROOT"]
+leases = os.path.join(root, "leases")
+doc = {"protocol": "tenure/1", "family": family, "epoch": 1, "ttl_s": ttl, "seq": 0,
+       "state": "held", "superseded_by": None, "renewed_at": time.time(),
+       "holder": {"pid": os.getpid(), "create_time": me.create_time,
+                  "start_ticks": me.start_ticks, "nonce": "0" * 16, "version": "1.0",
+                  "port": None, "started_at": time.time(), "where": where}}
+
+
+def put(name, data):
+    fd = os.open(os.path.join(leases, name + ".tmp"), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.write(fd, data.encode())
+    os.close(fd)
+    os.replace(os.path.join(leases, name + ".tmp"), os.path.join(leases, name))
+
+
+lock = os.open(os.path.join(leases, family + ".lock"), os.O_RDWR | os.O_CREAT, 0o600)
+put(family + ".epoch", "1\\n")
+while True:  # renews from memory: whatever else the record held is dropped
+    fcntl.flock(lock, fcntl.LOCK_EX)
+    doc["seq"] += 1
+    doc["renewed_at"] = time.time()
+    put(family + ".json", json.dumps(doc))
+    fcntl.flock(lock, fcntl.LOCK_UN)
+    time.sleep(every)
+"""
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="the renewer uses fcntl and /proc")
+@pytest.mark.parametrize(
+    ("every", "ttl", "check", "said"),
+    [
+        pytest.param("0.25", "2", "renews", "dropped the key", id="renews-from-memory"),
+        pytest.param("0.67", "2", "renews", "renews every 0.6", id="heartbeat-of-ttl-over-3"),
+        pytest.param("0.25", "3", "takes_lease", "ttl_s 3, not the 2", id="its-own-ttl"),
+    ],
+)
+def test_the_kit_names_a_daemon_that_ignores_its_timing_or_drops_keys(
+    tmp_path: Path, every: str, ttl: str, check: str, said: str
+) -> None:
+    """The guesses that used to pass: a renewal written from memory (unknown keys dropped), a
+    heartbeat other than TENURE_HEARTBEAT, a TTL other than TENURE_LEASE_TTL."""
+    from tenure.conformance import Options
+    from tenure.conformance.holding import renews, takes_lease
+    from tenure.conformance.session import Session
+
+    s = Session([sys.executable, "-c", RENEWER, every, ttl], Options(), tmp_path, "t")
+    try:
+        d = s.spawn()
+        rec = s.holding(d)
+        found = takes_lease(s, d, rec, 0.0) if check == "takes_lease" else renews(s, rec)
+    finally:
+        s.close()
+    assert not found.passed
+    assert said in found.detail

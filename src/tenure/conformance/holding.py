@@ -4,9 +4,10 @@ renews, and keeps its token private. Each reads the root as any reader would."""
 from __future__ import annotations
 
 import contextlib
+import json
 import time
 
-from tenure.adapters.files import locked
+from tenure.adapters.files import atomic_write, locked
 from tenure.adapters.http import health
 from tenure.adapters.procinfo import (
     argv_and_environ,
@@ -48,6 +49,13 @@ def takes_lease(s: Session, d: Started, rec: LeaseRecord, t0: float) -> Check:
         problems.append(f"root_id {rec.root_id!r} is not this root's {read_root_id(s.root)!r}")
     if opts.ports is not None and rec.ports not in (None, opts.ports):
         problems.append(f"ports {rec.ports}, expected {opts.ports}")
+    # Its timing is the launcher's (control.md#conformance): TENURE_LEASE_TTL, TENURE_HEARTBEAT.
+    if abs(rec.ttl_s - opts.ttl_s) > 1e-6:
+        problems.append(f"ttl_s {rec.ttl_s:g}, not the {opts.ttl_s:g} of TENURE_LEASE_TTL")
+    if rec.heartbeat_s is not None and abs(rec.heartbeat_s - opts.heartbeat_s) > 1e-6:
+        problems.append(
+            f"heartbeat_s {rec.heartbeat_s:g}, not the {opts.heartbeat_s:g} of TENURE_HEARTBEAT"
+        )
     layout = RootLayout(s.root)
     for path in (s.store.record_path, s.store.lock_path, s.store.floor_path, layout.tombstones):
         if not private_file(path):
@@ -90,7 +98,24 @@ def refuses_second_copy(s: Session, first: LeaseRecord) -> Check:
     )
 
 
+PLANTED = "x_conformance_planted"  # a key no release knows: every renewal MUST keep it
+
+
+def _plant(s: Session) -> bool:
+    """Add an unknown key to the record under its lock (versioning.md#unknown-keys)."""
+    try:
+        with locked(s.store.lock_path, 2.0):
+            raw = s.store.record_path.read_bytes()
+            doc = json.loads(raw)
+            doc[PLANTED] = {"by": "the conformance kit"}
+            atomic_write(s.store.record_path, (json.dumps(doc, sort_keys=True) + "\n").encode())
+    except (OSError, ValueError, LockTimeout):
+        return False
+    return True
+
+
 def renews(s: Session, rec: LeaseRecord) -> Check:
+    planted = _plant(s)
 
     def renewed_twice() -> LeaseRecord | None:
         cur = s.record()
@@ -109,6 +134,21 @@ def renews(s: Session, rec: LeaseRecord) -> Check:
             f"seq did not advance twice within {2 * rec.ttl_s:.1f}s (still {s._shown()})",
         )
     each = (cur.renewed_at - rec.renewed_at) / (cur.seq - rec.seq)
+    if each > 2 * s.opts.heartbeat_s + 0.1:
+        return Check(
+            "renews",
+            False,
+            f"renews every {each:.2f}s, not every {s.opts.heartbeat_s:g}s (TENURE_HEARTBEAT)",
+            each,
+        )
+    if planted and not any(key == PLANTED for key, _value in cur.extra):
+        return Check(
+            "renews",
+            False,
+            f"a renewal dropped the key {PLANTED!r} it does not own: a writer MUST keep the "
+            "keys it does not know (versioning.md#unknown-keys)",
+            each,
+        )
     return Check("renews", True, f"seq {rec.seq} → {cur.seq}, every {each:.2f}s", each)
 
 
