@@ -50,6 +50,14 @@ def cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(argv, env=env, capture_output=True, text=True, timeout=120, check=False)
 
 
+def projects(tmp_path: Path, *names: str) -> list[Path]:
+    """Directories to use as scopes."""
+    made = [tmp_path / name for name in names]
+    for path in made:
+        path.mkdir()
+    return made
+
+
 def scoped(root: Path, scope: Path, ready: object = None) -> LeaseRecord:
     store = LeaseStore(root, "web", resolve_scope(scope))
 
@@ -92,9 +100,7 @@ def test_a_scope_is_its_directory_and_names_files_by_digest_alone(tmp_path: Path
 def test_a_record_in_the_wrong_file_is_unreadable(tmp_path: Path) -> None:
     """A scoped record MUST sit in its scope's file and a user-scope record MUST carry no
     scope: either put elsewhere is someone else's doing, and reads as unreadable."""
-    a, b = tmp_path / "a", tmp_path / "b"
-    a.mkdir()
-    b.mkdir()
+    a, b = projects(tmp_path, "a", "b")
     with tenure.hold("web", version="1.0", root=tmp_path, scope=a, timing=FAST):
         in_a = LeaseStore(tmp_path, "web", resolve_scope(a))
         rec = in_a.read()
@@ -145,9 +151,7 @@ def test_another_users_directory_is_not_a_scope(tmp_path: Path) -> None:
 def test_holders_of_one_family_coexist_one_per_scope(tmp_path: Path) -> None:
     """`hold` in two scopes at once holds both (two records, their own epochs); a second
     holder in the same scope is refused; the user scope is a third."""
-    a, b = tmp_path / "a", tmp_path / "b"
-    a.mkdir()
-    b.mkdir()
+    a, b = projects(tmp_path, "a", "b")
     with (
         tenure.hold("web", version="1.0", root=tmp_path, scope=a, timing=FAST) as in_a,
         tenure.hold("web", version="1.0", root=tmp_path, scope=b, timing=FAST) as in_b,
@@ -210,9 +214,7 @@ def test_tenure_run_serves_per_scope_and_upgrades_within_one(
     keeps its pid."""
     root = (tmp_path / "root").resolve()
     env = env_for(root)
-    a, b = tmp_path / "a", tmp_path / "b"
-    a.mkdir()
-    b.mkdir()
+    a, b = projects(tmp_path, "a", "b")
     proc_registry.spawn(run_in(a, "1.0"), env=env)
     in_a = scoped(root, a)
     proc_registry.spawn(run_in(b, "1.0"), env=env)
@@ -243,9 +245,7 @@ def test_a_scoped_holder_retires_when_its_directory_is_moved_away(
     closes, its wrapper exits 0; A's holder is untouched."""
     root = (tmp_path / "root").resolve()
     env = env_for(root)
-    a, b = tmp_path / "a", tmp_path / "b"
-    a.mkdir()
-    b.mkdir()
+    a, b = projects(tmp_path, "a", "b")
     proc_registry.spawn(run_in(a, "1.0"), env=env)
     wrapper = proc_registry.spawn(run_in(b, "1.0"), env=env)
     in_a, in_b = scoped(root, a), scoped(root, b)
@@ -278,9 +278,7 @@ def test_ensure_reuses_per_scope_and_stop_all_ends_every_holder(
     says so, and nothing of theirs runs or listens afterwards."""
     root = (tmp_path / "root").resolve()
     env = env_for(root)
-    a, c = tmp_path / "a", tmp_path / "c"
-    a.mkdir()
-    c.mkdir()
+    a, c = projects(tmp_path, "a", "c")
     command = [PY, "-c", DAEMON, "1.0"]
     saved = dict(os.environ)
     os.environ.update({k: v for k, v in env.items() if k.startswith("TENURE_")})
@@ -321,9 +319,7 @@ def test_one_dashboard_per_project_whose_health_names_it(
     `stop --project` stops that one only. A moved-away project's record is pruned by `ls`."""
     root = (tmp_path / "root").resolve()
     env = env_for(root)
-    alpha, beta = tmp_path / "alpha", tmp_path / "beta"
-    alpha.mkdir()
-    beta.mkdir()
+    alpha, beta = projects(tmp_path, "alpha", "beta")
 
     def start(project: Path) -> dict[str, object]:
         done = cli(env, "dashboard", "start", "--project", str(project), "--json")

@@ -18,6 +18,7 @@ import stat
 import struct
 import sys
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 from tenure.adapters import platform
@@ -127,6 +128,16 @@ def _address(path: Path) -> tuple[str, int | None]:
     return f"/proc/self/fd/{dirfd}/{path.name}", dirfd
 
 
+def _at(path: Path, act: Callable[[str], None]) -> None:
+    """Bind or connect (`act`) to the unix socket at `path`, however deep it is."""
+    address, dirfd = _address(path)
+    try:
+        act(address)
+    finally:
+        if dirfd is not None:
+            os.close(dirfd)
+
+
 def _valid_listener(sock: socket.socket) -> bool:
     try:
         listening = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN)
@@ -162,12 +173,7 @@ class Receiver:
             path.unlink()  # ours: our pid's name, from a run of a process with this pid
         srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
-            address, dirfd = _address(path)
-            try:
-                srv.bind(address)
-            finally:
-                if dirfd is not None:
-                    os.close(dirfd)
+            _at(path, srv.bind)
             srv.listen(4)
             srv.settimeout(POLL_S)
         except OSError:
@@ -249,12 +255,7 @@ def offer(root: Path, family: str, to_pid: int, sock: socket.socket, wait_s: flo
     conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
         conn.settimeout(wait_s)
-        address, dirfd = _address(path)
-        try:
-            conn.connect(address)
-        finally:
-            if dirfd is not None:
-                os.close(dirfd)
+        _at(path, conn.connect)
         pid, uid = _peer(conn)
         if pid != to_pid or uid != platform.uid():
             return False  # someone else bound that name: it gets nothing

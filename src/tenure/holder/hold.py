@@ -39,6 +39,8 @@ if TYPE_CHECKING:
     import socket
     from typing import Any
 
+    from tenure.holder.listening import Listening
+
 # SIGHUP too (a closed terminal, a service manager's reload): a graceful retirement everywhere.
 HANDLED_SIGNALS = platform.STOP_SIGNALS
 
@@ -296,11 +298,7 @@ def hold(
         watch=watch,
         scope=scope,
     )
-    listening = None
-    if listen:
-        from tenure.holder.listening import Listening  # noqa: PLC0415  (opt-in)
-
-        listening = Listening(governor)  # listens for the socket before the holder is asked
+    listening = listening_for(governor) if listen else None
     try:
         held = take(governor, wait_s)
     except BaseException:
@@ -317,6 +315,13 @@ def hold(
         previous = install_handlers(handler)
     with holding(held, previous):
         yield held
+
+
+def listening_for(governor: Governor) -> Listening:
+    """`listen=True`: listen for the socket before the holder is asked to leave."""
+    from tenure.holder.listening import Listening  # noqa: PLC0415  (opt-in)
+
+    return Listening(governor)
 
 
 def install_handlers(handler: Callable[[int, FrameType | None], None]) -> dict[signal.Signals, Any]:

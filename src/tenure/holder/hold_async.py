@@ -16,6 +16,7 @@ from tenure.holder.hold import (
     _block,
     _leave,
     _Outcome,
+    listening_for,
     make_governor,
     signalled,
     stop_spec,
@@ -63,11 +64,7 @@ async def hold_async(
         watch=watch,
         scope=scope,
     )
-    listening = None
-    if listen:
-        from tenure.holder.listening import Listening  # noqa: PLC0415  (opt-in)
-
-        listening = Listening(governor)  # listens for the socket before the holder is asked
+    listening = listening_for(governor) if listen else None
     try:
         held = await asyncio.to_thread(take, governor, wait_s)
     except BaseException as exc:
