@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from tenure.adapters.platform import PROC_FACTS
 from tenure.conformance import CHECKS, Report
 from tests.conftest import HERE, block
 
@@ -236,7 +237,7 @@ time.sleep(120)
 """
 
 
-@pytest.mark.skipif(sys.platform != "linux", reason="holder.where is written on Linux")
+@pytest.mark.skipif(not PROC_FACTS, reason="holder.where is read from /proc (Linux, not portable)")
 @pytest.mark.parametrize(
     ("wrong", "said"),
     [

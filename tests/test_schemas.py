@@ -91,6 +91,8 @@ def test_a_mistyped_field_is_refused_by_schema_and_codec_alike(
     base = real_records(tmp_path)[-1]  # scoped, with a stop policy and `where`
     base.setdefault("ready", {"within_s": 10.0, "at": None})
     base["holder"].setdefault("stop", {"signal": "SIGTERM", "grace_s": 5.0, "tree": True})
+    # Where /proc is not read (portable mode, not Linux) tenure writes no `where`: one is given.
+    base["holder"].setdefault("where", {"boot_id": "b", "pid_ns": 1, "time_ns": None, "host": "h"})
     base.setdefault("ports", [9500, 9509])
     base.setdefault("root_id", "abc")
     jsonschema.validate(base, SCHEMA)
