@@ -83,9 +83,11 @@ def gather(root: Path, legacy_root: Path) -> list[FamilyLine]:
     """One line per family. Read-only: no spawn, no write, no signal."""
     now = time.time()
     lines: list[FamilyLine] = []
+    every_scope = scoped_stores(root)  # each scoped record read once, not once per family
     for name in family_names(root):
         # The user scope's line (a built-in family always has one), then one per scope.
-        scoped = [lease_report(root, name, now, s.scope) for s in scoped_stores(root, name)]
+        mine = [s for s in every_scope if s.family == name]
+        scoped = [lease_report(root, name, now, s.scope) for s in mine]
         leases = scoped
         if name in FAMILIES or has_user_record(root, name) or not scoped:
             leases = [lease_report(root, name, now), *scoped]
