@@ -162,10 +162,10 @@ def scope_of(scope: Path | None) -> LeaseScope | None:
     """The scope of `--scope DIR`; a bad one is a usage error (exit 2)."""
     if scope is None:
         return None
-    from tenure.adapters.scopes import resolve_scope  # noqa: PLC0415
+    from tenure.requester.ensure import scope_at  # noqa: PLC0415
 
     try:
-        return resolve_scope(scope)
+        return scope_at(scope)
     except TenureError as exc:
         error(str(exc))
         raise typer.Exit(EXIT_USAGE) from None

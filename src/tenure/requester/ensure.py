@@ -165,7 +165,7 @@ def ensure(
     if ports is None and any("{port}" in arg for arg in command):
         raise ConfigError("the command uses {port}: give the family's port range (ports=(lo, hi))")
     timing = config.timing()
-    where = _scope(scope)
+    where = scope_at(scope)
     the_root = ensure_root(given_or_default(root))
     store = LeaseStore(the_root, family, where)
     rec = held_record(store)  # the fast path takes no lock and changes nothing
@@ -210,7 +210,9 @@ def ensure(
         return _ensured(fresh, plan.action)
 
 
-def _scope(scope: str | os.PathLike[str] | None) -> LeaseScope | None:
+def scope_at(scope: str | os.PathLike[str] | None) -> LeaseScope | None:
+    """The scope of directory `scope` (None: the user scope); `ConfigError` when it is not
+    one (lease.md#scopes). Resolving loads its module only when there is a scope."""
     if scope is None:
         return None
     from tenure.adapters.scopes import resolve_scope  # noqa: PLC0415  (scoped only)
@@ -227,7 +229,7 @@ def status(
     from tenure.protocol.report import lease_report  # noqa: PLC0415
 
     check_family(family)
-    return lease_report(given_or_default(root), family, time.time(), _scope(scope))
+    return lease_report(given_or_default(root), family, time.time(), scope_at(scope))
 
 
 def stop(
@@ -242,7 +244,7 @@ def stop(
     re-checking its identity (pid, start time, uid); a holder in another namespace is only
     asked. `scope` names a scoped lease's directory. Returns the pid stopped, or None when
     nothing held it."""
-    store = LeaseStore(given_or_default(root), check_family(family), _scope(scope))
+    store = LeaseStore(given_or_default(root), check_family(family), scope_at(scope))
     rec = store.read()
     if not isinstance(rec, LeaseRecord) or holder_liveness(rec) not in SEEN:
         return None

@@ -33,7 +33,7 @@ from tenure.adapters.waiting import wait_until
 from tenure.core.hints import TYPE_CHECKING
 from tenure.core.inputs import check_daemon
 from tenure.core.lifecycle import Event, RetireReason, State
-from tenure.core.record import LeaseRecord, LeaseScope, StopSpec
+from tenure.core.record import LeaseRecord, StopSpec
 from tenure.core.standby import Standby
 from tenure.core.timing import (
     HOLDER_STOP,
@@ -56,7 +56,7 @@ from tenure.holder.hold import (
     signalled,
     take,
 )
-from tenure.requester.ensure import free_port
+from tenure.requester.ensure import free_port, scope_at
 from tenure.requester.launch import Done, Launch, Running
 from tenure.requester.serving import end_tree, serve
 from tenure.requester.standby import (
@@ -111,7 +111,7 @@ def run(
         raise ConfigError("the command uses {port}: give the family's port range (--ports LO-HI)")
     has_port = ports is not None or port is not None
     ready = _readiness(ready or ReadySpec(), has_port, socket)
-    where = _scope(scope if scope is not None else config.spawned_scope(family))
+    where = scope_at(scope if scope is not None else config.spawned_scope(family))
     # A typo fails here, before an older holder is asked to leave.
     watched = (check_command(command), *check_watched(watch))
     the_root = ensure_root(root or default_root())
@@ -360,14 +360,6 @@ def _adoptable(family: str, kept: Running | None) -> Running | None:
         end_tree(family, kept)  # its child ended meanwhile: what is left of it goes
         return None
     return kept
-
-
-def _scope(scope: str | os.PathLike[str] | None) -> LeaseScope | None:
-    if scope is None:
-        return None
-    from tenure.adapters.scopes import resolve_scope  # noqa: PLC0415  (--scope only)
-
-    return resolve_scope(scope)
 
 
 def _port_of(sock: socket.socket) -> int:
