@@ -122,7 +122,7 @@ def bench_scans(reg: ProcessRegistry, work: Path, runs: int) -> dict[str, float]
     root.mkdir(mode=0o700)
     legacy.mkdir()
     os.environ["SPEC_KITTY_HOME"] = str(legacy)
-    ports = range(SYNC.lo, SYNC.hi)
+    ports = range(SYNC.lo, SYNC.hi + 1)
 
     def scan_once() -> float:
         return survey(SYNC, root, legacy_root()).elapsed_s

@@ -72,7 +72,7 @@ class PortBlock:
         ]
 
 
-# The one table of port blocks. Sync is [9400,9450), dashboard [9237,9337); blocks are disjoint.
+# The one table of port blocks. Sync is 9400-9449, dashboard 9237-9336; blocks are disjoint.
 PORT_BLOCKS: dict[str, PortBlock] = {
     "test_demo": PortBlock(sync=(9400, 9409), dashboard=(9325, 9329)),
     "test_doctor": PortBlock(sync=(9410, 9429), dashboard=(9300, 9309)),

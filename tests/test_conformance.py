@@ -243,7 +243,7 @@ time.sleep(120)
     [
         pytest.param(
             'where["pid_ns"] = str(where["pid_ns"])',
-            "its record is unreadable: wrong shape: pid_ns",
+            "its record is unreadable: wrong shape: holder.where.pid_ns: expected an integer",
             id="pid_ns-as-a-string",
         ),
         pytest.param(
@@ -280,7 +280,7 @@ def test_a_daemon_that_never_takes_the_lease_is_waited_for_once(tmp_path: Path) 
     assert not report.passed
     first, *rest = report.checks
     assert "never held the lease within 3s" in first.detail
-    assert all("it never took the lease" in c.detail for c in rest[5:-1])
+    assert all("it never took the lease" in c.detail for c in rest[6:-1])
 
 
 RENEWER = """
@@ -288,6 +288,7 @@ import fcntl, json, os, sys, time
 from tenure.adapters.procinfo import own_identity
 
 every, ttl = float(sys.argv[1]), float(sys.argv[2])
+off = float(sys.argv[3]) if len(sys.argv) > 3 else 0.0  # create_time off by this much
 me = own_identity()
 where = None if me.where is None else {"boot_id": me.where.boot_id, "pid_ns": me.where.pid_ns,
                                         "time_ns": me.where.time_ns, "host": "h"}
@@ -295,7 +296,7 @@ family, root = os.environ["TENURE_FAMILY"], os.environ["TENURE_ROOT"]
 leases = os.path.join(root, "leases")
 doc = {"protocol": "tenure/1", "family": family, "epoch": 1, "ttl_s": ttl, "seq": 0,
        "state": "held", "superseded_by": None, "renewed_at": time.time(),
-       "holder": {"pid": os.getpid(), "create_time": me.create_time,
+       "holder": {"pid": os.getpid(), "create_time": me.create_time + off,
                   "start_ticks": me.start_ticks, "nonce": "0" * 16, "version": "1.0",
                   "port": None, "started_at": time.time(), "where": where}}
 
@@ -321,27 +322,78 @@ while True:  # renews from memory: whatever else the record held is dropped
 
 @pytest.mark.skipif(sys.platform != "linux", reason="the renewer uses fcntl and /proc")
 @pytest.mark.parametrize(
-    ("every", "ttl", "check", "said"),
+    ("every", "ttl", "check", "said", "off"),
     [
-        pytest.param("0.25", "2", "renews", "dropped the key", id="renews-from-memory"),
-        pytest.param("0.67", "2", "renews", "renews every 0.6", id="heartbeat-of-ttl-over-3"),
-        pytest.param("0.25", "3", "takes_lease", "ttl_s 3, not the 2", id="its-own-ttl"),
+        pytest.param("0.25", "2", "renews", "dropped the key", "0", id="renews-from-memory"),
+        pytest.param("0.67", "2", "renews", "renews every 0.6", "0", id="heartbeat-of-ttl-over-3"),
+        pytest.param("0.25", "3", "takes_lease", "ttl_s 3, not the 2", "0", id="its-own-ttl"),
+        pytest.param(
+            "0.25",
+            "2",
+            "takes_lease",
+            "is not the process's",
+            "-3600",
+            id="create-time-an-hour-off",
+        ),
     ],
 )
 def test_the_kit_names_a_daemon_that_ignores_its_timing_or_drops_keys(
-    tmp_path: Path, every: str, ttl: str, check: str, said: str
+    tmp_path: Path, every: str, ttl: str, check: str, said: str, off: str
 ) -> None:
     """The guesses that used to pass: a renewal written from memory (unknown keys dropped), a
-    heartbeat other than TENURE_HEARTBEAT, a TTL other than TENURE_LEASE_TTL."""
+    heartbeat other than TENURE_HEARTBEAT, a TTL other than TENURE_LEASE_TTL, a create_time an
+    hour off beside the right start_ticks."""
     from tenure.conformance import Options
     from tenure.conformance.holding import renews, takes_lease
     from tenure.conformance.session import Session
 
-    s = Session([sys.executable, "-c", RENEWER, every, ttl], Options(), tmp_path, "t")
+    s = Session([sys.executable, "-c", RENEWER, every, ttl, off], Options(), tmp_path, "t")
     try:
         d = s.spawn()
         rec = s.holding(d)
         found = takes_lease(s, d, rec, 0.0) if check == "takes_lease" else renews(s, rec)
+    finally:
+        s.close()
+    assert not found.passed
+    assert said in found.detail
+
+
+LEAVER = """
+import os, signal, sys
+import tenure
+from tenure.holder.governor import RetireReason
+
+mode = sys.argv[1]
+with tenure.hold(os.environ["TENURE_FAMILY"], version="1.0", handle_signals=mode != "shutdown") as held:
+    if mode == "shutdown":  # SIGTERM recorded as `shutdown`, not `signal`
+        signal.signal(signal.SIGTERM, lambda *_: held.governor.retire(RetireReason.SHUTDOWN))
+    held.retiring.wait()
+sys.exit(1 if mode == "exit-1" else 0)
+"""
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="SIGTERM is graceful on POSIX only")
+@pytest.mark.parametrize(
+    ("mode", "said"),
+    [
+        pytest.param("exit-1", "it exited 1 after leaving", id="exit-1-after-retiring"),
+        pytest.param("shutdown", "tombstone reason 'shutdown', expected 'signal'", id="shutdown"),
+    ],
+)
+def test_the_kit_names_a_wrong_exit_code_or_tombstone_reason_on_sigterm(
+    tmp_path: Path, mode: str, said: str
+) -> None:
+    """After SIGTERM a holder MUST exit 0 and record reason `signal` (root.md#tombstones);
+    both guesses used to pass `leaves_on_sigterm`."""
+    from tenure.conformance import Options
+    from tenure.conformance.leaving import sigterm
+    from tenure.conformance.session import Session
+
+    s = Session([sys.executable, "-c", LEAVER, mode], Options(), tmp_path, "t")
+    try:
+        d = s.spawn()
+        rec = s.holding(d)
+        found = sigterm(s, d, rec)
     finally:
         s.close()
     assert not found.passed

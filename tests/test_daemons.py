@@ -23,7 +23,7 @@ from tenure.core.health import AFTER_REAPER_PATH
 from tenure.core.record import LeaseRecord
 from tenure.legacy.simulated import spawn_other
 from tenure.testing import Fleet, pid_gone
-from tests.conftest import block, popen_interruptible, remove_tree, wait_for
+from tests.conftest import HERE, block, popen_interruptible, remove_tree, wait_for
 
 BLOCK = block(__name__)
 
@@ -89,6 +89,32 @@ def test_health_payload_has_the_protocol_fields_and_no_token(fleet: Fleet) -> No
     assert token not in (fleet.root / "logs" / "sync.log").read_text()
     token_file = fleet.root / "tokens" / f"sync.{started['pid']}.token"
     assert token_file.stat().st_mode & 0o777 == 0o600
+
+
+def test_the_health_answer_and_token_file_match_the_published_formats(fleet: Fleet) -> None:
+    """A real health answer validates against health.schema.json and parses; the token file is
+    16 to 128 URL-safe characters, no newline (control.md#endpoints). A token left by a holder
+    that is gone (SIGKILLed: it could not remove its own) is removed by the next holder; one
+    whose pid still runs is kept."""
+    import jsonschema
+
+    from tenure.core.health import parse_health
+
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True).stdout.strip()  # fmt: skip
+    tokens = fleet.root / "tokens"
+    tokens.mkdir(mode=0o700, exist_ok=True)
+    (tokens / f"sync.{gone}.token").write_text("x" * 43)
+    (tokens / f"sync.{os.getpid()}.token").write_text("y" * 43)
+    started = fleet.start()
+    doc = health(started["port"])
+    schema = json.loads((HERE.parent / "docs/protocol/health.schema.json").read_text())
+    jsonschema.validate(doc, schema)
+    assert parse_health(doc) is not None
+    data = (tokens / f"sync.{started['pid']}.token").read_bytes()
+    assert re.fullmatch(rb"[A-Za-z0-9_-]{16,128}", data), data
+    assert not (tokens / f"sync.{gone}.token").exists()
+    assert (tokens / f"sync.{os.getpid()}.token").exists()
 
 
 def test_startup_reaper_hook_runs_without_delaying_health(fleet: Fleet) -> None:

@@ -105,4 +105,4 @@ def test_tenure_run_and_the_kit_run_as_written(
     assert serve.wait(60) == 0
     kit = run(["bash", "-c", code["kit"]], work, env)
     assert kit.returncode == 0, kit.stdout + kit.stderr
-    assert "13/13 checks passed" in kit.stdout
+    assert "14/14 checks passed" in kit.stdout

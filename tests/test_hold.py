@@ -147,6 +147,23 @@ def test_a_newer_copy_started_directly_supersedes_the_running_one(
     assert new.poll() is None
 
 
+def test_a_shell_that_exports_tenure_family_does_not_stop_a_direct_start_superseding(
+    tmp_path: Path, proc_registry: ProcessRegistry
+) -> None:
+    """`TENURE_FAMILY` naming the family with no launcher holding the start lock (a shell that
+    exports it): the newer copy still supersedes, as any direct start (control.md#ensure);
+    it used to leave that to a launcher that did not exist, and was refused."""
+    root = tmp_path / "root"
+    old = start(root, proc_registry, "1.0")
+    shell = {**FAST, "TENURE_FAMILY": "indexer"}
+    new, said = started(proc_registry, str(EXAMPLE), str(root), "1.1", timing=shell)
+    assert said.startswith("holding epoch"), new.communicate(timeout=60)
+    out, err = old.communicate(timeout=60)
+    assert old.returncode == 0, err
+    assert "retiring: superseded" in out
+    assert (record(root).holder.pid, record(root).holder.version) == (new.pid, "1.1")
+
+
 def test_removing_the_root_retires_the_holder(
     tmp_path: Path, proc_registry: ProcessRegistry
 ) -> None:

@@ -193,7 +193,7 @@ def test_the_adopters_path_loads_only_the_generic_protocol() -> None:
     assert [m for m in loaded if m.startswith(unwanted)] == []
     # 46 with the stand-ins for typing and dataclasses; 41 since ports, spawning, HTTP and
     # tokens load only when a holder is spawned or asked over HTTP; 42 with the record's field
-    # shapes in a module of their own (core/shapes.py).
+    # field table in a module of their own (core/fields.py).
     assert len([m for m in loaded if m.startswith("tenure")]) <= 42
 
 

@@ -9,8 +9,8 @@ import stat
 from pathlib import Path
 
 from tenure.adapters import platform
+from tenure.core.fields import MAX_SCOPE_PATH
 from tenure.core.record import LeaseScope
-from tenure.core.shapes import MAX_SCOPE_PATH
 from tenure.errors import ConfigError
 
 SCOPE_ENV = "TENURE_SCOPE"  # the scope a launcher gives the daemon it spawns

@@ -59,7 +59,7 @@ def family_app(family: Family) -> typer.Typer:
     """The start/status/stop/restart sub-app for one family."""
     name = family.name
     sub = typer.Typer(
-        help=f"The {name} daemon (ports {family.lo}..{family.hi - 1}).",
+        help=f"The {name} daemon (ports {family.lo}..{family.hi}).",
         no_args_is_help=True,
         context_settings={"help_option_names": ["-h", "--help"]},
     )

@@ -28,6 +28,7 @@ from tenure.conformance.holding import (
     keeps_token_private,
     refuses_second_copy,
     renews,
+    serves_control_plane,
     takes_lease,
     takes_the_lock,
 )
@@ -105,20 +106,21 @@ def _first_session(s: Session, d: Started, rec: LeaseRecord, t0: float) -> list[
     locks = takes_the_lock(s)
     current = s.record() or rec
     private = keeps_token_private(s, current)
+    control = serves_control_plane(s, current)
     if liveness(rec.holder.ident) is not Liveness.ALIVE:
         died = Check("leaves_on_sigterm", False, "it was gone before SIGTERM: it died by itself")
-        return [taken, second, renewed, locks, private, died]
-    return [taken, second, renewed, locks, private, sigterm(s, d, current)]
+        return [taken, second, renewed, locks, private, control, died]
+    return [taken, second, renewed, locks, private, control, sigterm(s, d, current)]
 
 
 # The sessions, each a fresh root: which checks it runs (CHECKS, in order; the last check,
 # leaves_nothing_behind, is judged across all of them).
 _PLAN: tuple[tuple[tuple[str, ...], Body], ...] = (
-    (CHECKS[:6], _first_session),
-    (CHECKS[6:7], lambda s, d, rec, _t: [supersession(s, d, rec)]),
-    (CHECKS[7:8], lambda s, d, rec, _t: [asked(s, d, rec)]),
-    (CHECKS[8:10], lambda s, d, rec, _t: list(lease_loss(s, d, rec))),
-    (CHECKS[10:12], lambda s, d, rec, _t: list(root_removal(s, d, rec))),
+    (CHECKS[:7], _first_session),
+    (CHECKS[7:8], lambda s, d, rec, _t: [supersession(s, d, rec)]),
+    (CHECKS[8:9], lambda s, d, rec, _t: [asked(s, d, rec)]),
+    (CHECKS[9:11], lambda s, d, rec, _t: list(lease_loss(s, d, rec))),
+    (CHECKS[11:13], lambda s, d, rec, _t: list(root_removal(s, d, rec))),
 )
 assert [n for names, _ in _PLAN for n in names] == list(CHECKS[:-1])
 

@@ -8,7 +8,7 @@ import json
 import time
 
 from tenure.adapters.files import atomic_write, locked
-from tenure.adapters.http import health
+from tenure.adapters.http import health, request
 from tenure.adapters.procinfo import (
     argv_and_environ,
     read_process,
@@ -22,6 +22,9 @@ from tenure.core.identity import same_start
 from tenure.core.record import LeaseRecord
 from tenure.core.timing import POLL_S
 from tenure.errors import LockTimeout
+
+HTTP_UNAUTHORIZED = 401
+CREATE_TIME_SLACK_S = 1.0  # psutil and btime + ticks agree far closer; an hour off is caught
 
 
 def takes_lease(s: Session, d: Started, rec: LeaseRecord, t0: float) -> Check:
@@ -39,7 +42,12 @@ def takes_lease(s: Session, d: Started, rec: LeaseRecord, t0: float) -> Check:
     real = read_process(rec.holder.pid)
     if real is None:
         problems.append(f"holder pid {rec.holder.pid} is not running")
-    elif not same_start(rec.holder.ident, real.ident):
+    elif not same_start(rec.holder.ident, real.ident) or (
+        # Both given, both MUST describe the same start (lease.md#record); ticks alone decide
+        # for readers, so only the kit notices a create_time that is off.
+        rec.holder.start_ticks is not None
+        and abs(rec.holder.create_time - real.create_time) > CREATE_TIME_SLACK_S
+    ):
         problems.append(
             f"holder start (create_time {rec.holder.create_time}, ticks "
             f"{rec.holder.start_ticks}) is not the process's ({real.create_time}, "
@@ -90,6 +98,13 @@ def refuses_second_copy(s: Session, first: LeaseRecord) -> Check:
             f"the second copy waited without taking the lease (stopped after {bound:.0f}s)",
         )
     code = second.proc.returncode
+    if code == 0:
+        return Check(
+            "refuses_second_copy",
+            False,
+            "the second copy exited 0 without the lease: a refused copy MUST exit non-zero "
+            "(lease.md#acquire)",
+        )
     return Check(
         "refuses_second_copy",
         True,
@@ -204,3 +219,34 @@ def takes_the_lock(s: Session) -> Check:
             f"leases/{s.store.lock_path.name} with flock(2): it writes without the lock",
         )
     return Check("takes_the_lock", True, f"no write during {hold_s:.2f}s under the kit's lock")
+
+
+def serves_control_plane(s: Session, rec: LeaseRecord) -> Check:
+    """A record that declares a control port (`holder.control`): `GET /api/health` answers the
+    published health document as this holder, and `POST /api/retire` without the token is
+    refused (401) — no other endpoint is required (control.md#endpoints)."""
+    name = "serves_control_plane"
+    if not rec.holder.control or rec.holder.port is None:
+        return Check(name, True, "no control port declared (holder.control absent): none needed")
+    from tenure.core.fields import Bad  # noqa: PLC0415
+    from tenure.core.health import HEALTH  # noqa: PLC0415
+
+    port = rec.holder.port
+    doc = health(port)
+    if doc is None:
+        return Check(name, False, f"GET /api/health on port {port} gave no JSON object")
+    try:
+        HEALTH.check(doc, "")
+    except Bad as exc:
+        return Check(name, False, f"its health answer does not match health.schema.json: {exc}")
+    said = (doc["pid"], doc["epoch"], doc["daemon_family"], doc["port"])
+    wanted = (rec.holder.pid, rec.epoch, rec.family, port)
+    if said != wanted:
+        return Check(name, False, f"health says (pid, epoch, family, port) {said}, not {wanted}")
+    if rec.root_id is not None and doc.get("root_id") not in (None, rec.root_id):
+        return Check(name, False, f"health root_id {doc.get('root_id')!r} is not the record's")
+    reply = request(port, "POST", "/api/retire", timeout=2.0)
+    if reply is None or reply.status != HTTP_UNAUTHORIZED:
+        got = "nothing" if reply is None else str(reply.status)
+        return Check(name, False, f"POST /api/retire without a token answered {got}, not 401")
+    return Check(name, True, f"health answers as holder on {port}; no token, no retire (401)")

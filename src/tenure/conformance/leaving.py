@@ -53,6 +53,9 @@ def _left_cleanly(s: Session, d: Started, rec: LeaseRecord, name: str, reason: s
         problems.append("no tombstone for it in tombstones.jsonl")
     elif reason and marks[-1]["reason"] != reason:
         problems.append(f"tombstone reason {marks[-1]['reason']!r}, expected {reason!r}")
+    code = s.exit_code(d, rec)
+    if code not in (None, 0):
+        problems.append(f"it exited {code} after leaving (a retirement MUST exit 0)")
     if problems:
         return Check(name, False, "; ".join(problems), took)
     said = f", tombstone {marks[-1]['reason']!r}" if marks else ""
@@ -74,7 +77,7 @@ def sigterm(s: Session, d: Started, rec: LeaseRecord) -> Check:
         return Check("leaves_on_sigterm", True, "Windows has no graceful signal: see when asked")
     if signal_verified(rec.holder.ident, signal.SIGTERM) is not None:
         return Check("leaves_on_sigterm", False, f"pid {rec.holder.pid} is not ours to signal")
-    return _left_cleanly(s, d, rec, "leaves_on_sigterm", "")
+    return _left_cleanly(s, d, rec, "leaves_on_sigterm", "signal")
 
 
 def _newer(version: str) -> str | None:
@@ -154,7 +157,10 @@ def lease_loss(s: Session, d: Started, rec: LeaseRecord) -> tuple[Check, Check]:
 
     left = wait_until(gone, bound, POLL_S)
     took = time.monotonic() - t0
-    if left:
+    code = s.exit_code(d, rec) if left else None
+    if left and code not in (None, 0):
+        leave = Check("leaves_on_lease_loss", False, f"it exited {code} (a retirement MUST exit 0)")
+    elif left:
         leave = Check("leaves_on_lease_loss", True, f"left in {took:.2f}s", took)
     else:
         leave = Check(
@@ -187,6 +193,8 @@ def root_removal(s: Session, d: Started, rec: LeaseRecord) -> tuple[Check, Check
             False,
             f"pid {rec.holder.pid} still running {bound:.1f}s after its root was removed",
         )
+    elif (code := s.exit_code(d, rec)) not in (None, 0):
+        leave = Check("leaves_on_root_removal", False, f"it exited {code} (MUST exit 0)")
     else:
         leave = Check("leaves_on_root_removal", True, f"left in {took:.2f}s", took)
     leave = and_child_gone(leave, rec, s.opts.leave_grace_s)

@@ -14,6 +14,7 @@ CHECKS = (
     "renews",
     "takes_the_lock",
     "keeps_token_private",
+    "serves_control_plane",
     "leaves_on_sigterm",
     "leaves_on_supersession",
     "leaves_when_asked",
@@ -23,6 +24,24 @@ CHECKS = (
     "no_write_into_a_new_root",
     "leaves_nothing_behind",
 )
+
+# The section of docs/protocol each check holds a daemon to (control.md#conformance lists all).
+SPEC = {
+    "takes_lease": "lease.md#record",
+    "refuses_second_copy": "lease.md#acquire",
+    "renews": "lease.md#renew",
+    "takes_the_lock": "lease.md#transitions",
+    "keeps_token_private": "control.md#endpoints",
+    "serves_control_plane": "control.md#endpoints",
+    "leaves_on_sigterm": "root.md#tombstones",
+    "leaves_on_supersession": "lease.md#supersession",
+    "leaves_when_asked": "lease.md#stop",
+    "leaves_on_lease_loss": "lease.md#fencing",
+    "no_write_after_losing_epoch": "lease.md#fencing",
+    "leaves_on_root_removal": "lease.md#governor",
+    "no_write_into_a_new_root": "root.md#instance",
+    "leaves_nothing_behind": "control.md#run",
+}
 
 
 @frozen
@@ -41,6 +60,7 @@ class Check:
             "passed": self.passed,
             "detail": self.detail,
             "seconds": None if self.seconds is None else round(self.seconds, 3),
+            "spec": SPEC[self.name],
         }
 
 
@@ -66,7 +86,8 @@ class Report:
         lines = [f"tenure/1 conformance of: {' '.join(self.command)}"]
         for c in sorted(self.checks, key=lambda c: c.passed):
             took = "" if c.seconds is None else f" ({c.seconds:.2f}s)"
-            lines.append(f"  {'PASS' if c.passed else 'FAIL'} {c.name}{took}: {c.detail}")
+            spec = "" if c.passed else f" [spec: {SPEC[c.name]}]"
+            lines.append(f"  {'PASS' if c.passed else 'FAIL'} {c.name}{took}: {c.detail}{spec}")
         return "\n".join(lines)
 
     def to_json(self) -> dict[str, Any]:

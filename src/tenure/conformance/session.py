@@ -201,6 +201,15 @@ class Session:
             return None
         return time.monotonic() - t0
 
+    def exit_code(self, daemon: Started, rec: LeaseRecord) -> int | None:
+        """The holder's exit code once it left, when the holder is the process the kit
+        started (a launcher script's descendant's code is not the kit's to see)."""
+        if rec.holder.pid != daemon.proc.pid:
+            return None
+        if not exited_within(daemon.proc, self.opts.leave_grace_s):
+            return None
+        return daemon.proc.returncode
+
     def leave_bound(self, rec: LeaseRecord) -> float:
         """How long a holder may take to notice and leave: one TTL plus the grace."""
         return rec.ttl_s + self.opts.leave_grace_s

@@ -66,7 +66,7 @@ def classify(facts: ListenerFacts, scope: Scope) -> DaemonIdentityRecord:
             IdentitySource.NONE,
             [
                 f"port {facts.port} outside {scope.family.name} range "
-                f"[{scope.family.lo},{scope.family.hi})"
+                f"{scope.family.lo}-{scope.family.hi}"
             ],
         )
     if facts.uid is not None and facts.uid != scope.uid:

@@ -9,37 +9,24 @@ from __future__ import annotations
 import json
 import math
 
+from tenure.core.fields import HOLDER, RECORD, Bad
 from tenure.core.hints import TYPE_CHECKING
+from tenure.core.identity import Location
 from tenure.core.record import (
     MAX_EPOCH,
-    MAX_ORPHANS,
-    MAX_PID,
     MAX_RECORD_BYTES,
     PROTOCOL,
     Child,
     Extra,
     Holder,
     LeaseRecord,
+    LeaseScope,
     LeaseState,
+    Readiness,
     StopRequest,
     StopSpec,
     Supersession,
     Unreadable,
-)
-from tenure.core.shapes import (
-    Bad,
-    family_name,
-    field,
-    integer,
-    number,
-    optional_integer,
-    parse_ready,
-    parse_scope,
-    parse_stop,
-    parse_where,
-    port_range,
-    text,
-    tree_cookie,
 )
 from tenure.core.timing import TTL_MAX_S, TTL_MIN_S
 
@@ -47,42 +34,10 @@ if TYPE_CHECKING:
     from typing import Any
 
 
-# The keys this release reads; any other is kept as it was on every rewrite (versioning.md).
-RECORD_KEYS = frozenset(
-    [
-        "protocol",
-        "family",
-        "epoch",
-        "holder",
-        "ttl_s",
-        "renewed_at",
-        "seq",
-        "state",
-        "superseded_by",
-        "root_id",
-        "ports",
-        "child",
-        "heartbeat_s",
-        "stop_requested",
-        "orphans",
-        "ready",
-        "scope",
-    ]
-)
-HOLDER_KEYS = frozenset(
-    [
-        "pid",
-        "create_time",
-        "nonce",
-        "version",
-        "port",
-        "started_at",
-        "start_ticks",
-        "control",
-        "where",
-        "stop",
-    ]
-)
+# The keys this release reads (the field table's); any other is kept as it was on every
+# rewrite (versioning.md).
+RECORD_KEYS = RECORD.keys
+HOLDER_KEYS = HOLDER.keys
 
 
 def encode(record: LeaseRecord) -> bytes:
@@ -186,31 +141,6 @@ def _encode(record: LeaseRecord) -> bytes:
     return (json.dumps(doc, sort_keys=True, allow_nan=False) + "\n").encode()
 
 
-def _parse_holder(doc: dict[str, Any]) -> Holder:
-    port = optional_integer(doc, "port", 1, 65535)
-    create_time = number(doc, "create_time")
-    if create_time < 0:
-        raise Bad("holder.create_time: negative")
-    control = doc.get("control", False)
-    if not isinstance(control, bool):
-        raise Bad("holder.control: expected a boolean")
-    if control and port is None:
-        raise Bad("holder.control: true without a port")
-    return Holder(
-        extra=_extra(doc, HOLDER_KEYS),
-        pid=integer(doc, "pid", 1, MAX_PID),
-        create_time=create_time,
-        nonce=text(doc, "nonce"),
-        version=text(doc, "version"),
-        port=port,
-        started_at=number(doc, "started_at"),
-        start_ticks=optional_integer(doc, "start_ticks", 0, MAX_EPOCH),
-        where=parse_where(doc.get("where")),
-        control=control,
-        stop=parse_stop(doc.get("stop"), "holder.stop"),
-    )
-
-
 def _extra(doc: dict[str, Any], known: frozenset[str]) -> Extra:
     """The keys of `doc` this release does not know, each with its value as canonical JSON."""
     return tuple(
@@ -220,24 +150,31 @@ def _extra(doc: dict[str, Any], known: frozenset[str]) -> Extra:
     )
 
 
-def _parse_child(doc: Any, where: str) -> Child:
-    if not isinstance(doc, dict):
-        raise Bad(f"{where}: expected an object")
-    return Child(
-        pid=integer(doc, "pid", 1, MAX_PID),
-        create_time=number(doc, "create_time"),
-        start_ticks=optional_integer(doc, "start_ticks", 0, MAX_EPOCH),
-        tree=tree_cookie(doc.get("tree")),
-        stop=parse_stop(doc.get("stop"), f"{where}.stop"),
+def _stop(v: dict[str, Any] | None) -> StopSpec | None:
+    return None if v is None else StopSpec(v["signal"], v["grace_s"], v["tree"])
+
+
+def _child(v: dict[str, Any]) -> Child:
+    return Child(v["pid"], v["create_time"], v["start_ticks"], v["tree"], _stop(v["stop"]))
+
+
+def _holder(v: dict[str, Any], doc: dict[str, Any]) -> Holder:
+    if v["control"] and v["port"] is None:
+        raise Bad("holder.control: true without a port")
+    w = v["where"]
+    return Holder(
+        pid=v["pid"],
+        create_time=v["create_time"],
+        nonce=v["nonce"],
+        version=v["version"],
+        port=v["port"],
+        started_at=v["started_at"],
+        start_ticks=v["start_ticks"],
+        where=None if w is None else Location(w["boot_id"], w["pid_ns"], w["time_ns"], w["host"]),
+        control=v["control"],
+        stop=_stop(v["stop"]),
+        extra=_extra(doc, HOLDER_KEYS),
     )
-
-
-def _parse_orphans(value: Any) -> tuple[Child, ...]:
-    if value is None:
-        return ()
-    if not isinstance(value, list) or len(value) > MAX_ORPHANS:
-        raise Bad(f"orphans: expected a list of at most {MAX_ORPHANS} objects")
-    return tuple(_parse_child(doc, "orphans[]") for doc in value)
 
 
 def _newer(doc: dict[str, Any], protocol: str) -> Unreadable:
@@ -257,26 +194,10 @@ def _newer(doc: dict[str, Any], protocol: str) -> Unreadable:
     return Unreadable(reason, epoch, None if ttl is None else float(ttl))
 
 
-def _parse_stop_request(doc: Any) -> StopRequest | None:
-    if doc is None:
-        return None
-    if not isinstance(doc, dict):
-        raise Bad("stop_requested: expected object or null")
-    return StopRequest(pid=integer(doc, "pid", 1, MAX_PID), at=number(doc, "at"))
-
-
-def _parse_supersession(doc: Any) -> Supersession | None:
-    if doc is None:
-        return None
-    if not isinstance(doc, dict):
-        raise Bad("superseded_by: expected object or null")
-    return Supersession(
-        version=text(doc, "version"), pid=integer(doc, "pid", 1, MAX_PID), at=number(doc, "at")
-    )
-
-
 def parse(data: bytes) -> LeaseRecord | Unreadable:
-    """Parse record bytes; never raises. Unknown keys are ignored (spec: lease.md#readers)."""
+    """Parse record bytes; never raises. Every field is checked by the record's field table
+    (core/fields.py, the published schema's source); unknown keys are kept aside as `extra`
+    (spec: lease.md#readers)."""
     if not data:
         return Unreadable("empty record")
     if len(data) > MAX_RECORD_BYTES:
@@ -287,49 +208,33 @@ def parse(data: bytes) -> LeaseRecord | Unreadable:
         return Unreadable(f"not JSON: {type(exc).__name__}")
     if not isinstance(doc, dict):
         return Unreadable("not a JSON object")
+    protocol = doc.get("protocol")
+    if isinstance(protocol, str) and protocol.startswith("tenure/") and protocol != PROTOCOL:
+        return _newer(doc, protocol)
     try:
-        protocol = field(doc, "protocol", str)
-        if not protocol.startswith("tenure/"):
-            raise Bad(f"protocol {protocol[:40]!r} is not a tenure protocol")
-        if protocol != PROTOCOL:
-            return _newer(doc, protocol)
-        state_text = field(doc, "state", str)
-        try:
-            state = LeaseState(state_text)
-        except ValueError:
-            raise Bad(f"state {state_text[:40]!r} unknown") from None
-        epoch = integer(doc, "epoch", 0, MAX_EPOCH)
-        seq = integer(doc, "seq", 0, MAX_EPOCH)
-        ttl_s = number(doc, "ttl_s")
-        if ttl_s <= 0:
-            raise Bad("ttl_s: must be positive")
-        ports = port_range(doc.get("ports"))
-        child_doc = doc.get("child")
-        child = None if child_doc is None else _parse_child(child_doc, "child")
-        heartbeat_s = None if doc.get("heartbeat_s") is None else number(doc, "heartbeat_s")
-        if heartbeat_s is not None and heartbeat_s <= 0:
-            raise Bad("heartbeat_s: must be positive")
-        root_id = doc.get("root_id")
-        if root_id is not None and not (isinstance(root_id, str) and 0 < len(root_id) <= 64):
-            raise Bad("root_id: expected a short string or absent")
+        v = RECORD.check(doc, "")
+        ports = v["ports"]
+        if ports is not None and ports[0] > ports[1]:
+            raise Bad(f"ports: {ports[0]} is above {ports[1]}")
+        sup, stop, ready, sc = v["superseded_by"], v["stop_requested"], v["ready"], v["scope"]
         return LeaseRecord(
-            protocol=protocol,
-            family=family_name(doc),
-            epoch=epoch,
-            holder=_parse_holder(field(doc, "holder", dict)),
-            ttl_s=ttl_s,
-            renewed_at=number(doc, "renewed_at"),
-            seq=seq,
-            state=state,
-            superseded_by=_parse_supersession(doc.get("superseded_by")),
-            stop_requested=_parse_stop_request(doc.get("stop_requested")),
-            root_id=root_id,
+            protocol=v["protocol"],
+            family=v["family"],
+            epoch=v["epoch"],
+            holder=_holder(v["holder"], doc["holder"]),
+            ttl_s=v["ttl_s"],
+            renewed_at=v["renewed_at"],
+            seq=v["seq"],
+            state=LeaseState(v["state"]),
+            superseded_by=None if sup is None else Supersession(**sup),
+            stop_requested=None if stop is None else StopRequest(stop["pid"], stop["at"]),
+            root_id=v["root_id"],
             ports=ports,
-            child=child,
-            heartbeat_s=heartbeat_s,
-            orphans=_parse_orphans(doc.get("orphans")),
-            ready=parse_ready(doc.get("ready")),
-            scope=parse_scope(doc.get("scope")),
+            child=None if v["child"] is None else _child(v["child"]),
+            heartbeat_s=v["heartbeat_s"],
+            orphans=tuple(_child(c) for c in v["orphans"] or ()),
+            ready=None if ready is None else Readiness(ready["within_s"], ready["at"]),
+            scope=None if sc is None else LeaseScope(sc["path"], sc["dev"], sc["ino"]),
             extra=_extra(doc, RECORD_KEYS),
         )
     except Bad as exc:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from tenure.core.inputs import parse_ports
 from tenure.core.timing import DEFAULT_IDLE_S
 from tenure.core.values import frozen
 from tenure.errors import ConfigError
@@ -20,7 +21,7 @@ EXIT_CONFIG = 6
 
 @frozen
 class Family:
-    """A daemon family. `lo`..`hi` is half-open: [lo, hi)."""
+    """A daemon family. `lo`..`hi` is inclusive, as every port range in tenure (root.md)."""
 
     name: str
     lo: int
@@ -29,7 +30,7 @@ class Family:
 
     def contains(self, port: int) -> bool:
         """Whether `port` lies in the family's official range."""
-        return self.lo <= port < self.hi
+        return self.lo <= port <= self.hi
 
     def ports(self, env: Mapping[str, str] | None = None) -> range:
         """Ports to use: the official range, or a test override that lies inside it.
@@ -40,23 +41,15 @@ class Family:
         name = f"TENURE_{self.name.upper()}_PORTS"
         raw = (env or {}).get(name)
         if not raw:
-            return range(self.lo, self.hi)
-        lo_text, _, hi_text = raw.partition("-")
-        try:
-            lo, hi = int(lo_text), int(hi_text)
-        except ValueError:
-            raise ConfigError(
-                f"{name}={raw[:40]!r} is not LO-HI inside {self.lo}-{self.hi - 1}"
-            ) from None
-        if not (self.contains(lo) and self.contains(hi) and lo <= hi):
-            raise ConfigError(
-                f"{name}={raw[:40]!r} leaves the family range {self.lo}-{self.hi - 1}"
-            )
+            return range(self.lo, self.hi + 1)
+        lo, hi = parse_ports(raw, name)
+        if not (self.contains(lo) and self.contains(hi)):
+            raise ConfigError(f"{name}={raw[:40]!r} leaves the family range {self.lo}-{self.hi}")
         return range(lo, hi + 1)
 
 
-SYNC = Family("sync", 9400, 9450)
-DASHBOARD = Family("dashboard", 9237, 9337)
+SYNC = Family("sync", 9400, 9449)
+DASHBOARD = Family("dashboard", 9237, 9336)
 FAMILIES: dict[str, Family] = {f.name: f for f in (SYNC, DASHBOARD)}
 
 

@@ -7,9 +7,26 @@ spec: docs/protocol/control.md#endpoints
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 
+from tenure.core.fields import (
+    COUNT,
+    FAMILY,
+    MAX_FAULT,
+    MAX_ROOT_ID,
+    MAX_SCOPE_PATH,
+    PID,
+    PORT,
+    TEXT,
+    WALL,
+    Bad,
+    Choice,
+    Field,
+    Opaque,
+    Shape,
+    Text,
+    opt,
+)
 from tenure.core.hints import TYPE_CHECKING
 from tenure.core.record import PROTOCOL
 from tenure.core.values import asdict, frozen
@@ -55,50 +72,39 @@ class Health:
         return asdict(self)
 
 
-_FIELDS: dict[str, type | tuple[type, ...]] = {
-    "status": str,
-    "daemon_family": str,
-    "package_version": str,
-    "pid": int,
-    "port": int,
-    "root": str,
-    "epoch": int,
-    "role": str,
-    "started_at": (int, float),
-    "in_flight": int,
-    "startup_reaper": str,
-}
+# The answer's field table: the parser's checks, health.schema.json and control.md's table.
+HEALTH = Shape(
+    Field("protocol", Choice(PROTOCOL)),
+    Field("status", Choice("ok", "retiring")),
+    Field("daemon_family", FAMILY),
+    Field("package_version", TEXT),
+    Field("pid", PID),
+    Field("port", PORT),
+    Field("root", Text(MAX_SCOPE_PATH)),
+    Field("epoch", COUNT),
+    Field("role", Choice(ROLE_HOLDER, ROLE_RETIRING)),
+    Field("started_at", WALL),
+    Field("in_flight", COUNT),
+    Field("startup_reaper", Choice("pending", "done", "failed", "none")),
+    opt("startup_reaper_result", Opaque(nullable=True)),
+    opt("root_id", Text(MAX_ROOT_ID, min_len=1, nullable=True)),
+    opt("last_fault", Text(MAX_FAULT, nullable=True)),
+    opt("scope", Text(MAX_SCOPE_PATH, nullable=True)),
+    title="tenure health answer: GET /api/health on a control port",
+)
+HEALTH_NOTE = (
+    "What a daemon whose record sets holder.control answers (control.md#endpoints); never a "
+    "token. Readers treat an answer that does not match as no tenure daemon."
+)
 
 
 def parse_health(doc: Mapping[str, Any] | None) -> Health | None:
-    """A tenure daemon's health answer, or None when it is not one (wrong protocol or shape)."""
+    """A tenure daemon's health answer, or None when it is not one (wrong protocol or shape:
+    the answer's field table, HEALTH, decides)."""
     if not isinstance(doc, Mapping) or doc.get("protocol") != PROTOCOL:
         return None
-    for key, kind in _FIELDS.items():
-        value = doc.get(key)
-        if isinstance(value, bool) or not isinstance(value, kind):
-            return None
-    started = float(doc["started_at"])
-    result = doc.get("startup_reaper_result")
-    root_id, fault = doc.get("root_id"), doc.get("last_fault")
-    if not math.isfinite(started) or not (result is None or isinstance(result, dict)):
+    try:
+        v = HEALTH.check(dict(doc), "")
+    except Bad:
         return None
-    if not (root_id is None or isinstance(root_id, str)):
-        return None
-    return Health(
-        status=doc["status"],
-        daemon_family=doc["daemon_family"],
-        package_version=doc["package_version"],
-        pid=doc["pid"],
-        port=doc["port"],
-        root=doc["root"],
-        epoch=doc["epoch"],
-        role=doc["role"],
-        started_at=started,
-        in_flight=doc["in_flight"],
-        startup_reaper=doc["startup_reaper"],
-        startup_reaper_result=result,
-        root_id=root_id,
-        last_fault=fault if isinstance(fault, str) else None,
-        scope=doc["scope"] if isinstance(doc.get("scope"), str) else None,
-    )
+    return Health(**v)

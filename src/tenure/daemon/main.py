@@ -33,6 +33,7 @@ from tenure.core.families import (
     Family,
     family_named,
 )
+from tenure.core.fields import MAX_FAULT
 from tenure.core.health import ROLE_HOLDER, ROLE_RETIRING, Health
 from tenure.core.hints import TYPE_CHECKING
 from tenure.core.inputs import lease_key
@@ -87,7 +88,7 @@ class Daemon:
             startup_reaper=self.reaper_status,
             startup_reaper_result=self.reaper_result,
             root_id=gov.root_id,
-            last_fault=gov.last_fault,
+            last_fault=None if gov.last_fault is None else gov.last_fault[:MAX_FAULT],
             scope=None if gov.scope is None else gov.scope.path,
         ).to_json()
 
@@ -177,7 +178,8 @@ def _serve(daemon: Daemon, startup_hook: StartupHook | None) -> RetireReason | N
     gov, server = daemon.governor, daemon.server
     write_token(daemon.root, gov.store.key, gov.me.pid, daemon.token)
     for signum in platform.STOP_SIGNALS:
-        signal.signal(signum, lambda *_: gov.retire(RetireReason.SHUTDOWN, drain=False))
+        # SIGTERM / SIGINT: graceful, tombstone `signal`, as every holder (root.md#tombstones).
+        signal.signal(signum, lambda *_: gov.retire(RetireReason.SIGNAL))
 
     def stop_serving() -> None:
         gov.wait_retired()  # drained, released and recorded: now the port can go

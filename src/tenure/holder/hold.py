@@ -30,7 +30,7 @@ from tenure.core.inputs import STOP_SIGNAL_NAMES, check_daemon, check_stop
 from tenure.core.lifecycle import Event, RetireReason, State
 from tenure.core.record import LeaseScope, StopSpec
 from tenure.core.timing import HOLDER_STOP, Timing, start_lock_wait
-from tenure.errors import Retiring
+from tenure.errors import LockTimeout, Retiring
 from tenure.holder.governor import Governor
 from tenure.protocol.supersede import prepare_start
 
@@ -159,13 +159,24 @@ def stop_spec(
     return StopSpec(name, grace)
 
 
-def make_way(governor: Governor) -> float:
-    """Under the family's start lock: an older live holder is asked to retire and waited for
+def make_way(governor: Governor, *, launched: bool = False) -> float:
+    """Under the lease's start lock: an older live holder is asked to retire and waited for
     (at most `leave_wait`); how much longer to wait for its lease when it did not leave. An
-    equal or newer live holder is left to `acquire` (which refuses it, or waits `wait_s`)."""
+    equal or newer live holder is left to `acquire` (which refuses it, or waits `wait_s`).
+
+    `launched` (`TENURE_FAMILY` names the family): a launcher that holds the start lock while
+    it spawns us made way already, so the lock is only tried; free, nobody is launching us (a
+    shell that exports the variable) and we make way as any direct start (control.md#ensure).
+    """
     g = governor
-    with locked(RootLayout(g.root).start_lock(g.family), timeout_s=start_lock_wait(g.timing)):
-        plan = prepare_start(g.store, g.version, g.timing, usable=lambda _rec: True)
+    lock = RootLayout(g.root).start_lock(g.store.key)
+    try:
+        with locked(lock, timeout_s=0.0 if launched else start_lock_wait(g.timing)):
+            plan = prepare_start(g.store, g.version, g.timing, usable=lambda _rec: True)
+    except LockTimeout:
+        if launched:
+            return 0.0
+        raise
     # Only a supersession adds a wait: any other lease is judged by `acquire` as before.
     return plan.wait_s if plan.action == "superseded" else 0.0
 
@@ -175,10 +186,9 @@ def take(governor: Governor, wait_s: float | None) -> Held:
     the way — Ctrl-C, a cancelled task — nothing taken is left behind (`Governor.abandon`)."""
     if wait_s is None:
         wait_s = config.acquire_wait(governor.family)
-    if not config.launched_for(governor.family):
-        # Started directly (a service manager, by hand, a test): an older live holder is
-        # superseded here, as a launcher does under its start lock (lease.md#supersession).
-        wait_s = max(wait_s, make_way(governor))
+    # Started directly (a service manager, by hand, a test), an older live holder is superseded
+    # here, as a launcher does under its start lock (lease.md#supersession).
+    wait_s = max(wait_s, make_way(governor, launched=config.launched_for(governor.family)))
     try:
         governor.acquire(wait_s=wait_s)
         governor.start()

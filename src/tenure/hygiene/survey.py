@@ -160,7 +160,7 @@ def family_of(root: Path, name: str) -> Family | None:
     for store in [LeaseStore(root, name), *scoped_stores(root, name)]:
         rec = store.read()
         if isinstance(rec, LeaseRecord) and rec.ports is not None:
-            return Family(name, rec.ports[0], rec.ports[1] + 1)
+            return Family(name, rec.ports[0], rec.ports[1])
     return None
 
 
