@@ -10,6 +10,7 @@ exclusively, so no other port-binding test of any suite on this machine runs mea
 from __future__ import annotations
 
 import fcntl
+import json
 import os
 import random
 import signal
@@ -70,6 +71,17 @@ class PortBlock:
             *range(self.dashboard[0], self.dashboard[1] + 1),
             *extra,
         ]
+
+
+def assert_published_shape(record: Path) -> None:
+    """The record file validates against docs/protocol/lease-record.schema.json (issue 35:
+    real records of every writer)."""
+    import jsonschema
+
+    schema = json.loads(
+        (HERE.parent / "docs" / "protocol" / "lease-record.schema.json").read_text()
+    )
+    jsonschema.validate(json.loads(record.read_bytes()), schema)
 
 
 # The one table of port blocks. Sync is 9400-9449, dashboard 9237-9336; blocks are disjoint.

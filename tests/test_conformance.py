@@ -247,6 +247,11 @@ time.sleep(120)
             id="pid_ns-as-a-string",
         ),
         pytest.param(
+            'del where["time_ns"]',
+            "holder judged foreign (lease.md#foreign): where.time_ns None",
+            id="time_ns-omitted",
+        ),
+        pytest.param(
             'where["boot_id"] += "\\\\n"',
             "holder judged foreign (lease.md#foreign): where.boot_id",
             id="boot_id-with-its-newline",

@@ -23,7 +23,14 @@ from tenure.core.health import AFTER_REAPER_PATH
 from tenure.core.record import LeaseRecord
 from tenure.legacy.simulated import spawn_other
 from tenure.testing import Fleet, pid_gone
-from tests.conftest import HERE, block, popen_interruptible, remove_tree, wait_for
+from tests.conftest import (
+    HERE,
+    assert_published_shape,
+    block,
+    popen_interruptible,
+    remove_tree,
+    wait_for,
+)
 
 BLOCK = block(__name__)
 
@@ -111,6 +118,7 @@ def test_the_health_answer_and_token_file_match_the_published_formats(fleet: Fle
     schema = json.loads((HERE.parent / "docs/protocol/health.schema.json").read_text())
     jsonschema.validate(doc, schema)
     assert parse_health(doc) is not None
+    assert_published_shape(fleet.root / "leases" / "sync.json")
     data = (tokens / f"sync.{started['pid']}.token").read_bytes()
     assert re.fullmatch(rb"[A-Za-z0-9_-]{16,128}", data), data
     assert not (tokens / f"sync.{gone}.token").exists()

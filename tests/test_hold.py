@@ -25,6 +25,7 @@ from tenure.core.timing import Timing
 from tenure.testing import ProcessRegistry, pid_gone
 from tests.conftest import (
     HERE,
+    assert_published_shape,
     block,
     popen_interruptible,
     remove_tree,
@@ -247,6 +248,7 @@ def test_ensure_starts_reuses_and_supersedes(
     lo, hi = block("test_hold").extra  # type: ignore[misc]
     assert lo <= first["port"] <= hi  # type: ignore[operator]
     assert record(root).ports == (lo, hi)  # the range travels in the record
+    assert_published_shape(root / "leases" / "indexer.json")
     again = ensure_via_cli(root, "1.0", proc_registry)
     assert (again["action"], again["pid"]) == ("reused", first["pid"])
     newer = ensure_via_cli(root, "2.0", proc_registry)
@@ -373,6 +375,7 @@ def test_run_governs_an_unmodified_server_through_supersession(
     assert rec.child is not None
     assert rec.child.pid == new_child
     assert not pid_gone(new_child)
+    assert_published_shape(root / "leases" / "web.json")
     doctor = subprocess.run(
         [sys.executable, "-m", "tenure", "auth", "doctor", "--json"],
         env={
