@@ -134,6 +134,7 @@ GONE_TREE = replace(
         child_start_ticks=1000,
     ),
 )
+STOPPED_TREE = replace(GONE_TREE, lease=replace(GONE_TREE.lease, holder_gone=False))  # type: ignore[type-var]
 SURVIVOR = ListenerFacts(
     port=9411,
     pid=777,
@@ -213,6 +214,7 @@ ROWS: list[tuple[str, ListenerFacts, Scope, CleanupClass, SkipReason | None]] = 
         NEVER,
         SkipReason.LEASE_HOLDER,
     ),
+    ("member-of-a-stopped-holders-tree", SURVIVOR, STOPPED_TREE, OPERATOR, SkipReason.UNRESPONSIVE),
     ("member-of-a-gone-holders-tree", SURVIVOR, GONE_TREE, SAFE, None),
     (
         "legacy-dashboard-fingerprint",
@@ -323,11 +325,6 @@ def test_docs_table_equals_the_tested_table() -> None:
 @pytest.mark.parametrize(
     ("why", "facts", "scope"),
     [
-        (
-            "holder alive",
-            SURVIVOR,
-            replace(GONE_TREE, lease=replace(GONE_TREE.lease, holder_gone=False)),
-        ),  # type: ignore[type-var]
         ("another tree", replace(SURVIVOR, tree_cookies=("0ther",)), GONE_TREE),
         ("no cookie", replace(SURVIVOR, tree_cookies=()), GONE_TREE),
         ("started before the tree", replace(SURVIVOR, start_ticks=999), GONE_TREE),
@@ -347,7 +344,8 @@ def test_a_tree_cookie_proves_membership_only_of_a_gone_holders_tree(
     why: str, facts: ListenerFacts, scope: Scope
 ) -> None:
     """The cookie alone proves nothing: the holder must be gone (here, provably) and the
-    process must have started no earlier than the tree's head."""
+    process must have started no earlier than the tree's head (a holder alive past its TTL:
+    row member-of-a-stopped-holders-tree, operator_required)."""
     record = classify(facts, scope)
     assert record.cleanup_class is not SAFE, why
     assert record.tree_cookie is None
@@ -519,7 +517,7 @@ def test_the_child_a_run_wrapper_governs_is_part_of_its_holder() -> None:
 
 
 def test_the_rule_tables_are_the_documented_rows() -> None:
-    """The classifiers' rule tables name, in order, rows 3-12 and 15-24 of
+    """The classifiers' rule tables name, in order, rows 3-12 and 16-25 of
     docs/protocol/classification.md, each with the documented class and skip reason."""
     from tenure.core.classify_aware import AWARE_RULES
     from tenure.core.classify_legacy import LEGACY_RULES
@@ -532,7 +530,7 @@ def test_the_rule_tables_are_the_documented_rows() -> None:
         if len(cells) == 5 and cells[0].isdigit():
             documented[cells[1]] = (cells[3], cells[4] or None)
             order.append(cells[1])
-    for rules, first, last in ((AWARE_RULES, 3, 12), (LEGACY_RULES, 15, 24)):
+    for rules, first, last in ((AWARE_RULES, 3, 12), (LEGACY_RULES, 16, 25)):
         assert [r.row for r in rules] == order[first - 1 : last]
         for rule in rules:
             reason = None if rule.reason is None else rule.reason.value

@@ -9,6 +9,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import jsonschema
@@ -354,3 +355,53 @@ def test_doctor_names_a_gone_holders_survivor_and_reset_ends_it(
     finally:
         for pid in members(cookie):  # by pid, each proven ours by the cookie
             os.kill(pid, signal.SIGKILL)
+
+
+def test_doctor_and_ls_know_a_governed_tree_as_the_holders_live_or_stopped(
+    tmp_path: Path, proc_registry: ProcessRegistry
+) -> None:
+    """`tenure run -- sh -c 'server; echo done'`: the server is the wrapper's grandchild. The
+    doctor lists it as the web lease's holder with the lease's version, and `ls` counts no
+    stranger; once the wrapper is SIGSTOPped past its TTL the server is still that holder's
+    (operator_required, by its cookie), never a third party's (classification.md rows 13-14)."""
+    root = tmp_path / "root"
+    wrapper = start(root, proc_registry, "1.0", "grandchild")
+    cookie, port = tree_of(root)
+    env = {**os.environ, "TENURE_ROOT": str(root), "SPEC_KITTY_HOME": str(tmp_path / "legacy")}
+
+    def tenure(*args: str) -> subprocess.CompletedProcess[str]:
+        done = subprocess.run(
+            [PY, "-m", "tenure", *args],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        assert done.returncode in (0, 1), done.stderr
+        return done
+
+    def row() -> dict[str, object]:
+        doc = json.loads(tenure("auth", "doctor", "--json").stdout)
+        jsonschema.validate(doc, SCHEMA)
+        found = [d for d in doc["candidates"] if d["port"] == port]
+        assert len(found) == 1, found
+        return found[0]  # type: ignore[no-any-return]
+
+    live = row()
+    assert (live["cleanup_class"], live["skip_reason"]) == ("never_touch", "lease_holder")
+    assert (live["daemon_family"], live["package_version"]) == ("web", "1.0")
+    web = next(line for line in tenure("ls").stdout.splitlines() if line.startswith("web "))
+    assert web.endswith("others: none"), web
+    stop_outside_lock(wrapper.pid, LeaseStore(root, "web").lock_path)
+    try:
+        wait_for(lambda: time.time() - record(root).renewed_at > 3.5, what="the lease to expire")
+        stopped = row()
+        assert (stopped["cleanup_class"], stopped["skip_reason"]) == (
+            "operator_required",
+            "unresponsive",
+        )
+        assert (stopped["identity_source"], stopped["package_version"]) == ("tree_cookie", "1.0")
+        assert members(cookie) != []  # the doctor alone touches nothing
+    finally:
+        os.kill(wrapper.pid, signal.SIGCONT)

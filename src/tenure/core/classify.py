@@ -1,7 +1,7 @@
 """Pure classifier: facts about one in-range listener → an identity record and a cleanup class.
 
-First match wins, in the order of docs/protocol/classification.md: rows 1-2 and 13-14 here,
-the lease-aware rows 3-12 and the legacy rows 15-24 as rule tables (`classify_aware`,
+First match wins, in the order of docs/protocol/classification.md: rows 1-2 and 13-15 here,
+the lease-aware rows 3-12 and the legacy rows 16-25 as rule tables (`classify_aware`,
 `classify_legacy`); the tests walk the same table. Version or executable mismatch is evidence
 of staleness, never a reason to skip.
 """
@@ -81,31 +81,52 @@ def classify(facts: ListenerFacts, scope: Scope) -> DaemonIdentityRecord:
     if text_of(health, "protocol") == PROTOCOL or tenure_family is not None:
         ctx = aware_context(facts, scope, health, tenure_family)
         return decide(AWARE_RULES, ctx, verdict)
-    lease = scope.lease
-    holding = next(
-        (
-            v
-            for v in (lease, *scope.scoped)
-            if v is not None and v.held and not v.expired and held_by(facts, v)
-        ),
-        None,
-    )
-    if holding is not None:
-        # The record's own holder (pid + start time), or the child a `tenure run` holder
-        # governs: neither carries a tenure argv marker, both are part of a live lease — of
-        # the user scope or of any other (lease.md#scopes).
+    views = [v for v in (scope.lease, *scope.scoped) if v is not None]
+    live = [v for v in views if v.held and not v.expired]
+    holding = next((v for v in live if held_by(facts, v)), None)
+    member = None if holding is not None else next((v for v in live if _member(facts, v)), None)
+    if holding is not None or member is not None:
+        # Row 13. The record's own holder (pid + start time), the child a `tenure run` holder
+        # governs, or any process of that child's tree (its cookie: `sh -c`, `npm start`):
+        # none carries a tenure argv marker, all are part of a live lease — of the user
+        # scope or of any other (lease.md#scopes).
+        v = holding or member
+        assert v is not None
+        how = "holds" if holding is not None else "is of the tree that holds"
         return verdict(
             never,
             SkipReason.LEASE_HOLDER,
             Governance.LEASE,
-            IdentitySource.LEASE_RECORD,
-            [f"holds epoch {holding.epoch} of the {scope.family.name} lease"],
+            IdentitySource.LEASE_RECORD if holding is not None else IdentitySource.TREE_COOKIE,
+            [f"{how} epoch {v.epoch} of the {scope.family.name} lease"],
             daemon_family=scope.family.name,
+            package_version=v.version,
         )
-    if lease is not None and _orphaned_member(facts, lease):
-        # A process of a tree a gone holder governed (`tenure run`'s grandchild that outlived
-        # a SIGKILLed wrapper, or survived an interrupted takeover): proven by the tree's
-        # cookie, our uid and its start.
+    stopped = next(
+        (v for v in views if v.held and v.expired and not v.holder_gone and _member(facts, v)),
+        None,
+    )
+    if stopped is not None:
+        # Row 14. Its holder is alive but past its TTL (stopped, wedged): the tree is still
+        # that holder's — the next holder stops it on takeover; until then, an operator's call.
+        return verdict(
+            CleanupClass.OPERATOR_REQUIRED,
+            SkipReason.UNRESPONSIVE,
+            Governance.LEASE,
+            IdentitySource.TREE_COOKIE,
+            [
+                f"of the tree of a holder past its TTL ({scope.family.name} lease, epoch "
+                f"{stopped.epoch}, pid {stopped.holder_pid})"
+            ],
+            daemon_family=scope.family.name,
+            package_version=stopped.version,
+            tree_cookie=stopped.tree,
+        )
+    gone = next((v for v in views if _orphaned_member(facts, v)), None)
+    if gone is not None:
+        # Row 15. A process of a tree a gone holder governed (`tenure run`'s grandchild that
+        # outlived a SIGKILLed wrapper, or survived an interrupted takeover): proven by the
+        # tree's cookie, our uid and its start.
         return verdict(
             CleanupClass.SAFE_AUTO,
             None,
@@ -113,12 +134,23 @@ def classify(facts: ListenerFacts, scope: Scope) -> DaemonIdentityRecord:
             IdentitySource.TREE_COOKIE,
             [
                 f"member of a tree whose holder is gone ({scope.family.name} lease, "
-                f"epoch {lease.epoch})"
+                f"epoch {gone.epoch})"
             ],
             daemon_family=scope.family.name,
-            tree_cookie=_cookie_of(facts, lease),
+            package_version=gone.version,
+            tree_cookie=_cookie_of(facts, gone),
         )
     return classify_legacy(facts, scope, health, verdict)
+
+
+def _member(facts: ListenerFacts, lease: LeaseView) -> bool:
+    """Whether the listener is of the tree the record's `child` heads: its cookie, started no
+    earlier than the child (never for a foreign holder, whose tree is not ours to see)."""
+    if lease.tree is None or lease.foreign is not None or lease.child_create_time is None:
+        return False
+    return lease.tree in facts.tree_cookies and _started_since(
+        facts, lease.child_start_ticks, lease.child_create_time
+    )
 
 
 def _verdict(  # noqa: PLR0917  (the shape of `Verdict`, which the rule tables call)

@@ -37,7 +37,7 @@ def _leaked_token(health: Mapping[str, Any] | None) -> str | None:
 
 @frozen
 class _Legacy(Context):
-    """A listener that is not lease-aware, as the rules of rows 15-24 see it."""
+    """A listener that is not lease-aware, as the rules of rows 16-25 see it."""
 
     facts: ListenerFacts
     scope: Scope
@@ -96,7 +96,7 @@ def _dashboard(c: _Legacy) -> bool:
     return c.health is not None and speckitty.looks_like_legacy_dashboard_health(c.health)
 
 
-# Rows 15-24 of docs/protocol/classification.md, in order.
+# Rows 16-25 of docs/protocol/classification.md, in order.
 LEGACY_RULES: tuple[Rule[_Legacy], ...] = (
     Rule(
         "legacy-dashboard-fingerprint",
@@ -185,7 +185,7 @@ LEGACY_RULES: tuple[Rule[_Legacy], ...] = (
 def classify_legacy(
     facts: ListenerFacts, scope: Scope, health: Mapping[str, Any] | None, verdict: Verdict
 ) -> DaemonIdentityRecord:
-    """The first of rows 15-24 that applies to a listener that is not lease-aware."""
+    """The first of rows 16-25 that applies to a listener that is not lease-aware."""
     shape = speckitty.spawn_shape(facts.cmdline)
     ctx = _Legacy(
         facts=facts,

@@ -96,6 +96,7 @@ class LeaseView:
     # Replaced holders' trees not yet seen stopped (the record's `orphans`): (cookie, start
     # ticks, create_time) of each tree's head (control.md#run).
     orphan_trees: tuple[tuple[str, int | None, float], ...] = ()
+    version: str | None = None  # the holder's version, shown for its listeners
 
 
 @frozen

@@ -84,6 +84,7 @@ def lease_view(
         orphan_trees=tuple(
             (c.tree, c.start_ticks, c.create_time) for c in rec.orphans if c.tree is not None
         ),
+        version=rec.holder.version,
     )
 
 
