@@ -320,6 +320,41 @@ def test_tenure_stop_ends_any_family_by_verified_identity(
     assert tenure.stop("indexer", root) is None
 
 
+def test_the_verbs_know_which_families_the_root_has(
+    tmp_path: Path, proc_registry: ProcessRegistry
+) -> None:
+    """`tenure stop|status NOSUCH` exit 5 naming the root's families (systemctl's "no such
+    unit"); a known family with nothing running stops with 0; `tenure status` alone is the
+    overview of every family."""
+    root = tmp_path / "root"
+    found = ensure_via_cli(root, "1.0", proc_registry)
+    env = {**os.environ, **FAST, "TENURE_ROOT": str(root)}
+
+    def tenure_cli(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "tenure", *args],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+
+    for verb in ("stop", "status"):
+        unknown = tenure_cli(verb, "nosuchfamily")
+        assert unknown.returncode == 5, unknown.stderr
+        assert "no family 'nosuchfamily'" in unknown.stderr
+        assert "indexer" in unknown.stderr
+    overview = tenure_cli("status")
+    assert overview.returncode == 0, overview.stderr
+    lines = overview.stdout.splitlines()
+    assert [line.split()[0] for line in lines[1:]] == ["sync", "dashboard", "indexer"]
+    assert f"pid {found['pid']}" in lines[3]
+    assert tenure_cli("stop", "indexer").returncode == 0
+    again = tenure_cli("stop", "indexer")
+    assert (again.returncode, again.stdout) == (0, "no indexer daemon running\n")
+
+
 # --- tenure run: an unmodified daemon, governed -----------------------------------------------
 
 SERVER = [sys.executable, "-m", "http.server", "{port}", "--bind", "127.0.0.1"]

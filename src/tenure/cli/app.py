@@ -105,9 +105,9 @@ def _register() -> None:
         "logs",
         epilog=examples("tenure logs sync", "tenure logs sync -n 100", "tenure logs sync -f"),
     )(logs_cmd)
-    app.command("status", epilog=examples("tenure status sync", "tenure status indexer --json"))(
-        status_cmd
-    )
+    app.command(
+        "status", epilog=examples("tenure status", "tenure status sync", "tenure status web --json")
+    )(status_cmd)
     app.command("stop", epilog=examples("tenure stop sync", "tenure stop indexer"))(stop_cmd)
     app.command("restart", epilog=examples("tenure restart sync"))(restart_cmd)
     app.add_typer(family_app(DASHBOARD), name="dashboard")

@@ -20,6 +20,7 @@ if TYPE_CHECKING:
 EXIT_OK = 0
 EXIT_ATTENTION = 1
 EXIT_USAGE = 2
+EXIT_UNKNOWN = 5  # no such family in the root, as systemctl answers for no such unit
 EXIT_INTERRUPTED = 130
 EXIT_TERMINATED = 143  # SIGTERM: 128 + 15, as a shell reports it
 SCHEMA_VERSION = schemas.DAEMON

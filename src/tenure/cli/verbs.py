@@ -23,6 +23,7 @@ from tenure.cli.common import (
 from tenure.cli.hot import show_status, start_or_restart, stop_family
 from tenure.cli.out import (
     EXIT_ATTENTION,
+    EXIT_UNKNOWN,
     EXIT_USAGE,
     clean,
     emit_json,
@@ -50,22 +51,46 @@ def _family(name: str) -> str:
     return name
 
 
+def _known(name: str, root: Path | None) -> Path:
+    """The root, once `name` is a family of it (built in, or with a lease record in any
+    scope); otherwise exit 5 naming the families it has, as systemctl does for no such unit."""
+    from tenure.protocol.leases import family_names  # noqa: PLC0415
+
+    try:
+        the_root = resolve_root(root)
+        names = family_names(the_root) if the_root.is_dir() else list(FAMILIES)
+    except (TenureError, OSError) as exc:
+        fail(exc, False)
+    if name not in names:
+        error(f"no family {name!r} in {the_root} (families: {', '.join(names)})")
+        raise typer.Exit(EXIT_UNKNOWN)
+    return the_root
+
+
 def status_cmd(
-    family: str = FAMILY_ARG,
+    family: str | None = typer.Argument(
+        None, help="Daemon family: sync, dashboard, or any family in the root (none: all)."
+    ),
     as_json: bool = JSON_OPTION,
     root: Path | None = ROOT_OPTION,
     scope: Path | None = SCOPE_OPTION,
     _quiet: bool = QUIET_OPTION,
 ) -> None:
-    """Show a family's daemon (read-only). Exit 0 only while a live holder renews its lease."""
+    """Show a family's daemon (read-only), or with no family every family of the root (as
+    `tenure ls`). Exit 0 only while a live holder renews its lease; 5: no such family."""
+    if family is None:
+        from tenure.cli.ls import ls_cmd  # noqa: PLC0415
+
+        ls_cmd(as_json=as_json, root=root, legacy_root=None)
+        return
     name = _family(family)
     if name in FAMILIES and scope is None:
         show_status(FAMILIES[name], root, as_json)
         return
     from tenure.protocol.report import lease_json, lease_report  # noqa: PLC0415
 
+    the_root = _known(name, root)
     try:
-        the_root = resolve_root(root)
         report = lease_report(the_root, name, time.time(), scope_of(scope))
     except (TenureError, OSError) as exc:
         fail(exc, as_json)
@@ -126,8 +151,9 @@ def stop_cmd(  # noqa: PLR0917  (typer maps each parameter to an option)
         return
     from tenure.requester.ensure import stop  # noqa: PLC0415
 
+    the_root = _known(name, root)
     try:
-        pid = stop(name, resolve_root(root), scope=scope)
+        pid = stop(name, the_root, scope=scope)
     except (TenureError, OSError) as exc:
         fail(exc, as_json)
     if as_json:
