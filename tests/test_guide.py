@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -46,6 +47,12 @@ def holder(root: Path, family: str) -> LeaseRecord | None:
     return None
 
 
+def answer(port: int) -> str:
+    """The line §1's daemon sends on its port."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as conn:
+        return conn.makefile().readline().strip()
+
+
 def test_the_guide_marks_the_snippets_it_runs() -> None:
     assert set(snippets()) == {"daemon.py", "cli.py", "serve", "kit"}
 
@@ -64,6 +71,7 @@ def test_the_daemon_and_the_cli_run_as_written(
     proc_registry.popens.append(daemon)  # type: ignore[arg-type]
     proc_registry.track(daemon.pid)
     wait_for(lambda: (rec := holder(root, "indexer")) and rec.holder.pid == daemon.pid)
+    assert answer(9510) == "indexer 1.4"  # §1's daemon serves the port it holds
     second = run(["python3", "daemon.py"], work, env)
     assert second.returncode == 1
     assert second.stderr.startswith("indexer already runs: indexer lease is held by pid")
@@ -73,9 +81,11 @@ def test_the_daemon_and_the_cli_run_as_written(
     assert daemon.wait(60) == 0
     started = run(["python3", "cli.py"], work, env)
     assert started.returncode == 0, started.stderr
-    action, pid, _port = started.stdout.split()
+    action, pid, port = started.stdout.split()
     proc_registry.track(int(pid))
     assert action == "started"
+    assert 9510 <= int(port) <= 9519
+    assert answer(int(port)) == "indexer 1.4"  # the port ensure gave it
     assert run(["python3", "cli.py"], work, env).stdout.split()[:2] == ["reused", pid]
     assert run(["tenure", "stop", "indexer"], work, env).returncode == 0
 

@@ -691,3 +691,27 @@ def test_a_mark_in_the_record_is_acted_on_between_heartbeats(
     assert proc.returncode == 0, err
     reason = "superseded" if mark == "superseded_by" else "requested"
     assert [t["reason"] for t in read_tombstones(root)] == [reason]
+
+
+def test_two_families_sharing_ports_are_reported_and_warned_about(
+    tmp_path: Path, proc_registry: ProcessRegistry
+) -> None:
+    """`indexer` (ensure) and `web` (`tenure run`) on one range: the start that creates the
+    overlap warns on stderr, and the doctor's finding names both families and the ports."""
+    root = tmp_path / "root"
+    ensure_via_cli(root, "1.0", proc_registry)
+    wrapper, _child = run_wrapped(root, proc_registry, "1.0")
+    doctor = subprocess.run(
+        [sys.executable, "-m", "tenure", "auth", "doctor", "--json"],
+        env={**os.environ, "TENURE_ROOT": str(root), "SPEC_KITTY_HOME": str(tmp_path / "lg")},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    findings = {f["id"]: f for f in json.loads(doctor.stdout)["findings"]}
+    assert "ports_overlap:indexer:web" in findings, sorted(findings)
+    assert f"share ports {RANGE}" in findings["ports_overlap:indexer:web"]["summary"]
+    assert tenure.stop("web", root) == wrapper.pid
+    _out, err = wrapper.communicate(timeout=60)
+    assert f"warning: web's ports {RANGE} overlap indexer's ({RANGE})" in err

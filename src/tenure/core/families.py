@@ -59,3 +59,15 @@ def family_named(name: str) -> Family:
         return FAMILIES[name]
     except KeyError:
         raise ValueError(f"unknown daemon family {name!r}") from None
+
+
+def overlaps(ranges: list[tuple[str, int, int]]) -> list[tuple[str, str, int, int]]:
+    """Each pair of distinct families whose inclusive ranges share ports, with the span they
+    share: (first, second, lo, hi), in the order the ranges were given."""
+    found = []
+    for i, (a, alo, ahi) in enumerate(ranges):
+        for b, blo, bhi in ranges[i + 1 :]:
+            lo, hi = max(alo, blo), min(ahi, bhi)
+            if a != b and lo <= hi:
+                found.append((a, b, lo, hi))
+    return found

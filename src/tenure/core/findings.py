@@ -266,8 +266,10 @@ def build_findings(
     leases: Sequence[LeaseFacts],
     cands: Sequence[DaemonIdentityRecord],
     unscanned: Sequence[tuple[str, str]] = (),
+    overlapping: Sequence[tuple[str, str, int, int]] = (),
 ) -> list[Finding]:
-    """Findings from gathered facts; `unscanned` holds (family, why) of ranges not scanned."""
+    """Findings from gathered facts; `unscanned` holds (family, why) of ranges not scanned,
+    `overlapping` (family, family, lo, hi) of ranges that share ports."""
     out: list[Finding] = []
     if root_problem is not None:
         severity, fix = root_remediation(root_problem)
@@ -280,6 +282,18 @@ def build_findings(
                 f"{family} ports were not scanned: {why}",
                 "no tenure command can raise the descriptor limit: close descriptors or raise "
                 "ulimit -n, then run tenure auth doctor again",
+            )
+        )
+    for a, b, lo, hi in overlapping:
+        shared = f"port {lo}" if lo == hi else f"ports {lo}-{hi}"
+        out.append(
+            Finding(
+                f"ports_overlap:{a}:{b}",
+                "warning",
+                f"families {a} and {b} share {shared}: each scans the other's servers (listed "
+                "twice below) and either may take a port the other's next start wants",
+                f"no tenure command changes a family's range: give {b} (or {a}) ports of its "
+                "own (--ports LO-HI, ports=) and restart it",
             )
         )
     for lease in leases:

@@ -17,7 +17,7 @@ from tenure.adapters.root import check_root
 from tenure.adapters.tombstones import read_tombstones
 from tenure.core import schemas
 from tenure.core.classify import CleanupClass, DaemonIdentityRecord
-from tenure.core.families import FAMILIES
+from tenure.core.families import FAMILIES, overlaps
 from tenure.core.findings import Finding, LeaseFacts, RootProblem, build_findings, remediation_for
 from tenure.core.hints import TYPE_CHECKING
 from tenure.core.lease import LeaseStatus
@@ -120,7 +120,8 @@ def build_report_findings(report: DoctorReport) -> list[Finding]:
     ]
     unscanned = [(s.family.name, s.not_scanned) for s in report.surveys if s.not_scanned]
     cands = [r for _, r in report.candidates()]
-    return build_findings(report.root_problem, leases, cands, unscanned)
+    ranges = [(s.family.name, s.family.lo, s.family.hi) for s in report.surveys]
+    return build_findings(report.root_problem, leases, cands, unscanned, overlaps(ranges))
 
 
 def _iso(ts: float) -> str:

@@ -92,3 +92,18 @@ def ports_taken(mine: LeaseStore) -> set[int]:
         if rec.holder.port is not None and holder_liveness(rec) in SEEN:
             taken.add(rec.holder.port)
     return taken
+
+
+def recorded_ranges(root: Path) -> list[tuple[str, int, int]]:
+    """(family, lo, hi) of every family of the root with a port range: the built-in ones, and
+    each other family as its user-scope record (else its first scoped one) records it."""
+    out = [(f.name, f.lo, f.hi) for f in FAMILIES.values()]
+    for name in family_names(root):
+        if name in FAMILIES:
+            continue
+        for store in [LeaseStore(root, name), *scoped_stores(root, name)[:1]]:
+            rec = store.read()
+            if isinstance(rec, LeaseRecord) and rec.ports is not None:
+                out.append((name, *rec.ports))
+                break
+    return out
