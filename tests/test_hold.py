@@ -397,11 +397,14 @@ def run_wrapped(
 def test_run_governs_an_unmodified_server_through_supersession(
     tmp_path: Path, proc_registry: ProcessRegistry
 ) -> None:
-    """A newer `tenure run` supersedes: the old wrapper stops its child and exits 0."""
+    """A newer `tenure run` supersedes: the old wrapper stops its child, says who took its
+    place, and exits 0."""
     root = tmp_path / "root"
     old, old_child = run_wrapped(root, proc_registry, "1.0")
     new, new_child = run_wrapped(root, proc_registry, "2.0")
-    assert old.wait(60) == 0
+    _out, said = old.communicate(timeout=60)
+    assert old.returncode == 0
+    assert f"web 1.0 superseded by 2.0 (pid {new.pid}), which serves; leaving" in said
     assert pid_gone(old_child)
     assert new.poll() is None
     rec = LeaseStore(root, "web").read()

@@ -114,7 +114,7 @@ class _Tables:
 
     def daemons(self, report: DoctorReport) -> None:
         if not report.candidates():
-            self.c.print("Daemons: no listener in either family's port range")
+            self.c.print(f"Daemons: {no_listener(report)}")
             return
         table = self._table(
             "Daemons in the families' port ranges",
@@ -190,7 +190,7 @@ class _Blocks:
     def daemons(self, report: DoctorReport) -> None:
         self.c.print()
         if not report.candidates():
-            self._line("Daemons: no listener in either family's port range")
+            self._line(f"Daemons: {no_listener(report)}")
             return
         self._line("Daemons in the families' port ranges")
         for _family, rec in report.candidates():
@@ -227,3 +227,13 @@ class _Blocks:
             self._line(f"{f.severity}: {f.id}", 2)
             self._line(f.summary, 4)
             self._line(f"fix: {f.remediation}", 4)
+
+
+def no_listener(report: DoctorReport) -> str:
+    """What an empty scan says, for however many ranges were scanned."""
+    n = len(report.surveys)
+    if n == 1:
+        return f"no listener in the {report.surveys[0].family.name} port range"
+    if n == 2:
+        return "no listener in either family's port range"
+    return f"no listener in any of the {n} families' port ranges"

@@ -311,7 +311,8 @@ def build_findings(
             Finding(
                 "stale_lease_daemons",
                 "warning",
-                f"{plural(len(stale), 'lease-aware daemon')} of this root need attention "
+                f"{plural(len(stale), 'lease-aware daemon')} of this root "
+                f"{agree(len(stale), 'needs', 'need')} attention "
                 f"({port_list(stale)}: {reasons})",
                 reset_for([r for r in stale if cleanable(r)] or stale),
             )

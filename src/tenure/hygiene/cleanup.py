@@ -11,6 +11,7 @@ from pathlib import Path
 
 from tenure.adapters.reaper import ReapResult, reap
 from tenure.core.families import Family
+from tenure.core.findings import plural
 from tenure.core.notify import Notify, quiet
 from tenure.core.values import field, mutable
 from tenure.core.verdicts import CleanupClass, DaemonIdentityRecord
@@ -57,7 +58,7 @@ def cleanup(
     try:
         for found in surveys:
             if any(r.cleanup_class is not CleanupClass.NEVER_TOUCH for r in found.records):
-                notify(f"resetting {found.family.name}: {len(found.records)} listeners")
+                notify(f"resetting {found.family.name}: {plural(len(found.records), 'listener')}")
             reap(
                 found.records,
                 found.family,

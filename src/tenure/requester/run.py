@@ -63,6 +63,7 @@ from tenure.requester.standby import (
     Watch,
     report_not_ready,
     say_rolling_back,
+    say_superseded,
     stand_by,
     stands_by,
     tombstone_rolled_back,
@@ -155,6 +156,8 @@ def run(
             if verdict is not Standby.ROLL_BACK or successor is None:
                 if kept is not None:
                     end_tree(family, kept)  # handed over: the successor serves (or never will)
+                if verdict is Standby.HANDED_OVER and successor is not None:
+                    say_superseded(family, version, successor)
                 return 0
             say_rolling_back(family, version, successor)
             back_from, wrapper.kept = successor, kept

@@ -94,6 +94,17 @@ def say_rolling_back(family: str, version: str, failed: LeaseRecord) -> None:
     )
 
 
+def say_superseded(family: str, version: str, successor: LeaseRecord) -> None:
+    """Say on stderr who took this wrapper's place, so a foreground `tenure run` does not end
+    without a word."""
+    h = successor.holder
+    print(
+        f"tenure: {family} {version} superseded by {h.version} (pid {h.pid}), which serves; "
+        "leaving",
+        file=sys.stderr,
+    )
+
+
 def report_not_ready(
     store: LeaseStore, me: tuple[str, int], last: LeaseRecord, outcome: tuple[int, str]
 ) -> int:
