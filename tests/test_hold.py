@@ -718,3 +718,43 @@ def test_two_families_sharing_ports_are_reported_and_warned_about(
     assert tenure.stop("web", root) == wrapper.pid
     _out, err = wrapper.communicate(timeout=60)
     assert f"warning: web's ports {RANGE} overlap indexer's ({RANGE})" in err
+
+
+def test_every_holder_writes_its_life_to_the_familys_log(
+    tmp_path: Path, proc_registry: ProcessRegistry
+) -> None:
+    """A `tenure.hold` daemon started by hand, a `tenure run` wrapper and a daemon `ensure`
+    spawned each write holding, retiring and left lines to `logs/<family>.log`, which
+    `tenure logs FAMILY [--since]` shows (the reference daemons always did)."""
+    root = tmp_path / "root"
+    env = {**os.environ, **FAST, "TENURE_ROOT": str(root)}
+
+    def logs(family: str, *args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "tenure", "logs", family, *args],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+
+    by_hand = start(root, proc_registry)
+    wrapper, _child = run_wrapped(root, proc_registry, "1.0")
+    for family, pid in (("indexer", by_hand.pid), ("web", wrapper.pid)):
+        shown = logs(family)
+        assert shown.returncode == 0, shown.stderr
+        assert f"tenure[{pid}] holding {family} lease epoch 1: version 1.0" in shown.stdout
+        assert tenure.stop(family, root) == pid
+    assert by_hand.wait(60) == 0
+    assert wrapper.wait(60) == 0
+    for family in ("indexer", "web"):
+        said = logs(family, "--since", "1h").stdout
+        assert "retiring: " in said, said
+        assert "left epoch 1" in said, said
+    spawned = ensure_via_cli(root, "1.1", proc_registry)
+    shown = logs("indexer", "-n", "1").stdout
+    assert f"tenure[{spawned['pid']}] holding indexer lease epoch 2: version 1.1" in shown
+    bad = logs("indexer", "--since", "ten minutes")
+    assert bad.returncode == 2
+    assert "not a duration" in bad.stderr

@@ -64,3 +64,36 @@ LOG = DaemonLog(None)
 def log(msg: str) -> None:
     """One line in the daemon log."""
     LOG.write(msg)
+
+
+LIFELOG_CAP = 8 * 1024 * 1024  # past this, lifecycle lines are dropped rather than fill a disk
+
+
+def lifecycle(path: Path, msg: str) -> None:
+    """One lifecycle line of a holder (holding, retiring, released) in its family's log, so
+    `tenure logs` shows every holder's life — a `tenure.hold` daemon, a `tenure run` wrapper —
+    not only the reference daemons' (which log their own). Where stderr already is that file
+    (a daemon `tenure.ensure` spawned), the line goes there; otherwise it is appended. Never
+    raises: a log must not stop a holder from governing."""
+    if LOG.path is not None:
+        return  # a reference daemon: it writes these lines itself
+    line = f"{time.strftime('%Y-%m-%dT%H:%M:%S')} tenure[{os.getpid()}] {msg}"
+    safe = line.encode("unicode_escape").decode("ascii") if not line.isprintable() else line
+    with contextlib.suppress(OSError, ValueError):
+        if _same_file(2, path):
+            print(safe, file=sys.stderr, flush=True)
+            return
+        fd = open_regular(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT)
+        try:
+            if os.fstat(fd).st_size < LIFELOG_CAP:
+                os.write(fd, (safe + "\n").encode())
+        finally:
+            os.close(fd)
+
+
+def _same_file(fd: int, path: Path) -> bool:
+    try:
+        a, b = os.fstat(fd), os.lstat(path)
+    except OSError:
+        return False
+    return (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino)

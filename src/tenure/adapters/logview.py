@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 from tenure.adapters.files import open_regular
@@ -24,14 +25,38 @@ def _read(path: Path) -> bytes:
         os.close(fd)
 
 
-def last_lines(root: Path, family: str, n: int) -> list[str]:
-    """The last `n` lines of the log, reaching into the rotated `.log.1` when needed."""
+def last_lines(root: Path, family: str, n: int, since: float | None = None) -> list[str]:
+    """The last `n` lines of the log, reaching into the rotated `.log.1` when needed; with
+    `since` (a wall time), only the lines written from then on (a line without a timestamp of
+    its own — a child's output — goes with the timestamped line before it)."""
     if n <= 0:
         return []
     current = log_path(root, family)
     rotated = current.with_name(current.name + ".1")
     text = (_read(rotated) + _read(current)).decode("utf-8", "replace")
-    return text.splitlines()[-n:]
+    lines = text.splitlines()
+    if since is not None:
+        lines = _since(lines, since)
+    return lines[-n:]
+
+
+def _since(lines: list[str], since: float) -> list[str]:
+    keep, out = False, []
+    for line in lines:
+        stamp = _stamp(line)
+        if stamp is not None:
+            keep = stamp >= since - 1  # the stamp has whole seconds
+        if keep:
+            out.append(line)
+    return out
+
+
+def _stamp(line: str) -> float | None:
+    """The local wall time a log line starts with (`2026-12-08T02:40:11 …`), if it does."""
+    try:
+        return time.mktime(time.strptime(line[:19], "%Y-%m-%dT%H:%M:%S"))
+    except (ValueError, OverflowError):
+        return None
 
 
 class LogFollower:

@@ -113,10 +113,13 @@ def family_app(family: Family) -> typer.Typer:
     return sub
 
 
-def logs_cmd(
+def logs_cmd(  # noqa: PLR0917  (typer maps each parameter to an option)
     family: str = typer.Argument(..., help="Daemon family, e.g. sync or dashboard."),
     lines: int = typer.Option(20, "--lines", "-n", min=0, help="How many lines to show."),
     follow: bool = typer.Option(False, "--follow", "-f", help="Keep printing new lines."),
+    since: str | None = typer.Option(
+        None, "--since", metavar="DURATION", help="Only lines of the last 90s, 10m, 2h or 1d."
+    ),
     root: Path | None = ROOT_OPTION,
     scope: Path | None = SCOPE_OPTION,
     _quiet: bool = QUIET_OPTION,
@@ -128,7 +131,14 @@ def logs_cmd(
         error(f"{clean(repr(family))} is not a family name")
         raise typer.Exit(EXIT_USAGE)
     from tenure.adapters.store import log_path  # noqa: PLC0415
+    from tenure.core.inputs import parse_duration  # noqa: PLC0415
+    from tenure.errors import ConfigError  # noqa: PLC0415
 
+    try:
+        after = None if since is None else time.time() - parse_duration(since)
+    except ConfigError as exc:
+        error(str(exc))
+        raise typer.Exit(EXIT_USAGE) from None
     the_root = resolve_root(root)
     key = family
     if scope is not None:
@@ -139,9 +149,9 @@ def logs_cmd(
         key = lease_key(family, None if where is None else where.digest)
     path = log_path(the_root, key)
     if not (os.path.lexists(path) or os.path.lexists(f"{path}.1")):
-        error(f"no {family} log in {the_root}: no {family} daemon has run with this root")
+        error(f"no {family} log in {the_root}: no {family} holder has run with this root")
         raise typer.Exit(EXIT_ATTENTION)
-    for line in last_lines(the_root, key, lines):
+    for line in last_lines(the_root, key, lines, after):
         typer.echo(clean(line))
     if not follow:
         return

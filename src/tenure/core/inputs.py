@@ -139,3 +139,15 @@ def check_stop(
     if not (isinstance(grace_s, int | float) and 0 <= grace_s <= MAX_STOP_GRACE_S):
         raise ConfigError(f"{what} grace {grace_s!r} is out of range: 0 to 3600 seconds")
     return name, float(grace_s)
+
+
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+_DURATION = re.compile(r"(\d{1,9})([smhd])")
+
+
+def parse_duration(raw: str, what: str = "--since") -> float:
+    """`90s`, `10m`, `2h`, `1d` (one number, one unit) as seconds."""
+    found = _DURATION.fullmatch(raw.strip())
+    if found is None:
+        raise ConfigError(f"{what}={_shown(raw)} is not a duration such as 90s, 10m, 2h or 1d")
+    return int(found.group(1)) * _UNITS[found.group(2)]

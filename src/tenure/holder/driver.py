@@ -65,6 +65,7 @@ class Driver:
         self._retired = threading.Event()
         # Called (outside the lock) with the reason when retirement begins; `tenure.hold` uses it.
         self.on_retiring: list[Callable[[RetireReason], None]] = []
+        self.on_retired: list[Callable[[RetireReason], None]] = []  # after the release
         self._stop_beat = threading.Event()
         self._no_drain = threading.Event()
         self._silent = False  # set by the table's retire_silently / silence: write nothing
@@ -248,6 +249,8 @@ class Driver:
             self.handle(Event.DRAINED)
             if self._on_retire is not None:
                 self._on_retire(reason)
+            for callback in self.on_retired:
+                callback(reason)
             self._retired.set()
 
     def wait_retired(self, timeout: float | None = None) -> RetireReason | None:

@@ -18,7 +18,6 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import sys
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from types import FrameType
@@ -38,7 +37,6 @@ from tenure.protocol.supersede import prepare_start
 if TYPE_CHECKING:
     import asyncio
     import socket
-    from pathlib import Path
     from typing import Any
 
     from tenure.holder.listening import Listening
@@ -198,28 +196,10 @@ def take(governor: Governor, wait_s: float | None) -> Held:
         with contextlib.suppress(Exception):
             governor.abandon()
         raise
-    if governor.ports is not None:
-        _warn_overlaps(governor.root, governor.family, governor.ports)
+    from tenure.holder.notices import announce  # noqa: PLC0415  (once the lease is held)
+
+    announce(governor)
     return Held(governor)
-
-
-def _warn_overlaps(root: Path, family: str, ports: tuple[int, int]) -> None:
-    """Say on stderr which families of the root share ports with ours: each scans the other's
-    servers, and the doctor reports it (`ports_overlap`); a start is never refused for it."""
-    from tenure.core.families import overlaps  # noqa: PLC0415  (a range was given)
-    from tenure.protocol.leases import recorded_ranges  # noqa: PLC0415
-
-    try:
-        others = [r for r in recorded_ranges(root) if r[0] != family]
-    except OSError:
-        return
-    for _me, other, lo, hi in overlaps([(family, *ports), *others]):
-        if _me == family:
-            print(
-                f"tenure: warning: {family}'s ports {ports[0]}-{ports[1]} overlap {other}'s "
-                f"({lo}-{hi}); give one of them a range of its own",
-                file=sys.stderr,
-            )
 
 
 # Signal handlers `hold` installed, by block, so a forked child gets the previous ones back.
