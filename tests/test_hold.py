@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -758,3 +759,57 @@ def test_every_holder_writes_its_life_to_the_familys_log(
     bad = logs("indexer", "--since", "ten minutes")
     assert bad.returncode == 2
     assert "not a duration" in bad.stderr
+
+
+def test_run_detach_then_stop_then_start_serves_again(
+    tmp_path: Path, proc_registry: ProcessRegistry
+) -> None:
+    """`tenure run --detach` returns once the wrapper holds (its output in the family's log);
+    `tenure stop det` ends it; `tenure start det` starts it again from the recorded command
+    (never the environment), and `tenure restart det` does both."""
+    root = tmp_path / "root"
+    env = {**os.environ, **FAST, "TENURE_ROOT": str(root), "SECRET_TOKEN": "s3cr3t"}
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        done = subprocess.run(
+            [sys.executable, "-m", "tenure", *args],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        for pid in re.findall(r"pid (\d+)", done.stdout):
+            proc_registry.track(int(pid))
+        return done
+
+    def serving() -> int | None:
+        rec = LeaseStore(root, "det").read()
+        if not (isinstance(rec, LeaseRecord) and rec.state is LeaseState.HELD and rec.child):
+            return None
+        port = rec.holder.port
+        return rec.holder.pid if port is not None and answers(port) is not None else None
+
+    started = cli("run", "--detach", "--family", "det", "--version", "1.0", "--ports", RANGE,
+                  "--", *SERVER)  # fmt: skip
+    assert started.returncode == 0, started.stderr
+    assert started.stdout.startswith("det started: pid ")
+    first = wait_for(serving, what="the detached wrapper's server to answer")
+    assert "holding det lease epoch 1" in cli("logs", "det").stdout
+    assert cli("stop", "det").returncode == 0
+    assert pid_gone(first)
+    recorded = (root / "leases" / "det.command.json").read_text()
+    assert "s3cr3t" not in recorded
+    again = cli("start", "det")
+    assert again.returncode == 0, again.stderr
+    assert again.stdout.startswith("det started: pid ")
+    second = wait_for(serving, what="the started-again server to answer")
+    assert second != first
+    restarted = cli("restart", "det")
+    assert restarted.returncode == 0, restarted.stderr
+    assert pid_gone(second)
+    third = wait_for(serving, what="the restarted server to answer")
+    assert cli("stop", "det").returncode == 0
+    assert pid_gone(third)
+    never = cli("start", "nosuchfamily")
+    assert never.returncode == 5

@@ -96,7 +96,7 @@ def _register() -> None:
     from tenure.cli.doctor import DOCTOR_EPILOG, auth_app, doctor_cmd  # noqa: PLC0415
     from tenure.cli.ls import ls_cmd  # noqa: PLC0415
     from tenure.cli.run import RUN_EPILOG, run_cmd  # noqa: PLC0415
-    from tenure.cli.verbs import restart_cmd, status_cmd, stop_cmd  # noqa: PLC0415
+    from tenure.cli.verbs import restart_cmd, start_cmd, status_cmd, stop_cmd  # noqa: PLC0415
     from tenure.core.families import DASHBOARD, SYNC  # noqa: PLC0415
 
     app.add_typer(family_app(SYNC), name="sync")
@@ -108,6 +108,7 @@ def _register() -> None:
     app.command(
         "status", epilog=examples("tenure status", "tenure status sync", "tenure status web --json")
     )(status_cmd)
+    app.command("start", epilog=examples("tenure start sync", "tenure start web"))(start_cmd)
     app.command("stop", epilog=examples("tenure stop sync", "tenure stop indexer"))(stop_cmd)
     app.command("restart", epilog=examples("tenure restart sync"))(restart_cmd)
     app.add_typer(family_app(DASHBOARD), name="dashboard")

@@ -98,6 +98,13 @@ def run_cmd(  # noqa: PLR0917  (typer maps each parameter to an option)
         "`tenure run --socket` is handed the socket (make before break; Linux). Ready: "
         "READY=1 to $NOTIFY_SOCKET, or up for 1 s.",
     ),
+    detach: bool = typer.Option(
+        False,
+        "--detach",
+        "-d",
+        help="Run the wrapper in the background (its own session, output to the family's log) "
+        "and return once it holds the lease; `tenure start FAMILY` starts it this way again.",
+    ),
     root: Path | None = ROOT_OPTION,
     scope: Path | None = SCOPE_OPTION,
     _quiet: bool = QUIET_OPTION,
@@ -129,6 +136,9 @@ def run_cmd(  # noqa: PLR0917  (typer maps each parameter to an option)
         name, grace = check_stop(
             stop_signal, stop_grace, STOP_SIGNAL_NAMES, "--stop-signal/--stop-grace"
         )
+        if detach:
+            _detached(family, version, port_range, resolve_root(root), scope)
+            return
         code = wrapper.run(
             family,
             version,
@@ -158,3 +168,25 @@ def _before_separator(command: list[str]) -> str | None:
     if command == after:
         return None
     return command[0] if command[: len(command) - len(after)] else None
+
+
+def _detached(
+    family: str, version: str, ports: tuple[int, int] | None, root: Path, scope: Path | None
+) -> None:
+    """`--detach`: this same `tenure run` (without `--detach`) started by `tenure.ensure` —
+    detached, output to the family's log, the command recorded for `tenure start` — and one
+    line once it holds the lease."""
+    from tenure.adapters.store import log_path  # noqa: PLC0415
+    from tenure.requester.ensure import ensure  # noqa: PLC0415
+
+    args = sys.argv[sys.argv.index("run") :]
+    sep = args.index("--") if "--" in args else len(args)
+    options = [a for a in args[:sep] if a not in ("--detach", "-d")]
+    command = [sys.executable, "-m", "tenure", *options, *args[sep:]]
+    found = ensure(family, command, version=version, ports=ports, root=root, scope=scope)
+    said = family if found.scope is None else f"{family} (scope {found.scope})"
+    log = f"{log_path(root, family)}" if found.scope is None else "tenure logs --scope"
+    typer.echo(
+        f"{said} {found.action}: pid {found.pid}, port {found.port or '-'}, version "
+        f"{found.version}; log: {log}"
+    )

@@ -39,6 +39,7 @@ from tenure.core.inputs import is_family_name
 from tenure.errors import TenureError
 
 if TYPE_CHECKING:
+    from tenure.adapters.commands import Recorded
     from tenure.core.record import LeaseScope
 
 FAMILY_ARG = typer.Argument(..., help="Daemon family: sync, dashboard, or any family in the root.")
@@ -209,9 +210,74 @@ def restart_cmd(
     if name in FAMILIES:
         start_or_restart("restart", FAMILIES[name], root, legacy_root, as_json)
         return
-    note(f"tenure starts only its own families ({', '.join(FAMILIES)}); {name}'s tool starts it")
+    the_root = _known(name, root)
+    if _start_command(name, the_root) is not None:
+        from tenure.requester.ensure import stop  # noqa: PLC0415
+
+        try:
+            stop(name, the_root)
+        except (TenureError, OSError) as exc:
+            fail(exc, as_json)
+        _start_recorded(name, the_root, as_json)
+        return
+    note(f"no command is recorded for {name}: {NO_COMMAND}")
     error(
         f"cannot restart {name} here: `tenure stop {name}`, and the tool's next command "
         "starts a fresh one (tenure.ensure)"
     )
     raise typer.Exit(EXIT_USAGE)
+
+
+NO_COMMAND = (
+    "it is recorded when tenure.ensure or `tenure run --detach` starts the family (the argv, "
+    "working directory, version and ports; never the environment)"
+)
+
+
+def start_cmd(
+    family: str = FAMILY_ARG,
+    as_json: bool = JSON_OPTION,
+    root: Path | None = ROOT_OPTION,
+    legacy_root: Path | None = LEGACY_ROOT_OPTION,
+    _quiet: bool = QUIET_OPTION,
+) -> None:
+    """Start a family's daemon: a built-in family as `tenure FAMILY start`; any other from the
+    command recorded when it was last started (tenure.ensure, `tenure run --detach`)."""
+    name = _family(family)
+    if name in FAMILIES:
+        start_or_restart("start", FAMILIES[name], root, legacy_root, as_json)
+        return
+    the_root = _known(name, root)
+    if _start_command(name, the_root) is None:
+        error(f"no command is recorded for {name}: {NO_COMMAND}")
+        raise typer.Exit(EXIT_ATTENTION)
+    _start_recorded(name, the_root, as_json)
+
+
+def _start_command(name: str, root: Path) -> Recorded | None:
+    from tenure.adapters.commands import recorded  # noqa: PLC0415
+
+    return recorded(root, name)
+
+
+def _start_recorded(name: str, root: Path, as_json: bool) -> None:
+    """`tenure.ensure` with the recorded command: reused, started or superseded."""
+    from tenure.requester.ensure import ensure  # noqa: PLC0415
+
+    how = _start_command(name, root)
+    assert how is not None
+    try:
+        found = ensure(
+            name, how.command, version=how.version, ports=how.ports, root=root, cwd=how.cwd
+        )
+    except (TenureError, OSError) as exc:
+        fail(exc, as_json)
+    if as_json:
+        emit_json(found.to_json())
+    else:
+        typer.echo(
+            clean(
+                f"{name} {found.action}: pid {found.pid}, port {found.port or '-'}, version "
+                f"{found.version}"
+            )
+        )

@@ -207,6 +207,11 @@ def ensure(
             fresh = wait_until(holds, SPAWN_TIMEOUT_S + plan.wait_s, POLL_S)
             if fresh is None:
                 raise DaemonStartError(f"{family} daemon pid {proc.pid} did not take its lease")
+        from tenure.adapters.commands import remember  # noqa: PLC0415  (a start worked)
+
+        # `tenure start FAMILY` starts it again this way (never with this environment).
+        scope_path = None if where is None else where.path
+        remember(the_root, store.key, command, cwd, version, ports, scope_path)
         return _ensured(fresh, plan.action)
 
 
