@@ -206,7 +206,7 @@ def test_a_wedged_sync_daemon_is_fixed_by_the_remediation_as_printed(
 
 def test_systemctl_and_docker_habits_get_an_answer(tmp_path: Path) -> None:
     """`tenure redis stop` says what exists; `logs` of nothing fails in one line; `restart` of
-    a family tenure cannot start says so; no `<bool>` in help and no padding when piped."""
+    a family the root has never seen exits 5; no `<bool>` in help and no padding when piped."""
     root = tmp_path / "root"
     wrong = tenure(root, "redis", "stop")
     assert wrong.returncode == 2
@@ -215,9 +215,9 @@ def test_systemctl_and_docker_habits_get_an_answer(tmp_path: Path) -> None:
     assert logs.returncode == 1
     assert logs.stderr.count("\n") == 1
     assert "no nosuch log" in logs.stderr
-    restart = tenure(root, "restart", "indexer")
-    assert restart.returncode == 2
-    assert "tenure stop indexer" in restart.stderr
+    restart = tenure(root, "restart", "indexer")  # a family this root has never seen
+    assert restart.returncode == 5
+    assert "no family 'indexer'" in restart.stderr
     for command in (["ls", "-h"], ["auth", "doctor", "-h"], ["-h"], ["auth", "doctor"]):
         out = tenure(root, *command).stdout
         assert "<bool>" not in out
@@ -258,60 +258,154 @@ def test_an_absent_or_released_lease_is_told_in_plain_words(
     assert "renewed" not in line
 
 
+class Terminal:
+    """`tenure auth doctor --watch` in a pseudo-terminal of 80 by 24, read by a terminal
+    emulator (pyte) as a user's terminal would show it."""
+
+    ROWS, COLS = 24, 80
+
+    def __init__(self, root: Path) -> None:
+        self.master, slave = os.openpty()
+        fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", self.ROWS, self.COLS, 0, 0))
+        env = {k: v for k, v in env_for(root).items() if k not in ("COLUMNS", "LINES")}
+        env["TERM"] = "xterm-256color"
+        self.proc = subprocess.Popen(
+            [PY, "-m", "tenure", "auth", "doctor", "--watch"],
+            stdin=slave,
+            stdout=slave,
+            stderr=slave,
+            env=env,
+            start_new_session=True,
+        )
+        os.close(slave)
+        self.screen = pyte.Screen(self.COLS, self.ROWS)
+        self.stream = pyte.ByteStream(self.screen)
+
+    def read(self) -> list[str]:
+        """Feed what the watch wrote so far; the screen's lines."""
+        while select.select([self.master], [], [], 0)[0]:
+            try:
+                data = os.read(self.master, 65536)
+            except OSError:
+                break
+            if not data:
+                break
+            self.stream.feed(data)
+        return list(self.screen.display)
+
+    def showing(self, words: str) -> bool:
+        return any(words in line for line in self.read())
+
+    def close(self) -> list[str]:
+        """Ctrl-C; the screen it leaves."""
+        self.proc.send_signal(signal.SIGINT)
+        try:
+            self.proc.wait(30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(30)
+        shown = self.read()
+        os.close(self.master)
+        return shown
+
+
 def test_watch_on_a_real_terminal_replaces_each_frame(tmp_path: Path) -> None:
-    """`tenure auth doctor --watch` in a pseudo-terminal of 80 by 24, read by a terminal emulator:
-    after several refreshes the screen holds exactly one frame (one title, one header), even
-    though a frame is taller than the terminal."""
+    """After several refreshes the screen holds exactly one frame (one title, one header),
+    although the view would be taller than the terminal: it is cut to fit, saying `+N more`."""
     root = tmp_path / "root"
     (root / "leases").mkdir(parents=True, mode=0o700)
     os.chmod(root, 0o700)
     for n in range(12):  # unreadable records: a line and a finding each, so a frame overflows
         (root / "leases" / f"fam{n:02d}.json").write_bytes(b"not a record")
-    rows, cols = 24, 80
-    master, slave = os.openpty()
-    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
-    env = {k: v for k, v in env_for(root).items() if k not in ("COLUMNS", "LINES")}
-    env["TERM"] = "xterm-256color"
-    proc = subprocess.Popen(
-        [PY, "-m", "tenure", "auth", "doctor", "--watch"],
-        stdin=slave,
-        stdout=slave,
-        stderr=slave,
-        env=env,
-        start_new_session=True,
-    )
-    os.close(slave)
-    screen = pyte.Screen(cols, rows)
-    stream = pyte.ByteStream(screen)
+    term = Terminal(root)
     stamps: set[str] = set()
     try:
 
         def refreshed_twice() -> bool:
-            while select.select([master], [], [], 0)[0]:
-                try:
-                    data = os.read(master, 65536)
-                except OSError:
-                    return False
-                if not data:
-                    return False
-                stream.feed(data)
-            title = [line for line in screen.display if "watching" in line]
+            title = [line for line in term.read() if "watching" in line]
             stamps.update(re.findall(r"refreshed (\d\d:\d\d:\d\d)", " ".join(title)))
             return len(stamps) >= 3
 
         wait_for(refreshed_twice, timeout=90, what="three frames of the watch")
-        text = screen.display
+        text = term.read()
         assert sum("watching — refreshed" in line for line in text) == 1, "\n".join(text)
         assert sum(line.startswith("tenure auth doctor") for line in text) == 1, "\n".join(text)
         assert text[0].startswith("watching — refreshed"), "\n".join(text)
+        assert "Findings (12)" in text[2]
+        assert any(line.strip().startswith("+") and "more" in line for line in text)
     finally:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(30)
-        os.close(master)
+        term.close()
+
+
+def test_watch_at_80_by_24_shows_findings_and_a_supersession_and_leaves_its_frame(
+    tmp_path: Path, proc_registry: ProcessRegistry
+) -> None:
+    """Five families, one of them superseded while watched: the findings are on screen, the
+    supersession appears within a few seconds, renewals are one summary line (not one event
+    each), and Ctrl-C leaves the last frame on screen."""
+    root = tmp_path / "root"
+    (root / "leases").mkdir(parents=True, mode=0o700)
+    os.chmod(root, 0o700)
+    for name in ("alpha", "beta", "gamma"):
+        (root / "leases" / f"{name}.json").write_bytes(b"garbage")
+    old = start_held(root, proc_registry)
+    term = Terminal(root)
+    try:
+        wait_for(lambda: term.showing("indexer"), timeout=90, what="the first frame")
+        wait_for(lambda: term.showing("renewals since the watch began: indexer x"), timeout=60)
+        newer = popen_interruptible(
+            [PY, str(HELD), str(root), "1.1"], env=env_for(root), stdout=subprocess.PIPE
+        )
+        proc_registry.popens.append(newer)  # type: ignore[arg-type]
+        proc_registry.track(newer.pid)
+        wait_for(
+            lambda: term.showing(f"pid {old.pid} (1.0) retired: superseded"),
+            timeout=30,
+            what="the supersession on screen",
+        )
+        text = term.read()
+        assert "Findings (3)" in "\n".join(text)
+        assert not any("renewed by" in line for line in text)
+        assert len([line for line in text if line.strip()]) <= Terminal.ROWS
+    finally:
+        left = term.close()
+    assert any("retired: superseded" in line for line in left), "\n".join(left)
+
+
+def test_watch_through_a_pipe_prints_one_line_per_event(
+    tmp_path: Path, proc_registry: ProcessRegistry
+) -> None:
+    """Off a terminal: the leases as they are, then each event as it happens (`kubectl get
+    -w`), no frames and no renewal lines."""
+    root = tmp_path / "root"
+    start_held(root, proc_registry)
+    watch = popen_interruptible(
+        [PY, "-m", "tenure", "auth", "doctor", "--watch"],
+        env=env_for(root),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    proc_registry.popens.append(watch)  # type: ignore[arg-type]
+    proc_registry.track(watch.pid)
+    assert watch.stdout is not None
+    first = watch.stdout.readline()
+    assert "sync" in first
+    assert "absent" in first
+    newer = popen_interruptible(
+        [PY, str(HELD), str(root), "1.1"], env=env_for(root), stdout=subprocess.PIPE
+    )
+    proc_registry.popens.append(newer)  # type: ignore[arg-type]
+    proc_registry.track(newer.pid)
+    lines = []
+    while not any("retired: superseded" in line for line in lines):
+        line = watch.stdout.readline()
+        assert line, "the watch ended before the supersession"
+        lines.append(line)
+    watch.send_signal(signal.SIGINT)
+    watch.wait(30)
+    assert any(f"indexer: new holder pid {newer.pid}" in line for line in lines), lines
+    assert not any("renewed by" in line for line in lines), lines
+    assert "\x1b" not in "".join(lines)
 
 
 SERVED = HERE.parent / "examples" / "served.py"
