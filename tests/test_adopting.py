@@ -206,7 +206,8 @@ def test_a_wedged_sync_daemon_is_fixed_by_the_remediation_as_printed(
 
 def test_systemctl_and_docker_habits_get_an_answer(tmp_path: Path) -> None:
     """`tenure redis stop` says what exists; `logs` of nothing fails in one line; `restart` of
-    a family the root has never seen exits 5; no `<bool>` in help and no padding when piped."""
+    a family the root has never seen exits 5; no placeholder (`<str>`, a range dump) in any help,
+    `run`'s usage shows its command, and no padding when piped."""
     root = tmp_path / "root"
     wrong = tenure(root, "redis", "stop")
     assert wrong.returncode == 2
@@ -218,10 +219,13 @@ def test_systemctl_and_docker_habits_get_an_answer(tmp_path: Path) -> None:
     restart = tenure(root, "restart", "indexer")  # a family this root has never seen
     assert restart.returncode == 5
     assert "no family 'indexer'" in restart.stderr
-    for command in (["ls", "-h"], ["auth", "doctor", "-h"], ["-h"], ["auth", "doctor"]):
+    helps = [["ls"], ["auth", "doctor"], [], ["run"], ["stop"], ["status"], ["start"]]
+    helps += [["restart"], ["logs"], ["conformance"], ["demo"], ["sync", "start"]]
+    for command in [[*h, "-h"] for h in helps] + [["auth", "doctor"]]:
         out = tenure(root, *command).stdout
-        assert "<bool>" not in out
+        assert re.findall(r"<[a-z ]+>|<=x<=|x>=", out) == [], command  # no placeholders
         assert [line for line in out.splitlines() if line != line.rstrip()] == []
+    assert "run [OPTIONS] -- CMD [ARGS]..." in tenure(root, "run", "-h").stdout
     relative = subprocess.run(
         [PY, "-m", "tenure", "ls"],
         env={**env_for(root), "TENURE_ROOT": "relroot"},

@@ -468,12 +468,13 @@ def test_cli_conventions(fleet: Fleet) -> None:
         for line in help_lines[start + 1 : end]
         if line.startswith("  ") and line[2:3] != " "
     ]
-    assert commands[:8] == [
+    assert commands[:9] == [
         "sync",
         "dashboard",
         "ls",
         "status",
         "logs",
+        "start",
         "stop",
         "restart",
         "doctor",

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import typer
-from typer.core import TyperGroup
+from typer.core import TyperArgument, TyperGroup
 
 from tenure.cli.common import EXIT_CODES_HELP, examples
 from tenure.core.hints import TYPE_CHECKING
@@ -19,6 +19,7 @@ ORDER = (
     "ls",
     "status",
     "logs",
+    "start",
     "stop",
     "restart",
     "doctor",
@@ -42,15 +43,19 @@ class ByUse(TyperGroup):
         """`tenure redis stop` (docker's and systemctl's order reversed) is answered with the
         command that exists, in one line."""
         if len(args) >= 2 and args[1] in VERBS and self.get_command(ctx, args[0]) is None:
-            if args[1] == "start":
-                ctx.fail(
-                    f"No such command {args[0]!r}. tenure starts only its own families "
-                    f"(sync, dashboard); {args[0]} is started by its own tool (tenure.ensure) "
-                    f"or with 'tenure run --family {args[0]} …'"
-                )
             ctx.fail(f"No such command {args[0]!r}. Did you mean 'tenure {args[1]} {args[0]}'?")
         return super().resolve_command(ctx, args)
 
+
+def _named_only(param: Any, ctx: Any) -> str | None:
+    """An argument with a metavar (`FAMILY`) shows only it: no `<str>` after it."""
+    return None if param.metavar else _TYPE_SHOWN(param, ctx)
+
+
+# Typer (0.29) appends a `<type>` placeholder to every argument in help; our arguments name
+# themselves (the README's promise: help without placeholders).
+_TYPE_SHOWN = TyperArgument.display_type_rich
+TyperArgument.display_type_rich = _named_only  # type: ignore[method-assign,assignment]
 
 app = typer.Typer(
     cls=ByUse,
@@ -121,6 +126,7 @@ def _register() -> None:
     app.command(
         "run",
         epilog=RUN_EPILOG,
+        options_metavar="[OPTIONS] -- CMD [ARGS]...",
         context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
     )(run_cmd)
     app.command(
@@ -129,6 +135,7 @@ def _register() -> None:
     app.command(
         "conformance",
         epilog=CONFORMANCE_EPILOG,
+        options_metavar="[OPTIONS] -- CMD [ARGS]...",
         context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
     )(conformance_cmd)
 

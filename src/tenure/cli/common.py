@@ -8,12 +8,13 @@ import typer
 from tenure.cli.out import set_quiet
 
 ROOT_OPTION = typer.Option(
-    None, "--root", help="Daemon root (default: $TENURE_ROOT or the user state dir)."
+    None, "--root", metavar="DIR", help="Daemon root (default: $TENURE_ROOT or the user state dir)."
 )
 JSON_OPTION = typer.Option(False, "--json", help="Print exactly one JSON document on stdout.")
 LEGACY_ROOT_OPTION = typer.Option(
     None,
     "--legacy-root",
+    metavar="DIR",
     help="Legacy spec-kitty root (default: $SPEC_KITTY_HOME or ~/.spec-kitty).",
 )
 SCOPE_OPTION = typer.Option(

@@ -31,23 +31,33 @@ CONFORMANCE_EPILOG = (
 
 
 WORKDIR_OPTION = typer.Option(
-    None, "--workdir", help="Where to make the temporary roots (default: the temp dir)."
+    None,
+    "--workdir",
+    metavar="DIR",
+    help="Where to make the temporary roots (default: the temp dir).",
 )
 
 
 def conformance_cmd(
     ctx: typer.Context,
     *,
-    family: str = typer.Option("conformance", "--family", help="The family the daemon holds."),
+    family: str = typer.Option(
+        "conformance", "--family", metavar="NAME", help="The family the daemon holds."
+    ),
     version: str | None = typer.Option(
         None,
         "--version",
+        metavar="V",
         help="The version it must record (PEP 440); default: any it records "
         "({version} and TENURE_VERSION are 1.0).",
     ),
-    ports: str | None = typer.Option(None, "--ports", help="LO-HI: the family's port range."),
-    ttl: float = typer.Option(2.0, "--ttl", help="Lease TTL to run it with, in seconds."),
-    heartbeat: float = typer.Option(0.25, "--heartbeat", help="Heartbeat to run it with."),
+    ports: str | None = typer.Option(
+        None, "--ports", metavar="LO-HI", help="The family's port range."
+    ),
+    ttl: float = typer.Option(2.0, "--ttl", metavar="S", help="Lease TTL to run it with."),
+    heartbeat: float = typer.Option(
+        0.25, "--heartbeat", metavar="S", help="Heartbeat to run it with."
+    ),
     workdir: Path | None = WORKDIR_OPTION,
     as_json: bool = JSON_OPTION,
     _quiet: bool = QUIET_OPTION,

@@ -114,8 +114,8 @@ def family_app(family: Family) -> typer.Typer:
 
 
 def logs_cmd(  # noqa: PLR0917  (typer maps each parameter to an option)
-    family: str = typer.Argument(..., help="Daemon family, e.g. sync or dashboard."),
-    lines: int = typer.Option(20, "--lines", "-n", min=0, help="How many lines to show."),
+    family: str = typer.Argument(..., metavar="FAMILY", help="Daemon family, e.g. sync or web."),
+    lines: int = typer.Option(20, "--lines", "-n", metavar="N", help="How many lines to show."),
     follow: bool = typer.Option(False, "--follow", "-f", help="Keep printing new lines."),
     since: str | None = typer.Option(
         None, "--since", metavar="DURATION", help="Only lines of the last 90s, 10m, 2h or 1d."
@@ -134,6 +134,9 @@ def logs_cmd(  # noqa: PLR0917  (typer maps each parameter to an option)
     from tenure.core.inputs import parse_duration  # noqa: PLC0415
     from tenure.errors import ConfigError  # noqa: PLC0415
 
+    if lines < 0:
+        error("--lines must be 0 or more")
+        raise typer.Exit(EXIT_USAGE)
     try:
         after = None if since is None else time.time() - parse_duration(since)
     except ConfigError as exc:

@@ -10,12 +10,14 @@ import typer
 
 from tenure.adapters import platform
 from tenure.cli.common import JSON_OPTION
-from tenure.cli.out import note
+from tenure.cli.out import EXIT_USAGE, error, note
 from tenure.core import schemas
 from tenure.core.hints import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from typing import Any
+
+MAX_PACE_S = 60.0  # a pause longer than this is a typo, not a presentation
 
 
 class StopSignal(BaseException):
@@ -36,9 +38,14 @@ def _stop_signal(signum: int, _frame: object) -> None:
 
 def demo_cmd(
     as_json: bool = JSON_OPTION,
-    pace: float = typer.Option(0.0, "--pace", min=0.0, help="Seconds to pause after each act."),
+    pace: float = typer.Option(
+        0.0, "--pace", metavar="S", help="Seconds to pause after each act (0 or more)."
+    ),
 ) -> None:
     """Show tenure end to end in a temporary root: leases, supersession, takeover, cleanup."""
+    if not 0 <= pace <= MAX_PACE_S:
+        error(f"--pace must be 0 to {MAX_PACE_S:g} seconds")
+        raise typer.Exit(EXIT_USAGE)
     from rich.table import Table  # noqa: PLC0415
 
     from tenure.cli.render import render, stdout_console  # noqa: PLC0415

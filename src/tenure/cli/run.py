@@ -9,8 +9,10 @@ import typer
 
 from tenure.cli.common import QUIET_OPTION, ROOT_OPTION, SCOPE_OPTION
 from tenure.cli.out import EXIT_ATTENTION, EXIT_USAGE, error, fail, resolve_root
-from tenure.core.timing import DEFAULT_READY_S
+from tenure.core.timing import DEFAULT_READY_S, IDLE_MAX_S
 from tenure.errors import LeaseHeld, TenureError
+
+MAX_READY_TIMEOUT_S = 3600.0
 
 RUN_EPILOG = (
     "Examples:\n\n"
@@ -36,23 +38,32 @@ WATCH_OPTION = typer.Option(
 def run_cmd(  # noqa: PLR0917  (typer maps each parameter to an option)
     ctx: typer.Context,
     family: str = typer.Option(
-        ..., "--family", envvar="TENURE_FAMILY", help="The daemon family to hold the lease of."
+        ...,
+        "--family",
+        envvar="TENURE_FAMILY",
+        metavar="NAME",
+        help="The daemon family to hold the lease of.",
     ),
     version: str = typer.Option(
-        ..., "--version", envvar="TENURE_VERSION", help="This daemon's version (PEP 440)."
+        ...,
+        "--version",
+        envvar="TENURE_VERSION",
+        metavar="V",
+        help="This daemon's version (PEP 440).",
     ),
     ports: str | None = typer.Option(
         None,
         "--ports",
         envvar="TENURE_PORTS",
-        help="LO-HI: the family's port range; {port} is the first free one.",
+        metavar="LO-HI",
+        help="The family's port range; {port} is the first free one.",
     ),
     idle_seconds: float = typer.Option(
         0.0,
         "--idle-seconds",
-        min=0.0,
-        max=31_622_400.0,
-        help="Retire after this long with no connection open on the child's port (0: never).",
+        metavar="S",
+        help="Retire after this long with no connection open on the child's port (0: never; "
+        "at most a year).",
     ),
     stop_signal: str = typer.Option(
         "TERM",
@@ -84,10 +95,8 @@ def run_cmd(  # noqa: PLR0917  (typer maps each parameter to an option)
         DEFAULT_READY_S,
         "--ready-timeout",
         metavar="S",
-        min=0.1,
-        max=3600.0,
-        help="Seconds an upgrade's command has to be ready before the version it replaced "
-        "takes its place back.",
+        help="Seconds (0.1-3600) an upgrade's command has to be ready before the version it "
+        "replaced takes its place back.",
     ),
     watch: list[Path] | None = WATCH_OPTION,
     socket: bool = typer.Option(
@@ -127,6 +136,9 @@ def run_cmd(  # noqa: PLR0917  (typer maps each parameter to an option)
             f"{stray!r} is not an option of tenure run: its own options come before --, the "
             "command and its arguments after it"
         )
+        raise typer.Exit(EXIT_USAGE)
+    if not (0 <= idle_seconds <= IDLE_MAX_S and 0.1 <= ready_timeout <= MAX_READY_TIMEOUT_S):
+        error("--idle-seconds must be 0 to 31622400 and --ready-timeout 0.1 to 3600 seconds")
         raise typer.Exit(EXIT_USAGE)
     if ready is not None and ready not in MODES:
         error(f"--ready {ready!r} is not one of {', '.join(MODES)}")

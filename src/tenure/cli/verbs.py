@@ -42,7 +42,9 @@ if TYPE_CHECKING:
     from tenure.adapters.commands import Recorded
     from tenure.core.record import LeaseScope
 
-FAMILY_ARG = typer.Argument(..., help="Daemon family: sync, dashboard, or any family in the root.")
+FAMILY_ARG = typer.Argument(
+    ..., metavar="FAMILY", help="Daemon family: sync, dashboard, or any family in the root."
+)
 
 
 def _family(name: str) -> str:
@@ -70,7 +72,9 @@ def _known(name: str, root: Path | None) -> Path:
 
 def status_cmd(
     family: str | None = typer.Argument(
-        None, help="Daemon family: sync, dashboard, or any family in the root (none: all)."
+        None,
+        metavar="FAMILY",
+        help="Daemon family: sync, dashboard, or any family in the root (none: all).",
     ),
     as_json: bool = JSON_OPTION,
     root: Path | None = ROOT_OPTION,
@@ -121,7 +125,7 @@ def status_cmd(
 
 def stop_cmd(  # noqa: PLR0917  (typer maps each parameter to an option)
     family: str | None = typer.Argument(
-        None, help="Daemon family: sync, dashboard, or any family in the root."
+        None, metavar="FAMILY", help="Daemon family: sync, dashboard, or any family in the root."
     ),
     every: bool = typer.Option(
         False, "--all", help="Every holder of the root, of every family and scope."
