@@ -215,12 +215,13 @@ RANGE = "{}-{}".format(*block("test_hold").extra)  # type: ignore[str-format]
 
 
 def ensure_via_cli(
-    root: Path, version: str, registry: ProcessRegistry, cli: Path = CLI
+    root: Path, version: str, registry: ProcessRegistry, cli: Path = CLI, **extra: str
 ) -> dict[str, object]:
     """Run the example tool CLI (a real process) and register the daemon it ensured."""
     env = {
         **os.environ,
         **FAST,
+        **extra,
         "TENURE_ROOT": str(root),
         "TENURE_SYNC_PORTS": block("test_hold").sync_env,
         "TENURE_DASHBOARD_PORTS": block("test_hold").dashboard_env,
@@ -557,6 +558,24 @@ def test_ensure_keeps_an_unmodified_server_running_under_tenure_run(
     wait_for(lambda: pid_gone(child), what="the old server to be stopped by its wrapper")
     wait_for(lambda: pid_gone(int(first["pid"])), what="the old wrapper to leave")  # type: ignore[call-overload]
     assert served_child() != child
+
+
+def test_run_cli_works_where_only_the_library_is_installed(
+    tmp_path: Path, proc_registry: ProcessRegistry
+) -> None:
+    """examples/run_cli.py with typer, rich and click not importable (`pip install tenure`
+    without the `cli` extra): `python -m tenure run -- CMD` needs none of them."""
+    root, shims = tmp_path / "root", tmp_path / "shims"
+    for name in ("typer", "rich", "click"):
+        (shims / name).mkdir(parents=True)
+        (shims / name / "__init__.py").write_text(
+            f"raise ModuleNotFoundError('No module named {name!r}', name={name!r})\n"
+        )
+    run_cli = HERE.parent / "examples" / "run_cli.py"
+    found = ensure_via_cli(root, "1.0", proc_registry, run_cli, PYTHONPATH=str(shims))
+    assert found["action"] == "started"
+    assert wait_for(lambda: answers(int(found["port"])), what="the server to answer") == 200  # type: ignore[call-overload]
+    assert tenure.stop("web", root) == found["pid"]
 
 
 def test_ensure_takes_over_from_a_stopped_older_holder_which_then_leaves(

@@ -45,6 +45,8 @@ def dispatch(argv: Sequence[str]) -> bool:
     if len(argv) < 2:
         return False
     first, second, rest = argv[0], argv[1], list(argv[2:])
+    if (first, second) == ("run", "--") and rest:
+        launched_run(rest)  # exits
     if (first, second) == ("auth", "doctor"):
         found = _options(rest, legacy=True)
         if found is None:  # --reset, --watch, --help: the typer command
@@ -248,3 +250,36 @@ def show_doctor(root: Path | None, legacy_root: Path | None, as_json: bool) -> N
 
         render(report)
     raise SystemExit(EXIT_ATTENTION if report.needs_attention() else 0)
+
+
+def launched_run(command: list[str]) -> NoReturn:
+    """`tenure run -- CMD…` with no option: what `tenure.ensure` spawns, everything from the
+    launcher's environment (TENURE_FAMILY, TENURE_VERSION, TENURE_PORTS, TENURE_ROOT). No
+    typer: it works where only the library is installed, and starts faster."""
+    import os  # noqa: PLC0415
+
+    from tenure.cli.out import EXIT_USAGE, error  # noqa: PLC0415
+    from tenure.errors import ConfigError, LeaseHeld  # noqa: PLC0415
+    from tenure.requester import run as wrapper  # noqa: PLC0415
+
+    family, version = os.environ.get("TENURE_FAMILY"), os.environ.get("TENURE_VERSION")
+    if not family or not version:
+        error("tenure run -- CMD needs --family and --version, or TENURE_FAMILY and TENURE_VERSION")
+        raise SystemExit(EXIT_USAGE)
+    try:
+        raw = os.environ.get("TENURE_PORTS")
+        ports = None
+        if raw:
+            from tenure.adapters.config import parse_port_range  # noqa: PLC0415
+
+            ports = parse_port_range(raw)
+        code = wrapper.run(family, version, command, ports=ports, root=resolve_root(None))
+    except LeaseHeld as exc:
+        error(f"{exc}; an equal or newer version already runs")
+        raise SystemExit(EXIT_ATTENTION) from None
+    except ConfigError as exc:
+        error(str(exc))
+        raise SystemExit(EXIT_USAGE) from None
+    except (TenureError, OSError) as exc:
+        fail(exc, False)
+    raise SystemExit(code)
