@@ -499,3 +499,63 @@ def test_a_service_port_in_a_builtin_range_gets_no_http_either(
     assert [c["port"] for c in doc["candidates"]] == [lo]
     assert tenure(root, "ls", "--json").returncode == 0
     assert log.read_bytes() == b""
+
+
+def in_terminal(root: Path, *args: str, **extra: str) -> str:
+    """`tenure ARGS` with a pseudo-terminal of 120 columns as stdout: the raw bytes it wrote."""
+    master, slave = os.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 50, 120, 0, 0))
+    env = {k: v for k, v in env_for(root).items() if k not in ("COLUMNS", "LINES", "NO_COLOR")}
+    proc = subprocess.Popen(
+        [PY, "-m", "tenure", *args],
+        stdout=slave,
+        stderr=slave,
+        env={**env, "TERM": "xterm-256color", **extra},
+        start_new_session=True,
+    )
+    os.close(slave)
+    chunks = []
+    while True:
+        ready = select.select([master], [], [], 60)[0]
+        try:
+            data = os.read(master, 65536) if ready else b""
+        except OSError:  # the terminal closed: the command has finished writing
+            data = b""
+        if not data:
+            break
+        chunks.append(data)
+    proc.wait(60)
+    os.close(master)
+    return b"".join(chunks).decode("utf-8", "replace")
+
+
+def test_ls_and_the_doctor_colour_states_on_a_terminal_only(
+    tmp_path: Path, proc_registry: ProcessRegistry
+) -> None:
+    """On a colour terminal `held` is green in `ls` and the doctor; NO_COLOR gets no colour and
+    a pipe no escape at all; versions are never split by a highlighter (3.2.4 stays one word)."""
+    root = tmp_path / "root"
+    daemon = popen_interruptible(
+        [PY, str(HELD), str(root), "3.2.4"], env=env_for(root), stdout=subprocess.PIPE
+    )
+    proc_registry.popens.append(daemon)  # type: ignore[arg-type]
+    proc_registry.track(daemon.pid)
+    assert daemon.stdout is not None
+    assert daemon.stdout.readline().startswith("holding epoch")
+    green = "\x1b[32m"
+    for args in (("ls",), ("auth", "doctor")):
+        coloured = in_terminal(root, *args)
+        assert green in coloured, (args, coloured)
+        assert "3.2.4" in coloured
+        # NO_COLOR (no-color.org) takes colour away; bold and italic may stay.
+        plain = in_terminal(root, *args, NO_COLOR="1")
+        assert re.findall(r"\x1b\[[0-9;]*(?:3[0-8]|9[0-7])(?:;[0-9;]*)?m", plain) == [], args
+        piped = subprocess.run(
+            [PY, "-m", "tenure", *args],
+            env={**env_for(root), "TERM": "xterm-256color"},
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        assert "\x1b" not in piped.stdout, args

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import time
 
-from tenure.cli.out import clean, lease_timing
+from tenure.cli.out import STYLES, clean, lease_timing
 from tenure.core.hints import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -18,11 +18,14 @@ if TYPE_CHECKING:
     from tenure.protocol.report import LeaseReport
 
 
-def text(value: object) -> Text:
-    """Outside text as a Rich Text: no markup, no control characters."""
+def text(value: object, styled: bool = False) -> Text:
+    """Outside text as a Rich Text: no markup, no control characters. `styled`: in the colour
+    of its first word (a state, a class, a severity: `STYLES`), where the console has colour."""
     from rich.text import Text  # noqa: PLC0415
 
-    return Text(clean("-" if value is None else value))
+    shown = clean("-" if value is None else value)
+    style = STYLES.get(shown.split(" ", 1)[0], "") if styled else ""
+    return Text(shown, style=style)
 
 
 def home_short(path: str) -> str:

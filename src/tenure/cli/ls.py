@@ -11,7 +11,7 @@ import typer
 
 from tenure.cli.cells import home_short
 from tenure.cli.common import JSON_OPTION, LEGACY_ROOT_OPTION, QUIET_OPTION, ROOT_OPTION
-from tenure.cli.out import EXIT_OK, clean, fail, lease_timing, note, resolve_root
+from tenure.cli.out import EXIT_OK, clean, fail, lease_timing, note, paint, resolve_root
 from tenure.errors import TenureError
 
 
@@ -29,19 +29,21 @@ def _line(doc: dict[str, object]) -> str:
     if advice not in ("ok", "no port range known"):
         elsewhere += f" → {advice}"
     scope = f"  scope {home_short(str(doc['scope']))}" if doc.get("scope") else ""
+    # Outside text is cleaned first; only then is the state (one of a few words) painted.
+    family, scope, elsewhere = clean(f"{doc['family']:<10}"), clean(scope), clean(elsewhere)
+    state = paint(clean(f"{doc['state']:<8}"), str(doc["state"]))
     if doc["state"] in ("absent", "unreadable"):
-        return f"{doc['family']:<10} {doc['state']:<8}{scope} {elsewhere}"
+        return f"{family} {state}{scope} {elsewhere}"
     parts = [
-        f"{doc['family']:<10} {doc['state']:<8}{scope}",
+        f"{family} {state}{scope}",
         f"pid {doc['holder_pid']}",
         f"port {doc['port'] or '-'}",
         f"v{doc['version']}",
         f"epoch {doc['epoch']}",
         f"lives on {doc['lives']}" if doc.get("lives") else "",
         lease_timing(doc),
-        elsewhere,
     ]
-    return "  ".join(p for p in parts if p)
+    return "  ".join([parts[0], *(clean(p) for p in parts[1:] if p), elsewhere])
 
 
 def ls_cmd(
@@ -77,5 +79,5 @@ def ls_cmd(
     else:
         typer.echo(clean(f"root {the_root}"))
         for doc in docs:
-            typer.echo(clean(_line(doc)))
+            typer.echo(_line(doc))
     raise typer.Exit(EXIT_OK)

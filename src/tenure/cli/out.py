@@ -129,3 +129,40 @@ def fail(exc: BaseException, as_json: bool) -> NoReturn:
         emit_json({"error": type(exc).__name__, "message": message})
     error(message)
     raise SystemExit(EXIT_USAGE if isinstance(exc, ConfigError) else EXIT_ATTENTION)
+
+
+# What each state, class and severity looks like on a colour terminal (Rich style names; the
+# plain `tenure ls` writes the same as SGR codes). Words not listed stay plain.
+STYLES = {
+    "held": "green",
+    "running": "green",
+    "expired": "yellow",
+    "foreign": "cyan",
+    "unreadable": "red",
+    "released": "dim",
+    "absent": "dim",
+    "safe_auto": "yellow",
+    "operator_required": "red",
+    "never_touch": "green",
+    "critical": "bold red",
+    "warning": "yellow",
+    "info": "cyan",
+}
+_SGR = {"green": "32", "yellow": "33", "red": "31", "cyan": "36", "dim": "2", "bold red": "1;31"}
+
+
+def colour_on(stream: Any = None) -> bool:
+    """Colour only on a terminal that has it, and never with NO_COLOR set (no-color.org)."""
+    import os  # noqa: PLC0415
+
+    stream = sys.stdout if stream is None else stream
+    term = os.environ.get("TERM", "")
+    return bool(stream.isatty()) and not os.environ.get("NO_COLOR") and term not in ("", "dumb")
+
+
+def paint(word: str, key: str | None = None) -> str:
+    """`word` in the colour of `key` (default: the word itself) when colour is on."""
+    style = STYLES.get(key or word)
+    if style is None or not colour_on():
+        return word
+    return f"\x1b[{_SGR[style]}m{word}\x1b[0m"

@@ -10,6 +10,7 @@ import re
 import sys
 
 from tenure.cli import cells
+from tenure.cli.out import STYLES
 from tenure.core.hints import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -55,9 +56,10 @@ def stdout_console() -> Console:
     """A Rich console on stdout: as is on a terminal, without line-end padding elsewhere."""
     from rich.console import Console  # noqa: PLC0415
 
+    # No highlighter: it would colour parts of versions (3.2.4) and URLs by guesswork.
     if sys.stdout.isatty():
-        return Console(file=sys.stdout)
-    return Console(file=_NoTrailingSpaces(sys.stdout))  # type: ignore[arg-type]
+        return Console(file=sys.stdout, highlight=False)
+    return Console(file=_NoTrailingSpaces(sys.stdout), highlight=False)  # type: ignore[arg-type]
 
 
 def _render(report: DoctorReport, console: Console) -> None:
@@ -109,7 +111,8 @@ class _Tables:
             ),
         )
         for lease in report.leases:
-            table.add_row(*(cells.text(x) for x in cells.lease_cells(lease)))
+            row = cells.lease_cells(lease)
+            table.add_row(*(cells.text(x, styled=i == 1) for i, x in enumerate(row)))
         self.c.print(table)
 
     def daemons(self, report: DoctorReport) -> None:
@@ -121,7 +124,8 @@ class _Tables:
             ("port", "family", "pid", "version", "governance", "class", "reason", "remediation"),
         )
         for _family, rec in report.candidates():
-            table.add_row(*(cells.text(x) for x in cells.daemon_cells(rec)))
+            row = cells.daemon_cells(rec)
+            table.add_row(*(cells.text(x, styled=i == 5) for i, x in enumerate(row)))
         self.c.print(table)
 
     def retirements(self, report: DoctorReport) -> None:
@@ -149,7 +153,7 @@ class _Tables:
         table = self._table("Findings", ("severity", "id", "summary", "fix"))
         for f in report.findings:
             table.add_row(
-                cells.text(f.severity),
+                cells.text(f.severity, styled=True),
                 cells.text(f.id),
                 cells.text(f.summary),
                 cells.text(f.remediation),
@@ -163,11 +167,14 @@ class _Blocks:
     def __init__(self, console: Console) -> None:
         self.c = console
 
-    def _line(self, text: str, indent: int = 0) -> None:
+    def _line(self, text: str, indent: int = 0, word: str = "") -> None:
+        """One line; `word` (a state, class or severity) gives it its colour (`STYLES`)."""
         from rich.padding import Padding  # noqa: PLC0415
 
+        shown = cells.text(text)
+        shown.stylize(STYLES.get(word.split(" ", 1)[0], ""))
         # Wrapped lines keep their indent, so a block stays readable at 60 columns.
-        self.c.print(Padding(cells.text(text), (0, 0, 0, indent), expand=False))
+        self.c.print(Padding(shown, (0, 0, 0, indent), expand=False))
 
     def header(self, report: DoctorReport) -> None:
         self._line("tenure auth doctor")
@@ -180,9 +187,9 @@ class _Blocks:
         for lease in report.leases:
             fam, state, pid, port, version, epoch, timing, sup, answers = cells.lease_cells(lease)
             if lease.holder_pid is None:  # absent or unreadable: nothing else to tell
-                self._line(f"{fam:<10} {state}", 2)
+                self._line(f"{fam:<10} {state}", 2, state)
                 continue
-            self._line(f"{fam:<10} {state}  pid {pid}  port {port}  epoch {epoch}", 2)
+            self._line(f"{fam:<10} {state}  pid {pid}  port {port}  epoch {epoch}", 2, state)
             superseded = f"; superseded by {sup}" if sup != "-" else ""
             asked = f"; answers {answers}" if answers != "-" else ""
             self._line(f"version {version}; {timing}{asked}{superseded}", 13)
@@ -195,7 +202,7 @@ class _Blocks:
         self._line("Daemons in the families' port ranges")
         for _family, rec in report.candidates():
             port, family, pid, version, governance, cls, reason, fix = cells.daemon_cells(rec)
-            self._line(f"{port}  {family:<9} {cls:<17} {reason}", 2)
+            self._line(f"{port}  {family:<9} {cls:<17} {reason}", 2, cls)
             self._line(f"pid {pid}, {governance}, version {version}", 9)
             if fix != "-":
                 self._line(f"fix: {fix}", 9)
@@ -224,7 +231,7 @@ class _Blocks:
             return
         self._line("Findings")
         for f in report.findings:
-            self._line(f"{f.severity}: {f.id}", 2)
+            self._line(f"{f.severity}: {f.id}", 2, f.severity)
             self._line(f.summary, 4)
             self._line(f"fix: {f.remediation}", 4)
 
