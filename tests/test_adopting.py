@@ -559,3 +559,40 @@ def test_ls_and_the_doctor_colour_states_on_a_terminal_only(
             check=False,
         )
         assert "\x1b" not in piped.stdout, args
+
+
+def test_family_names_complete_and_tenure_doctor_is_the_hot_doctor(
+    tmp_path: Path, proc_registry: ProcessRegistry
+) -> None:
+    """`tenure stop <TAB>` offers the root's families (bash and zsh), the adopted one
+    included; `tenure doctor` answers as `tenure auth doctor` does."""
+    root = tmp_path / "root"
+    start_held(root, proc_registry)
+    script = Path(PY).parent / "tenure"
+    env = {**env_for(root), "_TENURE_COMPLETE": "complete_bash", "COMP_CWORD": "2"}
+    bash = subprocess.run(
+        [str(script)],
+        env={**env, "COMP_WORDS": "tenure stop "},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert bash.stdout.split() == ["sync", "dashboard", "indexer"], bash.stderr
+    zsh = subprocess.run(
+        [str(script)],
+        env={
+            **env_for(root),
+            "_TENURE_COMPLETE": "complete_zsh",
+            "_TYPER_COMPLETE_ARGS": "tenure logs in",
+        },
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert '"indexer"' in zsh.stdout
+    assert '"sync"' not in zsh.stdout
+    alias, full = tenure(root, "doctor"), tenure(root, "auth", "doctor")
+    assert alias.returncode == full.returncode
+    assert alias.stdout.splitlines()[:4] == full.stdout.splitlines()[:4]

@@ -113,8 +113,16 @@ def family_app(family: Family) -> typer.Typer:
     return sub
 
 
+def _families(incomplete: str) -> list[str]:
+    from tenure.cli.verbs import complete_family  # noqa: PLC0415
+
+    return complete_family(incomplete)
+
+
 def logs_cmd(  # noqa: PLR0917  (typer maps each parameter to an option)
-    family: str = typer.Argument(..., metavar="FAMILY", help="Daemon family, e.g. sync or web."),
+    family: str = typer.Argument(
+        ..., metavar="FAMILY", help="Daemon family, e.g. sync or web.", autocompletion=_families
+    ),
     lines: int = typer.Option(20, "--lines", "-n", metavar="N", help="How many lines to show."),
     follow: bool = typer.Option(False, "--follow", "-f", help="Keep printing new lines."),
     since: str | None = typer.Option(

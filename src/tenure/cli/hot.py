@@ -42,6 +42,8 @@ HOT_VERBS = ("start", "status", "stop", "restart")
 def dispatch(argv: Sequence[str]) -> bool:
     """Run a hot command when `argv` (without the program name) is exactly one; False to
     leave it to the typer app (which accepts the same and more, and prints help)."""
+    if list(argv[:1]) == ["doctor"]:
+        argv = ["auth", *argv]  # `tenure doctor` is `tenure auth doctor`, as fast
     if len(argv) < 2:
         return False
     first, second, rest = argv[0], argv[1], list(argv[2:])

@@ -42,8 +42,24 @@ if TYPE_CHECKING:
     from tenure.adapters.commands import Recorded
     from tenure.core.record import LeaseScope
 
+
+def complete_family(incomplete: str) -> list[str]:
+    """Shell completion: the families of the root (`--root` is not known yet: TENURE_ROOT or
+    the default), those starting with what was typed."""
+    from tenure.protocol.leases import family_names  # noqa: PLC0415
+
+    try:
+        names = family_names(resolve_root(None))
+    except (TenureError, OSError):
+        names = list(FAMILIES)
+    return [n for n in names if n.startswith(incomplete)]
+
+
 FAMILY_ARG = typer.Argument(
-    ..., metavar="FAMILY", help="Daemon family: sync, dashboard, or any family in the root."
+    ...,
+    metavar="FAMILY",
+    help="Daemon family: sync, dashboard, or any family in the root.",
+    autocompletion=complete_family,
 )
 
 
@@ -75,6 +91,7 @@ def status_cmd(
         None,
         metavar="FAMILY",
         help="Daemon family: sync, dashboard, or any family in the root (none: all).",
+        autocompletion=complete_family,
     ),
     as_json: bool = JSON_OPTION,
     root: Path | None = ROOT_OPTION,
@@ -125,7 +142,10 @@ def status_cmd(
 
 def stop_cmd(  # noqa: PLR0917  (typer maps each parameter to an option)
     family: str | None = typer.Argument(
-        None, metavar="FAMILY", help="Daemon family: sync, dashboard, or any family in the root."
+        None,
+        metavar="FAMILY",
+        help="Daemon family: sync, dashboard, or any family in the root.",
+        autocompletion=complete_family,
     ),
     every: bool = typer.Option(
         False, "--all", help="Every holder of the root, of every family and scope."
