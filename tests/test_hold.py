@@ -832,3 +832,44 @@ def test_run_detach_then_stop_then_start_serves_again(
     assert pid_gone(third)
     never = cli("start", "nosuchfamily")
     assert never.returncode == 5
+
+
+def test_a_first_start_that_never_ran_leaves_no_record_behind(
+    tmp_path: Path, proc_registry: ProcessRegistry
+) -> None:
+    """A typo in the server's arguments on the family's very first start: the command exits
+    before it is ready, and `tenure ls` does not list a family that never ran (its released
+    record is removed at once; the lock and epoch floor stay). After a real start the record
+    is history and stays."""
+    root = tmp_path / "root"
+    env = {**os.environ, **FAST, "TENURE_ROOT": str(root)}
+    typo = [*SERVER[:-2], "--bnid", "127.0.0.1"]
+
+    def run_typo() -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            run_argv("1.0", "--ports", RANGE, "--", *typo),
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+
+    first = run_typo()
+    assert first.returncode == 2
+    assert "web never started (its command exited with code 2 before it was ready)" in first.stderr
+    assert not (root / "leases" / "web.json").exists()
+    assert (root / "leases" / "web.epoch").read_text().strip() == "1"
+    wrapper, _child = run_wrapped(root, proc_registry, "1.0")
+    assert tenure.stop("web", root) == wrapper.pid
+    wrapper.wait(60)
+    again = run_typo()
+    assert again.returncode == 2
+    assert "never started" not in again.stderr
+    assert record_of(root, "web").epoch == 3
+
+
+def record_of(root: Path, family: str) -> LeaseRecord:
+    rec = LeaseStore(root, family).read()
+    assert isinstance(rec, LeaseRecord)
+    return rec

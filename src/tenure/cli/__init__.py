@@ -57,6 +57,10 @@ def main() -> None:
     from tenure.errors import ConfigError, TenureError  # noqa: PLC0415
 
     sys.stdout = PipeSafeStdout(sys.stdout)  # type: ignore[assignment,unused-ignore]
+    if len(sys.argv) == 1:
+        # Bare `tenure` is `tenure -h`: the eager help path, which skips the invoke machinery
+        # (and the pydantic it imports: ~80 ms) that the callback route pays for.
+        sys.argv.append("-h")
     try:
         from tenure.cli.hot import dispatch  # noqa: PLC0415
 

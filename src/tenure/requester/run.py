@@ -61,6 +61,7 @@ from tenure.requester.launch import Done, Launch, Running
 from tenure.requester.serving import end_tree, serve
 from tenure.requester.standby import (
     Watch,
+    forget_never_started,
     report_not_ready,
     say_rolling_back,
     say_superseded,
@@ -250,6 +251,8 @@ def _tenure(family: str, version: str, wrapper: Wrapper, back_from: LeaseRecord 
     if gov.retiring is RetireReason.SUPERSEDED:
         watch = Watch(store, gov.epoch, gov.timing.heartbeat_s, gov.timing.ttl_s)
         return Done(0, watch, served.kept)
+    if served.code and not served.ready and last is None and back_from is None:
+        forget_never_started(store, served.why)  # a typo'd first start leaves no record
     return Done(served.code)
 
 

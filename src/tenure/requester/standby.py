@@ -6,6 +6,7 @@ spec: docs/protocol/control.md#readiness
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import threading
 import time
@@ -20,6 +21,7 @@ from tenure.core.record import LeaseRecord, LeaseState, Unreadable
 from tenure.core.standby import Standby, StandbyFacts, decide_standby
 from tenure.core.timing import POLL_S, ROLLBACK_WAIT_S
 from tenure.core.values import frozen
+from tenure.errors import TenureError
 from tenure.protocol.observer import write_tombstone
 
 
@@ -92,6 +94,19 @@ def say_rolling_back(family: str, version: str, failed: LeaseRecord) -> None:
         f"{version} takes its place back",
         file=sys.stderr,
     )
+
+
+def forget_never_started(store: LeaseStore, why: str) -> None:
+    """The family's first holder ever, whose command failed before it was ready: its released
+    record would list a family that never ran (`tenure ls`) until pruned in 30 days, so it goes
+    now — the lock and epoch floor stay (lease.md#pruning); its tombstone stays."""
+    with contextlib.suppress(OSError, TenureError):
+        if store.prune_if_released_before(time.time() + 1):
+            print(
+                f"tenure: {store.family} never started (its command {why}); its lease record "
+                "is removed",
+                file=sys.stderr,
+            )
 
 
 def say_superseded(family: str, version: str, successor: LeaseRecord) -> None:
