@@ -873,3 +873,35 @@ def record_of(root: Path, family: str) -> LeaseRecord:
     rec = LeaseStore(root, family).read()
     assert isinstance(rec, LeaseRecord)
     return rec
+
+
+def test_the_public_api_resolves_and_hold_async_takes_control(tmp_path: Path) -> None:
+    """Every public class's annotations resolve (`typing.get_type_hints`), every error tenure
+    raises is a `TenureError`, and `hold_async(control=True)` records the control port as
+    `hold` does."""
+    import typing
+
+    from tenure.errors import NotRegularFile
+
+    for name in tenure.__all__:
+        obj = getattr(tenure, name)
+        if isinstance(obj, type):
+            typing.get_type_hints(obj)
+    assert issubclass(NotRegularFile, tenure.TenureError)
+    assert issubclass(NotRegularFile, OSError)
+
+    async def held_control() -> bool:
+        async with tenure.hold_async(
+            "ctl",
+            version="1.0",
+            root=tmp_path,
+            port=int(RANGE.split("-")[1]),
+            control=True,
+            timing=tenure.Timing(ttl_s=3.0, heartbeat_s=0.5),
+            handle_signals=False,
+        ):
+            rec = LeaseStore(tmp_path, "ctl").read()
+            assert isinstance(rec, LeaseRecord)
+            return rec.holder.control
+
+    assert asyncio.run(held_control()) is True

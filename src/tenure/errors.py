@@ -100,5 +100,5 @@ class StopRefused(StopFailed):
     """The process is not provably the one meant (or lives elsewhere): no signal was sent."""
 
 
-class NotRegularFile(OSError):
+class NotRegularFile(OSError, TenureError):
     """A path in the root is a FIFO, device, socket or directory where a file belongs."""

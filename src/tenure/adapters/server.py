@@ -189,6 +189,10 @@ class BoundedServer(socketserver.ThreadingTCPServer):
             answer: Answer = (400, {"error": "bad request"})
         elif parsed.method not in ("GET", "POST"):
             answer = (501, {"error": f"unsupported method {parsed.method[:20]!r}"})
+        elif "transfer-encoding" in parsed.headers:
+            # The body was read by its Content-Length only: a chunked one would be taken as
+            # empty (a `reason` lost, a `seconds` defaulted). Say so instead.
+            answer = (411, {"error": "send the body with Content-Length, not chunked"})
         else:
             answer = self.route(parsed)
         send_json(request, *answer)

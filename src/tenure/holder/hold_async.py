@@ -40,6 +40,7 @@ async def hold_async(
     watch: Sequence[str | os.PathLike[str]] = (),
     scope: str | os.PathLike[str] | None = None,
     listen: bool = False,
+    control: bool = False,
 ) -> AsyncIterator[Held]:
     """`hold` for asyncio daemons: `async with tenure.hold_async(...) as held`, then
     `await held.wait_async()`. Signals go through the loop (`add_signal_handler`).
@@ -47,7 +48,8 @@ async def hold_async(
     Cancelled while it waits for the lease (`asyncio.wait_for`, a task group), it gives up at
     once, and a lease taken meanwhile is released with a tombstone: nothing keeps heartbeating
     for a caller that left. `listen=True` gives `held.socket` as `hold` does (handed over
-    between versions: control.md#socket-handover).
+    between versions: control.md#socket-handover); `control=True` says `port` serves tenure's
+    control plane, as for `hold`.
     """
     import asyncio  # noqa: PLC0415  (see Held.wait_async)
 
@@ -63,6 +65,7 @@ async def hold_async(
         stop=spec,
         watch=watch,
         scope=scope,
+        control=control,
     )
     listening = listening_for(governor) if listen else None
     try:

@@ -35,7 +35,7 @@ class LeaseReport:
     renewed_ago_s: float | None = None
     expires_in_s: float | None = None
     seq: int | None = None
-    superseded_by: dict[str, Any] | None = None
+    superseded_by: dict[str, object] | None = None  # object, not Any: get_type_hints resolves it
     holder_answers: bool | None = None
     holder_alive: bool | None = None
     unreadable_reason: str | None = None
