@@ -196,7 +196,28 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
 
 
+# The modules of pure tests (no process started, no port bound; the whole set runs in seconds):
+# every other test is marked `process`, so `pytest -m "not process"` is the fast speed.
+PURE_MODULES = frozenset(
+    [
+        "test_classify",
+        "test_findings",
+        "test_layout",
+        "test_lifecycle",
+        "test_machine",
+        "test_model",
+        "test_record",
+        "test_server",
+        "test_values",
+    ]
+)
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        module = getattr(item, "module", None)
+        if module is not None and module.__name__.rsplit(".", 1)[-1] not in PURE_MODULES:
+            item.add_marker(pytest.mark.process)
     seed = config.getoption("--shuffle")
     if seed is not None:
         random.Random(seed).shuffle(items)
