@@ -47,10 +47,14 @@ def holder(root: Path, family: str) -> LeaseRecord | None:
     return None
 
 
-def answer(port: int) -> str:
-    """The line §1's daemon sends on its port."""
-    with socket.create_connection(("127.0.0.1", port), timeout=10) as conn:
-        return conn.makefile().readline().strip()
+def answer(port: int) -> str | None:
+    """The line §1's daemon sends on its port; None while nothing listens there yet (its
+    record names it a moment before its socket listens)."""
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as conn:
+            return conn.makefile().readline().strip()
+    except ConnectionRefusedError:
+        return None
 
 
 def test_the_guide_marks_the_snippets_it_runs() -> None:
@@ -71,7 +75,8 @@ def test_the_daemon_and_the_cli_run_as_written(
     proc_registry.popens.append(daemon)  # type: ignore[arg-type]
     proc_registry.track(daemon.pid)
     wait_for(lambda: (rec := holder(root, "indexer")) and rec.holder.pid == daemon.pid)
-    assert answer(9510) == "indexer 1.4"  # §1's daemon serves the port it holds
+    # §1's daemon serves the port it holds
+    assert wait_for(lambda: answer(9510), what="§1's daemon to answer") == "indexer 1.4"
     second = run(["python3", "daemon.py"], work, env)
     assert second.returncode == 1
     assert second.stderr.startswith("indexer already runs: indexer lease is held by pid")
@@ -85,7 +90,8 @@ def test_the_daemon_and_the_cli_run_as_written(
     proc_registry.track(int(pid))
     assert action == "started"
     assert 9510 <= int(port) <= 9519
-    assert answer(int(port)) == "indexer 1.4"  # the port ensure gave it
+    said = wait_for(lambda: answer(int(port)), what="the started daemon to answer")
+    assert said == "indexer 1.4"  # on the port ensure gave it
     assert run(["python3", "cli.py"], work, env).stdout.split()[:2] == ["reused", pid]
     assert run(["tenure", "stop", "indexer"], work, env).returncode == 0
 

@@ -73,6 +73,18 @@ def another_copy(root: Path, version: str = "1.0") -> subprocess.CompletedProces
     )
 
 
+def run_tenure(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    """`python -m tenure ARGS` with `env`, to its end."""
+    return subprocess.run(
+        [sys.executable, "-m", "tenure", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
 def record(root: Path) -> LeaseRecord:
     rec = LeaseStore(root, "indexer").read()
     assert isinstance(rec, LeaseRecord)
@@ -278,14 +290,7 @@ def test_a_custom_family_shows_in_ls_and_the_doctor(
     }
 
     def cli(*args: str) -> dict[str, object]:
-        done = subprocess.run(
-            [sys.executable, "-m", "tenure", *args],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
-        )
+        done = run_tenure(env, *args)
         assert done.returncode in (0, 1), done.stderr
         doc: dict[str, object] = json.loads(done.stdout)
         return doc
@@ -333,14 +338,7 @@ def test_the_verbs_know_which_families_the_root_has(
     env = {**os.environ, **FAST, "TENURE_ROOT": str(root)}
 
     def tenure_cli(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-m", "tenure", *args],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
+        return run_tenure(env, *args)
 
     for verb in ("stop", "status"):
         unknown = tenure_cli(verb, "nosuchfamily")
@@ -750,14 +748,7 @@ def test_every_holder_writes_its_life_to_the_familys_log(
     env = {**os.environ, **FAST, "TENURE_ROOT": str(root)}
 
     def logs(family: str, *args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-m", "tenure", "logs", family, *args],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
+        return run_tenure(env, "logs", family, *args)
 
     by_hand = start(root, proc_registry)
     wrapper, _child = run_wrapped(root, proc_registry, "1.0")
@@ -773,8 +764,9 @@ def test_every_holder_writes_its_life_to_the_familys_log(
         assert "retiring: " in said, said
         assert "left epoch 1" in said, said
     spawned = ensure_via_cli(root, "1.1", proc_registry)
-    shown = logs("indexer", "-n", "1").stdout
-    assert f"tenure[{spawned['pid']}] holding indexer lease epoch 2: version 1.1" in shown
+    # `ensure` returns once the record names the daemon, a moment before it logs holding.
+    line = f"tenure[{spawned['pid']}] holding indexer lease epoch 2: version 1.1"
+    wait_for(lambda: line in logs("indexer", "-n", "5").stdout, what="the spawned daemon's line")
     bad = logs("indexer", "--since", "ten minutes")
     assert bad.returncode == 2
     assert "not a duration" in bad.stderr
@@ -790,14 +782,7 @@ def test_run_detach_then_stop_then_start_serves_again(
     env = {**os.environ, **FAST, "TENURE_ROOT": str(root), "SECRET_TOKEN": "s3cr3t"}
 
     def cli(*args: str) -> subprocess.CompletedProcess[str]:
-        done = subprocess.run(
-            [sys.executable, "-m", "tenure", *args],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
-        )
+        done = run_tenure(env, *args)
         for pid in re.findall(r"pid (\d+)", done.stdout):
             proc_registry.track(int(pid))
         return done
