@@ -235,14 +235,15 @@ def restart_cmd(
         start_or_restart("restart", FAMILIES[name], root, legacy_root, as_json)
         return
     the_root = _known(name, root)
-    if _start_command(name, the_root) is not None:
+    how = _start_command(name, the_root)
+    if how is not None:
         from tenure.requester.ensure import stop  # noqa: PLC0415
 
         try:
             stop(name, the_root)
         except (TenureError, OSError) as exc:
             fail(exc, as_json)
-        _start_recorded(name, the_root, as_json)
+        _start_recorded(name, the_root, how, as_json)
         return
     note(f"no command is recorded for {name}: {NO_COMMAND}")
     error(
@@ -272,10 +273,11 @@ def start_cmd(
         start_or_restart("start", FAMILIES[name], root, legacy_root, as_json)
         return
     the_root = _known(name, root)
-    if _start_command(name, the_root) is None:
+    how = _start_command(name, the_root)
+    if how is None:
         error(f"no command is recorded for {name}: {NO_COMMAND}")
         raise typer.Exit(EXIT_ATTENTION)
-    _start_recorded(name, the_root, as_json)
+    _start_recorded(name, the_root, how, as_json)
 
 
 def _start_command(name: str, root: Path) -> Recorded | None:
@@ -284,12 +286,10 @@ def _start_command(name: str, root: Path) -> Recorded | None:
     return recorded(root, name)
 
 
-def _start_recorded(name: str, root: Path, as_json: bool) -> None:
+def _start_recorded(name: str, root: Path, how: Recorded, as_json: bool) -> None:
     """`tenure.ensure` with the recorded command: reused, started or superseded."""
     from tenure.requester.ensure import ensure  # noqa: PLC0415
 
-    how = _start_command(name, root)
-    assert how is not None
     try:
         found = ensure(
             name, how.command, version=how.version, ports=how.ports, root=root, cwd=how.cwd

@@ -34,7 +34,7 @@ def warn_overlaps(root: Path, family: str, ports: tuple[int, int]) -> None:
     from tenure.protocol.leases import recorded_ranges  # noqa: PLC0415
 
     try:
-        others = [r for r in recorded_ranges(root) if r[0] != family]
+        others = recorded_ranges(root, skip=family)
     except OSError:
         return
     for mine, other, lo, hi in overlaps([(family, *ports), *others]):

@@ -10,7 +10,7 @@ from pathlib import Path
 from tenure.adapters.root import RootLayout
 from tenure.adapters.store import LeaseStore, read_record_at
 from tenure.core.families import FAMILIES
-from tenure.core.inputs import split_key
+from tenure.core.inputs import lease_key, split_key
 from tenure.core.record import LeaseRecord, LeaseState
 
 
@@ -94,16 +94,18 @@ def ports_taken(mine: LeaseStore) -> set[int]:
     return taken
 
 
-def recorded_ranges(root: Path) -> list[tuple[str, int, int]]:
-    """(family, lo, hi) of every family of the root with a port range: the built-in ones, and
-    each other family as its user-scope record (else its first scoped one) records it."""
-    out = [(f.name, f.lo, f.hi) for f in FAMILIES.values()]
-    for name in family_names(root):
-        if name in FAMILIES:
+def recorded_ranges(root: Path, skip: str | None = None) -> list[tuple[str, int, int]]:
+    """(family, lo, hi) of every family of the root with a port range (but `skip`): the
+    built-in ones, and each other family as the first of its records that names one. One
+    listing and at most a read per record until each family is found — a start pays this,
+    however many scopes a family has."""
+    out = [(f.name, f.lo, f.hi) for f in FAMILIES.values() if f.name != skip]
+    found = {skip, *FAMILIES}
+    for name, digest in _lease_keys(root):
+        if name in found:
             continue
-        for store in [LeaseStore(root, name), *scoped_stores(root, name)[:1]]:
-            rec = store.read()
-            if isinstance(rec, LeaseRecord) and rec.ports is not None:
-                out.append((name, *rec.ports))
-                break
+        rec = read_record_at(RootLayout(root).record(lease_key(name, digest)))
+        if isinstance(rec, LeaseRecord) and rec.family == name and rec.ports is not None:
+            out.append((name, *rec.ports))
+            found.add(name)
     return out
